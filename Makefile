@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both install what they need (scripts/bootstrap) into .venv first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench clean
+
+all: test
+
+bootstrap:
+	@scripts/bootstrap
+
+## demo: run the main job (for now a scripted villager session through the CLI)
+demo: bootstrap
+	@scripts/demo
+
+## test: lint, type-check and run every test (under 15 minutes on 2 cores)
+test: bootstrap lint typecheck firmware pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+## firmware: compile-check, type-check and test the Pico scale firmware under MicroPython
+firmware:
+	@scripts/check-firmware
+
+pytest:
+	$(BIN)/python -m pytest -q -m "not soak" $(PYTEST_ARGS)
+
+## soak: the long runs (hundreds of SIGKILLs) kept out of `make test`
+soak: bootstrap
+	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
+
+## bench: benchmarks against raw baselines measured in the same run
+bench: bootstrap
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache .hypothesis demo-data build *.egg-info

@@ -1,0 +1,182 @@
+"""Ledger entries, their canonical bytes and the hash chain.
+
+An entry is immutable. Its hash is
+
+    h = SHA-256(prev_h ‖ canonical_bytes(entry))      prev_h of seq 1 = 32 zero bytes
+
+`canonical_bytes` is UTF-8 JSON of every field except `h`, keys sorted, no
+whitespace, integers as integers, absent values as null (format version 1, in
+the field `v`). Central recomputes the same bytes from the synced fields, so this
+function is the contract between kiosk and central: change it only with a new `v`.
+
+Signed quantities make every total a plain sum: a reversal carries the negated
+grams, points, CO2e and stock of the entry it cancels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from enum import StrEnum
+from typing import Any
+
+CANONICAL_VERSION = 1
+GENESIS_H = bytes(32)
+
+
+class Kind(StrEnum):
+    ENROL = "enrol"
+    DEPOSIT = "deposit"
+    REDEEM = "redeem"
+    AWARD = "award"
+    REVERSAL = "reversal"
+    RESTOCK = "restock"
+    ADJUST_STOCK = "adjust_stock"
+    VILLAGER_STATUS = "villager_status"
+
+
+# Kinds a staff member may reverse. Enrolments and status changes are undone by
+# another status change; a reversal is never itself reversed.
+REVERSIBLE = frozenset({Kind.DEPOSIT, Kind.REDEEM, Kind.AWARD, Kind.RESTOCK, Kind.ADJUST_STOCK})
+
+
+@dataclass(frozen=True)
+class Entry:
+    device_id: str
+    seq: int
+    entry_id: str
+    kind: Kind
+    wall_ms: int
+    clock_ok: bool
+    boot_id: str
+    mono_ms: int
+    passbook_id: str | None = None
+    category: str | None = None
+    grams: int | None = None
+    points: int = 0
+    co2e_g: int = 0
+    item_id: str | None = None
+    qty: int | None = None  # stock delta of item_id
+    ref_seq: int | None = None  # the entry a reversal cancels
+    staff_id: str | None = None
+    reason: str | None = None
+    rules_version: str | None = None
+    flags: str = ""  # comma-separated review flags, e.g. "burst,heavy"
+    data: Mapping[str, str] = field(default_factory=dict)  # kind-specific text fields
+
+    def fields(self) -> dict[str, Any]:
+        # Shallow on purpose: dataclasses.asdict deep-copies and was a third of a deposit.
+        d = {name: getattr(self, name) for name in _FIELD_NAMES}
+        d["kind"] = str(self.kind)
+        d["data"] = dict(self.data)
+        return d
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclass_fields(Entry))
+
+
+def canonical_bytes(entry: Entry) -> bytes:
+    payload = entry.fields()
+    payload["v"] = CANONICAL_VERSION
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def chain_hash(prev_h: bytes, entry: Entry) -> bytes:
+    return hashlib.sha256(prev_h + canonical_bytes(entry)).digest()
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of checking a chain; `first_bad_seq` is None when it is intact."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+    head_seq: int = 0
+    head_h: str = GENESIS_H.hex()
+
+
+def check_chain(
+    rows: Iterable[tuple[Entry, bytes]],
+    *,
+    device_id: str,
+    expected_head: tuple[int, str] | None = None,
+) -> ChainReport:
+    """Walk (entry, stored h) pairs in seq order and say where the chain first breaks.
+
+    Detects an edited row (its hash no longer matches), a deleted row (a gap in
+    seq), reordered rows (seq and hash disagree), a foreign device id, and, given
+    the head recorded beside the entries, a truncated tail.
+    """
+    prev = GENESIS_H
+    expected_seq = 1
+    checked = 0
+    for entry, stored_h in rows:
+        if entry.seq != expected_seq:
+            problem = (
+                f"entry seq {expected_seq} is missing (deleted or reordered); "
+                f"found seq {entry.seq} next"
+            )
+            return ChainReport(False, checked, expected_seq, problem, expected_seq - 1, prev.hex())
+        if entry.device_id != device_id:
+            return ChainReport(
+                False,
+                checked,
+                entry.seq,
+                f"entry seq {entry.seq} names device {entry.device_id!r}, "
+                f"this ledger is {device_id!r}",
+                entry.seq - 1,
+                prev.hex(),
+            )
+        h = chain_hash(prev, entry)
+        if h != stored_h:
+            return ChainReport(
+                False,
+                checked,
+                entry.seq,
+                f"entry seq {entry.seq} does not match its hash "
+                "(changed after it was written, or rows swapped)",
+                entry.seq - 1,
+                prev.hex(),
+            )
+        prev = h
+        expected_seq += 1
+        checked += 1
+    head_seq = expected_seq - 1
+    if expected_head is not None:
+        want_seq, want_h = expected_head
+        if want_seq > head_seq:
+            return ChainReport(
+                False,
+                checked,
+                head_seq + 1,
+                f"entries {head_seq + 1}..{want_seq} are missing (the ledger's tail was cut off)",
+                head_seq,
+                prev.hex(),
+            )
+        if want_seq < head_seq:
+            return ChainReport(
+                False,
+                checked,
+                want_seq + 1,
+                f"entries {want_seq + 1}..{head_seq} were not written by the "
+                "ledger (appended behind its back)",
+                head_seq,
+                prev.hex(),
+            )
+        if want_h != prev.hex():
+            return ChainReport(
+                False,
+                checked,
+                head_seq,
+                f"the recorded head hash does not match entry seq {head_seq}",
+                head_seq,
+                prev.hex(),
+            )
+    return ChainReport(True, checked, None, "", head_seq, prev.hex())

@@ -1,0 +1,600 @@
+"""The kiosk's ledger: append-only, hash-chained entries in one SQLite file.
+
+Every write method validates inside one durable transaction and either appends
+its entries (and updates the state tables beside them) or raises `Refused` with
+a reason code and writes nothing. When a write method returns, the entry is on
+disk: the kiosk may beep.
+
+Balances and stock are derived from entries (plus central's snapshot, DESIGN §3),
+never stored, so they cannot drift from the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge import queries as q
+from edge.clock import Clock, SystemClock, uuid7
+from edge.entries import GENESIS_H, ChainReport, Entry, Kind, chain_hash, check_chain
+from edge.queries import Item, Villager
+from edge.rules import Rules, parse_rules
+from edge.staff import PinPolicy, StaffMember
+from edge.store import Store
+from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
+
+_ENTRY_COLUMNS = (
+    "seq",
+    "entry_id",
+    "device_id",
+    "kind",
+    "passbook_id",
+    "category",
+    "grams",
+    "points",
+    "co2e_g",
+    "item_id",
+    "qty",
+    "ref_seq",
+    "staff_id",
+    "reason",
+    "rules_version",
+    "wall_ms",
+    "clock_ok",
+    "boot_id",
+    "mono_ms",
+    "flags",
+    "data",
+)
+_SELECT_ENTRY = f"SELECT {', '.join(_ENTRY_COLUMNS)}, h FROM entries"
+
+
+def entry_from_row(row: Sequence[Any]) -> tuple[Entry, bytes]:
+    values = dict(zip(_ENTRY_COLUMNS, row, strict=False))
+    values["kind"] = Kind(values["kind"])
+    values["clock_ok"] = bool(values["clock_ok"])
+    values["data"] = json.loads(values["data"])
+    return Entry(**values), bytes(row[len(_ENTRY_COLUMNS)])
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry: Entry
+    balance: int  # the passbook's balance after this entry
+
+
+def _neg(value: int | None) -> int | None:
+    return None if value is None else -value
+
+
+class Ledger:
+    """The ledger of one kiosk (one device id, one village)."""
+
+    def __init__(
+        self, store: Store, clock: Clock | None = None, *, pin_policy: PinPolicy | None = None
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.pin_policy = pin_policy or PinPolicy()
+        meta = self._meta()
+        if "device_id" not in meta:
+            raise LedgerError(
+                f"{store.path}: not an initialised ledger (run `greenpass ledger init`)"
+            )
+        self.device_id = meta["device_id"]
+        self.village = meta["village"]
+        self.rules = self._load_rules(meta["rules_version"])
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        device_id: str,
+        village: str,
+        rules: Rules,
+        clock: Clock | None = None,
+    ) -> Ledger:
+        """Initialise a new ledger file (refused if it already holds one)."""
+        q.check_id("device_id", device_id)
+        q.check_id("village", village)
+        if rules.village not in ("*", village):
+            raise RulesError(
+                f"rules {rules.version!r} are for village {rules.village!r}, not {village!r}"
+            )
+        store = Store(path)
+        clk = clock or SystemClock()
+        if store.query("SELECT 1 FROM meta WHERE key = 'device_id'"):
+            store.close()
+            raise LedgerError(f"{path}: already holds a ledger; refusing to re-initialise")
+        with store.write() as conn:
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("device_id", device_id),
+                    ("village", village),
+                    ("rules_version", rules.version),
+                    ("head_seq", "0"),
+                    ("head_h", GENESIS_H.hex()),
+                    ("created_ms", str(clk.wall_ms())),
+                ],
+            )
+            conn.execute(
+                "INSERT INTO rules(version, text, installed_ms) VALUES (?, ?, ?)",
+                (rules.version, rules.text, clk.wall_ms()),
+            )
+        return cls(store, clk)
+
+    @classmethod
+    def open(cls, path: str | Path, clock: Clock | None = None) -> Ledger:
+        if str(path) != ":memory:" and not Path(path).exists():
+            raise LedgerError(f"{path}: no ledger here (run `greenpass ledger init`)")
+        return cls(Store(path), clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.store.query("SELECT key, value FROM meta")}
+
+    def _load_rules(self, version: str) -> Rules:
+        rows = self.store.query("SELECT text FROM rules WHERE version = ?", (version,))
+        if not rows:
+            raise IntegrityError(f"{self.store.path}: active rules {version!r} are missing")
+        return parse_rules(rows[0]["text"], f"<rules {version}>")
+
+    # --- the append core ----------------------------------------------------------------
+
+    def _append(
+        self, conn: sqlite3.Connection, kind: Kind, now: tuple[int, bool, int], **fields: Any
+    ) -> Entry:
+        row = conn.execute("SELECT seq, h FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_h = (row[0], bytes(row[1])) if row else (0, GENESIS_H)
+        wall, ok, mono = now
+        entry = Entry(
+            device_id=self.device_id,
+            seq=seq + 1,
+            entry_id=str(uuid7(wall)),
+            kind=kind,
+            wall_ms=wall,
+            clock_ok=ok,
+            boot_id=self.clock.boot_id,
+            mono_ms=mono,
+            **fields,
+        )
+        h = chain_hash(prev_h, entry)
+        values = entry.fields()
+        values["data"] = json.dumps(values["data"], sort_keys=True, ensure_ascii=False)
+        values["clock_ok"] = int(entry.clock_ok)
+        conn.execute(
+            f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}, h) "
+            f"VALUES ({', '.join('?' * len(_ENTRY_COLUMNS))}, ?)",
+            [*(values[c] for c in _ENTRY_COLUMNS), h],
+        )
+        conn.execute(
+            "UPDATE meta SET value = CASE key WHEN 'head_seq' THEN ?1 ELSE ?2 END "
+            "WHERE key IN ('head_seq', 'head_h')",
+            (str(entry.seq), h.hex()),
+        )
+        return entry
+
+    def _now(self) -> tuple[int, bool, int]:
+        return self.clock.wall_ms(), self.clock.clock_ok(), self.clock.mono_ms()
+
+    def _staff(self, conn: sqlite3.Connection, staff_id: str, *roles: str) -> StaffMember:
+        member = q.staff_member(conn, staff_id)
+        if member is None:
+            raise Refused("unknown_staff", f"no staff member {staff_id!r}")
+        if not member.active:
+            raise Refused("staff_inactive", f"staff member {staff_id!r} is deactivated")
+        if roles and member.role not in roles:
+            raise Refused("not_allowed", f"{member.role} {staff_id!r} may not do this")
+        return member
+
+    def _villager(self, conn: sqlite3.Connection, passbook_id: str) -> Villager:
+        v = q.villager(conn, passbook_id)
+        if v is None:
+            raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+        if v.village != self.village:
+            raise Refused(
+                "foreign_village",
+                f"passbook {passbook_id!r} belongs to village "
+                f"{v.village!r}, this kiosk is {self.village!r}",
+            )
+        if v.status == "revoked":
+            raise Refused("revoked_passbook", f"passbook {passbook_id!r} has been revoked")
+        if v.status != "active":
+            raise Refused("inactive_villager", f"villager {passbook_id!r} is {v.status}")
+        return v
+
+    # --- villagers ----------------------------------------------------------------------
+
+    def enrol(self, household_name: str, *, staff_id: str, passbook_id: str | None = None) -> Entry:
+        name = household_name.strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            raise Refused("bad_name", "the household name must be 1 to 64 printable characters")
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            if passbook_id is None:
+                n = conn.execute("SELECT count(*) FROM entries WHERE kind = 'enrol'").fetchone()
+                passbook_id = f"{self.device_id}-{n[0] + 1:05d}"
+            q.check_id("passbook_id", passbook_id, code="bad_passbook_id")
+            if q.villager(conn, passbook_id) is not None:
+                raise Refused("passbook_exists", f"passbook {passbook_id!r} is already enrolled")
+            now = self._now()
+            entry = self._append(
+                conn,
+                Kind.ENROL,
+                now,
+                passbook_id=passbook_id,
+                staff_id=staff_id,
+                data={"household_name": name, "village": self.village},
+            )
+            conn.execute(
+                "INSERT INTO villagers VALUES (?, ?, ?, 'active', ?, ?)",
+                (passbook_id, name, self.village, entry.seq, now[0]),
+            )
+        return entry
+
+    def set_villager_status(
+        self, passbook_id: str, status: str, *, staff_id: str, reason: str
+    ) -> Entry:
+        if status not in ("active", "inactive", "revoked"):
+            raise Refused("bad_status", "status is one of active, inactive, revoked")
+        reason = q.check_reason(reason)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            if q.villager(conn, passbook_id) is None:
+                raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+            now = self._now()
+            entry = self._append(
+                conn,
+                Kind.VILLAGER_STATUS,
+                now,
+                passbook_id=passbook_id,
+                staff_id=staff_id,
+                reason=reason,
+                data={"status": status},
+            )
+            conn.execute(
+                "UPDATE villagers SET status = ?, updated_ms = ? WHERE passbook_id = ?",
+                (status, now[0], passbook_id),
+            )
+        return entry
+
+    # --- points -------------------------------------------------------------------------
+
+    def deposit(self, passbook_id: str, category: str, grams: int) -> Entry:
+        """Record a weighed deposit. Refused (nothing written) on any rule."""
+        if isinstance(grams, bool) or not isinstance(grams, int) or grams <= 0:
+            raise Refused(
+                "bad_weight", f"weight must be a positive whole number of grams, got {grams!r}"
+            )
+        cat = self.rules.category(category)
+        if cat is None:
+            raise Refused(
+                "unknown_category", f"no waste category {category!r} in rules {self.rules.version}"
+            )
+        if grams < cat.min_grams:
+            raise Refused(
+                "too_light",
+                f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}",
+            )
+        if grams > cat.max_grams:
+            raise Refused(
+                "too_heavy",
+                f"{grams} g is above the most one deposit of "
+                f"{cat.name_en} may weigh ({cat.max_grams} g)",
+            )
+        with self.store.write() as conn:
+            self._villager(conn, passbook_id)
+            now = self._now()
+            flags = q.deposit_checks(
+                conn, self.rules, cat, passbook_id, grams, now, self.clock.boot_id
+            )
+            return self._append(
+                conn,
+                Kind.DEPOSIT,
+                now,
+                passbook_id=passbook_id,
+                category=category,
+                grams=grams,
+                points=cat.points_for(grams),
+                co2e_g=cat.co2e_for(grams),
+                rules_version=self.rules.version,
+                flags=",".join(flags),
+            )
+
+    def award(self, passbook_id: str, points: int, *, staff_id: str, reason: str) -> Entry:
+        limit = self.rules.max_award_points
+        if isinstance(points, bool) or not isinstance(points, int) or not 0 < points <= limit:
+            raise Refused("bad_points", f"an award is 1 to {limit} points, got {points!r}")
+        reason = q.check_reason(reason)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            self._villager(conn, passbook_id)
+            return self._append(
+                conn,
+                Kind.AWARD,
+                self._now(),
+                passbook_id=passbook_id,
+                points=points,
+                staff_id=staff_id,
+                reason=reason,
+                rules_version=self.rules.version,
+            )
+
+    def redeem(
+        self, passbook_id: str, items: Sequence[tuple[str, int]], *, staff_id: str
+    ) -> list[Entry]:
+        """Exchange points for goods: one entry per item, all or nothing."""
+        cart = q.check_cart(items)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            self._villager(conn, passbook_id)
+            total = 0
+            priced: list[tuple[str, int, int]] = []
+            for item_id, qty in cart.items():
+                item = q.item(conn, item_id)
+                if item is None or not item.active:
+                    raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
+                if item.stock < qty:
+                    raise Refused(
+                        "out_of_stock", f"only {item.stock} of {item.name_en} left, {qty} asked"
+                    )
+                total += item.points_price * qty
+                priced.append((item_id, qty, item.points_price))
+            balance = q.balance(conn, passbook_id)
+            if balance < total:
+                raise Refused(
+                    "insufficient_points", f"needs {total} points, the passbook has {balance}"
+                )
+            now = self._now()
+            return [
+                self._append(
+                    conn,
+                    Kind.REDEEM,
+                    now,
+                    passbook_id=passbook_id,
+                    item_id=item_id,
+                    qty=-qty,
+                    points=-price * qty,
+                    staff_id=staff_id,
+                    rules_version=self.rules.version,
+                )
+                for item_id, qty, price in priced
+            ]
+
+    def reverse(self, seq: int, *, staff_id: str, reason: str) -> Entry:
+        """Cancel an earlier entry with a new one that negates it (at most once)."""
+        reason = q.check_reason(reason)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            target = self._entry(conn, seq)
+            q.check_reversible(conn, target)
+            if target.passbook_id is not None and target.points > 0:
+                balance = q.balance(conn, target.passbook_id)
+                if balance < target.points:
+                    raise Refused(
+                        "insufficient_points",
+                        f"reversing takes {target.points} "
+                        f"points but the passbook has {balance} (already spent)",
+                    )
+            if target.item_id is not None and target.qty is not None and target.qty > 0:
+                stock = q.stock(conn, target.item_id)
+                if stock < target.qty:
+                    raise Refused(
+                        "out_of_stock",
+                        f"reversing removes {target.qty} from stock but only {stock} are left",
+                    )
+            return self._append(
+                conn,
+                Kind.REVERSAL,
+                self._now(),
+                passbook_id=target.passbook_id,
+                category=target.category,
+                grams=_neg(target.grams),
+                points=-target.points,
+                co2e_g=-target.co2e_g,
+                item_id=target.item_id,
+                qty=_neg(target.qty),
+                ref_seq=target.seq,
+                staff_id=staff_id,
+                reason=reason,
+                rules_version=target.rules_version,
+            )
+
+    # --- catalogue and stock ------------------------------------------------------------
+
+    def put_item(
+        self,
+        item_id: str,
+        *,
+        name_zh: str,
+        name_en: str,
+        points_price: int,
+        staff_id: str,
+        active: bool = True,
+    ) -> None:
+        """Add or change a catalogue item (admin). Stock moves only through entries."""
+        q.check_id("item_id", item_id, code="bad_item_id")
+        if isinstance(points_price, bool) or not isinstance(points_price, int) or points_price <= 0:
+            raise Refused(
+                "bad_price", f"a price is a positive number of points, got {points_price!r}"
+            )
+        if not name_zh.strip() or not name_en.strip():
+            raise Refused("bad_name", "an item needs a Chinese and an English name")
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "admin")
+            conn.execute(
+                "INSERT INTO catalogue VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE "
+                "SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
+                "points_price = excluded.points_price, active = excluded.active",
+                (item_id, name_zh.strip(), name_en.strip(), points_price, int(active)),
+            )
+
+    def restock(self, item_id: str, qty: int, *, staff_id: str) -> Entry:
+        q.check_qty(qty)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            if q.item(conn, item_id) is None:
+                raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
+            return self._append(
+                conn, Kind.RESTOCK, self._now(), item_id=item_id, qty=qty, staff_id=staff_id
+            )
+
+    def adjust_stock(self, item_id: str, delta: int, *, staff_id: str, reason: str) -> Entry:
+        """Correct stock after a count (breakage, loss): a signed delta with a reason."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+            raise Refused(
+                "bad_quantity", f"an adjustment is a non-zero whole number, got {delta!r}"
+            )
+        reason = q.check_reason(reason)
+        with self.store.write() as conn:
+            self._staff(conn, staff_id, "staff", "admin")
+            if q.item(conn, item_id) is None:
+                raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
+            if q.stock(conn, item_id) + delta < 0:
+                raise Refused("out_of_stock", "stock cannot go below zero")
+            return self._append(
+                conn,
+                Kind.ADJUST_STOCK,
+                self._now(),
+                item_id=item_id,
+                qty=delta,
+                staff_id=staff_id,
+                reason=reason,
+            )
+
+    # --- rules and central's snapshot ---------------------------------------------------
+
+    def install_rules(self, rules: Rules) -> bool:
+        """Make `rules` active. False if already active; a reused version with other text is
+        refused, because entries name their rules by version."""
+        if rules.village not in ("*", self.village):
+            raise RulesError(
+                f"rules {rules.version!r} are for village {rules.village!r}, not {self.village!r}"
+            )
+        with self.store.write() as conn:
+            row = conn.execute(
+                "SELECT text FROM rules WHERE version = ?", (rules.version,)
+            ).fetchone()
+            if row is not None and row[0] != rules.text:
+                raise RulesError(
+                    f"rules version {rules.version!r} is already installed with "
+                    "different content; give the new file a new version"
+                )
+            if row is None:
+                conn.execute(
+                    "INSERT INTO rules VALUES (?, ?, ?)",
+                    (rules.version, rules.text, self.clock.wall_ms()),
+                )
+            if self.rules.version == rules.version:
+                return False
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'rules_version'", (rules.version,))
+        self.rules = rules
+        return True
+
+    def apply_snapshot(self, version: int, included_seq: int, balances: dict[str, int]) -> bool:
+        """Take central's balances as of this device's `included_seq`. An older or equal
+        version is ignored (False); the swap is atomic."""
+        with self.store.write() as conn:
+            row = conn.execute("SELECT version FROM snapshot WHERE id = 1").fetchone()
+            if row is not None and row[0] >= version:
+                return False
+            head = conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+            if not 0 <= included_seq <= head:
+                raise IntegrityError(
+                    f"central's snapshot includes seq {included_seq} but this ledger ends at "
+                    f"{head}: the ledger file was replaced or restored; stop and call support"
+                )
+            conn.execute("DELETE FROM snapshot_balances")
+            conn.executemany("INSERT INTO snapshot_balances VALUES (?, ?)", balances.items())
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?)",
+                (version, included_seq, self.clock.wall_ms()),
+            )
+        return True
+
+    # --- staff --------------------------------------------------------------------------
+
+    def add_staff(
+        self, staff_id: str, *, name: str, role: str, pin: str, by_staff_id: str | None = None
+    ) -> StaffMember:
+        """Add a staff member. Needs an admin, except for the very first one."""
+        return q.add_staff(
+            self.store, staff_id, name=name, role=role, pin=pin, by_staff_id=by_staff_id
+        )
+
+    def authenticate(self, staff_id: str, pin: str) -> StaffMember:
+        """Check a PIN; wrong PINs count toward a lockout that survives restarts."""
+        return q.authenticate(self.store, self.pin_policy, self.clock.wall_ms(), staff_id, pin)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _entry(self, conn: sqlite3.Connection, seq: int) -> Entry:
+        row = conn.execute(f"{_SELECT_ENTRY} WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise Refused("unknown_entry", f"no entry with seq {seq!r}")
+        return entry_from_row(row)[0]
+
+    def entry(self, seq: int) -> Entry:
+        return self._entry(self.store.conn, seq)
+
+    def iter_entries(self, after_seq: int = 0) -> Iterator[tuple[Entry, bytes]]:
+        cur = self.store.conn.execute(f"{_SELECT_ENTRY} WHERE seq > ? ORDER BY seq", (after_seq,))
+        for row in cur:
+            yield entry_from_row(row)
+
+    def balance(self, passbook_id: str) -> int:
+        return q.balance(self.store.conn, passbook_id)
+
+    def stock(self, item_id: str) -> int:
+        return q.stock(self.store.conn, item_id)
+
+    def villager(self, passbook_id: str) -> Villager | None:
+        return q.villager(self.store.conn, passbook_id)
+
+    def item(self, item_id: str) -> Item | None:
+        return q.item(self.store.conn, item_id)
+
+    def catalogue(self) -> list[Item]:
+        return q.catalogue(self.store.conn)
+
+    def statement(self, passbook_id: str) -> list[StatementLine]:
+        with self.store.read() as conn:
+            if q.villager(conn, passbook_id) is None:
+                raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+            rows = conn.execute(
+                f"{_SELECT_ENTRY} WHERE passbook_id = ? ORDER BY seq", (passbook_id,)
+            ).fetchall()
+            entries = [entry_from_row(r)[0] for r in rows]
+            running = q.balance(conn, passbook_id) - sum(e.points for e in entries)
+        lines = []
+        for e in entries:
+            running += e.points
+            lines.append(StatementLine(e, running))
+        return lines
+
+    def head(self) -> tuple[int, str]:
+        meta = self._meta()
+        return int(meta["head_seq"]), meta["head_h"]
+
+    def verify(self) -> ChainReport:
+        """Recompute the whole chain and compare it with the recorded head."""
+        with self.store.read():
+            return check_chain(
+                self.iter_entries(), device_id=self.device_id, expected_head=self.head()
+            )

@@ -1,0 +1,115 @@
+"""Numbered schema migrations of the kiosk ledger, applied in order, recorded in
+`schema_migrations`. Never edit a released migration: add the next number.
+
+Tables:
+- `meta`: this ledger's identity (device id, village), the chain head, the active
+  rules version, the last seq central acknowledged.
+- `entries`: the append-only, hash-chained ledger (triggers refuse UPDATE and DELETE).
+- `villagers`, `staff`, `catalogue`: current state. Villagers and stock are kept
+  in step with entries in the same transaction; balances and stock are always
+  derived from entries, never stored.
+- `rules`: every rules file ever installed, by version, so any entry's pricing
+  can be audited.
+- `snapshot`, `snapshot_balances`: central's balances as of `included_seq` of
+  this device (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "ledger",
+        """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE entries (
+    seq           INTEGER PRIMARY KEY,
+    entry_id      TEXT NOT NULL UNIQUE,
+    device_id     TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('enrol', 'deposit', 'redeem', 'award',
+                      'reversal', 'restock', 'adjust_stock', 'villager_status')),
+    passbook_id   TEXT,
+    category      TEXT,
+    grams         INTEGER,
+    points        INTEGER NOT NULL DEFAULT 0,
+    co2e_g        INTEGER NOT NULL DEFAULT 0,
+    item_id       TEXT,
+    qty           INTEGER,
+    ref_seq       INTEGER,
+    staff_id      TEXT,
+    reason        TEXT,
+    rules_version TEXT,
+    wall_ms       INTEGER NOT NULL,
+    clock_ok      INTEGER NOT NULL CHECK (clock_ok IN (0, 1)),
+    boot_id       TEXT NOT NULL,
+    mono_ms       INTEGER NOT NULL,
+    flags         TEXT NOT NULL DEFAULT '',
+    data          TEXT NOT NULL DEFAULT '{}',
+    h             BLOB NOT NULL CHECK (length(h) = 32)
+) STRICT;
+
+CREATE INDEX entries_passbook ON entries (passbook_id, seq) WHERE passbook_id IS NOT NULL;
+CREATE INDEX entries_item ON entries (item_id) WHERE item_id IS NOT NULL;
+CREATE UNIQUE INDEX entries_reversed_once ON entries (ref_seq) WHERE kind = 'reversal';
+
+CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+BEGIN
+    SELECT RAISE(ABORT, 'ledger entries are append-only: post a reversal instead');
+END;
+
+CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+BEGIN
+    SELECT RAISE(ABORT, 'ledger entries are append-only: post a reversal instead');
+END;
+
+CREATE TABLE villagers (
+    passbook_id    TEXT PRIMARY KEY,
+    household_name TEXT NOT NULL,
+    village        TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    enrolled_seq   INTEGER,
+    updated_ms     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE staff (
+    staff_id        TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    role            TEXT NOT NULL CHECK (role IN ('staff', 'admin', 'technician')),
+    pin_hash        TEXT NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms INTEGER NOT NULL DEFAULT 0,
+    active          INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1))
+) STRICT;
+
+CREATE TABLE catalogue (
+    item_id      TEXT PRIMARY KEY,
+    name_zh      TEXT NOT NULL,
+    name_en      TEXT NOT NULL,
+    points_price INTEGER NOT NULL CHECK (points_price > 0),
+    active       INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1))
+) STRICT;
+
+CREATE TABLE rules (
+    version      TEXT PRIMARY KEY,
+    text         TEXT NOT NULL,
+    installed_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE snapshot (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    version      INTEGER NOT NULL,
+    included_seq INTEGER NOT NULL CHECK (included_seq >= 0),
+    received_ms  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE snapshot_balances (
+    passbook_id TEXT PRIMARY KEY,
+    points      INTEGER NOT NULL
+) STRICT;
+""",
+    ),
+]

@@ -1,0 +1,5 @@
+import sys
+
+from greenpass.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""The project's one exception tree.
+
+    GreenPassError                      root: `except GreenPassError` catches all of ours
+    ├── ConfigError (ValueError)        a config or rules file is wrong; names the key and line
+    │   └── RulesError
+    ├── LedgerError                     the ledger cannot do what was asked
+    │   ├── Refused                     a business rule said no; carries a `code` the UI shows
+    │   ├── StorageError (OSError)      the database file could not be read or written
+    │   └── IntegrityError              the stored chain or schema is not what it must be
+    └── HardwareError (OSError)         a device failed; hardware/ subclasses it
+
+Each class is also the matching built-in where one fits, so callers that only
+know Python's own errors still catch ours (the gpiozero habit).
+"""
+
+from __future__ import annotations
+
+
+class GreenPassError(Exception):
+    """Root of every error raised on purpose by this project."""
+
+
+class ConfigError(GreenPassError, ValueError):
+    """A configuration file is invalid. `key` and `line` say where, when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        where = []
+        if path:
+            where.append(str(path) + (f":{line}" if line else ""))
+        if key:
+            where.append(f"key '{key}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.path = path
+        self.key = key
+        self.line = line
+
+
+class RulesError(ConfigError):
+    """A village rules file is invalid."""
+
+
+class LedgerError(GreenPassError):
+    """The ledger could not carry out an operation."""
+
+
+class Refused(LedgerError):
+    """A business rule refused the operation; nothing was written.
+
+    `code` is a stable machine-readable reason (e.g. ``too_light``, ``daily_cap``)
+    that the kiosk UI maps to a picture and plain words.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StorageError(LedgerError, OSError):
+    """The ledger database could not be opened, read or written (disk full, locked, I/O)."""
+
+
+class IntegrityError(LedgerError):
+    """The stored ledger is damaged or was changed outside the ledger."""
+
+
+class HardwareError(GreenPassError, OSError):
+    """A device (scale, scanner, GPIO) failed or sent something we cannot use."""

@@ -1,0 +1,41 @@
+"""Fixtures shared by every test: real SQLite files in tmp_path, a clock that moves
+only when told (the kiosk's clock is a hardware boundary)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.clock import FixedClock
+from edge.ledger import Ledger
+from edge.rules import default_rules
+
+PIN = "2468"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def make_ledger(path: Path | str, clock: FixedClock) -> Ledger:
+    ledger = Ledger.create(path, device_id="K1", village="V1", rules=default_rules(),
+                           clock=clock)
+    ledger.add_staff("S1", name="Staff One", role="admin", pin=PIN)
+    return ledger
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: FixedClock) -> Iterator[Ledger]:
+    led = make_ledger(tmp_path / "ledger.db", clock)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def villager(ledger: Ledger) -> str:
+    entry = ledger.enrol("Li household", staff_id="S1")
+    assert entry.passbook_id is not None
+    return entry.passbook_id
