@@ -29,7 +29,7 @@ BLOCK = 50
 
 def _pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -44,9 +44,13 @@ def _ledger(path: Path, villagers: int) -> Ledger:
     text = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
     text = re.sub(r"cooldown_seconds = \d+", "cooldown_seconds = 0", text)
     text = re.sub(r"daily_cap_grams = \d+", "daily_cap_grams = 1000000000", text)
-    ledger = Ledger.create(path, device_id="BENCH", village="V1",
-                           rules=parse_rules(text.replace('version = "', 'version = "bench-')),
-                           clock=SystemClock())
+    ledger = Ledger.create(
+        path,
+        device_id="BENCH",
+        village="V1",
+        rules=parse_rules(text.replace('version = "', 'version = "bench-')),
+        clock=SystemClock(),
+    )
     ledger.add_staff("S1", name="Bench", role="admin", pin="2468")
     for n in range(villagers):
         ledger.enrol(f"Household {n}", staff_id="S1", passbook_id=f"P{n:04d}")
@@ -74,16 +78,21 @@ def run(n: int, folder: Path) -> dict[str, float]:
     raw.close()
     ledger.close()
     return {
-        "raw_p50": statistics.median(raw_ms), "raw_p99": _pct(raw_ms, 99),
-        "dep_p50": statistics.median(dep_ms), "dep_p99": _pct(dep_ms, 99),
+        "raw_p50": statistics.median(raw_ms),
+        "raw_p99": _pct(raw_ms, 99),
+        "dep_p50": statistics.median(dep_ms),
+        "dep_p99": _pct(dep_ms, 99),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.ledger_commit")
     ap.add_argument("--n", type=int, default=2000, help="commits of each kind")
-    ap.add_argument("--dir", help="folder on the disk to measure (default: a temp folder "
-                                  "beside this checkout, not /tmp which may be RAM)")
+    ap.add_argument(
+        "--dir",
+        help="folder on the disk to measure (default: a temp folder "
+        "beside this checkout, not /tmp which may be RAM)",
+    )
     args = ap.parse_args(argv)
     base = Path(args.dir) if args.dir else Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(dir=base, prefix=".bench-") as tmp:
@@ -94,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':22}{'p50':>9}{'p99':>9}")
     print(f"  {'raw durable insert':22}{r['raw_p50']:9.3f}{r['raw_p99']:9.3f}")
     print(f"  {'Ledger.deposit':22}{r['dep_p50']:9.3f}{r['dep_p99']:9.3f}")
-    print(f"  ratio deposit/raw: p50 {ratio50:.2f}×, p99 {ratio99:.2f}× "
-          f"(goal p99 ≤ {GOAL}×: {'met' if ratio99 <= GOAL else 'NOT met'})")
+    print(
+        f"  ratio deposit/raw: p50 {ratio50:.2f}×, p99 {ratio99:.2f}× "
+        f"(goal p99 ≤ {GOAL}×: {'met' if ratio99 <= GOAL else 'NOT met'})"
+    )
     return 0
 
 

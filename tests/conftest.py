@@ -21,8 +21,7 @@ def clock() -> FixedClock:
 
 
 def make_ledger(path: Path | str, clock: FixedClock) -> Ledger:
-    ledger = Ledger.create(path, device_id="K1", village="V1", rules=default_rules(),
-                           clock=clock)
+    ledger = Ledger.create(path, device_id="K1", village="V1", rules=default_rules(), clock=clock)
     ledger.add_staff("S1", name="Staff One", role="admin", pin=PIN)
     return ledger
 

@@ -18,8 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def gp(db: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GREENPASS_DB": str(db)}
-    return subprocess.run([sys.executable, "-m", "greenpass", *args], input=stdin, env=env,
-                          capture_output=True, text=True, check=False, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "greenpass", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
 
 
 def ok(db: Path, *args: str, stdin: str = "") -> str:
@@ -31,21 +38,59 @@ def ok(db: Path, *args: str, stdin: str = "") -> str:
 def test_villager_from_enrolment_to_verify(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     ok(db, "ledger", "init", "--device-id", "K7", "--village", "V1")
-    ok(db, "ledger", "staff-add", "--id", "A1", "--name", "Wang", "--role", "admin",
-       stdin="1234\n")
-    enrol = json.loads(ok(db, "ledger", "enrol", "--staff", "A1", "--household", "张家",
-                          "--json", stdin="1234\n"))
+    ok(db, "ledger", "staff-add", "--id", "A1", "--name", "Wang", "--role", "admin", stdin="1234\n")
+    enrol = json.loads(
+        ok(db, "ledger", "enrol", "--staff", "A1", "--household", "张家", "--json", stdin="1234\n")
+    )
     pb = enrol["passbook"]
     assert pb == "K7-00001"
-    d = json.loads(ok(db, "ledger", "deposit", "--passbook", pb, "--category", "aluminium",
-                      "--grams", "1500", "--json"))
+    d = json.loads(
+        ok(
+            db,
+            "ledger",
+            "deposit",
+            "--passbook",
+            pb,
+            "--category",
+            "aluminium",
+            "--grams",
+            "1500",
+            "--json",
+        )
+    )
     assert d["entries"][0]["points"] == 90 and d["balance"] == 90
-    ok(db, "ledger", "item", "--staff", "A1", "--id", "rice", "--name-zh", "大米",
-       "--name-en", "Rice", "--price", "40", stdin="1234\n")
-    ok(db, "ledger", "restock", "--staff", "A1", "--item", "rice", "--qty", "3",
-       stdin="1234\n")
-    r = json.loads(ok(db, "ledger", "redeem", "--staff", "A1", "--passbook", pb,
-                      "--item", "rice:2", "--json", stdin="1234\n"))
+    ok(
+        db,
+        "ledger",
+        "item",
+        "--staff",
+        "A1",
+        "--id",
+        "rice",
+        "--name-zh",
+        "大米",
+        "--name-en",
+        "Rice",
+        "--price",
+        "40",
+        stdin="1234\n",
+    )
+    ok(db, "ledger", "restock", "--staff", "A1", "--item", "rice", "--qty", "3", stdin="1234\n")
+    r = json.loads(
+        ok(
+            db,
+            "ledger",
+            "redeem",
+            "--staff",
+            "A1",
+            "--passbook",
+            pb,
+            "--item",
+            "rice:2",
+            "--json",
+            stdin="1234\n",
+        )
+    )
     assert r["balance"] == 10
     text = ok(db, "ledger", "statement", "--passbook", pb)
     assert "张家" in text and "balance: 10 points" in text and "CO2e avoided: 15.096 kg" in text
@@ -57,12 +102,18 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     ok(db, "ledger", "init", "--device-id", "K7", "--village", "V1")
     for args, message in [
-        (("ledger", "deposit", "--passbook", "NOPE", "--category", "paper", "--grams", "900"),
-         "no villager with passbook 'NOPE'"),
-        (("ledger", "deposit", "--passbook", "NOPE", "--category", "paper", "--grams", "-5"),
-         "positive whole number of grams"),
-        (("ledger", "deposit", "--passbook", "X", "--category", "gold", "--grams", "900"),
-         "no waste category 'gold'"),
+        (
+            ("ledger", "deposit", "--passbook", "NOPE", "--category", "paper", "--grams", "900"),
+            "no villager with passbook 'NOPE'",
+        ),
+        (
+            ("ledger", "deposit", "--passbook", "NOPE", "--category", "paper", "--grams", "-5"),
+            "positive whole number of grams",
+        ),
+        (
+            ("ledger", "deposit", "--passbook", "X", "--category", "gold", "--grams", "900"),
+            "no waste category 'gold'",
+        ),
         (("ledger", "enrol", "--staff", "A1", "--household", "x"), "no staff member 'A1'"),
     ]:
         r = gp(db, *args, stdin="1234\n")
@@ -70,9 +121,11 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
         assert message in r.stderr and "Traceback" not in r.stderr
     assert "chain intact, 0 entries" in ok(db, "verify", str(db))
     bad = tmp_path / "bad.toml"
-    bad.write_text('version = "x"\n[factors]\nsource = "s"\n[categories.paper]\n'
-                   'name_zh = 1\nname_en = "Paper"\npoints_per_kg = 1\nmin_grams = 1\n'
-                   'daily_cap_grams = 9\nco2e_kg_per_kg = 1\nfactor_source = "s"\n')
+    bad.write_text(
+        'version = "x"\n[factors]\nsource = "s"\n[categories.paper]\n'
+        'name_zh = 1\nname_en = "Paper"\npoints_per_kg = 1\nmin_grams = 1\n'
+        'daily_cap_grams = 9\nco2e_kg_per_kg = 1\nfactor_source = "s"\n'
+    )
     r = gp(db, "rules", "check", str(bad))
     assert r.returncode == 2 and "bad.toml:5" in r.stderr
     assert "categories.paper.name_zh" in r.stderr and "must be str" in r.stderr
@@ -99,7 +152,12 @@ def test_every_command_and_option_is_documented() -> None:
 
 def test_every_rules_key_is_documented() -> None:
     doc = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
-    keys = set(re.findall(r"^([a-z_]+) =", (ROOT / "edge/data/default-rules.toml")
-                          .read_text(encoding="utf-8"), re.M))
+    keys = set(
+        re.findall(
+            r"^([a-z_]+) =",
+            (ROOT / "edge/data/default-rules.toml").read_text(encoding="utf-8"),
+            re.M,
+        )
+    )
     assert keys, "no keys found"
     assert not [k for k in keys if f"`{k}`" not in doc]

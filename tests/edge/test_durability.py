@@ -28,8 +28,9 @@ def _prepare(path: Path) -> None:
     text = re.sub(r"cooldown_seconds = \d+", "cooldown_seconds = 0", text)
     text = re.sub(r"daily_cap_grams = \d+", "daily_cap_grams = 1000000000", text)
     rules = parse_rules(text.replace('version = "', 'version = "soak-'))
-    with Ledger.create(path, device_id="K1", village="V1", rules=rules,
-                       clock=FixedClock()) as ledger:
+    with Ledger.create(
+        path, device_id="K1", village="V1", rules=rules, clock=FixedClock()
+    ) as ledger:
         ledger.add_staff("S1", name="Staff", role="admin", pin="2468")
         for n in range(500):
             ledger.enrol(f"Household {n}", staff_id="S1", passbook_id=f"P-{n:04d}")
@@ -40,8 +41,12 @@ def _kill_rounds(path: Path, rounds: int, seed: int) -> int:
     confirmed: dict[int, str] = {}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _ in range(rounds):
-        child = subprocess.Popen([sys.executable, str(Path(__file__).with_name(
-            "deposit_child.py")), str(path)], stdout=subprocess.PIPE, env=env, text=True)
+        child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("deposit_child.py")), str(path)],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         assert child.stdout is not None
         # wait for the first confirmed deposit, then kill at a random moment after it
         first = child.stdout.readline()

@@ -8,6 +8,7 @@ from edge.clock import FixedClock
 from edge.entries import Kind
 from edge.ledger import Ledger
 from greenpass.errors import LedgerError, Refused
+from tests.conftest import make_ledger
 
 
 def head(ledger: Ledger) -> int:
@@ -26,7 +27,8 @@ def refused(code: str, ledger: Ledger, fn: object, *args: object, **kw: object) 
 
 
 def test_deposit_prices_with_integer_floor_and_records_everything(
-        ledger: Ledger, villager: str, clock: FixedClock) -> None:
+    ledger: Ledger, villager: str, clock: FixedClock
+) -> None:
     e = ledger.deposit(villager, "paper", 2_345)
     assert e.kind is Kind.DEPOSIT and e.seq == 2  # seq 1 is the enrolment
     assert e.points == 2_345 * 8 // 1000 == 18  # 8 points/kg, floored
@@ -57,13 +59,19 @@ def test_redeem_cart_is_all_or_nothing(ledger: Ledger, villager: str, clock) -> 
     ledger.restock("rice", 5, staff_id="S1")
     ledger.restock("soap", 1, staff_id="S1")
     ledger.award(villager, 30, staff_id="S1", reason="cleaned the river bank")
-    refused("out_of_stock", ledger, ledger.redeem, villager, [("rice", 1), ("soap", 2)],
-            staff_id="S1")
-    refused("insufficient_points", ledger, ledger.redeem, villager, [("rice", 3), ("soap", 1)],
-            staff_id="S1")
+    refused(
+        "out_of_stock", ledger, ledger.redeem, villager, [("rice", 1), ("soap", 2)], staff_id="S1"
+    )
+    refused(
+        "insufficient_points",
+        ledger,
+        ledger.redeem,
+        villager,
+        [("rice", 3), ("soap", 1)],
+        staff_id="S1",
+    )
     entries = ledger.redeem(villager, [("rice", 2), ("soap", 1)], staff_id="S1")
-    assert [(e.item_id, e.qty, e.points) for e in entries] == [("rice", -2, -20),
-                                                               ("soap", -1, -4)]
+    assert [(e.item_id, e.qty, e.points) for e in entries] == [("rice", -2, -20), ("soap", -1, -4)]
     assert ledger.balance(villager) == 6
     assert (ledger.stock("rice"), ledger.stock("soap")) == (3, 0)
 
@@ -122,10 +130,18 @@ def test_review_flags_heavy_and_burst(ledger, villager, clock) -> None:
     assert "burst" in e.flags.split(",")
 
 
-@pytest.mark.parametrize(("grams", "code"), [
-    (-5, "bad_weight"), (0, "bad_weight"), (True, "bad_weight"), (1.5, "bad_weight"),
-    (10**12, "too_heavy"), (60_000, "too_heavy"), (199, "too_light"),
-])
+@pytest.mark.parametrize(
+    ("grams", "code"),
+    [
+        (-5, "bad_weight"),
+        (0, "bad_weight"),
+        (True, "bad_weight"),
+        (1.5, "bad_weight"),
+        (10**12, "too_heavy"),
+        (60_000, "too_heavy"),
+        (199, "too_light"),
+    ],
+)
 def test_bad_weights_are_refused(ledger, villager, grams, code) -> None:
     refused(code, ledger, ledger.deposit, villager, "paper", grams)
 
@@ -154,8 +170,7 @@ def test_enrol_validates_and_generates_ids(ledger) -> None:
     b = ledger.enrol("Zhao household", staff_id="S1", passbook_id="V1-0042")
     assert (a.passbook_id, b.passbook_id) == ("K1-00001", "V1-0042")
     assert a.data == {"household_name": "Wang household", "village": "V1"}
-    refused("passbook_exists", ledger, ledger.enrol, "Again", staff_id="S1",
-            passbook_id="V1-0042")
+    refused("passbook_exists", ledger, ledger.enrol, "Again", staff_id="S1", passbook_id="V1-0042")
     refused("bad_passbook_id", ledger, ledger.enrol, "X", staff_id="S1", passbook_id="a b")
     refused("bad_name", ledger, ledger.enrol, "  ", staff_id="S1")
 
@@ -165,8 +180,9 @@ def test_stock_adjustments(ledger) -> None:
     refused("bad_quantity", ledger, ledger.restock, "vinegar", 0, staff_id="S1")
     refused("unknown_item", ledger, ledger.restock, "beer", 1, staff_id="S1")
     ledger.restock("vinegar", 4, staff_id="S1")
-    refused("out_of_stock", ledger, ledger.adjust_stock, "vinegar", -5, staff_id="S1",
-            reason="count")
+    refused(
+        "out_of_stock", ledger, ledger.adjust_stock, "vinegar", -5, staff_id="S1", reason="count"
+    )
     ledger.adjust_stock("vinegar", -1, staff_id="S1", reason="one bottle broke")
     assert ledger.stock("vinegar") == 3
 
@@ -187,7 +203,6 @@ def test_snapshot_balance_and_versioning(ledger, villager) -> None:
 
 
 def test_create_refuses_an_existing_ledger(tmp_path, clock) -> None:
-    from tests.conftest import make_ledger
     make_ledger(tmp_path / "a.db", clock).close()
     with pytest.raises(LedgerError, match="already holds a ledger"):
         make_ledger(tmp_path / "a.db", clock)

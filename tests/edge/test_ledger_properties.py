@@ -33,12 +33,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FixedClock()
-        self.ledger = Ledger.create(":memory:", device_id="K1", village="V1",
-                                    rules=default_rules(), clock=self.clock)
+        self.ledger = Ledger.create(
+            ":memory:", device_id="K1", village="V1", rules=default_rules(), clock=self.clock
+        )
         self.ledger.add_staff("S1", name="Staff", role="admin", pin="2468")
         for item, price in ITEMS.items():
-            self.ledger.put_item(item, name_zh=item, name_en=item, points_price=price,
-                                 staff_id="S1")
+            self.ledger.put_item(
+                item, name_zh=item, name_en=item, points_price=price, staff_id="S1"
+            )
         self.points: dict[str, int] = {}
         self.stock = dict.fromkeys(ITEMS, 0)
         self.reversed: set[int] = set()
@@ -56,9 +58,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.points[e.passbook_id] = 0
         return e.passbook_id
 
-    @rule(pb=passbooks, cat=st.sampled_from(CATEGORIES),
-          grams=st.integers(min_value=-100, max_value=70_000),
-          wait_s=st.integers(min_value=0, max_value=7_200))
+    @rule(
+        pb=passbooks,
+        cat=st.sampled_from(CATEGORIES),
+        grams=st.integers(min_value=-100, max_value=70_000),
+        wait_s=st.integers(min_value=0, max_value=7_200),
+    )
     def deposit(self, pb: str, cat: str, grams: int, wait_s: int) -> None:
         self.clock.advance(wait_s * 1000)
         try:
@@ -90,9 +95,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger.restock(item, qty, staff_id="S1")
         self.stock[item] += qty
 
-    @rule(pb=passbooks, cart=st.lists(st.tuples(st.sampled_from(sorted(ITEMS)),
-                                                st.integers(min_value=1, max_value=3)),
-                                      min_size=1, max_size=3))
+    @rule(
+        pb=passbooks,
+        cart=st.lists(
+            st.tuples(st.sampled_from(sorted(ITEMS)), st.integers(min_value=1, max_value=3)),
+            min_size=1,
+            max_size=3,
+        ),
+    )
     def redeem(self, pb: str, cart: list[tuple[str, int]]) -> None:
         want: dict[str, int] = {}
         for item, qty in cart:
@@ -142,8 +152,9 @@ class LedgerMachine(RuleBasedStateMachine):
         for pb, pts in self.points.items():
             bal = self.ledger.balance(pb)
             assert bal == pts >= 0
-            assert bal == sum(e.points for e, _ in self.ledger.iter_entries()
-                              if e.passbook_id == pb)
+            assert bal == sum(
+                e.points for e, _ in self.ledger.iter_entries() if e.passbook_id == pb
+            )
 
     @invariant()
     def stock_matches_model(self) -> None:
@@ -162,7 +173,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None,
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLedgerProperties = LedgerMachine.TestCase

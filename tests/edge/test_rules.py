@@ -13,8 +13,20 @@ from edge.rules import DEFAULT_RULES_PATH, default_rules, load_rules, parse_rule
 from greenpass.errors import RulesError
 
 BASE = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
-CATEGORIES = {"paper", "cardboard", "plastic_pet", "plastic_hdpe", "plastic_mixed", "metal",
-              "aluminium", "glass", "textiles", "batteries", "kitchen", "ewaste"}
+CATEGORIES = {
+    "paper",
+    "cardboard",
+    "plastic_pet",
+    "plastic_hdpe",
+    "plastic_mixed",
+    "metal",
+    "aluminium",
+    "glass",
+    "textiles",
+    "batteries",
+    "kitchen",
+    "ewaste",
+}
 
 
 def test_defaults_cover_every_category_and_cite_their_factors() -> None:
@@ -34,8 +46,10 @@ def test_defaults_cover_every_category_and_cite_their_factors() -> None:
     assert rules.categories["batteries"].co2e_g_per_kg == 0
 
 
-@given(grams=st.integers(min_value=1, max_value=10**7),
-       ppk=st.decimals(min_value=0, max_value=1000, places=3))
+@given(
+    grams=st.integers(min_value=1, max_value=10**7),
+    ppk=st.decimals(min_value=0, max_value=1000, places=3),
+)
 def test_points_are_floored_exactly(grams: int, ppk) -> None:
     text = BASE.replace("points_per_kg = 8\n", f"points_per_kg = {ppk}\n", 1)
     paper = parse_rules(text).categories["paper"]
@@ -52,21 +66,44 @@ def _line(text: str, needle: str) -> int:
     return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
 
 
-@pytest.mark.parametrize(("old", "new", "key", "needle"), [
-    ("points_per_kg = 8\n", 'points_per_kg = "eight"\n', "categories.paper.points_per_kg",
-     'points_per_kg = "eight"'),
-    ("points_per_kg = 8\n", "points_per_kg = 8.0001\n", "categories.paper.points_per_kg",
-     "8.0001"),
-    ("min_grams = 200\n", "min_grams = -1\n", "categories.paper.min_grams", "min_grams = -1"),
-    ("max_grams = 50000\n", "max_grams = 100\n", "categories.paper.max_grams",
-     "max_grams = 100"),
-    ("cooldown_seconds = 20", "cooldwn_seconds = 20", "cooldwn_seconds", "cooldwn_seconds"),
-    ('name_en = "Glass"\n', 'name_en = "Glass"\ncolour = "green"\n',
-     "categories.glass.colour", "colour ="),
-    ('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"', "timezone", "Mars/Olympus"),
-    ("co2e_kg_per_kg = 0.309", "co2e_kg_per_kg = -0.309", "categories.glass.co2e_kg_per_kg",
-     "-0.309"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "key", "needle"),
+    [
+        (
+            "points_per_kg = 8\n",
+            'points_per_kg = "eight"\n',
+            "categories.paper.points_per_kg",
+            'points_per_kg = "eight"',
+        ),
+        (
+            "points_per_kg = 8\n",
+            "points_per_kg = 8.0001\n",
+            "categories.paper.points_per_kg",
+            "8.0001",
+        ),
+        ("min_grams = 200\n", "min_grams = -1\n", "categories.paper.min_grams", "min_grams = -1"),
+        (
+            "max_grams = 50000\n",
+            "max_grams = 100\n",
+            "categories.paper.max_grams",
+            "max_grams = 100",
+        ),
+        ("cooldown_seconds = 20", "cooldwn_seconds = 20", "cooldwn_seconds", "cooldwn_seconds"),
+        (
+            'name_en = "Glass"\n',
+            'name_en = "Glass"\ncolour = "green"\n',
+            "categories.glass.colour",
+            "colour =",
+        ),
+        ('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"', "timezone", "Mars/Olympus"),
+        (
+            "co2e_kg_per_kg = 0.309",
+            "co2e_kg_per_kg = -0.309",
+            "categories.glass.co2e_kg_per_kg",
+            "-0.309",
+        ),
+    ],
+)
 def test_malformed_rules_name_key_and_line(old, new, key, needle) -> None:
     text = _broken(old, new)
     with pytest.raises(RulesError) as info:
@@ -78,8 +115,11 @@ def test_malformed_rules_name_key_and_line(old, new, key, needle) -> None:
 
 
 def test_missing_key_names_its_table() -> None:
-    text = _broken('factor_source = "US EPA WARM v16 (Dec 2023), Containers, Packaging and '
-                   'Non-Durable Good Materials chapters, Glass: Glass', "# ")
+    text = _broken(
+        'factor_source = "US EPA WARM v16 (Dec 2023), Containers, Packaging and '
+        "Non-Durable Good Materials chapters, Glass: Glass",
+        "# ",
+    )
     with pytest.raises(RulesError) as info:
         parse_rules(text, "v.toml")
     assert info.value.key == "categories.glass"
@@ -103,15 +143,21 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_rules_install_versioning(ledger) -> None:
-    newer = parse_rules(_broken('version = "cn-default-2026.11"', 'version = "v2"')
-                        .replace("points_per_kg = 8\n", "points_per_kg = 9\n", 1))
+    newer = parse_rules(
+        _broken('version = "cn-default-2026.11"', 'version = "v2"').replace(
+            "points_per_kg = 8\n", "points_per_kg = 9\n", 1
+        )
+    )
     assert ledger.install_rules(newer)
     assert not ledger.install_rules(newer)
     clash = parse_rules(newer.text.replace("points_per_kg = 9\n", "points_per_kg = 7\n", 1))
     with pytest.raises(RulesError, match="already installed with different content"):
         ledger.install_rules(clash)
-    other = parse_rules(newer.text.replace('village = "*"', 'village = "V2"')
-                        .replace('version = "v2"', 'version = "v3"'))
+    other = parse_rules(
+        newer.text.replace('village = "*"', 'village = "V2"').replace(
+            'version = "v2"', 'version = "v3"'
+        )
+    )
     with pytest.raises(RulesError, match="for village 'V2'"):
         ledger.install_rules(other)
     pb = ledger.enrol("Ma household", staff_id="S1").passbook_id

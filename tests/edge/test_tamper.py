@@ -6,10 +6,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from edge.entries import chain_hash
 from edge.ledger import Ledger
 from tests.conftest import make_ledger
 
@@ -48,10 +50,17 @@ def test_intact_ledger_verifies(db, clock) -> None:
     assert report.ok and report.checked == 7 and report.first_bad_seq is None
 
 
-@pytest.mark.parametrize("column,value", [
-    ("grams", "grams + 1"), ("points", "points * 10"), ("passbook_id", "'K1-99999'"),
-    ("wall_ms", "wall_ms - 86400000"), ("flags", "'x'"), ("clock_ok", "0"),
-])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("grams", "grams + 1"),
+        ("points", "points * 10"),
+        ("passbook_id", "'K1-99999'"),
+        ("wall_ms", "wall_ms - 86400000"),
+        ("flags", "'x'"),
+        ("clock_ok", "0"),
+    ],
+)
 def test_edited_field_is_found_at_that_entry(db, clock, column, value) -> None:
     tamper(db, f"UPDATE entries SET {column} = {value} WHERE seq = 4")
     report = verify(db, clock)
@@ -61,9 +70,6 @@ def test_edited_field_is_found_at_that_entry(db, clock, column, value) -> None:
 def test_recomputed_hash_of_edited_row_breaks_the_next_entry(db, clock) -> None:
     # A tamperer who rehashes the edited row itself still breaks the link to seq 5.
     with Ledger.open(db, clock) as ledger:
-        from dataclasses import replace
-
-        from edge.entries import chain_hash
         rows = list(ledger.iter_entries())
         prev_h = rows[2][1]
         forged = replace(rows[3][0], points=999)
@@ -82,14 +88,14 @@ def test_deleted_row_is_found(db, clock) -> None:
 def test_reordered_rows_are_found(db, clock) -> None:
     # swap the contents of seq 2 and 3 (keeping their seq numbers)
     cols = "entry_id, kind, passbook_id, category, grams, points, co2e_g, wall_ms, mono_ms, h"
-    tamper(db,
-           f"CREATE TEMP TABLE a AS SELECT {cols} FROM entries WHERE seq = 2",
-           f"CREATE TEMP TABLE b AS SELECT {cols} FROM entries WHERE seq = 3",
-           "UPDATE entries SET entry_id = 'tmp-' || seq WHERE seq IN (2, 3)",
-           *(f"UPDATE entries SET {c} = (SELECT {c} FROM b) WHERE seq = 2"
-             for c in cols.split(", ")),
-           *(f"UPDATE entries SET {c} = (SELECT {c} FROM a) WHERE seq = 3"
-             for c in cols.split(", ")))
+    tamper(
+        db,
+        f"CREATE TEMP TABLE a AS SELECT {cols} FROM entries WHERE seq = 2",
+        f"CREATE TEMP TABLE b AS SELECT {cols} FROM entries WHERE seq = 3",
+        "UPDATE entries SET entry_id = 'tmp-' || seq WHERE seq IN (2, 3)",
+        *(f"UPDATE entries SET {c} = (SELECT {c} FROM b) WHERE seq = 2" for c in cols.split(", ")),
+        *(f"UPDATE entries SET {c} = (SELECT {c} FROM a) WHERE seq = 3" for c in cols.split(", ")),
+    )
     report = verify(db, clock)
     assert not report.ok and report.first_bad_seq == 2
 
@@ -101,10 +107,13 @@ def test_truncated_tail_is_found(db, clock) -> None:
 
 
 def test_row_appended_behind_the_ledgers_back_is_found(db, clock) -> None:
-    tamper(db, "INSERT INTO entries SELECT seq + 7, entry_id || 'x', device_id, kind, "
-               "passbook_id, category, grams, points, co2e_g, item_id, qty, ref_seq, staff_id, "
-               "reason, rules_version, wall_ms, clock_ok, boot_id, mono_ms, flags, data, h "
-               "FROM entries WHERE seq = 7")
+    tamper(
+        db,
+        "INSERT INTO entries SELECT seq + 7, entry_id || 'x', device_id, kind, "
+        "passbook_id, category, grams, points, co2e_g, item_id, qty, ref_seq, staff_id, "
+        "reason, rules_version, wall_ms, clock_ok, boot_id, mono_ms, flags, data, h "
+        "FROM entries WHERE seq = 7",
+    )
     report = verify(db, clock)
     assert not report.ok and report.first_bad_seq == 8
 

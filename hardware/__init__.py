@@ -1,0 +1,1 @@
+"""Device drivers behind small interfaces: scale, scanner, GPIO."""

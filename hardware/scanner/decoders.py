@@ -1,0 +1,151 @@
+"""QR decoders: turn a greyscale image into the texts of the QR codes in it.
+
+zxing-cpp is the default: its maintainer's benchmark found 1113 codes on 540 hard
+images against pyzbar's 387, in a third of the time. pyzbar is selectable, but
+libzbar has open crash bugs (double free), so the camera scanner runs it in a
+worker process (`hardware.scanner.worker`) where a crash cannot take the kiosk down.
+
+Decoders are plain objects with `decode(grey) -> list[str]` so tests and the
+benchmark can wrap them (count calls, inject faults) without patching anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from hardware.scanner.base import DECODER_NAMES, DecoderName
+from hardware.scanner.errors import DecoderError
+
+__all__ = [
+    "DECODER_NAMES",
+    "Decoder",
+    "DecoderName",
+    "GreyImage",
+    "PyzbarDecoder",
+    "ZxingDecoder",
+    "as_uint8",
+    "open_decoder",
+]
+
+GreyImage = npt.NDArray[np.uint8]
+
+
+def as_uint8(image: object) -> GreyImage:
+    """OpenCV's typed results as our uint8 image type (no copy when already uint8)."""
+    return np.asarray(image, dtype=np.uint8)
+
+
+_log = logging.getLogger(__name__)
+
+
+class Decoder(Protocol):
+    """Finds QR codes in a 2-D uint8 greyscale image."""
+
+    name: str
+
+    def decode(self, grey: GreyImage) -> list[str]:
+        """Texts of the QR codes found, in no particular order; [] when none."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (a worker process, for the isolated decoder)."""
+        ...
+
+
+class ZxingDecoder:
+    """zxing-cpp, QR only, in-process (it has no known crashers on our inputs).
+
+    Rotation and inversion retries are off: a QR code is found in any orientation
+    anyway, and passbook cards are dark-on-light, so both would only cost CPU.
+    zxing's own downscaling pass is off too: the camera scanner already hands it
+    a frame of `detect_width`, and on our 640×480 corpus the pass found no extra
+    code while costing ~25 % more CPU (see docs/hardware-scanner.md).
+    """
+
+    name = "zxing"
+
+    def __init__(self, *, try_downscale: bool = False) -> None:
+        try:
+            import zxingcpp  # noqa: PLC0415 - optional extra, load only when chosen
+        except ImportError as exc:
+            raise DecoderError(
+                "zxing-cpp is not installed: pip install 'green-passbook[camera]'"
+            ) from exc
+        self._zxing = zxingcpp
+        self._formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+        self._try_downscale = try_downscale
+
+    def decode(self, grey: GreyImage) -> list[str]:
+        results = self._zxing.read_barcodes(
+            grey,
+            formats=self._formats,
+            try_rotate=False,
+            try_invert=False,
+            try_downscale=self._try_downscale,
+        )
+        return [str(r.text) for r in results if r.valid]
+
+    def close(self) -> None:
+        pass
+
+
+class PyzbarDecoder:
+    """pyzbar (libzbar), in the calling process. Prefer `worker.IsolatedDecoder` around it."""
+
+    name = "pyzbar"
+
+    def __init__(self) -> None:
+        try:
+            from pyzbar import pyzbar  # noqa: PLC0415 - optional extra
+        except ImportError as exc:  # also raised when libzbar0 is missing
+            raise DecoderError(
+                f"pyzbar cannot load ({exc}): pip install 'green-passbook[pyzbar]' "
+                "and apt-get install libzbar0"
+            ) from exc
+        self._pyzbar = pyzbar
+        self._symbols = [pyzbar.ZBarSymbol.QRCODE]
+
+    def decode(self, grey: GreyImage) -> list[str]:
+        found: list[str] = []
+        for symbol in self._pyzbar.decode(grey, symbols=self._symbols):
+            try:
+                found.append(bytes(symbol.data).decode("utf-8"))
+            except UnicodeDecodeError:
+                # zbar guesses text encodings; a card we can't read as UTF-8 is not ours.
+                _log.debug("pyzbar: skipped a non-UTF-8 payload")
+        return found
+
+    def close(self) -> None:
+        pass
+
+
+def make_pyzbar() -> PyzbarDecoder:
+    """Module-level factory so a spawned worker process can unpickle it."""
+    return PyzbarDecoder()
+
+
+def make_zxing() -> ZxingDecoder:
+    """Module-level factory so a spawned worker process can unpickle it."""
+    return ZxingDecoder()
+
+
+def open_decoder(name: DecoderName, *, isolated: bool | None = None) -> Decoder:
+    """The decoder called `name`. pyzbar runs in a worker process unless `isolated=False`."""
+    if name == "zxing":
+        if isolated:
+            from hardware.scanner.worker import IsolatedDecoder  # noqa: PLC0415
+
+            return IsolatedDecoder(make_zxing, name="zxing")
+        return ZxingDecoder()
+    if name == "pyzbar":
+        if isolated is False:
+            return PyzbarDecoder()
+        PyzbarDecoder()  # fail here, in the kiosk, with a clear message if libzbar is missing
+        from hardware.scanner.worker import IsolatedDecoder  # noqa: PLC0415
+
+        return IsolatedDecoder(make_pyzbar, name="pyzbar")
+    raise DecoderError(f"unknown decoder {name!r}; choose one of {', '.join(DECODER_NAMES)}")

@@ -1,0 +1,1 @@
+"""Simulated twins of the kiosk's hardware and network."""

@@ -1,0 +1,1 @@
+"""Tests of hardware/ drivers and their simulated twins."""
