@@ -43,6 +43,8 @@ class SystemClock:
     def __init__(self) -> None:
         self.boot_id = _read_boot_id()
         self._adjtimex = None
+        # struct timex is ~208 bytes; modes=0 (first field) makes the call read-only.
+        self._timex = ctypes.create_string_buffer(512)
         libc_name = ctypes.util.find_library("c")
         if libc_name:
             try:
@@ -59,9 +61,8 @@ class SystemClock:
     def clock_ok(self) -> bool:
         if self._adjtimex is None:
             return False
-        # struct timex is ~208 bytes; modes=0 (first field) makes the call read-only.
-        buf = ctypes.create_string_buffer(512)
-        state = self._adjtimex(buf)
+        ctypes.memset(self._timex, 0, 8)  # modes = 0 even if the kernel wrote back
+        state = self._adjtimex(self._timex)
         return bool(state >= 0 and state != _TIME_ERROR)
 
 

@@ -20,7 +20,14 @@ from typing import Any
 
 from edge import queries as q
 from edge.clock import Clock, SystemClock, uuid7
-from edge.entries import GENESIS_H, ChainReport, Entry, Kind, chain_hash, check_chain
+from edge.entries import (
+    GENESIS_H,
+    ChainReport,
+    Entry,
+    Kind,
+    chain_hash_of_fields,
+    check_chain,
+)
 from edge.queries import Item, Villager
 from edge.rules import Rules, parse_rules
 from edge.staff import PinPolicy, StaffMember
@@ -120,8 +127,6 @@ class Ledger:
                     ("device_id", device_id),
                     ("village", village),
                     ("rules_version", rules.version),
-                    ("head_seq", "0"),
-                    ("head_h", GENESIS_H.hex()),
                     ("created_ms", str(clk.wall_ms())),
                 ],
             )
@@ -174,19 +179,18 @@ class Ledger:
             mono_ms=mono,
             **fields,
         )
-        h = chain_hash(prev_h, entry)
         values = entry.fields()
-        values["data"] = json.dumps(values["data"], sort_keys=True, ensure_ascii=False)
+        h = chain_hash_of_fields(prev_h, values)
+        values["data"] = (
+            json.dumps(values["data"], sort_keys=True, ensure_ascii=False)
+            if values["data"]
+            else "{}"
+        )
         values["clock_ok"] = int(entry.clock_ok)
         conn.execute(
             f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}, h) "
             f"VALUES ({', '.join('?' * len(_ENTRY_COLUMNS))}, ?)",
             [*(values[c] for c in _ENTRY_COLUMNS), h],
-        )
-        conn.execute(
-            "UPDATE meta SET value = CASE key WHEN 'head_seq' THEN ?1 ELSE ?2 END "
-            "WHERE key IN ('head_seq', 'head_h')",
-            (str(entry.seq), h.hex()),
         )
         return entry
 
@@ -589,8 +593,8 @@ class Ledger:
         return lines
 
     def head(self) -> tuple[int, str]:
-        meta = self._meta()
-        return int(meta["head_seq"]), meta["head_h"]
+        seq, h = self.store.conn.execute("SELECT seq, h FROM chain_head WHERE id = 1").fetchone()
+        return int(seq), bytes(h).hex()
 
     def verify(self) -> ChainReport:
         """Recompute the whole chain and compare it with the recorded head."""

@@ -2,8 +2,8 @@
 `schema_migrations`. Never edit a released migration: add the next number.
 
 Tables:
-- `meta`: this ledger's identity (device id, village), the chain head, the active
-  rules version, the last seq central acknowledged.
+- `meta`: this ledger's identity (device id, village) and the active rules version.
+- `chain_head`: the last seq and hash, kept by a trigger on `entries`.
 - `entries`: the append-only, hash-chained ledger (triggers refuse UPDATE and DELETE).
 - `villagers`, `staff`, `catalogue`: current state. Villagers and stock are kept
   in step with entries in the same transaction; balances and stock are always
@@ -64,6 +64,21 @@ END;
 CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
 BEGIN
     SELECT RAISE(ABORT, 'ledger entries are append-only: post a reversal instead');
+END;
+
+-- The chain head, kept by the database itself: verify compares it with the entries
+-- to find a truncated tail or rows appended behind the ledger's back.
+CREATE TABLE chain_head (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    h   BLOB NOT NULL
+) STRICT;
+
+INSERT INTO chain_head VALUES (1, 0, zeroblob(32));
+
+CREATE TRIGGER entries_head AFTER INSERT ON entries
+BEGIN
+    UPDATE chain_head SET seq = NEW.seq, h = NEW.h WHERE id = 1;
 END;
 
 CREATE TABLE villagers (

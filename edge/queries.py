@@ -11,7 +11,7 @@ import sqlite3
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from edge.entries import REVERSIBLE, Entry, Kind
 from edge.rules import Category, Rules
@@ -129,10 +129,21 @@ def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
 # --- deposit rules ---------------------------------------------------------------------
 
 
+_day_cache: dict[str, tuple[int, int]] = {}  # time zone → [midnight, next midnight) in ms
+
+
 def day_start_ms(rules: Rules, wall_ms: int) -> int:
+    """Local midnight before `wall_ms` in the rules' time zone (cached for the day)."""
+    start, end = _day_cache.get(rules.timezone, (0, 0))
+    if start <= wall_ms < end:
+        return start
     local = datetime.fromtimestamp(wall_ms / 1000, rules.tz)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return int(midnight.timestamp() * 1000)
+    start = int(midnight.timestamp() * 1000)
+    following = (midnight + timedelta(days=1)).replace(tzinfo=rules.tz)
+    end = int(following.timestamp() * 1000)
+    _day_cache[rules.timezone] = (start, end)
+    return start
 
 
 def deposit_checks(
