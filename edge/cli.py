@@ -19,7 +19,7 @@ from typing import Any
 from edge.entries import Entry
 from edge.ledger import Ledger
 from edge.rules import DEFAULT_RULES_PATH, Rules, load_rules
-from greenpass.errors import ConfigError
+from greenpass.errors import ConfigError, Refused
 
 DB_ENV = "GREENPASS_DB"
 
@@ -310,9 +310,8 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
 
 def cmd_balance(args: argparse.Namespace) -> int:
     with _open(args) as ledger:
-        v = ledger.villager(args.passbook)
-        if v is None:
-            ledger.statement(args.passbook)  # raises the clear "unknown passbook"
+        if ledger.villager(args.passbook) is None:
+            raise Refused("unknown_passbook", f"no villager with passbook {args.passbook!r}")
         points = ledger.balance(args.passbook)
     if args.json:
         print(json.dumps({"passbook": args.passbook, "balance": points}))

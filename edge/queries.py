@@ -246,12 +246,12 @@ def authenticate(
     store: Store, policy: PinPolicy, now_ms: int, staff_id: str, pin: str
 ) -> StaffMember:
     rows = store.query(
-        "SELECT pin_hash, failed_attempts, locked_until_ms FROM staff WHERE staff_id = ?",
+        "SELECT name, role, active, pin_hash, locked_until_ms FROM staff WHERE staff_id = ?",
         (staff_id,),
     )
-    member = staff_member(store.conn, staff_id)
-    if not rows or member is None:
+    if not rows:
         raise Refused("unknown_staff", f"no staff member {staff_id!r}")
+    member = StaffMember(staff_id, rows[0]["name"], rows[0]["role"], bool(rows[0]["active"]))
     if not member.active:
         raise Refused("staff_inactive", f"staff member {staff_id!r} is deactivated")
     locked_until = rows[0]["locked_until_ms"]

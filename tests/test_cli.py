@@ -115,6 +115,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
             "no waste category 'gold'",
         ),
         (("ledger", "enrol", "--staff", "A1", "--household", "x"), "no staff member 'A1'"),
+        (("ledger", "balance", "--passbook", "NOPE"), "no villager with passbook 'NOPE'"),
     ]:
         r = gp(db, *args, stdin="1234\n")
         assert r.returncode == 2
