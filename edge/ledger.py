@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import queries as q
+from edge.central_state import CentralState, apply_central_state
 from edge.clock import Clock, SystemClock, uuid7
 from edge.entries import (
     GENESIS_H,
@@ -28,44 +29,13 @@ from edge.entries import (
     chain_hash_of_fields,
     check_chain,
 )
+from edge.outbox import Outbox
 from edge.queries import Item, Villager
+from edge.rows import ENTRY_COLUMNS, SELECT_ENTRY, entry_from_row
 from edge.rules import Rules, parse_rules
 from edge.staff import PinPolicy, StaffMember
 from edge.store import Store
 from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
-
-_ENTRY_COLUMNS = (
-    "seq",
-    "entry_id",
-    "device_id",
-    "kind",
-    "passbook_id",
-    "category",
-    "grams",
-    "points",
-    "co2e_g",
-    "item_id",
-    "qty",
-    "ref_seq",
-    "staff_id",
-    "reason",
-    "rules_version",
-    "wall_ms",
-    "clock_ok",
-    "boot_id",
-    "mono_ms",
-    "flags",
-    "data",
-)
-_SELECT_ENTRY = f"SELECT {', '.join(_ENTRY_COLUMNS)}, h FROM entries"
-
-
-def entry_from_row(row: Sequence[Any]) -> tuple[Entry, bytes]:
-    values = dict(zip(_ENTRY_COLUMNS, row, strict=False))
-    values["kind"] = Kind(values["kind"])
-    values["clock_ok"] = bool(values["clock_ok"])
-    values["data"] = json.loads(values["data"])
-    return Entry(**values), bytes(row[len(_ENTRY_COLUMNS)])
 
 
 @dataclass(frozen=True)
@@ -95,6 +65,7 @@ class Ledger:
         self.device_id = meta["device_id"]
         self.village = meta["village"]
         self.rules = self._load_rules(meta["rules_version"])
+        self.outbox = Outbox(store)
 
     # --- opening ------------------------------------------------------------------------
 
@@ -188,9 +159,9 @@ class Ledger:
         )
         values["clock_ok"] = int(entry.clock_ok)
         conn.execute(
-            f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}, h) "
-            f"VALUES ({', '.join('?' * len(_ENTRY_COLUMNS))}, ?)",
-            [*(values[c] for c in _ENTRY_COLUMNS), h],
+            f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}, h) "
+            f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))}, ?)",
+            [*(values[c] for c in ENTRY_COLUMNS), h],
         )
         return entry
 
@@ -211,14 +182,15 @@ class Ledger:
         v = q.villager(conn, passbook_id)
         if v is None:
             raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+        # Revocation first: central may list a lost card it knows no village for.
+        if v.status == "revoked":
+            raise Refused("revoked_passbook", f"passbook {passbook_id!r} has been revoked")
         if v.village != self.village:
             raise Refused(
                 "foreign_village",
                 f"passbook {passbook_id!r} belongs to village "
                 f"{v.village!r}, this kiosk is {self.village!r}",
             )
-        if v.status == "revoked":
-            raise Refused("revoked_passbook", f"passbook {passbook_id!r} has been revoked")
         if v.status != "active":
             raise Refused("inactive_villager", f"villager {passbook_id!r} is {v.status}")
         return v
@@ -532,6 +504,15 @@ class Ledger:
             )
         return True
 
+    def apply_state(self, state: CentralState) -> bool:
+        """Apply central's pushed state atomically (see `edge.central_state`)."""
+        return apply_central_state(self, state)
+
+    def issuer_keys(self) -> dict[str, bytes]:
+        """Public keys central trusts to sign passbook cards, by key id."""
+        rows = self.store.conn.execute("SELECT key_id, public_key FROM issuer_keys").fetchall()
+        return {k: bytes(v) for k, v in rows}
+
     # --- staff --------------------------------------------------------------------------
 
     def add_staff(
@@ -549,7 +530,7 @@ class Ledger:
     # --- reading ------------------------------------------------------------------------
 
     def _entry(self, conn: sqlite3.Connection, seq: int) -> Entry:
-        row = conn.execute(f"{_SELECT_ENTRY} WHERE seq = ?", (seq,)).fetchone()
+        row = conn.execute(f"{SELECT_ENTRY} WHERE seq = ?", (seq,)).fetchone()
         if row is None:
             raise Refused("unknown_entry", f"no entry with seq {seq!r}")
         return entry_from_row(row)[0]
@@ -558,7 +539,7 @@ class Ledger:
         return self._entry(self.store.conn, seq)
 
     def iter_entries(self, after_seq: int = 0) -> Iterator[tuple[Entry, bytes]]:
-        cur = self.store.conn.execute(f"{_SELECT_ENTRY} WHERE seq > ? ORDER BY seq", (after_seq,))
+        cur = self.store.conn.execute(f"{SELECT_ENTRY} WHERE seq > ? ORDER BY seq", (after_seq,))
         for row in cur:
             yield entry_from_row(row)
 
@@ -582,7 +563,7 @@ class Ledger:
             if q.villager(conn, passbook_id) is None:
                 raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
             rows = conn.execute(
-                f"{_SELECT_ENTRY} WHERE passbook_id = ? ORDER BY seq", (passbook_id,)
+                f"{SELECT_ENTRY} WHERE passbook_id = ? ORDER BY seq", (passbook_id,)
             ).fetchall()
             entries = [entry_from_row(r)[0] for r in rows]
             running = q.balance(conn, passbook_id) - sum(e.points for e in entries)

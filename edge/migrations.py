@@ -12,6 +12,14 @@ Tables:
   can be audited.
 - `snapshot`, `snapshot_balances`: central's balances as of `included_seq` of
   this device (DESIGN §3).
+
+Migration 2 (sync):
+- `outbox`: the highest seq central has acknowledged. Unsynced entries are simply
+  `seq > acked_seq`, so sending needs no per-entry state and nothing is ever
+  evicted or expired.
+- `issuer_keys`: public keys trusted to sign passbook cards, pushed by central.
+- `central_state`: the version of the last state central pushed, so an older,
+  re-delivered state is ignored.
 """
 
 from __future__ import annotations
@@ -124,6 +132,30 @@ CREATE TABLE snapshot (
 CREATE TABLE snapshot_balances (
     passbook_id TEXT PRIMARY KEY,
     points      INTEGER NOT NULL
+) STRICT;
+""",
+    ),
+    (
+        2,
+        "sync",
+        """
+CREATE TABLE outbox (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    acked_seq INTEGER NOT NULL CHECK (acked_seq >= 0),
+    acked_ms  INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO outbox VALUES (1, 0, 0);
+
+CREATE TABLE issuer_keys (
+    key_id     TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL CHECK (length(public_key) = 32)
+) STRICT;
+
+CREATE TABLE central_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    version     INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL
 ) STRICT;
 """,
     ),

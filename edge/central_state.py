@@ -1,0 +1,147 @@
+"""Central's view of the village, applied to a kiosk's ledger in one transaction.
+
+Central pushes a state (balances as of this device's `included_seq`, villagers,
+catalogue, rules, issuer keys, revoked passbooks). It is applied whole or not at
+all, and a state older than or equal to the one already applied is ignored, so a
+re-delivered retained message cannot roll the kiosk back.
+
+Merging with what only this kiosk knows follows DESIGN §3: central's numbers
+cover this device up to `included_seq`; this kiosk's own entries after it are
+laid on top (balances by `queries.balance`, villager enrolments and status
+changes here). A passbook central lists as revoked stays revoked whatever a
+local entry says: revocation is a security decision taken centrally.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from edge.rules import Rules, parse_rules
+from greenpass.errors import IntegrityError, RulesError
+
+if TYPE_CHECKING:
+    from edge.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class VillagerRecord:
+    passbook_id: str
+    household_name: str
+    village: str
+    status: str  # active / inactive / revoked
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    item_id: str
+    name_zh: str
+    name_en: str
+    points_price: int
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class CentralState:
+    version: int
+    included_seq: int
+    balances: Mapping[str, int] = field(default_factory=dict)
+    villagers: Sequence[VillagerRecord] = ()
+    catalogue: Sequence[ItemRecord] | None = None  # None: central does not manage it
+    rules_text: str | None = None  # None: keep the rules installed here
+    issuer_keys: Mapping[str, bytes] = field(default_factory=dict)
+    revoked: Sequence[str] = ()
+
+
+def state_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT version FROM central_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
+    """Apply `state` atomically; False (nothing changed) if it is not newer."""
+    rules: Rules | None = None
+    if state.rules_text is not None:
+        rules = parse_rules(state.rules_text, "<rules from central>")
+        if rules.village not in ("*", ledger.village):
+            raise RulesError(
+                f"central sent rules {rules.version!r} for village {rules.village!r}, "
+                f"this kiosk is {ledger.village!r}"
+            )
+    now = ledger.clock.wall_ms()
+    with ledger.store.write() as conn:
+        if state_version(conn) >= state.version:
+            return False
+        head = int(conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()[0])
+        if not 0 <= state.included_seq <= head:
+            raise IntegrityError(
+                f"central's state includes seq {state.included_seq} but this ledger ends at "
+                f"{head}: the ledger file was replaced or restored; stop and call support"
+            )
+        conn.execute("INSERT OR REPLACE INTO central_state VALUES (1, ?, ?)", (state.version, now))
+        conn.execute("DELETE FROM snapshot_balances")
+        conn.executemany("INSERT INTO snapshot_balances VALUES (?, ?)", state.balances.items())
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?)",
+            (state.version, state.included_seq, now),
+        )
+        _villagers(conn, state, now)
+        if state.catalogue is not None:
+            _catalogue(conn, state.catalogue)
+        conn.execute("DELETE FROM issuer_keys")
+        conn.executemany("INSERT INTO issuer_keys VALUES (?, ?)", state.issuer_keys.items())
+        if rules is not None:
+            _install_rules(conn, rules, now)
+    if rules is not None:
+        ledger.rules = rules
+    return True
+
+
+def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> None:
+    conn.executemany(
+        "INSERT INTO villagers (passbook_id, household_name, village, status, updated_ms) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(passbook_id) DO UPDATE SET "
+        "household_name = excluded.household_name, village = excluded.village, "
+        "status = excluded.status, updated_ms = excluded.updated_ms",
+        [(v.passbook_id, v.household_name, v.village, v.status, now) for v in state.villagers],
+    )
+    # This kiosk's own status changes that central has not seen yet are newer.
+    rows = conn.execute(
+        "SELECT passbook_id, json_extract(data, '$.status') FROM entries "
+        "WHERE kind = 'villager_status' AND seq > ? ORDER BY seq",
+        (state.included_seq,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE villagers SET status = ?, updated_ms = ? WHERE passbook_id = ?",
+        [(status, now, passbook) for passbook, status in rows],
+    )
+    conn.executemany(
+        "INSERT INTO villagers (passbook_id, household_name, village, status, updated_ms) "
+        "VALUES (?, '', '', 'revoked', ?) ON CONFLICT(passbook_id) DO UPDATE SET "
+        "status = 'revoked', updated_ms = excluded.updated_ms",
+        [(p, now) for p in state.revoked],
+    )
+
+
+def _catalogue(conn: sqlite3.Connection, items: Sequence[ItemRecord]) -> None:
+    conn.execute("UPDATE catalogue SET active = 0")
+    conn.executemany(
+        "INSERT INTO catalogue VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+        "name_zh = excluded.name_zh, name_en = excluded.name_en, "
+        "points_price = excluded.points_price, active = excluded.active",
+        [(i.item_id, i.name_zh, i.name_en, i.points_price, int(i.active)) for i in items],
+    )
+
+
+def _install_rules(conn: sqlite3.Connection, rules: Rules, now: int) -> None:
+    row = conn.execute("SELECT text FROM rules WHERE version = ?", (rules.version,)).fetchone()
+    if row is not None and row[0] != rules.text:
+        raise RulesError(
+            f"central sent rules version {rules.version!r} with content different from the "
+            "installed file of that version; central must give changed rules a new version"
+        )
+    if row is None:
+        conn.execute("INSERT INTO rules VALUES (?, ?, ?)", (rules.version, rules.text, now))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'rules_version'", (rules.version,))
