@@ -80,7 +80,7 @@ class Ledger:
         clock: Clock | None = None,
     ) -> Ledger:
         """Initialise a new ledger file (refused if it already holds one)."""
-        q.check_id("device_id", device_id)
+        q.check_device_id(device_id)
         q.check_id("village", village)
         if rules.village not in ("*", village):
             raise RulesError(

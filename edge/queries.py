@@ -20,6 +20,9 @@ from edge.store import Store
 from greenpass.errors import Refused
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A device id is also its MQTT username and a topic level: no dots (central and the
+# broker's password file refuse them), and never the central service's name.
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_REASON = 200
 
 
@@ -42,6 +45,15 @@ class Item:
 
 
 # --- argument checks -------------------------------------------------------------------
+
+
+def check_device_id(value: str) -> str:
+    if not isinstance(value, str) or not DEVICE_ID_RE.match(value) or value == "central":
+        raise Refused(
+            "bad_id",
+            f"device id {value!r} must be 1-64 letters, digits, '_' or '-' (not 'central')",
+        )
+    return value
 
 
 def check_id(what: str, value: str, *, code: str = "bad_id") -> str:

@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hardware.scanner_cli",
     "hardware.cli",
     "simulator.cli",
+    "sync.cli",
+    "central.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -7,7 +7,12 @@
     │   ├── Refused                     a business rule said no; carries a `code` the UI shows
     │   ├── StorageError (OSError)      the database file could not be read or written
     │   └── IntegrityError              the stored chain or schema is not what it must be
-    └── HardwareError (OSError)         a device failed; hardware/ subclasses it
+    ├── HardwareError (OSError)         a device failed; hardware/ subclasses it
+    └── SyncError                       sync with central failed
+        ├── ProtocolError (ValueError)  a message is malformed, oversized, forged…; carries
+        │                               the `code` central puts in its ack
+        ├── TransportError (OSError)    the broker is unreachable or refused us
+        └── CentralError                the central server cannot do what was asked
 
 Each class is also the matching built-in where one fits, so callers that only
 know Python's own errors still catch ours (the gpiozero habit).
@@ -72,3 +77,26 @@ class IntegrityError(LedgerError):
 
 class HardwareError(GreenPassError, OSError):
     """A device (scale, scanner, GPIO) failed or sent something we cannot use."""
+
+
+class SyncError(GreenPassError):
+    """Sync between a kiosk and central failed."""
+
+
+class ProtocolError(SyncError, ValueError):
+    """A sync message is malformed, oversized, unsigned, forged or from the wrong sender.
+
+    `code` is the ack status central replies with: `bad_signature`, `bad_chain`,
+    `rejected` (schema, size, sender, unknown or revoked device)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransportError(SyncError, OSError):
+    """The MQTT broker could not be reached, or refused the connection."""
+
+
+class CentralError(SyncError):
+    """The central server refused or could not do what was asked (enrolment, tokens)."""

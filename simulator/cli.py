@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from simulator import camera_cli
+from simulator import camera_cli, netproxy
 from simulator.scale import PROTOCOLS, SimulatedScale
 from simulator.scale.controls import ControlError, apply
 
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     devices = simulate.add_subparsers(dest="device", metavar="DEVICE", required=True)
     _register_scale(devices)
     camera_cli.add_commands(devices)  # camera and serial-scanner, owned by camera_cli
+    _register_netproxy(devices)
 
 
 def _register_scale(devices: argparse._SubParsersAction[Any]) -> None:
@@ -60,6 +61,50 @@ def simulate_scale(args: argparse.Namespace) -> int:
                     continue
                 if said:
                     print(said, flush=True)
+        except KeyboardInterrupt:  # Ctrl-C is the normal way to stop it
+            pass
+    return 0
+
+
+def _register_netproxy(devices: argparse._SubParsersAction[Any]) -> None:
+    p = devices.add_parser(
+        "netproxy",
+        help="a loopback TCP proxy that can cut, stall and delay a link",
+        description="A TCP proxy on 127.0.0.1 in front of TARGET (e.g. the broker). Prints "
+        f"its address, then reads controls on stdin ({netproxy.CONTROLS_HELP}) and prints "
+        "the link's state after each.",
+    )
+    p.add_argument(
+        "--target", required=True, type=_target, metavar="HOST:PORT", help="where to forward to"
+    )
+    p.add_argument(
+        "--listen", type=int, default=0, metavar="PORT", help="port to listen on (default: free)"
+    )
+    p.set_defaults(handler=simulate_netproxy)
+
+
+def _target(text: str) -> tuple[str, int]:
+    try:
+        return netproxy.parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def simulate_netproxy(args: argparse.Namespace) -> int:
+    host, port = args.target
+    with netproxy.NetProxy(host, port, listen_port=args.listen) as proxy:
+        print(f"netproxy 127.0.0.1:{proxy.port} -> {host}:{port}", flush=True)
+        print(proxy.state, flush=True)
+        try:
+            for line in sys.stdin:
+                if line.strip().lower() in ("quit", "exit"):
+                    break
+                try:
+                    said = netproxy.apply_control(proxy, line)
+                except netproxy.ControlError as exc:
+                    print(f"error: {exc}", file=sys.stderr, flush=True)
+                    continue
+                print(said, flush=True)
         except KeyboardInterrupt:  # Ctrl-C is the normal way to stop it
             pass
     return 0

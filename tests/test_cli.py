@@ -142,13 +142,28 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "greenpass") -> lis
     return found
 
 
+def _options(parser: argparse.ArgumentParser, prefix: str = "greenpass") -> list[str]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _options(sub, f"{prefix} {name}")
+        else:
+            found += [f"{prefix} {o}" for o in action.option_strings if o.startswith("--")]
+    return found
+
+
 def test_every_command_and_option_is_documented() -> None:
     docs = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
     docs += (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = _commands(build_parser())
+    parser = build_parser()
+    commands = _commands(parser)
     assert "greenpass ledger deposit" in commands
     undocumented = [c for c in commands if c not in docs]
     assert not undocumented, f"document these in docs/: {undocumented}"
+    options = [o for o in _options(parser) if not o.endswith(("--help", "--version"))]
+    missing = [o for o in options if o.rsplit(" ", 1)[1] not in docs]
+    assert not missing, f"document these options in docs/: {missing}"
 
 
 def test_every_rules_key_is_documented() -> None:

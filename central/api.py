@@ -1,0 +1,563 @@
+"""Central's HTTP API (FastAPI): the operator's admin endpoints and kiosk enrolment.
+
+Everything lives under ``/api/v1/``; the OpenAPI document is ``/openapi.json``.
+
+    admin (``Authorization: Bearer <admin token>``)
+        GET  /api/v1/devices                          the fleet, with each kiosk's status
+        POST /api/v1/devices/{device_id}/revoke
+        POST /api/v1/enrol-tokens                     a one-time enrolment token
+        GET  /api/v1/villages/{village_id}/totals     grams per category, points, CO2e
+        GET  /api/v1/villages/{village_id}/overdrafts
+        GET  /api/v1/villages/{village_id}/export.csv every entry of the village
+        GET  /api/v1/passbooks/{passbook_id}/statement
+        GET  /api/v1/dead-letters?limit=N
+    kiosk (the one-time token is the credential)
+        POST /api/v1/enrol
+
+Quantities are integers: grams, points, grams CO2e, milliseconds since the epoch.
+Errors are ``{"detail": "..."}``: 401 without the admin token, 403 for a refused
+enrolment, 404 for an unknown village, passbook or device, 409 when a token cannot
+be issued, 422 for malformed input, 503 when the database cannot be reached (or a
+revocation could not be passed on to the broker).
+
+The store is synchronous, so the endpoints are plain ``def``: FastAPI runs them in
+its thread pool, and `CentralStore` takes a pooled connection per call.
+"""
+
+import csv
+import hashlib
+import hmac
+import io
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self
+
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Security,
+)
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from central import reports
+from central.store import DEVICE_ID_RE, ID_RE, CentralStore, Device
+from edge.entries import Kind
+from greenpass.errors import CentralError, ConfigError, ProtocolError, StorageError
+from sync import protocol
+from sync.keys import public_key
+
+log = logging.getLogger(__name__)
+
+API_TITLE = "Green Passbook central"
+API_VERSION = "1"
+PREFIX = "/api/v1"
+MIN_ADMIN_TOKEN = 16
+CSV_ROWS_PER_CHUNK = 500
+ID_PATTERN = f"^{ID_RE.pattern}$"
+DEVICE_ID_PATTERN = f"^{DEVICE_ID_RE.pattern}$"
+NO_VILLAGE = "No such village"
+DEAD_LETTER_HEAD = 64  # bytes of a refused payload shown (hex), enough to recognise it
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class EnrolmentSettings:
+    """What every enrolled kiosk is told: where the broker is, which CA signs its TLS
+    certificate (PEM), and central's raw Ed25519 public key for the signed state."""
+
+    broker_url: str
+    ca_cert_pem: str
+    central_public_key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.central_public_key) != 32:
+            raise ConfigError(
+                f"central's public key has {len(self.central_public_key)} bytes, not 32",
+                key="central_public_key",
+            )
+        if not self.broker_url:
+            raise ConfigError("kiosks need a broker URL to sync to", key="broker_url")
+
+
+# --- wire models --------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="One line saying what was wrong")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    """What the kiosk last said about itself (its retained MQTT status)."""
+
+    reported_ms: int = Field(description="Kiosk's wall clock when it sent the status")
+    software_version: str
+    head_seq: int = Field(description="Newest entry in the kiosk's ledger")
+    scale: str = Field(description="ok / error / disconnected / unknown …")
+    scanner: str
+    free_disk_bytes: int | None
+    last_error: str
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    village_id: str
+    status: Literal["active", "revoked"]
+    enrolled_ms: int
+    revoked_ms: int | None
+    acked_seq: int = Field(description="Every entry up to this seq is stored centrally")
+    last_seen_ms: int | None = Field(description="Central's time of the last status received")
+    online: bool | None = Field(description="None: no status received yet")
+    backlog: int | None = Field(description="Entries the kiosk has not had acked")
+    oldest_unsynced_ms: int | None = Field(description="Wall clock of its oldest unsynced entry")
+    health: Health | None
+
+    @classmethod
+    def of(cls, d: Device) -> Self:
+        status: protocol.Status | None = None
+        if d.status_json is not None:
+            try:
+                status = protocol.decode_status(d.status_json.encode())
+            except ProtocolError:
+                status = None  # stored by an older version: show the device without it
+        return cls(
+            device_id=d.device_id,
+            village_id=d.village_id,
+            status="revoked" if d.status == "revoked" else "active",
+            enrolled_ms=d.enrolled_ms,
+            revoked_ms=d.revoked_ms,
+            acked_seq=d.acked_seq,
+            last_seen_ms=d.last_seen_ms,
+            online=None if status is None else status.online,
+            backlog=None if status is None else status.backlog,
+            oldest_unsynced_ms=None if status is None else status.oldest_unsynced_ms,
+            health=None
+            if status is None
+            else Health(
+                reported_ms=status.ts_ms,
+                software_version=status.version,
+                head_seq=status.head_seq,
+                scale=status.scale,
+                scanner=status.scanner,
+                free_disk_bytes=status.free_disk_bytes,
+                last_error=status.last_error,
+            ),
+        )
+
+
+class EnrolTokenIn(_In):
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="The kiosk's device id")
+    village_id: str = Field(pattern=ID_PATTERN, description="The village it will serve")
+    ttl_hours: int = Field(24, ge=1, le=24 * 30, description="Validity in hours")
+
+
+class EnrolTokenOut(BaseModel):
+    token: str = Field(description="Give it to the technician; shown only once")
+    device_id: str
+    village_id: str
+    expires_ms: int
+
+
+class EnrolIn(_In):
+    token: str = Field(min_length=1, max_length=256, description="The one-time token")
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    public_key: str = Field(
+        pattern="^[0-9a-fA-F]{64}$",
+        description="The kiosk's raw 32-byte Ed25519 public key, hex",
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519(cls, value: str) -> str:
+        public_key(bytes.fromhex(value))  # ValueError (a 422) if not a usable key
+        return value.lower()
+
+    def public_key_bytes(self) -> bytes:
+        return bytes.fromhex(self.public_key)
+
+
+class EnrolOut(BaseModel):
+    device_id: str
+    village_id: str
+    mqtt_username: str = Field(description="Equals the device id")
+    mqtt_password: str = Field(description="Shown only once; central keeps a hash")
+    broker_url: str = Field(description="mqtts://host:port")
+    ca_cert_pem: str = Field(description="The CA the broker's TLS certificate chains to")
+    central_public_key: str = Field(description="Central's Ed25519 key (hex) for the state")
+
+
+class VillageTotalsOut(BaseModel):
+    village_id: str
+    grams_by_category: dict[str, int] = Field(description="Net grams deposited per category")
+    deposits: int = Field(description="Deposits, less reversed ones")
+    points_issued: int = Field(description="For deposits and awards, net of reversals")
+    points_redeemed: int = Field(description="Spent on goods and services, net of reversals")
+    co2e_g: int = Field(description="Grams of CO2e avoided by the deposits")
+
+
+class OverdraftOut(BaseModel):
+    passbook_id: str
+    lowest_balance: int = Field(description="The lowest balance reached (negative)")
+    device_id: str = Field(description="Kiosk of the entry that first went below zero")
+    seq: int
+    wall_ms: int
+
+    @classmethod
+    def of(cls, o: reports.Overdraft) -> Self:
+        return cls(
+            passbook_id=o.passbook_id,
+            lowest_balance=o.lowest,
+            device_id=o.device_id,
+            seq=o.seq,
+            wall_ms=o.wall_ms,
+        )
+
+
+class StatementLineOut(BaseModel):
+    device_id: str
+    seq: int
+    entry_id: str
+    kind: Kind
+    wall_ms: int
+    clock_ok: bool = Field(description="The kiosk's clock was synchronised")
+    category: str | None
+    grams: int | None
+    points: int = Field(description="Signed: negative for redemptions")
+    co2e_g: int
+    item_id: str | None
+    qty: int | None
+    ref_seq: int | None = Field(description="For a reversal: the seq it cancels")
+    staff_id: str | None
+    reason: str | None
+    balance: int = Field(description="The passbook's balance after this entry")
+
+
+class StatementOut(BaseModel):
+    passbook_id: str
+    balance: int
+    lines: list[StatementLineOut]
+
+    @classmethod
+    def of(cls, passbook_id: str, lines: list[reports.StatementLine]) -> Self:
+        out = [
+            StatementLineOut(
+                device_id=x.entry.device_id,
+                seq=x.entry.seq,
+                entry_id=x.entry.entry_id,
+                kind=x.entry.kind,
+                wall_ms=x.entry.wall_ms,
+                clock_ok=x.entry.clock_ok,
+                category=x.entry.category,
+                grams=x.entry.grams,
+                points=x.entry.points,
+                co2e_g=x.entry.co2e_g,
+                item_id=x.entry.item_id,
+                qty=x.entry.qty,
+                ref_seq=x.entry.ref_seq,
+                staff_id=x.entry.staff_id,
+                reason=x.entry.reason,
+                balance=x.balance,
+            )
+            for x in lines
+        ]
+        return cls(passbook_id=passbook_id, balance=out[-1].balance if out else 0, lines=out)
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    received_ms: int
+    topic: str
+    claimed_device: str | None
+    status: str = Field(description="The ack status sent: bad_signature, bad_chain, rejected …")
+    reason: str
+    size: int = Field(description="Bytes received")
+    payload_head_hex: str = Field(description=f"The first {DEAD_LETTER_HEAD} bytes, hex")
+
+    @classmethod
+    def of(cls, d: reports.DeadLetter) -> Self:
+        return cls(
+            id=d.id,
+            received_ms=d.received_ms,
+            topic=d.topic,
+            claimed_device=d.claimed_device,
+            status=d.status,
+            reason=d.reason,
+            size=d.size,
+            payload_head_hex=d.payload[:DEAD_LETTER_HEAD].hex(),
+        )
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+_PROBLEMS = {
+    400: "The body is not JSON",
+    401: "No or wrong admin token",
+    403: "Enrolment refused: token unknown, used, expired or for another device; "
+    "or the device is revoked",
+    404: "Not found",
+    409: "No token issued: the device is revoked or belongs to another village",
+    503: "The central database cannot be reached",
+}
+_REVOKE_503 = "Revoked, but the broker's password file could not be rewritten: retry"
+
+
+def _problem(*codes: int, missing: str = "") -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers (`missing`: what a 404 means here)."""
+    return {
+        c: {"model": Problem, "description": missing if c == 404 and missing else _PROBLEMS[c]}
+        for c in codes
+    }
+
+
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One header row (`reports.EXPORT_COLUMNS`), then one row per entry "
+        "in (device, seq) order",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+VillageId = Annotated[str, Path(pattern=ID_PATTERN, description="Village id")]
+DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="Device id")]
+PassbookId = Annotated[str, Path(min_length=1, max_length=64, description="Passbook id")]
+
+
+def create_app(
+    store: CentralStore,
+    *,
+    admin_token: str,
+    enrolment: EnrolmentSettings,
+    on_devices_changed: Callable[[], None] | None = None,
+    clock: Callable[[], int] = wall_ms,
+) -> FastAPI:
+    """The API over `store`. `on_devices_changed` runs after each enrolment and
+    revocation (central rewrites the broker's password file and reloads it there);
+    `clock` gives central's time in ms (tests move it to expire tokens)."""
+    if len(admin_token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(
+            f"the admin token must be at least {MIN_ADMIN_TOKEN} characters", key="admin_token"
+        )
+    expected = hashlib.sha256(admin_token.encode()).digest()
+    devices_changed = on_devices_changed or (lambda: None)
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="AdminToken",
+        description="The operator's admin token (central's `admin.token` file).",
+    )
+
+    def require_admin(
+        cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> None:
+        given = hashlib.sha256(b"" if cred is None else cred.credentials.encode()).digest()
+        # Constant time (and the digests hide the token's length too).
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401, "a valid admin token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    def require_village(village_id: str) -> None:
+        if village_id not in store.villages():
+            raise HTTPException(404, f"no village {village_id!r}")
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Admin API for the operator, and enrolment for kiosks. "
+        "All quantities are integers: grams, points, grams CO2e, ms since the epoch.",
+    )
+
+    @app.exception_handler(StorageError)
+    def storage_unavailable(_request: Request, exc: StorageError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    admin = APIRouter(
+        prefix=PREFIX,
+        dependencies=[Depends(require_admin)],
+        responses=_problem(401, 503),
+        tags=["admin"],
+    )
+
+    @admin.get(
+        "/devices", response_model=list[DeviceOut], responses=_problem(404, missing=NO_VILLAGE)
+    )
+    def list_devices(
+        village_id: Annotated[
+            str | None, Query(pattern=ID_PATTERN, description="Only this village's kiosks")
+        ] = None,
+    ) -> list[DeviceOut]:
+        """Every enrolled kiosk, with what its last retained status said."""
+        if village_id is not None:
+            require_village(village_id)
+        return [DeviceOut.of(d) for d in store.devices(village_id)]
+
+    @admin.post(
+        "/devices/{device_id}/revoke",
+        response_model=DeviceOut,
+        responses={
+            **_problem(404, missing="No such device"),
+            503: {"model": Problem, "description": f"{_PROBLEMS[503]}; or: {_REVOKE_503}"},
+        },
+    )
+    def revoke_device(device_id: DeviceId) -> DeviceOut:
+        """Refuse the kiosk from now on: its batches, status and broker login. Idempotent,
+        so a revocation whose broker update failed is completed by calling it again."""
+        if store.device(device_id) is None:
+            raise HTTPException(404, f"no device {device_id!r}")
+        if store.revoke_device(device_id, clock()):
+            log.info("revoked device %s", device_id)
+        try:
+            devices_changed()
+        except OSError as exc:
+            raise HTTPException(
+                503,
+                f"device {device_id!r} is revoked, but the broker's password file "
+                f"could not be rewritten ({exc}); revoke it again once that is fixed",
+            ) from exc
+        return DeviceOut.of(_must(store.device(device_id)))
+
+    @admin.post(
+        "/enrol-tokens",
+        response_model=EnrolTokenOut,
+        status_code=201,
+        responses=_problem(400, 404, 409, missing=NO_VILLAGE),
+    )
+    def create_enrol_token(body: EnrolTokenIn) -> EnrolTokenOut:
+        """A one-time token that lets `device_id` enrol in `village_id` until `expires_ms`.
+        Shown once: central keeps only its hash."""
+        require_village(body.village_id)
+        now, ttl_s = clock(), body.ttl_hours * 3600
+        try:
+            token = store.create_enrol_token(body.device_id, body.village_id, now, ttl_s=ttl_s)
+        except CentralError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return EnrolTokenOut(
+            token=token,
+            device_id=body.device_id,
+            village_id=body.village_id,
+            expires_ms=now + ttl_s * 1000,
+        )
+
+    @admin.get(
+        "/villages/{village_id}/totals",
+        response_model=VillageTotalsOut,
+        responses=_problem(404, missing=NO_VILLAGE),
+    )
+    def village_totals(village_id: VillageId) -> VillageTotalsOut:
+        """Grams per category, deposits, points issued and redeemed, grams CO2e avoided;
+        net of reversals."""
+        require_village(village_id)
+        return VillageTotalsOut.model_validate(reports.village_totals(store, village_id))
+
+    @admin.get(
+        "/villages/{village_id}/overdrafts",
+        response_model=list[OverdraftOut],
+        responses=_problem(404, missing=NO_VILLAGE),
+    )
+    def overdrafts(village_id: VillageId) -> list[OverdraftOut]:
+        """Passbooks whose balance went below zero (kiosks redeeming offline at once)."""
+        require_village(village_id)
+        return [OverdraftOut.of(o) for o in reports.overdrafts(store, village_id)]
+
+    @admin.get(
+        "/villages/{village_id}/export.csv",
+        response_class=StreamingResponse,
+        responses={**_CSV_RESPONSE, **_problem(404, missing=NO_VILLAGE)},
+    )
+    def export_csv(village_id: VillageId) -> StreamingResponse:
+        """Every entry of the village as CSV, streamed."""
+        require_village(village_id)
+        chunks = _csv_chunks(reports.export_rows(store, village_id))
+        first = next(chunks)  # here, so a database error is still a 503, not a cut stream
+        return StreamingResponse(
+            itertools.chain([first], chunks),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{village_id}-entries.csv"'},
+        )
+
+    @admin.get(
+        "/passbooks/{passbook_id}/statement",
+        response_model=StatementOut,
+        responses=_problem(404, missing="No entries for this passbook"),
+    )
+    def statement(passbook_id: PassbookId) -> StatementOut:
+        """Every entry of a passbook across the village's kiosks, with running balance."""
+        lines = reports.statement(store, passbook_id)
+        if not lines:
+            raise HTTPException(404, f"no passbook {passbook_id!r}")
+        return StatementOut.of(passbook_id, lines)
+
+    @admin.get("/dead-letters", response_model=list[DeadLetterOut])
+    def dead_letters(
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
+    ) -> list[DeadLetterOut]:
+        """The most recently refused messages, newest first."""
+        return [DeadLetterOut.of(d) for d in reports.dead_letters(store, limit)]
+
+    kiosk = APIRouter(prefix=PREFIX, tags=["kiosk"], responses=_problem(503))
+
+    @kiosk.post("/enrol", response_model=EnrolOut, responses=_problem(400, 403))
+    def enrol(body: EnrolIn, after: BackgroundTasks) -> EnrolOut:
+        """Trade a one-time token for the kiosk's broker credentials. The kiosk made
+        its key pair itself and sends only the public key."""
+        try:
+            done = store.enrol(body.token, body.device_id, body.public_key_bytes(), clock())
+        except CentralError as exc:
+            log.warning("enrolment of %s refused: %s", body.device_id, exc)
+            raise HTTPException(403, str(exc)) from exc
+        log.info("enrolled device %s in village %s", done.device_id, done.village_id)
+        # After the answer: the token is spent and the password exists only in this
+        # answer, so a failing broker update must not cost the kiosk its credentials
+        # (the kiosk retries its broker connection until the reload has happened).
+        after.add_task(devices_changed)
+        return EnrolOut(
+            device_id=done.device_id,
+            village_id=done.village_id,
+            mqtt_username=done.mqtt_username,
+            mqtt_password=done.mqtt_password,
+            broker_url=enrolment.broker_url,
+            ca_cert_pem=enrolment.ca_cert_pem,
+            central_public_key=enrolment.central_public_key.hex(),
+        )
+
+    app.include_router(admin)
+    app.include_router(kiosk)
+    return app
+
+
+def _must(device: Device | None) -> Device:
+    if device is None:  # it was there a moment ago and devices are never deleted
+        raise HTTPException(404, "the device disappeared")
+    return device
+
+
+def _csv_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """The header, then rows in chunks: one thread hop per chunk, not per row."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=reports.EXPORT_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    while True:
+        batch = list(itertools.islice(rows, CSV_ROWS_PER_CHUNK))
+        writer.writerows(batch)
+        yield buf.getvalue()
+        if len(batch) < CSV_ROWS_PER_CHUNK:
+            return
+        buf.seek(0)
+        buf.truncate()

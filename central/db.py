@@ -1,0 +1,348 @@
+"""Central's database: one SQLAlchemy Core schema for SQLite (one site) and PostgreSQL.
+
+`open_engine` turns a URL or a plain file path into an engine with the settings the
+ingest relies on; `migrate` creates the schema through numbered migrations recorded
+in `schema_migrations`, so reopening is a no-op and a later version only adds steps.
+
+SQLite: WAL, `synchronous=FULL` (an ack is sent only after the commit, so a committed
+batch must survive a power cut), foreign keys on, a busy timeout, and SQLAlchemy in
+charge of BEGIN (the documented pysqlite recipe). Write transactions start with
+`BEGIN IMMEDIATE`, so two writers queue on the lock at BEGIN instead of both reading
+and then failing to upgrade. A connection marked `read_only` gets a plain `BEGIN`.
+
+PostgreSQL: `postgresql://` is rewritten to the psycopg 3 driver. Writers serialise on
+the device row (`SELECT … FOR UPDATE`); readers that must see one snapshot ask for
+REPEATABLE READ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from edge.entries import GENESIS_H, Kind
+from greenpass.errors import ConfigError, StorageError
+
+BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "gp_read_only"  # execution option: this connection only reads (plain BEGIN)
+
+metadata = MetaData()
+
+# ids are bounded like the kiosk's (64 characters); hashes and keys are raw bytes.
+_ID = 64
+
+villages = Table(
+    "villages",
+    metadata,
+    Column("village_id", String(_ID), primary_key=True),
+    Column("state_version", BigInteger, nullable=False, server_default="0"),
+    Column("changed_ms", BigInteger, nullable=False, server_default="0"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(_ID), primary_key=True),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("mqtt_password_hash", Text, nullable=False),
+    Column("enrolled_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger),
+    Column("acked_seq", BigInteger, nullable=False, server_default="0"),
+    Column("last_h", LargeBinary(32), nullable=False, default=GENESIS_H),
+    Column("last_seen_ms", BigInteger),
+    Column("status_json", Text),
+    CheckConstraint("status IN ('active', 'revoked')", name="devices_status"),
+)
+
+enrol_tokens = Table(
+    "enrol_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex: the token is never kept
+    Column("device_id", String(_ID), nullable=False),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    # Text, not VARCHAR(n): what a signed batch may carry is checked at ingest, and a
+    # length limit that only PostgreSQL enforces would make the dialects disagree.
+    Column("device_id", String(_ID), ForeignKey("devices.device_id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("entry_id", String(36), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("wall_ms", BigInteger, nullable=False),
+    Column("clock_ok", Boolean(create_constraint=False), nullable=False),
+    Column("boot_id", Text, nullable=False),
+    Column("mono_ms", BigInteger, nullable=False),
+    Column("passbook_id", Text),
+    Column("category", Text),
+    Column("grams", BigInteger),
+    Column("points", BigInteger, nullable=False),
+    Column("co2e_g", BigInteger, nullable=False),
+    Column("item_id", Text),
+    Column("qty", BigInteger),
+    Column("ref_seq", BigInteger),
+    Column("staff_id", Text),
+    Column("reason", Text),
+    Column("rules_version", Text),
+    Column("flags", Text, nullable=False),
+    Column("data", Text, nullable=False),  # JSON object of strings
+    Column("h", LargeBinary(32), nullable=False),
+    Column("village_id", Text, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("device_id", "seq", name="entries_pk"),
+    CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in Kind) + ")", name="entries_kind"),
+    Index("entries_village_passbook", "village_id", "passbook_id"),
+)
+
+villagers = Table(
+    "villagers",
+    metadata,
+    Column("passbook_id", Text, primary_key=True),
+    Column("village_id", Text, nullable=False),
+    Column("household_name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("source_device", String(_ID), nullable=False),
+    Column("source_seq", BigInteger, nullable=False),
+    Index("villagers_village", "village_id"),
+)
+
+catalogue = Table(
+    "catalogue",
+    metadata,
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("item_id", String(_ID), nullable=False),
+    Column("name_zh", Text, nullable=False),
+    Column("name_en", Text, nullable=False),
+    Column("points_price", BigInteger, nullable=False),
+    Column("active", Boolean(create_constraint=False), nullable=False),
+    PrimaryKeyConstraint("village_id", "item_id", name="catalogue_pk"),
+)
+
+village_rules = Table(
+    "village_rules",
+    metadata,
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), primary_key=True),
+    Column("version", String(_ID), nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+issuer_keys = Table(
+    "issuer_keys",
+    metadata,
+    Column("key_id", String(_ID), primary_key=True),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("public_key", LargeBinary(32), nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL gets a BIGINT identity.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("claimed_device", Text),  # from the topic: not trusted, not bounded
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # at most the first MAX_PAYLOAD bytes
+    Column("size", BigInteger, nullable=False),  # the size as received
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    MetaData(),  # kept apart: it is created before, and outside of, the numbered steps
+    Column("version", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("applied_ms", BigInteger, nullable=False),
+)
+
+_V1_TABLES = [
+    villages,
+    devices,
+    enrol_tokens,
+    entries,
+    villagers,
+    catalogue,
+    village_rules,
+    issuer_keys,
+    dead_letters,
+]
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=_V1_TABLES, checkfirst=False)
+
+
+# Never edit a released step: append the next number.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "central tables", _v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --- rows -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    village_id: str
+    public_key: bytes
+    status: str  # active / revoked
+    mqtt_password_hash: str
+    enrolled_ms: int
+    revoked_ms: int | None
+    acked_seq: int
+    last_h: bytes
+    last_seen_ms: int | None
+    status_json: str | None  # the kiosk's last retained status message
+
+
+def device_from_row(row: Row[Any]) -> Device:
+    m = row._mapping
+    return Device(
+        device_id=m["device_id"],
+        village_id=m["village_id"],
+        public_key=bytes(m["public_key"]),
+        status=m["status"],
+        mqtt_password_hash=m["mqtt_password_hash"],
+        enrolled_ms=int(m["enrolled_ms"]),
+        revoked_ms=None if m["revoked_ms"] is None else int(m["revoked_ms"]),
+        acked_seq=int(m["acked_seq"]),
+        last_h=bytes(m["last_h"]),
+        last_seen_ms=None if m["last_seen_ms"] is None else int(m["last_seen_ms"]),
+        status_json=m["status_json"],
+    )
+
+
+def storage_error(exc: SQLAlchemyError, doing: str) -> StorageError:
+    """One line a technician can act on; the driver's text says what failed."""
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return StorageError(f"central database: {doing} failed: {first[0] if first else exc!r}")
+
+
+# --- engines ----------------------------------------------------------------------------
+
+
+def is_postgres(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "postgresql"
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The sqlite3 driver must not open transactions itself: it would start
+        # them lazily and DEFERRED, and commit before DDL.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageError(f"{url}: cannot switch SQLite to WAL journal (got {mode})")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def open_engine(url: str | Path) -> Engine:
+    """An engine for `url`: a file path or `sqlite:///…` (SQLite), or `postgresql://…`."""
+    raw = str(url)
+    if "://" not in raw:
+        if not raw or raw == ":memory:":
+            raise ConfigError("central needs a database file or URL, not an in-memory database")
+        raw = "sqlite:///" + os.path.abspath(raw)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {raw!r} is not valid: {exc}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(
+                f"database URL {raw!r} names no file; central needs one (sqlite:///path.db)"
+            )
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite_engine(parsed.render_as_string(hide_password=False))
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        pg = parsed.set(drivername="postgresql+psycopg")
+        # pre_ping: after a PostgreSQL restart the pool's old connections are dead; test
+        # each on checkout rather than failing one batch per stale connection.
+        return create_engine(pg, pool_pre_ping=True)
+    raise ConfigError(
+        f"database URL {raw!r}: central supports a SQLite file (path or sqlite:///…) "
+        "or PostgreSQL (postgresql://user@host/db)"
+    )
+
+
+def migrate(engine: Engine, now_ms: int) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
+    try:
+        with engine.begin() as conn:
+            if is_postgres(conn):
+                # Two central workers starting together must not both create the tables.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
+            schema_migrations.create(conn, checkfirst=True)
+            done = set(conn.scalars(select(schema_migrations.c.version)))
+            before = max(done, default=0)
+            if before > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the central database has schema version {before}, newer than this "
+                    f"software's {SCHEMA_VERSION}: upgrade the software"
+                )
+            for version, name, step in MIGRATIONS:
+                if version not in done:
+                    step(conn)
+                    conn.execute(
+                        insert(schema_migrations).values(
+                            version=version, name=name, applied_ms=now_ms
+                        )
+                    )
+            return before
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot prepare the central database: {exc}") from exc

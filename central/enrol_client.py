@@ -1,0 +1,151 @@
+"""The kiosk's side of enrolment: trade a one-time token for broker credentials.
+
+A technician provisioning a kiosk runs this once: the kiosk has generated its
+Ed25519 key pair on the device, and sends central the token the operator issued,
+its device id and its raw public key (hex). Central answers with what the kiosk
+needs to sync (`Credentials`): its MQTT username and password, the broker URL, the
+CA certificate that signs the broker's TLS certificate, and central's public key
+(to verify the signed village state it will receive).
+
+Every failure is a `CentralError` whose message says what to do next:
+central unreachable, token refused (used, expired, for another device), or an
+answer that is not what this software understands.
+
+(Kiosk-side code belongs outside ``central/`` per DESIGN §2; a later provisioning
+change moves this module.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import msgspec
+
+from greenpass.errors import CentralError
+
+ENROL_PATH = "/api/v1/enrol"
+_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What central gives an enrolled kiosk (mirrors the ``POST /api/v1/enrol`` answer)."""
+
+    device_id: str
+    village_id: str
+    mqtt_username: str
+    mqtt_password: str
+    broker_url: str
+    ca_cert_pem: str
+    central_public_key: bytes  # raw 32-byte Ed25519 key
+
+
+class _Answer(msgspec.Struct):
+    device_id: str
+    village_id: str
+    mqtt_username: str
+    mqtt_password: str
+    broker_url: str
+    ca_cert_pem: str
+    central_public_key: str
+
+
+class _Issue(msgspec.Struct):
+    loc: list[str | int] = msgspec.field(default_factory=list)
+    msg: str = ""
+
+
+class _Problem(msgspec.Struct):
+    detail: str | list[_Issue] | None = None
+
+
+def enrol(
+    central_url: str,
+    token: str,
+    device_id: str,
+    public_key: bytes,
+    *,
+    timeout_s: float = 10,
+    transport: httpx.BaseTransport | None = None,
+) -> Credentials:
+    """Enrol `device_id` with central at `central_url` (e.g. ``https://central.example``).
+
+    `public_key` is the kiosk's raw 32-byte Ed25519 public key. `transport` is the
+    seam for tests (an in-process app or `httpx.MockTransport`).
+    """
+    if len(public_key) != _KEY_BYTES:
+        raise ValueError(f"an Ed25519 public key has {_KEY_BYTES} bytes, got {len(public_key)}")
+    url = central_url.rstrip("/") + ENROL_PATH
+    body = {"token": token, "device_id": device_id, "public_key": public_key.hex()}
+    try:
+        with httpx.Client(timeout=timeout_s, transport=transport) as client:
+            response = client.post(url, json=body)
+    except httpx.TimeoutException as exc:
+        raise CentralError(
+            f"central unreachable at {url}: no answer within {timeout_s:g} s ({exc}); "
+            "check the network and that the central server is running"
+        ) from exc
+    except httpx.InvalidURL as exc:
+        raise CentralError(
+            f"central URL {central_url!r} is not valid ({exc}); give e.g. https://central.example"
+        ) from exc
+    except httpx.TransportError as exc:  # connection refused, DNS, TLS, unsupported scheme
+        raise CentralError(
+            f"central unreachable at {url}: {exc or type(exc).__name__}; "
+            "check the URL, the network and that the central server is running"
+        ) from exc
+    if response.status_code == httpx.codes.FORBIDDEN:
+        reason = _detail(response)  # central's own words: "enrolment refused: the token …"
+        raise CentralError(
+            reason if reason.startswith("enrolment refused") else f"enrolment refused: {reason}"
+        )
+    if response.status_code == httpx.codes.UNPROCESSABLE_ENTITY:
+        raise CentralError(f"central rejected the enrolment request: {_detail(response)}")
+    if response.status_code != httpx.codes.OK:
+        raise CentralError(
+            f"central at {url} answered HTTP {response.status_code}: {_detail(response)}"
+        )
+    return _credentials(url, device_id, response.content)
+
+
+def _credentials(url: str, device_id: str, content: bytes) -> Credentials:
+    try:
+        answer = msgspec.json.decode(content, type=_Answer)
+        central_key = bytes.fromhex(answer.central_public_key)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise CentralError(
+            f"central at {url} sent an answer this kiosk does not understand ({exc}); "
+            "is the URL that of a Green Passbook central of a matching version?"
+        ) from exc
+    if len(central_key) != _KEY_BYTES:
+        raise CentralError(
+            f"central at {url} sent a {len(central_key)}-byte public key, not {_KEY_BYTES}"
+        )
+    if answer.device_id != device_id:
+        raise CentralError(
+            f"central at {url} enrolled device {answer.device_id!r}, not {device_id!r}"
+        )
+    return Credentials(
+        device_id=answer.device_id,
+        village_id=answer.village_id,
+        mqtt_username=answer.mqtt_username,
+        mqtt_password=answer.mqtt_password,
+        broker_url=answer.broker_url,
+        ca_cert_pem=answer.ca_cert_pem,
+        central_public_key=central_key,
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    """The one-line reason in a FastAPI error body, or the start of the raw text."""
+    try:
+        problem = msgspec.json.decode(response.content, type=_Problem)
+    except msgspec.DecodeError:  # also ValidationError: not FastAPI's shape
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(problem.detail, str):
+        return problem.detail
+    if isinstance(problem.detail, list):  # FastAPI's validation errors
+        parts = [".".join(str(p) for p in i.loc) + f": {i.msg}" for i in problem.detail]
+        return "; ".join(parts) or response.reason_phrase
+    return response.reason_phrase

@@ -1,0 +1,398 @@
+"""Ingest one batch from `gp/v1/dev/<D>/up/batch` (DESIGN §5): check it, store it, ack it.
+
+Checks run cheapest and least trusting first: the topic names a device; the envelope
+parses within the size limit; the device is enrolled and active; it signed the batch
+itself; the signature verifies against its enrolled key (before anything is
+decompressed); the body decodes and its chain ends at the `last_h` it claims; each
+entry is storable. A failure writes a dead letter (what arrived, why) and returns an
+ack saying so; nothing of the batch enters `entries`.
+
+Then one transaction, holding the device row, places the batch against what central
+already has for the device (`acked_seq`, `last_h`): a duplicate is acked again (and
+proven identical by its hash), a gap asks for `acked_seq + 1`, an overlap stores only
+the new tail, and the first new entry must chain onto `last_h`. The caller publishes
+the ack only after this commit, so an `ok` always means "durably stored".
+
+A database failure raises `StorageError` and produces no ack at all: the kiosk keeps
+the entries and resends after its timeout, which is safe because ingest is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from central import db
+from central.store import CentralStore, Device, device_from_row, storage_error
+from edge.entries import Entry, Kind
+from greenpass.errors import ProtocolError
+from sync import protocol
+from sync.keys import public_key
+
+INT64 = (-(2**63), 2**63 - 1)
+VILLAGER_STATUSES = frozenset({"active", "inactive", "revoked"})
+
+_data_json = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """`ack` goes to `gp/v1/dev/<device_id>/down/ack`; None only when the topic names
+    no device. `stored` is how many entries this call added."""
+
+    ack: protocol.Ack | None
+    device_id: str | None
+    village_id: str | None
+    stored: int
+
+
+def ingest(
+    store_or_engine: CentralStore | Engine, topic: str, payload: bytes, now_ms: int
+) -> IngestResult:
+    store = (
+        store_or_engine
+        if isinstance(store_or_engine, CentralStore)
+        else CentralStore(store_or_engine)
+    )
+    device_id = protocol.device_of(topic, protocol.BATCH)
+    dev: Device | None = None
+    batch: protocol.Batch | None = None
+    try:
+        if device_id is None:
+            raise ProtocolError(
+                "rejected", f"topic {topic!r} is not {protocol.TOPIC_ROOT}/<D>/up/batch"
+            )
+        env = protocol.open_envelope(payload, "batch")
+        dev = store.device(device_id)
+        if dev is None:
+            raise ProtocolError("rejected", f"device {device_id!r} is not enrolled")
+        if dev.status != "active":
+            raise ProtocolError("rejected", f"device {device_id!r} is revoked")
+        if env.signer != device_id:
+            raise ProtocolError(
+                "rejected", f"sender {env.signer!r} signed a batch on device {device_id!r}'s topic"
+            )
+        protocol.check_signature(env, public_key(dev.public_key))
+        batch = protocol.decode_batch(env)
+        check_entries(batch, dev.village_id)
+        return _store_batch(store, dev, batch, now_ms)
+    except ProtocolError as exc:
+        return dead_letter(store, topic, payload, now_ms, device_id, dev, batch, exc)
+
+
+# --- per-entry checks -------------------------------------------------------------------
+
+
+def check_entries(batch: protocol.Batch, village_id: str) -> None:
+    """What the signature and schema cannot say: each entry fits the database the same
+    way on both dialects (64-bit integers, no NUL in text) and keeps to its village."""
+    lo, hi = INT64
+    if batch.last_seq > hi:
+        raise ProtocolError("rejected", f"seq {batch.last_seq} is out of range")
+    for e, _ in batch.entries:
+        for n in (e.wall_ms, e.mono_ms, e.grams, e.points, e.co2e_g, e.qty, e.ref_seq):
+            if n is not None and not lo <= n <= hi:
+                raise ProtocolError("rejected", f"entry seq {e.seq}: a number is out of range")
+        texts = (e.boot_id, e.passbook_id, e.category, e.item_id, e.staff_id, e.reason,
+                 e.rules_version, e.flags, *e.data.keys(), *e.data.values())  # fmt: skip
+        if any(t is not None and "\0" in t for t in texts):
+            raise ProtocolError("rejected", f"entry seq {e.seq}: text contains a NUL character")
+        if e.kind is Kind.ENROL or e.kind is Kind.VILLAGER_STATUS:
+            _check_villager_entry(e, village_id)
+
+
+def _check_villager_entry(e: Entry, village_id: str) -> None:
+    if not e.passbook_id:
+        raise ProtocolError("rejected", f"entry seq {e.seq}: {e.kind} without a passbook")
+    if e.kind is Kind.ENROL:
+        village = e.data.get("village")
+        if village != village_id:
+            raise ProtocolError(
+                "rejected",
+                f"entry seq {e.seq} enrols {e.passbook_id!r} into village {village!r}, "
+                f"but the device belongs to {village_id!r}",
+            )
+    elif e.data.get("status") not in VILLAGER_STATUSES:
+        raise ProtocolError("rejected", f"entry seq {e.seq}: unknown villager status")
+
+
+# --- the transaction --------------------------------------------------------------------
+
+
+def _store_batch(
+    store: CentralStore, dev: Device, batch: protocol.Batch, now_ms: int
+) -> IngestResult:
+    # The row lock (PostgreSQL) and BEGIN IMMEDIATE (SQLite) already serialise two
+    # workers handed the same batch. The primary key is the last guard should that
+    # ever not hold: the loser rolls back and, on its second pass, sees a duplicate.
+    for attempt in (1, 2):
+        try:
+            with store.engine.begin() as conn:
+                ack, stored = _place(conn, store.postgres, dev, batch, now_ms)
+            return IngestResult(ack, dev.device_id, dev.village_id, stored)
+        except DBIntegrityError as exc:
+            if attempt == 2:
+                # Not a race (that resolves on the retry): the batch conflicts with
+                # stored data, e.g. an entry_id another device already used.
+                raise ProtocolError(
+                    "rejected", f"the batch conflicts with stored entries: {_first_line(exc)}"
+                ) from exc
+        except DataError as exc:
+            # The database refused a value: it will refuse it on every resend too.
+            raise ProtocolError(
+                "rejected", f"a value cannot be stored: {_first_line(exc)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise storage_error(exc, f"storing a batch from {dev.device_id}") from exc
+    raise AssertionError("unreachable")
+
+
+def _ack(
+    dev: Device, batch: protocol.Batch, status: str, acked: int, reason: str = ""
+) -> protocol.Ack:
+    return protocol.Ack(
+        device_id=dev.device_id,
+        status=status,
+        acked_seq=acked,
+        expected_seq=acked + 1,
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        reason=reason,
+    )
+
+
+def _place(
+    conn: Connection, postgres: bool, dev: Device, batch: protocol.Batch, now_ms: int
+) -> tuple[protocol.Ack, int]:
+    d, e = db.devices, db.entries
+    q = select(d.c.acked_seq, d.c.last_h, d.c.status).where(d.c.device_id == dev.device_id)
+    if postgres:
+        # Serialises ingest per device across central workers; SQLite's BEGIN
+        # IMMEDIATE already holds the whole database.
+        q = q.with_for_update()
+    row = conn.execute(q).one()
+    if row.status != "active":
+        raise ProtocolError("rejected", f"device {dev.device_id!r} is revoked")
+    acked, last_h = int(row.acked_seq), bytes(row.last_h)
+    seen = update(d).where(d.c.device_id == dev.device_id)
+
+    if batch.last_seq <= acked:
+        stored_h = conn.scalar(
+            select(e.c.h).where((e.c.device_id == dev.device_id) & (e.c.seq == batch.last_seq))
+        )
+        if stored_h is None or bytes(stored_h) != batch.entries[-1][1]:
+            raise ProtocolError(
+                "bad_chain",
+                f"entries {batch.first_seq}..{batch.last_seq} were already stored with "
+                "different content (a replay or a rewritten ledger)",
+            )
+        conn.execute(seen.values(last_seen_ms=now_ms))
+        return _ack(dev, batch, "ok", acked, f"duplicate: already stored up to {acked}"), 0
+
+    if batch.first_seq > acked + 1:
+        conn.execute(seen.values(last_seen_ms=now_ms))
+        reason = f"expected seq {acked + 1}, the batch starts at {batch.first_seq}"
+        return _ack(dev, batch, "gap", acked, reason), 0
+
+    skip = acked - batch.first_seq + 1  # entries central already holds (overlap)
+    before = batch.prev_h if skip == 0 else batch.entries[skip - 1][1]
+    if before != last_h:
+        raise ProtocolError(
+            "bad_chain",
+            f"the batch does not continue central's chain at seq {acked} "
+            "(its history differs from what this device sent before)",
+        )
+    new = batch.entries[skip:]
+    insert_entries(conn, new, dev.village_id, now_ms)
+    _apply_villagers(conn, dev, [x for x, _ in new if x.kind in _VILLAGER_KINDS])
+    conn.execute(seen.values(acked_seq=batch.last_seq, last_h=new[-1][1], last_seen_ms=now_ms))
+    # Last on purpose: every kiosk of the village writes this row, so on PostgreSQL
+    # its lock is held only from here to the commit, not through the insert.
+    conn.execute(
+        update(db.villages)
+        .where(db.villages.c.village_id == dev.village_id)
+        .values(changed_ms=now_ms)
+    )
+    return _ack(dev, batch, "ok", batch.last_seq), len(new)
+
+
+# Column order of the multi-row INSERT, checked against the table at import.
+ENTRY_COLUMNS = (
+    "device_id", "seq", "entry_id", "kind", "wall_ms", "clock_ok", "boot_id", "mono_ms",
+    "passbook_id", "category", "grams", "points", "co2e_g", "item_id", "qty", "ref_seq",
+    "staff_id", "reason", "rules_version", "flags", "data", "h", "village_id", "received_ms",
+)  # fmt: skip
+if tuple(c.name for c in db.entries.columns) != ENTRY_COLUMNS:  # pragma: no cover
+    raise RuntimeError("central.db.entries and ingest.ENTRY_COLUMNS disagree")
+_ROWS_PER_STATEMENT = 1000  # 24,000 parameters, under SQLite's limit of 32,766
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(paramstyle: str, rows: int) -> str:
+    mark = _MARKS[paramstyle]
+    one = "(" + ", ".join([mark] * len(ENTRY_COLUMNS)) + ")"
+    return f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) VALUES " + ", ".join([one] * rows)
+
+
+def insert_entries(
+    conn: Connection, rows: Sequence[tuple[Entry, bytes]], village_id: str, now_ms: int
+) -> None:
+    """Insert entries: the hot path of a sync storm, so rows go to the driver as plain
+    tuples (Core's executemany spent longer binding each row in Python than SQLite
+    spent storing it). The statement is the same on both dialects; how many rows it
+    carries is not. SQLite runs one statement per 1,000 rows, half the time of a
+    row-by-row executemany. psycopg parses a query's placeholders in Python and caches
+    only short queries, so a 12,000-placeholder statement costs more than its pipelined
+    executemany of the one-row statement, which is what it gets."""
+    params = [
+        (
+            e.device_id, e.seq, e.entry_id, e.kind.value, e.wall_ms, e.clock_ok, e.boot_id,
+            e.mono_ms, e.passbook_id, e.category, e.grams, e.points, e.co2e_g, e.item_id,
+            e.qty, e.ref_seq, e.staff_id, e.reason, e.rules_version, e.flags,
+            _data_json.encode(e.data).decode(), h, village_id, now_ms,
+        )
+        for e, h in rows
+    ]  # fmt: skip
+    style = conn.dialect.paramstyle
+    if style != "qmark":
+        conn.exec_driver_sql(_insert_sql(style, 1), params)
+        return
+    for start in range(0, len(params), _ROWS_PER_STATEMENT):
+        chunk = params[start : start + _ROWS_PER_STATEMENT]
+        flat = tuple(value for row in chunk for value in row)
+        conn.exec_driver_sql(_insert_sql(style, len(chunk)), flat)
+
+
+_VILLAGER_KINDS = frozenset({Kind.ENROL, Kind.VILLAGER_STATUS})
+_VILLAGER_UPDATED = ("household_name", "status", "updated_ms", "source_device", "source_seq")
+
+
+def _apply_villagers(conn: Connection, dev: Device, changes: list[Entry]) -> None:
+    """Keep `villagers` current from enrol and villager_status entries.
+
+    The first enrolment of a passbook wins (kiosks refuse a second one locally; across
+    kiosks it is a clash for the operator, not something to overwrite). A status change
+    wins when it is at least as recent by wall clock as the one stored, so a kiosk that
+    syncs late cannot undo a newer change made elsewhere. A status change that arrives
+    before the enrolment (another kiosk still offline) creates the row without a name;
+    the enrolment fills it in later.
+    """
+    if not changes:
+        return
+    v = db.villagers
+    ids = {x.passbook_id for x in changes}
+    rows: dict[str, dict[str, Any]] = {
+        r.passbook_id: dict(r._mapping)
+        for r in conn.execute(select(v).where(v.c.passbook_id.in_(ids)))
+    }
+    existing, changed = set(rows), set()
+    for x in changes:
+        pid = x.passbook_id
+        assert pid is not None  # check_entries refused it otherwise
+        cur = rows.get(pid)
+        source = {"updated_ms": x.wall_ms, "source_device": dev.device_id, "source_seq": x.seq}
+        if x.kind is Kind.ENROL:
+            name = x.data.get("household_name", "")
+            if cur is None:
+                rows[pid] = _villager(pid, dev.village_id, name, "active", source)
+            elif cur["household_name"] == "" and cur["village_id"] == dev.village_id:
+                cur["household_name"] = name
+            else:
+                continue
+        elif cur is None:
+            rows[pid] = _villager(pid, dev.village_id, "", x.data["status"], source)
+        elif cur["village_id"] == dev.village_id and x.wall_ms >= cur["updated_ms"]:
+            cur.update(status=x.data["status"], **source)
+        else:
+            continue
+        changed.add(pid)
+    fresh = [rows[p] for p in changed - existing]
+    if fresh:
+        conn.execute(insert(v), fresh)
+    for pid in changed & existing:
+        r = rows[pid]
+        conn.execute(
+            update(v).where(v.c.passbook_id == pid).values({k: r[k] for k in _VILLAGER_UPDATED})
+        )
+
+
+def _villager(
+    pid: str, village: str, name: str, status: str, source: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "passbook_id": pid,
+        "village_id": village,
+        "household_name": name,
+        "status": status,
+        **source,
+    }
+
+
+# --- dead letters -----------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _clean(text: str, limit: int) -> str:
+    # Dead letters hold whatever arrived; PostgreSQL text cannot hold NUL, and a reason
+    # must stay one line for the ack and the operator's table.
+    return " ".join(text.replace("\0", "\ufffd").split())[:limit]
+
+
+def dead_letter(
+    store: CentralStore,
+    topic: str,
+    payload: bytes,
+    now_ms: int,
+    device_id: str | None,
+    dev: Device | None,
+    batch: protocol.Batch | None,
+    exc: ProtocolError,
+) -> IngestResult:
+    """Record a refused message and build the ack that tells the device why."""
+    reason = _clean(str(exc), 500)
+    try:
+        with store.engine.begin() as conn:
+            if device_id is not None:
+                # Re-read: the ack carries the device's current acked_seq.
+                row = conn.execute(
+                    select(db.devices).where(db.devices.c.device_id == device_id)
+                ).first()
+                dev = None if row is None else device_from_row(row)
+            conn.execute(
+                insert(db.dead_letters).values(
+                    received_ms=now_ms,
+                    topic=_clean(topic, 1000),
+                    claimed_device=None if device_id is None else _clean(device_id, 200),
+                    status=exc.code,
+                    reason=reason,
+                    payload=payload[: protocol.MAX_PAYLOAD],
+                    size=len(payload),
+                )
+            )
+    except SQLAlchemyError as db_exc:
+        raise storage_error(db_exc, "recording a dead letter") from db_exc
+    if device_id is None:
+        return IngestResult(None, None, None, 0)
+    acked = dev.acked_seq if dev is not None else 0
+    ack = protocol.Ack(
+        device_id=device_id,
+        status=exc.code,
+        acked_seq=acked,
+        expected_seq=acked + 1,
+        first_seq=batch.first_seq if batch else 0,
+        last_seq=batch.last_seq if batch else 0,
+        reason=reason,
+    )
+    return IngestResult(ack, device_id, dev.village_id if dev else None, 0)

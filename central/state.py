@@ -1,0 +1,97 @@
+"""The village state central pushes to one kiosk (`gp/v1/dev/<D>/down/state`, retained).
+
+A kiosk's balance is this snapshot plus its own entries after `included_seq`
+(DESIGN §3), so the snapshot must hold exactly this device's entries up to
+`included_seq`: both are read in one snapshot (SQLite's WAL read transaction;
+REPEATABLE READ on PostgreSQL). Ingest moves `acked_seq` and inserts the entries in
+one transaction, so any snapshot sees both or neither.
+
+`version` comes from a per-village counter bumped in its own short write, so two
+central workers never publish one version with different content, and a kiosk
+(which ignores a state not newer than its last) always takes the next one. The
+counter is taken before the snapshot is read: of two states built at once, the
+higher version may hold the slightly older snapshot. Both are correct for the kiosk
+(each is consistent with its own `included_seq`); the next push brings it up to date.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+
+from central import db
+from central.store import CentralStore, device_from_row
+from greenpass.errors import CentralError
+from sync.protocol import StateBody, WireItem, WireVillager
+
+
+def next_state_version(store: CentralStore, village_id: str) -> int:
+    """Take the next value of the village's state counter (committed at once)."""
+    v = db.villages
+    with store.write("taking a state version") as conn:
+        conn.execute(
+            update(v)
+            .where(v.c.village_id == village_id)
+            .values(state_version=v.c.state_version + 1)
+        )
+        version = conn.scalar(select(v.c.state_version).where(v.c.village_id == village_id))
+    if version is None:
+        raise CentralError(f"no village {village_id!r}")
+    return int(version)
+
+
+def build_state(store: CentralStore, device_id: str, now_ms: int) -> StateBody:
+    """The state for `device_id`: its village's balances, villagers, catalogue, rules,
+    issuer keys and revoked passbooks, consistent with the device's `acked_seq`."""
+    dev = store.device(device_id)
+    if dev is None:
+        raise CentralError(f"no device {device_id!r}")
+    if dev.status != "active":
+        raise CentralError(f"device {device_id!r} is revoked: it gets no state")
+    village = dev.village_id
+    version = next_state_version(store, village)
+    e, vl, cat = db.entries, db.villagers, db.catalogue
+    with store.read("reading a village state", snapshot=True) as conn:
+        row = conn.execute(select(db.devices).where(db.devices.c.device_id == device_id)).one()
+        included_seq = device_from_row(row).acked_seq
+        balances = {
+            pid: int(total)
+            for pid, total in conn.execute(
+                select(e.c.passbook_id, func.sum(e.c.points))
+                .where((e.c.village_id == village) & e.c.passbook_id.is_not(None))
+                .group_by(e.c.passbook_id)
+            )
+        }
+        villagers = [
+            WireVillager(r.passbook_id, r.household_name, r.village_id, r.status)
+            for r in conn.execute(
+                select(vl).where(vl.c.village_id == village).order_by(vl.c.passbook_id)
+            )
+        ]
+        items = [
+            WireItem(r.item_id, r.name_zh, r.name_en, int(r.points_price), bool(r.active))
+            for r in conn.execute(
+                select(cat).where(cat.c.village_id == village).order_by(cat.c.item_id)
+            )
+        ]
+        rules_text = conn.scalar(
+            select(db.village_rules.c.text).where(db.village_rules.c.village_id == village)
+        )
+        keys = {
+            r.key_id: bytes(r.public_key)
+            for r in conn.execute(
+                select(db.issuer_keys).where(db.issuer_keys.c.village_id == village)
+            )
+        }
+    return StateBody(
+        village=village,
+        device_id=device_id,
+        version=version,
+        included_seq=included_seq,
+        issued_ms=now_ms,
+        balances=balances,
+        villagers=villagers,
+        catalogue=items or None,
+        rules_text=rules_text,
+        issuer_keys=keys,
+        revoked=[v.passbook_id for v in villagers if v.status == "revoked"],
+    )

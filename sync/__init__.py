@@ -1,0 +1,2 @@
+"""Store-and-forward sync over MQTT: the wire protocol and signing (both ends),
+the kiosk uplink, central's receiver."""

@@ -1,0 +1,87 @@
+"""`greenpass sync …`: run the kiosk's uplink in the foreground, show its backlog."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+from edge.cli import DB_ENV
+from edge.ledger import Ledger
+from greenpass.errors import ConfigError
+from sync.config import load_sync_config
+from sync.keys import load_private_key, public_key
+from sync.transport import BrokerConfig
+from sync.uplink import Uplink
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("sync", help="the kiosk's store-and-forward link to central")
+    ssub = parser.add_subparsers(dest="sync_command", metavar="SUBCOMMAND")
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db", default=os.environ.get(DB_ENV), help=f"ledger file (default: ${DB_ENV})"
+    )
+    p = ssub.add_parser(
+        "run", parents=[db], help="send the ledger to central until stopped (Ctrl-C)"
+    )
+    p.add_argument("--config", required=True, type=Path, help="TOML file with a [sync] table")
+    p.add_argument("--verbose", action="store_true", help="log every batch and ack")
+    p.set_defaults(handler=_run)
+    p = ssub.add_parser("status", parents=[db], help="acked seq, backlog, oldest unsynced entry")
+    p.set_defaults(handler=_status)
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    if not args.db:
+        raise ConfigError(f"no ledger file: give --db or set ${DB_ENV}")
+    return Ledger.open(args.db)
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cfg = load_sync_config(args.config)
+    ledger = _ledger(args)
+    uplink = Uplink(
+        ledger,
+        load_private_key(cfg.key_file),
+        BrokerConfig(
+            url=cfg.broker_url,
+            username=ledger.device_id,
+            password=cfg.password(),
+            client_id=f"gp-{ledger.device_id}",
+            ca_cert=cfg.ca_cert,
+        ),
+        central_key=public_key(cfg.central_public_key),
+        window=cfg.window,
+        ack_timeout_s=cfg.ack_timeout_s,
+        status_every_s=cfg.status_every_s,
+    )
+
+    def stop(_sig: int, _frame: FrameType | None) -> None:
+        uplink.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    uplink.run()
+    ledger.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _ledger(args) as ledger:
+        b = ledger.outbox.backlog()
+    print(f"acked seq   {b.acked_seq}")
+    print(f"head seq    {b.head_seq}")
+    print(f"backlog     {b.depth} entries")
+    if b.oldest_unsynced_ms is not None:
+        age_s = max(0, time.time() - b.oldest_unsynced_ms / 1000)
+        print(f"oldest      {age_s / 3600:.1f} h unsynced")
+    return 0

@@ -1,0 +1,131 @@
+"""The kiosk's `[sync]` settings, loaded once into a typed object.
+
+    [sync]
+    broker_url = "mqtts://central.example.cn:8883"
+    password_file = "mqtt.password"     # relative paths are relative to this file
+    ca_cert = "ca.crt"
+    key_file = "device.key"
+    central_public_key = "9f3c…"        # hex, 32 bytes: verifies central's signed state
+    window = 2                          # batches in flight
+    ack_timeout_s = 20
+    status_every_s = 60
+
+The MQTT username is the ledger's device id. `greenpass sync enrol` writes this
+file; docs/sync.md documents every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from greenpass.errors import ConfigError
+
+KEYS = (
+    "broker_url",
+    "password_file",
+    "ca_cert",
+    "key_file",
+    "central_public_key",
+    "window",
+    "ack_timeout_s",
+    "status_every_s",
+)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    broker_url: str
+    password_file: Path
+    ca_cert: Path | None
+    key_file: Path
+    central_public_key: bytes
+    window: int = 2
+    ack_timeout_s: float = 20.0
+    status_every_s: float = 60.0
+
+    def password(self) -> str:
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.password_file}: cannot read the MQTT password ({exc.strerror})"
+            ) from exc
+
+
+def _get(table: dict[str, Any], key: str, kind: type, path: Path, default: Any = None) -> Any:
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{path}: [sync] {key} is missing")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{path}: [sync] {key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_sync_config(table: dict[str, Any], path: Path) -> SyncConfig:
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: [sync] has unknown key {unknown[0]!r} (known: {KEYS})")
+    base = path.parent
+
+    def rel(key: str) -> Path:
+        p = Path(_get(table, key, str, path))
+        return p if p.is_absolute() else base / p
+
+    hexkey = _get(table, "central_public_key", str, path)
+    try:
+        central = bytes.fromhex(hexkey)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: [sync] central_public_key is not hex") from exc
+    if len(central) != 32:
+        raise ConfigError(f"{path}: [sync] central_public_key must be 32 bytes (64 hex digits)")
+    window = _get(table, "window", int, path, 2)
+    if not 1 <= window <= 8:
+        raise ConfigError(f"{path}: [sync] window must be 1..8, got {window}")
+    return SyncConfig(
+        broker_url=_get(table, "broker_url", str, path),
+        password_file=rel("password_file"),
+        ca_cert=rel("ca_cert") if "ca_cert" in table else None,
+        key_file=rel("key_file"),
+        central_public_key=central,
+        window=window,
+        ack_timeout_s=_get(table, "ack_timeout_s", float, path, 20.0),
+        status_every_s=_get(table, "status_every_s", float, path, 60.0),
+    )
+
+
+def load_sync_config(path: Path) -> SyncConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    table = data.get("sync")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [sync] table")
+    return parse_sync_config(table, path)
+
+
+def write_sync_config(path: Path, cfg: SyncConfig) -> None:
+    def q(p: Path) -> str:
+        return p.name if p.parent == path.parent else str(p)
+
+    lines = [
+        "[sync]",
+        f'broker_url = "{cfg.broker_url}"',
+        f'password_file = "{q(cfg.password_file)}"',
+        *([f'ca_cert = "{q(cfg.ca_cert)}"'] if cfg.ca_cert is not None else []),
+        f'key_file = "{q(cfg.key_file)}"',
+        f'central_public_key = "{cfg.central_public_key.hex()}"',
+        f"window = {cfg.window}",
+        f"ack_timeout_s = {cfg.ack_timeout_s}",
+        f"status_every_s = {cfg.status_every_s}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,470 @@
+"""Sync protocol v1 (DESIGN §5): topics, wire structs, compact batches, signatures.
+
+Pure: no network, no database. Both ends import it, so it is the contract.
+
+Up: a **batch** of contiguous entries `first_seq..last_seq` of one device. The
+body drops what central can recompute or infer (device id and seq are implied,
+hashes are recomputed, times are deltas, a UUIDv7's timestamp is the entry's
+wall clock, repeated strings are indexed), is MessagePack, zlib-compressed when
+that helps, and sits in a signed **envelope**:
+
+    Envelope = [v, signer, kind, zipped, body, sig]
+    sig = Ed25519(signer's key, "greenpass/v1\\0" kind "\\0" signer "\\0" zipped body)
+
+Central checks the signature on the bytes as received, before decompressing
+(an unauthenticated sender cannot make it inflate a bomb), then the schema, then
+rebuilds each `Entry`, recomputes the chain from `prev_h` and compares the
+result with `last_h`.
+
+Down: an **ack** (small JSON, readable with `mosquitto_sub`), and the village
+**state** (MessagePack in an envelope signed by central, retained). Status is
+JSON, retained, and also the kiosk's last will.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from edge.entries import Entry, Kind, chain_hash_of_fields
+from greenpass.errors import ProtocolError
+from sync.keys import Ed25519PrivateKey, Ed25519PublicKey, verify
+
+VERSION = 1
+TOPIC_ROOT = "gp/v1/dev"
+BATCH = "up/batch"
+STATUS = "status"
+ACK = "down/ack"
+STATE = "down/state"
+CENTRAL_SIGNER = "central"
+SHARED_BATCH_SUBSCRIPTION = f"$share/central/{TOPIC_ROOT}/+/{BATCH}"
+
+MAX_ENTRIES = 500  # per batch
+MAX_BATCH_BYTES = 64 * 1024  # uncompressed body a kiosk aims to stay under
+MAX_PAYLOAD = 256 * 1024  # the most central reads off the wire for one message
+MAX_BODY = 2 * 1024 * 1024  # the most a body may inflate to
+MAX_STATE_PAYLOAD = 8 * 1024 * 1024  # a village's state (thousands of villagers)
+MAX_STATE_BODY = 64 * 1024 * 1024  # … once inflated
+COMPRESS_ABOVE = 256  # bytes: below this zlib's header costs more than it saves
+
+_KIND_CODES = {kind: n for n, kind in enumerate(Kind)}
+_KINDS = list(Kind)
+
+
+def topic(device_id: str, leaf: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+
+
+def device_of(topic_name: str, leaf: str) -> str | None:
+    """The device id in `gp/v1/dev/<D>/<leaf>`, or None if the topic is not that shape."""
+    prefix, suffix = f"{TOPIC_ROOT}/", f"/{leaf}"
+    if not (topic_name.startswith(prefix) and topic_name.endswith(suffix)):
+        return None
+    device = topic_name[len(prefix) : -len(suffix)]
+    return device if device and "/" not in device else None
+
+
+# --- wire structs -----------------------------------------------------------------------
+
+
+class WireEntry(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    kind: int
+    eid: bytes  # 10-byte UUIDv7 tail when its timestamp is wall_ms, else all 16 bytes
+    wall: int  # wall_ms minus the previous entry's (the first: absolute)
+    mono: int  # likewise
+    ok: bool
+    boot: int  # index into BatchBody.boots
+    passbook: str | None
+    category: str | None
+    grams: int | None
+    points: int
+    co2e: int
+    item: str | None
+    qty: int | None
+    ref: int | None
+    staff: str | None
+    reason: str | None
+    rules: int | None  # index into BatchBody.rules
+    flags: str
+    data: dict[str, str]
+
+
+class BatchBody(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    v: int
+    device_id: str
+    first_seq: int
+    prev_h: bytes
+    last_h: bytes
+    sent_ms: int
+    boots: list[str]
+    rules: list[str]
+    entries: list[WireEntry]
+
+
+class Envelope(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    v: int
+    signer: str
+    kind: str  # "batch" or "state"
+    zipped: bool
+    body: bytes
+    sig: bytes
+
+
+class Ack(msgspec.Struct, kw_only=True):
+    """Central's reply to a batch. `acked_seq`: everything up to it is committed
+    centrally. `expected_seq`: where the kiosk must (re)start sending."""
+
+    v: int = VERSION
+    device_id: str
+    status: str  # ok / gap / bad_chain / bad_signature / rejected
+    acked_seq: int
+    expected_seq: int
+    first_seq: int = 0
+    last_seq: int = 0
+    reason: str = ""
+
+
+ACK_STATUSES = frozenset({"ok", "gap", "bad_chain", "bad_signature", "rejected"})
+
+
+class Status(msgspec.Struct, kw_only=True):
+    """A kiosk's retained status (and, with online=False, its last will)."""
+
+    v: int = VERSION
+    device_id: str
+    online: bool
+    ts_ms: int = 0
+    version: str = ""
+    backlog: int = 0
+    oldest_unsynced_ms: int | None = None
+    acked_seq: int = 0
+    head_seq: int = 0
+    free_disk_bytes: int | None = None
+    scale: str = "unknown"
+    scanner: str = "unknown"
+    last_error: str = ""
+
+
+class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    passbook_id: str
+    household_name: str
+    village: str
+    status: str
+
+
+class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    item_id: str
+    name_zh: str
+    name_en: str
+    points_price: int
+    active: bool
+
+
+class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    v: int = VERSION
+    village: str
+    device_id: str
+    version: int
+    included_seq: int
+    issued_ms: int
+    balances: dict[str, int]
+    villagers: list[WireVillager]
+    catalogue: list[WireItem] | None = None
+    rules_text: str | None = None
+    issuer_keys: dict[str, bytes] = {}
+    revoked: list[str] = []
+
+
+_json = msgspec.json.Encoder()
+_pack = msgspec.msgpack.Encoder()
+_ack_decoder = msgspec.json.Decoder(Ack)
+_status_decoder = msgspec.json.Decoder(Status)
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_batch_decoder = msgspec.msgpack.Decoder(BatchBody)
+_state_decoder = msgspec.msgpack.Decoder(StateBody)
+
+
+# --- envelopes --------------------------------------------------------------------------
+
+
+def _signed_message(kind: str, signer: str, zipped: bool, body: bytes) -> bytes:
+    return b"greenpass/v1\0" + f"{kind}\0{signer}\0".encode() + bytes([zipped]) + body
+
+
+def seal(kind: str, signer: str, body: bytes, key: Ed25519PrivateKey) -> bytes:
+    zipped = len(body) > COMPRESS_ABOVE
+    if zipped:
+        packed = zlib.compress(body, 6)
+        if len(packed) >= len(body):
+            zipped = False
+        else:
+            body = packed
+    sig = key.sign(_signed_message(kind, signer, zipped, body))
+    return _pack.encode(Envelope(VERSION, signer, kind, zipped, body, sig))
+
+
+def open_envelope(payload: bytes, kind: str, *, max_payload: int = MAX_PAYLOAD) -> Envelope:
+    """Parse the outer envelope only; nothing in it is trusted yet."""
+    if len(payload) > max_payload:
+        raise ProtocolError(
+            "rejected", f"message of {len(payload)} bytes exceeds the {max_payload}-byte limit"
+        )
+    try:
+        env = _envelope_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("rejected", f"malformed envelope: {exc}") from exc
+    if env.v != VERSION:
+        raise ProtocolError("rejected", f"protocol version {env.v} is not supported")
+    if env.kind != kind:
+        raise ProtocolError("rejected", f"expected a {kind} envelope, got {env.kind!r}")
+    return env
+
+
+def check_signature(env: Envelope, pub: Ed25519PublicKey) -> None:
+    if not verify(pub, env.sig, _signed_message(env.kind, env.signer, env.zipped, env.body)):
+        raise ProtocolError("bad_signature", f"signature does not verify for {env.signer!r}")
+
+
+def _inflate(env: Envelope) -> bytes:
+    if not env.zipped:
+        return env.body
+    inflater = zlib.decompressobj()
+    try:
+        body = inflater.decompress(env.body, MAX_BODY)
+    except zlib.error as exc:
+        raise ProtocolError("rejected", f"body does not decompress: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise ProtocolError("rejected", f"body inflates beyond {MAX_BODY} bytes")
+    return body
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A decoded, verified batch: entries rebuilt with their recomputed hashes."""
+
+    device_id: str
+    first_seq: int
+    last_seq: int
+    prev_h: bytes
+    sent_ms: int
+    entries: list[tuple[Entry, bytes]]
+
+
+def _eid(entry: Entry) -> bytes:
+    raw = uuid.UUID(entry.entry_id).bytes
+    if raw[6] >> 4 == 7 and int.from_bytes(raw[:6], "big") == entry.wall_ms & (2**48 - 1):
+        return raw[6:]
+    return raw
+
+
+def _wire(rows: Sequence[tuple[Entry, bytes]]) -> tuple[list[WireEntry], list[str], list[str]]:
+    boots: dict[str, int] = {}
+    rules: dict[str, int] = {}
+    out = []
+    wall = mono = 0
+    for e, _ in rows:
+        out.append(
+            WireEntry(
+                kind=_KIND_CODES[e.kind],
+                eid=_eid(e),
+                wall=e.wall_ms - wall,
+                mono=e.mono_ms - mono,
+                ok=e.clock_ok,
+                boot=boots.setdefault(e.boot_id, len(boots)),
+                passbook=e.passbook_id,
+                category=e.category,
+                grams=e.grams,
+                points=e.points,
+                co2e=e.co2e_g,
+                item=e.item_id,
+                qty=e.qty,
+                ref=e.ref_seq,
+                staff=e.staff_id,
+                reason=e.reason,
+                rules=None
+                if e.rules_version is None
+                else rules.setdefault(e.rules_version, len(rules)),
+                flags=e.flags,
+                data=dict(e.data),
+            )
+        )
+        wall, mono = e.wall_ms, e.mono_ms
+    return out, list(boots), list(rules)
+
+
+def encode_batch(
+    device_id: str,
+    rows: Sequence[tuple[Entry, bytes]],
+    prev_h: bytes,
+    key: Ed25519PrivateKey,
+    sent_ms: int,
+    *,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> tuple[bytes, int]:
+    """Sign the longest prefix of `rows` (contiguous entries after `prev_h`) whose body
+    fits `max_bytes`; returns (payload, number of entries taken). One entry always goes,
+    however large, so an oversized entry cannot stall the queue."""
+    if not rows:
+        raise ValueError("a batch needs at least one entry")
+    n = len(rows)
+    while True:
+        wire, boots, rules = _wire(rows[:n])
+        body = _pack.encode(
+            BatchBody(
+                v=VERSION,
+                device_id=device_id,
+                first_seq=rows[0][0].seq,
+                prev_h=prev_h,
+                last_h=rows[n - 1][1],
+                sent_ms=sent_ms,
+                boots=boots,
+                rules=rules,
+                entries=wire,
+            )
+        )
+        if len(body) <= max_bytes or n == 1:
+            return seal("batch", device_id, body, key), n
+        n = max(1, n * max_bytes // len(body) * 9 // 10)
+
+
+def _entry_id(eid: bytes, wall_ms: int) -> str:
+    if len(eid) == 10:
+        eid = (wall_ms & (2**48 - 1)).to_bytes(6, "big") + eid
+    elif len(eid) != 16:
+        raise ProtocolError("rejected", f"entry id of {len(eid)} bytes")
+    h = eid.hex()  # str(uuid.UUID(bytes=eid)), without building the UUID
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def decode_batch(env: Envelope) -> Batch:
+    """Rebuild the entries of a batch whose signature has been checked, recompute the
+    chain from its `prev_h`, and check it ends at the `last_h` the kiosk stored."""
+    try:
+        body = _batch_decoder.decode(_inflate(env))
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("rejected", f"malformed batch: {exc}") from exc
+    if body.v != VERSION:
+        raise ProtocolError("rejected", f"batch version {body.v} is not supported")
+    if body.device_id != env.signer:
+        raise ProtocolError(
+            "rejected", f"batch names device {body.device_id!r} but is signed by {env.signer!r}"
+        )
+    if not body.entries or len(body.entries) > MAX_ENTRIES:
+        raise ProtocolError("rejected", f"a batch holds 1..{MAX_ENTRIES} entries")
+    if body.first_seq < 1 or len(body.prev_h) != 32 or len(body.last_h) != 32:
+        raise ProtocolError("rejected", "bad first_seq or hash length")
+    kinds, boots, rules = len(_KINDS), len(body.boots), len(body.rules)
+    for n, w in enumerate(body.entries):
+        # Explicit ranges: a negative index would silently pick from the end.
+        if not (0 <= w.kind < kinds and 0 <= w.boot < boots) or (
+            w.rules is not None and not 0 <= w.rules < rules
+        ):
+            raise ProtocolError(
+                "rejected", f"entry {n}: a kind, boot or rules index is out of range"
+            )
+    out: list[tuple[Entry, bytes]] = []
+    prev, wall, mono = body.prev_h, 0, 0
+    device, first = body.device_id, body.first_seq
+    for n, w in enumerate(body.entries):
+        wall += w.wall
+        mono += w.mono
+        kind = _KINDS[w.kind]
+        # The canonical field dict is built here directly (not via Entry.fields()):
+        # central rebuilds every synced entry, and this loop is its hot path.
+        fields: dict[str, Any] = {
+            "device_id": device,
+            "seq": first + n,
+            "entry_id": _entry_id(w.eid, wall),
+            "kind": kind.value,
+            "wall_ms": wall,
+            "clock_ok": w.ok,
+            "boot_id": body.boots[w.boot],
+            "mono_ms": mono,
+            "passbook_id": w.passbook,
+            "category": w.category,
+            "grams": w.grams,
+            "points": w.points,
+            "co2e_g": w.co2e,
+            "item_id": w.item,
+            "qty": w.qty,
+            "ref_seq": w.ref,
+            "staff_id": w.staff,
+            "reason": w.reason,
+            "rules_version": None if w.rules is None else body.rules[w.rules],
+            "flags": w.flags,
+            "data": w.data,
+        }
+        prev = chain_hash_of_fields(prev, fields)
+        fields["kind"] = kind
+        out.append((Entry(**fields), prev))
+    if prev != body.last_h:
+        raise ProtocolError(
+            "bad_chain",
+            f"entries {body.first_seq}..{body.first_seq + len(out) - 1} do not hash to the "
+            "batch's last_h (changed in transit or on the kiosk)",
+        )
+    return Batch(body.device_id, body.first_seq, out[-1][0].seq, body.prev_h, body.sent_ms, out)
+
+
+# --- acks, status, state ----------------------------------------------------------------
+
+
+def encode_ack(ack: Ack) -> bytes:
+    return _json.encode(ack)
+
+
+def decode_ack(payload: bytes) -> Ack:
+    try:
+        ack = _ack_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("rejected", f"malformed ack: {exc}") from exc
+    if ack.status not in ACK_STATUSES:
+        raise ProtocolError("rejected", f"unknown ack status {ack.status!r}")
+    return ack
+
+
+def encode_status(status: Status) -> bytes:
+    return _json.encode(status)
+
+
+def decode_status(payload: bytes) -> Status:
+    try:
+        return _status_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("rejected", f"malformed status: {exc}") from exc
+
+
+def encode_state(state: StateBody, key: Ed25519PrivateKey) -> bytes:
+    return seal("state", CENTRAL_SIGNER, _pack.encode(state), key)
+
+
+def decode_state(payload: bytes, central_key: Ed25519PublicKey, device_id: str) -> StateBody:
+    """A state from central, checked: signed by central, for this device."""
+    env = open_envelope(payload, "state", max_payload=MAX_STATE_PAYLOAD)
+    if env.signer != CENTRAL_SIGNER:
+        raise ProtocolError("rejected", f"state signed by {env.signer!r}, not central")
+    check_signature(env, central_key)
+    raw = env.body
+    if env.zipped:
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(env.body, MAX_STATE_BODY)
+        except zlib.error as exc:
+            raise ProtocolError("rejected", f"state does not decompress: {exc}") from exc
+        if inflater.unconsumed_tail:
+            raise ProtocolError("rejected", f"state inflates beyond {MAX_STATE_BODY} bytes")
+    try:
+        state = _state_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("rejected", f"malformed state: {exc}") from exc
+    if state.device_id != device_id:
+        raise ProtocolError("rejected", f"state is for {state.device_id!r}, not {device_id!r}")
+    return state

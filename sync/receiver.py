@@ -1,0 +1,131 @@
+"""Central's MQTT side: take batches and statuses off the broker, hand them to a
+handler, publish the acks and states it returns.
+
+Several central processes may run this against one broker: batches arrive on
+the MQTT v5 shared subscription, so each is delivered to one of them. The ack
+is published only after the handler returns, and the handler returns only after
+its database commit — the kiosk's `ok` means "stored centrally".
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from greenpass.errors import StorageError, TransportError
+from sync import protocol as p
+from sync.transport import Backoff, BrokerConfig, Message, Transport
+
+log = logging.getLogger(__name__)
+
+STATUS_SUBSCRIPTION = f"$share/central/{p.TOPIC_ROOT}/+/{p.STATUS}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+# (topic, payload) → messages to publish (acks, states). Raises StorageError when the
+# database is unavailable: then nothing is acked and the kiosk resends later.
+Handler = Callable[[str, bytes], list[Outgoing]]
+Tick = Callable[[], list[Outgoing]]
+
+
+class Receiver:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        on_batch: Handler,
+        on_status: Callable[[str, bytes], None],
+        *,
+        tick: Tick | None = None,
+        on_connect: Tick | None = None,
+        tick_s: float = 0.25,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.broker = broker
+        self.on_batch = on_batch
+        self.on_status = on_status
+        self.tick = tick
+        self.on_connect = on_connect
+        self.tick_s = tick_s
+        self.backoff = backoff or Backoff(base_s=0.5, cap_s=15)
+        self.stop_event = threading.Event()
+        self.connected = threading.Event()
+        self.handled = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="central-receiver", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            t = Transport(self.broker)
+            try:
+                t.connect()
+                t.subscribe(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION)
+                self.backoff.reset()
+                self.connected.set()
+                if self.on_connect is not None:
+                    self._send(t, self.on_connect())
+                self._loop(t)
+            except TransportError as exc:
+                log.warning("central receiver: %s", exc)
+            finally:
+                self.connected.clear()
+                t.close()
+            self.stop_event.wait(self.backoff.next_delay())
+
+    def _loop(self, t: Transport) -> None:
+        next_tick = time.monotonic() + self.tick_s
+        while not self.stop_event.is_set():
+            if not t.connected:
+                raise TransportError("connection to the broker lost")
+            try:
+                msg: Message | None = t.inbox.get(timeout=self.tick_s)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                self._handle(t, msg)
+            if self.tick is not None and time.monotonic() >= next_tick:
+                self._send(t, self._guard(self.tick))
+                next_tick = time.monotonic() + self.tick_s
+
+    def _handle(self, t: Transport, msg: Message) -> None:
+        if msg.topic.endswith("/" + p.BATCH):
+            out = self._guard(lambda: self.on_batch(msg.topic, msg.payload))
+            self._send(t, out)
+            self.handled += 1
+        elif msg.topic.endswith("/" + p.STATUS):
+
+            def status() -> list[Outgoing]:
+                self.on_status(msg.topic, msg.payload)
+                return []
+
+            self._guard(status)
+
+    def _guard(self, fn: Callable[[], list[Outgoing] | None]) -> list[Outgoing]:
+        try:
+            return fn() or []
+        except StorageError as exc:
+            # No ack: the kiosk keeps the entries and resends after its ack timeout.
+            log.error("central: database unavailable, not acknowledging: %s", exc)
+            return []
+
+    @staticmethod
+    def _send(t: Transport, out: list[Outgoing]) -> None:
+        for o in out:
+            t.publish_nowait(o.topic, o.payload, retain=o.retain)

@@ -1,0 +1,204 @@
+"""One MQTT v5 connection. paho-mqtt's callbacks and return codes stay in here.
+
+The owner (kiosk uplink, central receiver) sees three things: `connect()` that
+returns or raises `TransportError`, `publish()` that returns once the broker has
+the message (PUBACK) or raises, and incoming messages on a queue. Reconnecting
+is the owner's loop, with `Backoff`: capped, fully jittered exponential delays,
+so a thousand kiosks coming back after a village power cut spread themselves out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from greenpass.errors import ConfigError, TransportError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str  # mqtts://host:port (mqtt:// only when `insecure` says so)
+    username: str
+    password: str
+    client_id: str
+    ca_cert: Path | None = None  # None: the system's trust store
+    insecure: bool = False  # allow plain mqtt:// (tests of the refusal, local debugging)
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 86_400  # queued acks survive a week offline
+    clean_start: bool = False
+
+    def host_port(self) -> tuple[str, int, bool]:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname:
+            raise ConfigError(f"broker url {self.url!r}: use mqtts://HOST:PORT")
+        tls = parts.scheme == "mqtts"
+        if not tls and not self.insecure:
+            raise ConfigError(f"broker url {self.url!r}: plain MQTT is refused; use mqtts://")
+        return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Backoff:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base · 2^attempt))."""
+
+    def __init__(self, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None):
+        self.base_s, self.cap_s, self.attempt = base_s, cap_s, 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        delay = self._rng.uniform(0, min(self.cap_s, self.base_s * 2**self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Transport:
+    """A paho client for one broker, owned by one thread of the caller."""
+
+    def __init__(
+        self,
+        cfg: BrokerConfig,
+        *,
+        will: tuple[str, bytes] | None = None,
+        inbox: queue.Queue[Message] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.host, self.port, tls = cfg.host_port()
+        self.inbox: queue.Queue[Message] = inbox if inbox is not None else queue.Queue()
+        self._connected = threading.Event()
+        self._result: ReasonCode | None = None
+        self._done = threading.Event()
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        c.username_pw_set(cfg.username, cfg.password)
+        if tls:
+            ctx = ssl.create_default_context(
+                cafile=str(cfg.ca_cert) if cfg.ca_cert is not None else None
+            )
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            c.tls_set_context(ctx)
+        if will is not None:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.max_inflight_messages_set(32)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self._client = c
+
+    # paho callbacks (its network thread) -------------------------------------------------
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self._result = reason
+        if not reason.is_failure:
+            self._connected.set()
+        self._done.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self._connected.clear()
+        self._result = self._result or reason
+        self._done.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    # the owner's side ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        self._done.clear()
+        self._result = None
+        try:
+            self._client.connect(
+                self.host,
+                self.port,
+                keepalive=self.cfg.keepalive_s,
+                clean_start=self.cfg.clean_start,
+                properties=props,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot reach broker {self.cfg.url}: {exc}") from exc
+        self._client.loop_start()
+        if not self._done.wait(timeout_s) or not self.connected:
+            reason = self._result
+            self.close()
+            if reason is None:
+                raise TransportError(f"broker {self.cfg.url} did not answer within {timeout_s} s")
+            raise TransportError(f"broker {self.cfg.url} refused {self.cfg.username!r}: {reason}")
+
+    def subscribe(self, *topics: str, timeout_s: float = 10.0) -> None:
+        done = threading.Event()
+        granted: list[ReasonCode] = []
+
+        def on_subscribe(_c: Any, _u: Any, _m: Any, codes: list[ReasonCode], _p: Any) -> None:
+            granted.extend(codes)
+            done.set()
+
+        self._client.on_subscribe = on_subscribe
+        rc, _ = self._client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise TransportError(f"subscribe failed: {mqtt.error_string(rc)}")
+        if not done.wait(timeout_s):
+            raise TransportError("broker did not confirm the subscription")
+        refused = [str(c) for c in granted if c.is_failure]
+        if refused:
+            raise TransportError(f"broker refused subscription to {topics}: {refused}")
+
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float = 10.0
+    ) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise TransportError(f"publish to {topic} failed: {exc}") from exc
+        if not info.is_published():
+            raise TransportError(f"no PUBACK for {topic} within {timeout_s} s")
+
+    def publish_nowait(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a QoS 1 publish without waiting (the application ack is the truth)."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+
+    def close(self) -> None:
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+            self._connected.clear()

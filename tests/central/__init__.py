@@ -1,0 +1,1 @@
+"""Central server: store, ingest, state and reports, on SQLite and PostgreSQL."""

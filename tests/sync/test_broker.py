@@ -1,0 +1,314 @@
+"""The broker config from `central.broker`, proved against a real Mosquitto 2.0.
+
+Who may connect (TLS only, right password only), what each user may publish and
+receive (a device only its own branch, central every branch), the shared
+subscription central's workers use, enrolment and revocation without a restart,
+and what survives a broker restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from central.broker import (
+    CENTRAL_BATCH_SUBSCRIPTION,
+    CENTRAL_USER,
+    BrokerUser,
+    DevCA,
+    check_device_id,
+    mosquitto_password_hash,
+    reload_broker,
+    write_broker_config,
+    write_passwd,
+)
+from greenpass.errors import ConfigError
+from tests.mqtt_broker import Broker, BrokerRefused
+
+NOT_AUTHORIZED = 0x87
+
+# --- files, without a broker --------------------------------------------------------
+
+
+def test_password_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
+    line = mosquitto_password_hash("s3cret", salt=b"0123456789ab", iterations=7)
+    _, kind, iterations, salt, digest = line.split("$")
+    assert (kind, iterations) == ("7", "7")
+    assert base64.b64decode(salt) == b"0123456789ab"
+    assert base64.b64decode(digest) == hashlib.pbkdf2_hmac("sha512", b"s3cret", b"0123456789ab", 7)
+    assert len(base64.b64decode(digest)) == 64
+    # Byte for byte against the real tool, when installed: same salt, same line.
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        pytest.skip("mosquitto_passwd not installed; format checked against the source only")
+    pwfile = tmp_path / "pw"
+    subprocess.run([tool, "-b", "-c", str(pwfile), "K9", "pässwörd"], check=True)
+    user, theirs = pwfile.read_text().strip().split(":", 1)
+    their_salt = base64.b64decode(theirs.split("$")[3])
+    assert user == "K9" and len(their_salt) == 12
+    assert mosquitto_password_hash("pässwörd", salt=their_salt) == theirs
+
+
+def test_bad_salts_and_reserved_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="12-byte salt"):
+        mosquitto_password_hash("pw", salt=b"short")
+    with pytest.raises(ConfigError, match="reserved"):
+        check_device_id(CENTRAL_USER)
+    for bad in ("K1/up", "K+", "#", "a:b", "", "$SYS", "K 1"):
+        with pytest.raises(ConfigError):
+            check_device_id(bad)
+    assert check_device_id("K0001") == "K0001"
+
+
+def test_config_folder_has_the_promised_files_and_modes(tmp_path: Path) -> None:
+    users = [BrokerUser("central", mosquitto_password_hash("pw"))]
+    files = write_broker_config(tmp_path / "b", port=18883, users=users)
+    conf = files.conf.read_text()
+    for line in (
+        "per_listener_settings false",
+        "allow_anonymous false",
+        "listener 18883 127.0.0.1",
+        "require_certificate false",
+        "tls_version tlsv1.2",
+        f"password_file {files.passwd}",
+        f"acl_file {files.acl}",
+        "persistence true",
+        f"pid_file {files.pid_file}",
+        "max_queued_messages 10000",
+        "max_packet_size 1048576",
+        "persistent_client_expiration 30d",
+        "log_dest stderr",
+    ):
+        assert f"\n{line}\n" in conf, line
+    assert "log_dest file" not in conf and conf.count("\nlistener ") == 1
+    assert stat.S_IMODE(files.passwd.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "b/tls/server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "b/tls/ca.key").stat().st_mode) == 0o600
+    assert files.data_dir.is_dir()
+    acl = files.acl.read_text()
+    assert "pattern write gp/v1/dev/%u/up/#" in acl
+    assert "pattern read gp/v1/dev/%u/down/#" in acl
+    assert "pattern read gp/v1/dev/%u/status" not in acl
+
+
+def test_dev_ca_is_reused_and_server_cert_renewed_for_new_names(tmp_path: Path) -> None:
+    first = DevCA.create(tmp_path)
+    ca, server = first.ca_cert.read_bytes(), first.server_cert.read_bytes()
+    again = DevCA.create(tmp_path)
+    assert again.ca_cert.read_bytes() == ca and again.server_cert.read_bytes() == server
+    wider = DevCA.create(tmp_path, hostnames=("localhost", "central.lan"), ips=("127.0.0.1",))
+    assert wider.ca_cert.read_bytes() == ca  # kiosks keep trusting the same CA
+    assert wider.server_cert.read_bytes() != server
+    (tmp_path / "ca.key").write_text("garbage")
+    fresh = DevCA.create(tmp_path)
+    assert fresh.ca_cert.read_bytes() != ca
+
+
+def test_operator_ca_files_are_used_and_never_overwritten(tmp_path: Path) -> None:
+    DevCA.create(tmp_path, hostnames=("broker.lan",), ips=())
+    (tmp_path / "ca.key").unlink()  # what an operator's CA looks like: no key here
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    DevCA.create(tmp_path, hostnames=("broker.lan",), ips=())
+    with pytest.raises(ConfigError, match="no CA key"):
+        DevCA.create(tmp_path, hostnames=("other.lan",), ips=())
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_write_passwd_replaces_whole_file_privately(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    write_passwd(path, [BrokerUser("K1", mosquitto_password_hash("a"))])
+    write_passwd(path, [BrokerUser("K2", mosquitto_password_hash("b"))])
+    assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["K2"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+    with pytest.raises(ConfigError, match="twice"):
+        write_passwd(path, [BrokerUser("K1", "$7$1$x$y")] * 2)
+
+
+def test_reload_broker_signals_nothing_without_a_live_mosquitto(tmp_path: Path) -> None:
+    pid_file = tmp_path / "mosquitto.pid"
+    assert reload_broker(pid_file) is False  # no file
+    pid_file.write_text("not a pid")
+    assert reload_broker(pid_file) is False
+    # A stale file naming a live process that is not mosquitto (this test itself).
+    pid_file.write_text(str(os.getpid()))
+    assert reload_broker(pid_file) is False
+
+
+# --- who may connect ------------------------------------------------------------------
+
+
+def test_right_password_connects_wrong_and_unknown_are_refused(broker: Broker) -> None:
+    assert broker.client("K1", "k1-pw").is_connected()
+    with pytest.raises(BrokerRefused) as wrong:
+        broker.client("K1", "k2-pw")
+    assert wrong.value.reason is not None and wrong.value.reason.is_failure
+    with pytest.raises(BrokerRefused):
+        broker.client("K9", "k1-pw")
+    with pytest.raises(BrokerRefused):
+        broker.client("", "")
+
+
+def test_plain_mqtt_to_the_tls_port_gets_no_session(broker: Broker) -> None:
+    with pytest.raises(BrokerRefused):
+        broker.client("K1", "k1-pw", tls=False)
+
+
+def test_tls_below_1_2_is_refused(broker: Broker) -> None:
+    def handshake(version: ssl.TLSVersion) -> str:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(str(broker.ca_cert))
+        ctx.set_ciphers("ALL:@SECLEVEL=0")  # so only the broker can be the one refusing
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1_1 is, on purpose
+            ctx.minimum_version = ctx.maximum_version = version
+        with (
+            socket.create_connection(("127.0.0.1", broker.port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            return str(tls.version())
+
+    assert handshake(ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert handshake(ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError, match=r"PROTOCOL_VERSION|protocol version"):
+        handshake(ssl.TLSVersion.TLSv1_1)
+
+
+# --- what each user may publish and receive ----------------------------------------------
+
+
+def test_device_cannot_publish_as_another_device(broker: Broker) -> None:
+    central = broker.client("central", "central-pw")
+    assert not central.subscribe_wait("gp/v1/dev/+/up/#")[0].is_failure
+    assert not central.subscribe_wait("gp/v1/dev/+/status")[0].is_failure
+    k1 = broker.client("K1", "k1-pw")
+    assert k1.publish_wait("gp/v1/dev/K2/up/batch", b"forged").value == NOT_AUTHORIZED
+    assert k1.publish_wait("gp/v1/dev/K2/status", b"forged").value == NOT_AUTHORIZED
+    assert k1.publish_wait("gp/v1/dev/K1/down/ack", b"self-ack").value == NOT_AUTHORIZED
+    assert not k1.publish_wait("gp/v1/dev/K1/up/batch", b"mine").is_failure
+    assert not k1.publish_wait("gp/v1/dev/K1/status", b"online").is_failure
+    got = [(m.topic, m.payload) for m in central.messages(0.5)]
+    assert got == [("gp/v1/dev/K1/up/batch", b"mine"), ("gp/v1/dev/K1/status", b"online")]
+
+
+def test_device_receives_only_its_own_downlink(broker: Broker) -> None:
+    central = broker.client("central", "central-pw")
+    k1 = broker.client("K1", "k1-pw")
+    k2 = broker.client("K2", "k2-pw")
+    # Mosquitto 2.0 grants any subscription and checks read access per message,
+    # so a greedy wildcard is accepted but delivers only K1's own branch.
+    assert not k1.subscribe_wait("gp/v1/dev/+/down/#")[0].is_failure
+    assert not k1.subscribe_wait("gp/v1/dev/+/up/#")[0].is_failure
+    assert not k2.subscribe_wait("gp/v1/dev/K2/down/#")[0].is_failure
+    for device in ("K1", "K2"):
+        assert not central.publish_wait(f"gp/v1/dev/{device}/down/ack", device).is_failure
+    assert not k2.publish_wait("gp/v1/dev/K2/up/batch", b"k2 batch").is_failure
+    assert [(m.topic, m.payload) for m in k1.messages(0.5)] == [("gp/v1/dev/K1/down/ack", b"K1")]
+    assert [m.payload for m in k2.messages(0.1)] == [b"K2"]
+
+
+def test_shared_subscription_gives_each_batch_to_exactly_one_worker(broker: Broker) -> None:
+    workers = [broker.client("central", "central-pw") for _ in range(2)]
+    for worker in workers:
+        assert not worker.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)[0].is_failure
+    senders = {d: broker.client(d, f"{d.lower()}-pw") for d in ("K1", "K2")}
+    sent = set()
+    for n in range(20):
+        device = ("K1", "K2")[n % 2]
+        payload = f"{device}-{n}".encode()
+        assert not senders[device].publish_wait(f"gp/v1/dev/{device}/up/batch", payload).is_failure
+        sent.add(payload)
+    got = [{m.payload for m in w.messages(0.5)} for w in workers]
+    assert got[0] | got[1] == sent
+    assert not got[0] & got[1], "a batch went to both workers"
+    assert got[0] and got[1], "one worker got nothing: not shared"
+
+
+def test_a_device_joining_centrals_share_group_reads_nothing(broker: Broker) -> None:
+    central = broker.client("central", "central-pw")
+    k1 = broker.client("K1", "k1-pw")
+    k2 = broker.client("K2", "k2-pw")
+    central.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)
+    # Granted (2.0's ACL file does not check subscriptions), but every delivery
+    # is checked against K2's username: batches routed to K2 are dropped, not read.
+    assert not k2.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)[0].is_failure
+    for n in range(6):
+        k1.publish_wait("gp/v1/dev/K1/up/batch", f"b{n}")
+    assert central.messages(0.5), "central got none of K1's batches"
+    assert k2.messages(0.1) == []
+
+
+def test_batches_far_above_256_kib_pass(broker: Broker) -> None:
+    central = broker.client("central", "central-pw")
+    central.subscribe_wait("gp/v1/dev/+/up/#")
+    k1 = broker.client("K1", "k1-pw")
+    big = bytes(range(256)) * 1200  # 300 KiB
+    assert not k1.publish_wait("gp/v1/dev/K1/up/batch", big).is_failure
+    assert central.next_message().payload == big
+
+
+# --- enrolment and revocation without a restart --------------------------------------------
+
+
+def test_enrolled_device_gets_in_without_restart(broker: Broker) -> None:
+    pid = broker.pid
+    with pytest.raises(BrokerRefused):
+        broker.client("K3", "k3-pw")
+    broker.add_user("K3", "k3-pw")
+    assert broker.pid == pid, "the broker was restarted"
+    central = broker.client("central", "central-pw")
+    central.subscribe_wait("gp/v1/dev/+/up/#")
+    k3 = broker.client("K3", "k3-pw")
+    assert not k3.publish_wait("gp/v1/dev/K3/up/batch", b"hello").is_failure
+    assert central.next_message().topic == "gp/v1/dev/K3/up/batch"
+    assert k3.publish_wait("gp/v1/dev/K1/up/batch", b"x").value == NOT_AUTHORIZED
+
+
+def test_revoked_device_is_disconnected_and_stays_out(broker: Broker) -> None:
+    k1 = broker.client("K1", "k1-pw")
+    k2 = broker.client("K2", "k2-pw")
+    assert k2.is_connected()
+    broker.remove_user("K2")
+    deadline = time.monotonic() + 5
+    while k2.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not k2.is_connected(), "a revoked device kept its connection"
+    k2.close()
+    with pytest.raises(BrokerRefused):
+        broker.client("K2", "k2-pw")
+    assert k1.is_connected(), "the reload dropped a device that was not revoked"
+    assert not k1.publish_wait("gp/v1/dev/K1/up/batch", b"still here").is_failure
+
+
+# --- what survives a restart -----------------------------------------------------------------
+
+
+def test_restart_keeps_retained_state_and_queued_acks(broker: Broker) -> None:
+    k1 = broker.client("K1", "k1-pw", client_id="K1", clean_start=False, session_expiry=3600)
+    assert not k1.subscribe_wait("gp/v1/dev/K1/down/#")[0].is_failure
+    k1.close()  # the kiosk goes offline; its session waits for it
+    central = broker.client("central", "central-pw")
+    assert not central.publish_wait("gp/v1/dev/K1/down/ack", b"ack 41").is_failure
+    assert not central.publish_wait("gp/v1/dev/K1/down/state", b"v7", retain=True).is_failure
+    central.close()
+
+    broker.restart()
+
+    back = broker.client("K1", "k1-pw", client_id="K1", clean_start=False, session_expiry=3600)
+    got = sorted((m.topic, m.payload) for m in back.messages(1.0))
+    assert got == [("gp/v1/dev/K1/down/ack", b"ack 41"), ("gp/v1/dev/K1/down/state", b"v7")]
+    fresh = broker.client("K1", "k1-pw", client_id="K1-reinstalled")
+    fresh.subscribe_wait("gp/v1/dev/K1/down/state")
+    state = fresh.next_message()
+    assert state.payload == b"v7" and state.retain
