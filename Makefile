@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench clean
+.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench bench-sync clean
 
 all: test
 
@@ -31,13 +31,20 @@ firmware:
 pytest:
 	$(BIN)/python -m pytest -q -m "not soak" $(PYTEST_ARGS)
 
-## soak: the long runs (hundreds of SIGKILLs) kept out of `make test`
+## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
+## kiosk) kept out of `make test`
 soak: bootstrap
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
 
 ## bench: benchmarks against raw baselines measured in the same run
 bench: bootstrap
 	$(BIN)/python -m bench
+
+## bench-sync: the long sync benchmarks: a 100,000-entry backlog drained to central
+## (SQLite, then PostgreSQL) and a thousand kiosks reconnecting at once (PostgreSQL)
+bench-sync: bootstrap
+	$(BIN)/python -m bench.sync_drain
+	$(BIN)/python -m bench.sync_storm
 
 clean:
 	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache .hypothesis demo-data build *.egg-info

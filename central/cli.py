@@ -78,7 +78,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--http", help="serve the admin and enrolment API on HOST:PORT")
     parser.add_argument("--worker-id", default="1", help="tells central workers apart (MQTT id)")
-    parser.add_argument("--debounce", type=float, default=1.0, help="seconds between state pushes")
+    parser.add_argument(
+        "--debounce", type=float, default=1.0, help="seconds from a change to its state push"
+    )
+    parser.add_argument(
+        "--min-push-interval",
+        type=float,
+        default=5.0,
+        help="least seconds between two state pushes to one village",
+    )
     parser.set_defaults(handler=_run)
     csub = parser.add_subparsers(dest="central_command", metavar="SUBCOMMAND")
 
@@ -174,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         key,
         debounce_s=args.debounce,
+        min_interval_s=args.min_push_interval,
     )
     stop = threading.Event()
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from central.ingest import ingest
-from central.state import build_state
+from central.state import build_village_states
 from central.store import CentralStore
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
@@ -23,6 +23,8 @@ from sync.receiver import Outgoing, Receiver
 from sync.transport import BrokerConfig
 
 log = logging.getLogger(__name__)
+
+POLL_CHANGES_S = 2.0
 
 
 class CentralService:
@@ -33,13 +35,19 @@ class CentralService:
         key: Ed25519PrivateKey,
         *,
         debounce_s: float = 1.0,
+        min_interval_s: float = 5.0,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.store = store
         self.key = key
         self.debounce_s = debounce_s
+        self.min_interval_s = min_interval_s
+        self._last_push: dict[str, float] = {}  # village → monotonic time of last push
         self.now_ms = now_ms
         self._dirty: dict[str, float] = {}  # village → monotonic time of first change
+        self._pushed: set[str] = set()  # devices this process has pushed a state to
+        self._changes: dict[str, int] = {}  # village → changed_ms last seen
+        self._next_poll = 0.0
         self.receiver = Receiver(
             broker,
             self.on_batch,
@@ -69,26 +77,54 @@ class CentralService:
         return out
 
     def on_status(self, topic: str, payload: bytes) -> None:
-        self.store.record_status(topic, payload, self.now_ms())
+        if not self.store.record_status(topic, payload, self.now_ms()):
+            return
+        device_id = p.device_of(topic, p.STATUS)
+        if device_id is not None and device_id not in self._pushed:
+            # A kiosk enrolled since this process pushed states (or one it has not
+            # served yet): give it its state now rather than at the next change.
+            device = self.store.device(device_id)
+            if device is not None and device.status == "active":
+                self._dirty.setdefault(device.village_id, 0.0)
+
+    def _poll_changes(self) -> None:
+        """Villages changed by someone else: another central worker's ingest, or an
+        operator's catalogue, rules or issuer-key change through the store."""
+        for village, changed in self.store.village_changes().items():
+            if self._changes.setdefault(village, changed) != changed:
+                self._changes[village] = changed
+                self._dirty.setdefault(village, time.monotonic())
 
     def on_tick(self) -> list[Outgoing]:
         now = time.monotonic()
-        due = [v for v, since in self._dirty.items() if now - since >= self.debounce_s]
+        if now >= self._next_poll:
+            self._poll_changes()
+            self._next_poll = now + POLL_CHANGES_S
+        # A change is pushed `debounce_s` after it happened, but a village is pushed at
+        # most every `min_interval_s`: during a reconnect storm each village changes
+        # with every batch, and ingest must keep the processor, not state pushes.
+        due = [
+            v
+            for v, since in self._dirty.items()
+            if now - since >= self.debounce_s
+            and now - self._last_push.get(v, -1e9) >= self.min_interval_s
+        ]
         out: list[Outgoing] = []
         for village in due:
             del self._dirty[village]
+            self._last_push[village] = now
             out.extend(self.village_states(village))
         return out
 
     def village_states(self, village_id: str) -> list[Outgoing]:
         out = []
-        for device in self.store.devices(village_id):
-            if device.status != "active":
-                continue
-            body = build_state(self.store, device.device_id, self.now_ms())
+        for body in build_village_states(self.store, village_id, self.now_ms()):
+            self._pushed.add(body.device_id)
             out.append(
                 Outgoing(
-                    p.topic(device.device_id, p.STATE), p.encode_state(body, self.key), retain=True
+                    p.topic(body.device_id, p.STATE),
+                    p.encode_state(body, self.key),
+                    retain=True,
                 )
             )
         return out

@@ -153,6 +153,12 @@ class CentralStore:
         with self.read() as conn:
             return list(conn.scalars(select(db.villages.c.village_id).order_by("village_id")))
 
+    def village_changes(self) -> dict[str, int]:
+        """Each village's `changed_ms`: bumped by every write that alters its state."""
+        with self.read() as conn:
+            rows = conn.execute(select(db.villages.c.village_id, db.villages.c.changed_ms))
+            return {v: int(c) for v, c in rows}
+
     def _require_village(self, conn: Connection, village_id: str) -> None:
         if conn.scalar(select(db.villages.c.village_id).where(_village(village_id))) is None:
             raise CentralError(f"no village {village_id!r}: create it first")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edge.entries import Entry
-from edge.rows import SELECT_ENTRY, entry_from_row
+from edge.rows import SELECT_ENTRY, entry_from_row, fields_from_row
 from edge.store import Store
 from greenpass.errors import IntegrityError
 
@@ -52,6 +53,14 @@ class Outbox:
             f"{SELECT_ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
         ).fetchall()
         return [entry_from_row(r) for r in rows]
+
+    def read_fields(self, after_seq: int, limit: int) -> list[tuple[tuple[Any, ...], bytes]]:
+        """`read` as field values (`edge.rows.fields_from_row`), not `Entry` objects:
+        the uplink's batch reading, where building the objects was a third of the cost."""
+        rows = self.store.conn.execute(
+            f"{SELECT_ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        ).fetchall()
+        return [fields_from_row(r) for r in rows]
 
     def hash_at(self, seq: int) -> bytes | None:
         """The chain hash after entry `seq` (32 zero bytes for seq 0)."""

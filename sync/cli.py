@@ -13,8 +13,9 @@ from types import FrameType
 from edge.cli import DB_ENV
 from edge.ledger import Ledger
 from greenpass.errors import ConfigError
-from sync.config import load_sync_config
-from sync.keys import load_private_key, public_key
+from sync.config import SyncConfig, load_sync_config, write_sync_config
+from sync.enrol import enrol
+from sync.keys import load_or_create_key, load_private_key, public_bytes, public_key
 from sync.transport import BrokerConfig
 from sync.uplink import Uplink
 
@@ -34,6 +35,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_run)
     p = ssub.add_parser("status", parents=[db], help="acked seq, backlog, oldest unsynced entry")
     p.set_defaults(handler=_status)
+    p = ssub.add_parser(
+        "enrol",
+        parents=[db],
+        help="enrol this kiosk with central: key pair, MQTT credentials, [sync] config",
+    )
+    p.add_argument("--central", required=True, help="central's URL, e.g. https://central.example")
+    p.add_argument("--token", required=True, help="the one-time enrolment token")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="folder for device.key, mqtt.password, ca.crt, sync.toml",
+    )
+    p.set_defaults(handler=_enrol)
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
@@ -72,6 +87,43 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     uplink.run()
     ledger.close()
+    return 0
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    """Generate the key on this device, trade the token for credentials, write the config."""
+    with _ledger(args) as ledger:
+        device_id, village = ledger.device_id, ledger.village
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_key(out / "device.key")
+    creds = enrol(args.central, args.token, device_id, public_bytes(key))
+    if creds.village_id != village:
+        raise ConfigError(
+            f"central enrolled {device_id} for village {creds.village_id!r}, but this ledger "
+            f"is for {village!r}: ask the operator for a token for the right village"
+        )
+    password = out / "mqtt.password"
+    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(creds.mqtt_password + "\n")
+    ca = out / "ca.crt"
+    if creds.ca_cert_pem:
+        ca.write_text(creds.ca_cert_pem, encoding="ascii")
+    config = out / "sync.toml"
+    write_sync_config(
+        config,
+        SyncConfig(
+            broker_url=creds.broker_url,
+            password_file=password,
+            ca_cert=ca if creds.ca_cert_pem else None,
+            key_file=out / "device.key",
+            central_public_key=creds.central_public_key,
+        ),
+    )
+    print(f"enrolled {device_id} (village {village}) with {args.central}")
+    print(f"broker {creds.broker_url}; config written to {config}")
+    print(f"start syncing: greenpass sync run --db {args.db} --config {config}")
     return 0
 
 

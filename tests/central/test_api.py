@@ -20,13 +20,14 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from central import api, enrol_client, reports
+from central import api, reports
 from central.api import EnrolmentSettings, create_app
 from central.db import open_engine
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
 from greenpass.errors import CentralError, ConfigError
+from sync import enrol as enrol_client
 from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 

@@ -106,6 +106,7 @@ class World:
             self.broker_config("central", "central-pw", f"gp-central-{worker}"),
             self.central_key,
             debounce_s=debounce_s,
+            min_interval_s=0.5,
         )
         service.receiver.tick_s = 0.05
         service.receiver.backoff = Backoff(0.05, 0.5)

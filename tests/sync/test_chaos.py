@@ -115,14 +115,14 @@ def kiosk_files(world: World, k: Kiosk) -> Path:
     return folder / "sync.toml"
 
 
-def test_kiosk_sigkilled_at_random_moments_during_sync(world: World) -> None:
+def kill_kiosk_during_sync(world: World, kills: int) -> None:
     k = world.kiosk("KA")
     backlog(k, days=6)
     cfg = kiosk_files(world, k)
     world.start_central()
     rng = random.Random(4)
     cmd = [sys.executable, "-m", "greenpass.cli", "sync", "run", "--db", str(k.path)]
-    for _ in range(KILLS):
+    for _ in range(kills):
         proc = subprocess.Popen([*cmd, "--config", str(cfg)], stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signal.SIGKILL)
@@ -130,13 +130,28 @@ def test_kiosk_sigkilled_at_random_moments_during_sync(world: World) -> None:
         backlog(k, days=1, per_day=10)  # the kiosk keeps taking deposits between crashes
     # The killed uplinks made progress (the kills hit a working sync, not a cold start).
     assert 0 < world.store.count_entries("KA") < k.ledger.head()[0]
+    # The broker published the dead kiosk's last will; central recorded it.
+    wait_for(
+        "last will: offline",
+        lambda: '"online":false' in (world.store.device("KA").status_json or ""),  # type: ignore[union-attr]
+    )
     proc = subprocess.Popen([*cmd, "--config", str(cfg)], stderr=subprocess.PIPE)
     try:
-        wait_for("synced after the kills", k.synced, timeout=60)
+        wait_for("synced after the kills", k.synced, timeout=120)
     finally:
         proc.terminate()
         proc.wait(10)
     reconciled(world, k)
+
+
+def test_kiosk_sigkilled_at_random_moments_during_sync(world: World) -> None:
+    kill_kiosk_during_sync(world, KILLS)
+
+
+@pytest.mark.soak
+def test_kiosk_sigkill_soak(world: World) -> None:
+    """`make soak`: hundreds of kills (GREENPASS_SYNC_SOAK_KILLS, default 300)."""
+    kill_kiosk_during_sync(world, int(os.environ.get("GREENPASS_SYNC_SOAK_KILLS", "300")))
 
 
 def test_central_killed_and_restarted(world: World, tmp_path: Path) -> None:

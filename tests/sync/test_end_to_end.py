@@ -13,7 +13,7 @@ import pytest
 from central import reports
 from edge.ledger import Ledger
 from tests.mqtt_broker import Broker
-from tests.sync.harness import Kiosk, World, wait_for
+from tests.sync.harness import T0, Kiosk, World, wait_for
 
 
 @pytest.fixture
@@ -109,3 +109,19 @@ def test_a_kiosk_restarted_many_times_resends_without_duplicates(world: World) -
     a.start(world)
     wait_for("all synced", a.synced)
     assert world.store.count_entries("KA") == a.ledger.head()[0] == 201
+
+
+def test_late_kiosk_and_catalogue_change_get_their_state(world: World) -> None:
+    world.start_central()
+    late = world.kiosk("KL")  # enrolled after central started and pushed states
+    late.start(world)
+    wait_for(
+        "state for the late kiosk",
+        lambda: late.uplink is not None and late.uplink.stats.states_applied > 0,
+    )
+    world.store.put_item(
+        world.village, "rice", name_zh="大米", name_en="Rice", points_price=50, now_ms=T0 + 1
+    )
+    wait_for("catalogue at the kiosk", lambda: late.ledger.item("rice") is not None, timeout=15)
+    item = late.ledger.item("rice")
+    assert item is not None and (item.name_zh, item.points_price) == ("大米", 50)

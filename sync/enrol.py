@@ -11,8 +11,7 @@ Every failure is a `CentralError` whose message says what to do next:
 central unreachable, token refused (used, expired, for another device), or an
 answer that is not what this software understands.
 
-(Kiosk-side code belongs outside ``central/`` per DESIGN §2; a later provisioning
-change moves this module.)
+`greenpass sync enrol` wraps it; the provisioning wizard (a later issue) will too.
 """
 
 from __future__ import annotations
