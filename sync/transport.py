@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -150,6 +151,11 @@ class Transport:
             )
         except (OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot reach broker {self.cfg.url}: {exc}") from exc
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            # Batches and acks are small and each waits on the other: without this,
+            # Nagle plus the peer's delayed ACK hold every ack for tens of ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.loop_start()
         if not self._done.wait(timeout_s) or not self.connected:
             reason = self._result
