@@ -173,6 +173,7 @@ def test_central_killed_and_restarted(world: World, tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.8, 2.0))
         central.send_signal(signal.SIGKILL)
         central.wait()
+        backlog(k, days=1, per_day=20)  # the kiosk goes on taking deposits meanwhile
     assert 0 < world.store.count_entries("KA") < k.ledger.head()[0]
     central = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     try:
