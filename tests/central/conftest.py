@@ -21,13 +21,13 @@ import psycopg
 import pytest
 
 from central.store import CentralStore
-from edge.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.clock import FixedClock
 from edge.entries import Entry
 from edge.ledger import Ledger
 from edge.rules import default_rules
 from sync import protocol
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
+from sync.uplink import to_central_state
 from tests.conftest import PIN, make_ledger
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
@@ -107,26 +107,7 @@ class Kiosk:
 
     def apply(self, state: protocol.StateBody) -> bool:
         """What the kiosk's downlink does with a state (converted to the edge's type)."""
-        return self.ledger.apply_state(
-            CentralState(
-                version=state.version,
-                included_seq=state.included_seq,
-                balances=state.balances,
-                villagers=[
-                    VillagerRecord(v.passbook_id, v.household_name, v.village, v.status)
-                    for v in state.villagers
-                ],
-                catalogue=None
-                if state.catalogue is None
-                else [
-                    ItemRecord(i.item_id, i.name_zh, i.name_en, i.points_price, i.active)
-                    for i in state.catalogue
-                ],
-                rules_text=state.rules_text,
-                issuer_keys=state.issuer_keys,
-                revoked=state.revoked,
-            )
-        )
+        return self.ledger.apply_state(to_central_state(state))
 
 
 def new_kiosk(tmp_path: Path, device_id: str, clock: FixedClock | None = None) -> Kiosk:
