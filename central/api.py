@@ -165,7 +165,7 @@ class DeviceOut(BaseModel):
 class EnrolTokenIn(_In):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="The kiosk's device id")
     village_id: str = Field(pattern=ID_PATTERN, description="The village it will serve")
-    ttl_hours: int = Field(24, ge=1, le=24 * 30, description="Validity in hours")
+    ttl_hours: int = Field(24, ge=1, le=24 * 30, strict=True, description="Validity in hours")
 
 
 class EnrolTokenOut(BaseModel):

@@ -545,3 +545,15 @@ def test_client_over_real_http(store: CentralStore) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_enrol_token_ttl_must_be_a_whole_number_not_a_boolean(app_api: Api) -> None:
+    """Found by the schemathesis fuzz: JSON `true` was taken as 1 hour."""
+    answer = app_api.client.post(
+        "/api/v1/enrol-tokens",
+        headers=AUTH,
+        json={"device_id": "K9", "village_id": "V1", "ttl_hours": True},
+    )
+    assert answer.status_code == 422
+    assert app_api.store.device("K9") is None
+    assert app_api.enrol("any", "K9").status_code == 403  # and no token was issued
