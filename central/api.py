@@ -165,7 +165,15 @@ class DeviceOut(BaseModel):
 class EnrolTokenIn(_In):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="The kiosk's device id")
     village_id: str = Field(pattern=ID_PATTERN, description="The village it will serve")
-    ttl_hours: int = Field(24, ge=1, le=24 * 30, strict=True, description="Validity in hours")
+    ttl_hours: int = Field(24, ge=1, le=24 * 30, description="Validity in hours")
+
+    @field_validator("ttl_hours", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # pydantic's lax mode reads JSON `true` as 1; 238.0 is a valid JSON integer.
+        if isinstance(value, bool):
+            raise ValueError("ttl_hours must be a whole number of hours")
+        return value
 
 
 class EnrolTokenOut(BaseModel):
