@@ -1,0 +1,72 @@
+"""Fixtures for the browser tests: one headless system Chromium per session, a fresh
+800×480 zh-CN page per test (the kiosk's screen), and where screenshots go.
+
+    from playwright.sync_api import Page
+
+    def test_welcome(page_800x480: Page, screenshot_dir: Path) -> None:
+        page_800x480.set_content(...)
+        assert_cjk_renders(page_800x480, "h1")      # from tests.ui.cjk
+        page_800x480.screenshot(path=screenshot_dir / "welcome.png")
+
+Without Chromium or Playwright the tests are skipped with the reason; under CI=true
+they fail instead (see tests/ui/chromium.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.ui.chromium import chromium_path, launch_chromium, unavailable
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright, ViewportSize
+
+KIOSK_VIEWPORT: ViewportSize = {"width": 800, "height": 480}  # the kiosk's 7-inch touchscreen
+KIOSK_LOCALE = "zh-CN"
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Path of the system Chromium (skips, or fails under CI, when absent)."""
+    return chromium_path()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """Playwright's sync API, started once per session."""
+    try:
+        # Imported here so that the rest of the suite runs without Playwright installed.
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError as exc:
+        unavailable(f"Playwright is not installed ({exc}); run scripts/bootstrap")
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright, chromium_executable: str) -> Iterator[Browser]:
+    """One headless system Chromium for the whole session."""
+    b = launch_chromium(playwright, chromium_executable)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page_800x480(browser: Browser) -> Iterator[Page]:
+    """A new page in its own context: 800×480 viewport, locale zh-CN."""
+    context = browser.new_context(viewport=KIOSK_VIEWPORT, locale=KIOSK_LOCALE)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(pytestconfig: pytest.Config) -> Path:
+    """`build/screenshots` at the repository root (created), for UI tests' PNGs."""
+    path = pytestconfig.rootpath / "build" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
