@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",
     "sync.cli",
     "central.cli",
+    "kiosk_ui.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

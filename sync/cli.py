@@ -15,9 +15,8 @@ from edge.ledger import Ledger
 from greenpass.errors import ConfigError
 from sync.config import SyncConfig, load_sync_config, write_sync_config
 from sync.enrol import enrol
-from sync.keys import load_or_create_key, load_private_key, public_bytes, public_key
-from sync.transport import BrokerConfig
-from sync.uplink import Uplink
+from sync.keys import load_or_create_key, public_bytes
+from sync.setup import uplink_from_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,21 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     cfg = load_sync_config(args.config)
     ledger = _ledger(args)
-    uplink = Uplink(
-        ledger,
-        load_private_key(cfg.key_file),
-        BrokerConfig(
-            url=cfg.broker_url,
-            username=ledger.device_id,
-            password=cfg.password(),
-            client_id=f"gp-{ledger.device_id}",
-            ca_cert=cfg.ca_cert,
-        ),
-        central_key=public_key(cfg.central_public_key),
-        window=cfg.window,
-        ack_timeout_s=cfg.ack_timeout_s,
-        status_every_s=cfg.status_every_s,
-    )
+    uplink = uplink_from_config(ledger, cfg)
 
     def stop(_sig: int, _frame: FrameType | None) -> None:
         uplink.stop_event.set()

@@ -1,0 +1,290 @@
+"""The kiosk's config file (`greenpass kiosk --config kiosk.toml`), loaded once into typed objects.
+
+    [kiosk]
+    db = "kiosk.db"               # the ledger; relative paths are relative to this file
+    language = "zh"               # the screen's default language: zh or en
+    idle_timeout_s = 60           # back to "scan your passbook" after this long untouched
+    result_s = 6                  # how long "done" / "refused" stays on screen
+    staff_timeout_s = 120         # a signed-in staff member is signed out after this long
+    zero_band_grams = 50          # the scale reads "empty" at or below this
+    key_file = "device.key"       # optional: this kiosk's Ed25519 key, to sign cards it prints
+
+    [ui]
+    host = "127.0.0.1"            # the touchscreen page, for Chromium in kiosk mode
+    port = 8080
+    spoken_prompts = false        # read the main prompts aloud (the browser's speech)
+
+    [hardware]
+    backend = "real"              # real, or sim: simulated scale, scanner and GPIO
+
+    [hardware.scale]
+    protocol = "gpfw"             # gpfw, mtsics, and, cas, xk3190
+    port = "/dev/greenpass-scale" # a device path or a pyserial URL (hwgrep://2e8a:000a)
+    baud = 0                      # 0: the protocol's factory default
+    capacity_grams = 150000       # readings above this are refused
+    unit = "kg"                   # xk3190 only: its frames carry no unit
+
+    [hardware.scanner]
+    kind = "serial"               # serial or camera
+    port = "/dev/greenpass-scanner"
+    baud = 9600
+    camera_index = 0
+    decoder = "zxing"             # zxing or pyzbar
+
+    [hardware.gpio]
+    pin_factory = ""              # "" (gpiozero's choice: lgpio on a Pi), lgpio, rpigpio, mock
+    green = 17                    # BCM pin numbers
+    amber = 27
+    red = 22
+    buzzer = 23
+    button = 24                   # -1: no button
+
+    [simulator]                   # only read with backend = "sim"
+    cards_file = "cards.json"     # cards the control page can "scan": [{"label", "payload"}]
+    network_proxy = true          # route sync through a proxy the control page can cut
+
+    [sync]                        # optional; see sync/config.py and docs/sync.md
+
+Every key is documented in docs/kiosk.md; an unknown key or a wrong type is
+refused with its table and name.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from greenpass.errors import ConfigError
+from hardware.gpio import GpioPins
+from hardware.scanner import DECODER_NAMES, ScannerConfig
+from sync.config import SyncConfig, parse_sync_config
+
+SCALE_PROTOCOLS = ("gpfw", "mtsics", "and", "cas", "xk3190")
+
+
+@dataclass(frozen=True)
+class KioskSection:
+    db: Path
+    language: Literal["zh", "en"] = "zh"
+    idle_timeout_s: float = 60.0
+    result_s: float = 6.0
+    staff_timeout_s: float = 120.0
+    zero_band_grams: int = 50
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class UiSection:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    spoken_prompts: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleSection:
+    protocol: str = "gpfw"
+    port: str = "/dev/greenpass-scale"
+    baud: int = 0
+    capacity_grams: int = 150_000
+    unit: str = "kg"
+
+
+@dataclass(frozen=True)
+class HardwareSection:
+    backend: Literal["real", "sim"] = "real"
+    scale: ScaleSection = field(default_factory=ScaleSection)
+    scanner: ScannerConfig = field(default_factory=lambda: ScannerConfig(kind="serial"))
+    pins: GpioPins = field(default_factory=GpioPins)
+    pin_factory: str = ""
+
+
+@dataclass(frozen=True)
+class SimulatorSection:
+    cards_file: Path | None = None
+    network_proxy: bool = True
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    path: Path
+    kiosk: KioskSection
+    ui: UiSection = field(default_factory=UiSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
+    simulator: SimulatorSection = field(default_factory=SimulatorSection)
+    sync: SyncConfig | None = None
+
+
+class _Table:
+    """One TOML table being read: every read names `[table] key` in its error."""
+
+    def __init__(self, data: Any, name: str, path: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        self.data, self.name, self.path = data, name, path
+        self.used: set[str] = set()
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ConfigError(
+                f"{self.path}: [{self.name}] {key} must be a {kind.__name__}, got {value!r}"
+            )
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
+        value: str = self.get(key, str, default)
+        if value not in options:
+            raise ConfigError(
+                f"{self.path}: [{self.name}] {key} must be one of {', '.join(options)}, "
+                f"got {value!r}"
+            )
+        return value
+
+    def positive(self, key: str, kind: type, default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value <= 0:
+            raise ConfigError(f"{self.path}: [{self.name}] {key} must be positive, got {value}")
+        return value
+
+    def path_value(self, key: str, default: str | None) -> Path | None:
+        raw = self.get(key, str, default)
+        if raw is None:
+            return None
+        p = Path(raw)
+        return p if p.is_absolute() else self.path.parent / p
+
+    def done(self, subtables: tuple[str, ...] = ()) -> None:
+        unknown = sorted(set(self.data) - self.used - set(subtables))
+        if unknown:
+            raise ConfigError(
+                f"{self.path}: [{self.name}] has unknown key {unknown[0]!r} "
+                f"(known: {', '.join(sorted(self.used))})"
+            )
+
+
+def _kiosk(t: _Table) -> KioskSection:
+    db = t.path_value("db", None)
+    if db is None:
+        raise ConfigError(f"{t.path}: [kiosk] db is missing (the ledger file)")
+    lang = t.choice("language", ("zh", "en"), "zh")
+    section = KioskSection(
+        db=db,
+        language="en" if lang == "en" else "zh",
+        idle_timeout_s=t.positive("idle_timeout_s", float, 60.0),
+        result_s=t.positive("result_s", float, 6.0),
+        staff_timeout_s=t.positive("staff_timeout_s", float, 120.0),
+        zero_band_grams=t.positive("zero_band_grams", int, 50),
+        key_file=t.path_value("key_file", None),
+    )
+    t.done()
+    return section
+
+
+def _ui(t: _Table) -> UiSection:
+    port = t.get("port", int, 8080)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{t.path}: [ui] port must be 0..65535, got {port}")
+    section = UiSection(
+        host=t.get("host", str, "127.0.0.1"),
+        port=port,
+        spoken_prompts=t.get("spoken_prompts", bool, False),
+    )
+    t.done()
+    return section
+
+
+def _hardware(t: _Table) -> HardwareSection:
+    backend = t.choice("backend", ("real", "sim"), "real")
+    s = _Table(t.data.get("scale", {}), "hardware.scale", t.path)
+    scale = ScaleSection(
+        protocol=s.choice("protocol", SCALE_PROTOCOLS, "gpfw"),
+        port=s.get("port", str, "/dev/greenpass-scale"),
+        baud=s.get("baud", int, 0),
+        capacity_grams=s.positive("capacity_grams", int, 150_000),
+        unit=s.choice("unit", ("kg", "g"), "kg"),
+    )
+    s.done()
+    c = _Table(t.data.get("scanner", {}), "hardware.scanner", t.path)
+    decoder = c.choice("decoder", DECODER_NAMES, "zxing")
+    scanner = ScannerConfig(
+        kind="camera" if c.choice("kind", ("serial", "camera"), "serial") == "camera" else "serial",
+        port=c.get("port", str, "/dev/greenpass-scanner"),
+        baud=c.positive("baud", int, 9600),
+        camera_index=c.get("camera_index", int, 0),
+        decoder="pyzbar" if decoder == "pyzbar" else "zxing",
+    )
+    c.done()
+    g = _Table(t.data.get("gpio", {}), "hardware.gpio", t.path)
+    defaults = GpioPins()
+    pins: dict[str, Any] = {}
+    for f in fields(GpioPins):
+        if f.name == "buzzer_active_high":
+            pins[f.name] = g.get(f.name, bool, defaults.buzzer_active_high)
+            continue
+        number = g.get(f.name, int, getattr(defaults, f.name))
+        if f.name == "button" and number == -1:
+            pins[f.name] = None
+        elif not 0 <= number <= 27:
+            raise ConfigError(f"{t.path}: [hardware.gpio] {f.name} must be a BCM pin 0..27")
+        else:
+            pins[f.name] = number
+    pin_factory = g.choice("pin_factory", ("", "lgpio", "rpigpio", "mock"), "")
+    g.done()
+    t.done(subtables=("scale", "scanner", "gpio"))
+    return HardwareSection(
+        backend="sim" if backend == "sim" else "real",
+        scale=scale,
+        scanner=scanner,
+        pins=GpioPins(**pins),
+        pin_factory=pin_factory,
+    )
+
+
+def _simulator(t: _Table) -> SimulatorSection:
+    section = SimulatorSection(
+        cards_file=t.path_value("cards_file", None),
+        network_proxy=t.get("network_proxy", bool, True),
+    )
+    t.done()
+    return section
+
+
+SECTIONS = ("kiosk", "ui", "hardware", "simulator", "sync")
+
+
+def parse_kiosk_config(data: dict[str, Any], path: Path) -> KioskConfig:
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown table [{unknown[0]}] (known: {', '.join(f'[{s}]' for s in SECTIONS)})"
+        )
+    if "kiosk" not in data:
+        raise ConfigError(f"{path}: no [kiosk] table")
+    sync = data.get("sync")
+    if sync is not None and not isinstance(sync, dict):
+        raise ConfigError(f"{path}: [sync] must be a table")
+    return KioskConfig(
+        path=path,
+        kiosk=_kiosk(_Table(data["kiosk"], "kiosk", path)),
+        ui=_ui(_Table(data.get("ui", {}), "ui", path)),
+        hardware=_hardware(_Table(data.get("hardware", {}), "hardware", path)),
+        simulator=_simulator(_Table(data.get("simulator", {}), "simulator", path)),
+        sync=parse_sync_config(sync, path) if sync is not None else None,
+    )
+
+
+def load_kiosk_config(path: Path) -> KioskConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_kiosk_config(data, path)

@@ -1,0 +1,396 @@
+"""The kiosk daemon: one asyncio process wiring devices, the session, the ledger and sync.
+
+    scale thread ──readings──┐                     ┌─→ ledger (one worker thread)
+    scanner thread ──codes───┼─→ event queue ─→ session / desk ─→ LEDs, buzzer
+    button (gpiozero) ───────┤                     └─→ view ─→ UI (SSE)
+    ticker ──────────────────┘
+    uplink thread: its own Ledger on the same file, MQTT to central
+
+Everything that changes the session goes through one queue and one task, so
+the pure state machines (`edge.session`, `edge.desk`) see events one at a time
+in arrival order. Every ledger call runs on one worker thread: SQLite work
+never blocks the loop, and the kiosk's connection is used by one thread only.
+A deposit is confirmed (`Committed`: screen, beep, green LED) only after
+`Ledger.deposit` returned, that is after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from edge import desk as dk
+from edge import session as ss
+from edge.cards import Card, read_card
+from edge.clock import Clock, SystemClock
+from edge.config import KioskConfig
+from edge.devices import Devices
+from edge.kiosk_view import Status, build_view, villager_info
+from edge.ledger import Ledger
+from greenpass.errors import GreenPassError, HardwareError, Refused
+from hardware.gpio import State
+from hardware.scanner import ScannerClosed
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TICK_S = 0.2
+BACKLOG_EVERY_MS = 3000
+
+
+class Kiosk:
+    """The running kiosk. `await start()`, then the UI reads `view()` and calls actions."""
+
+    def __init__(
+        self,
+        cfg: KioskConfig,
+        devices: Devices,
+        *,
+        clock: Clock | None = None,
+        uplink_factory: Callable[[KioskConfig, Devices, Callable[[], dict[str, str]]], Any]
+        | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.devices = devices
+        self.clock = clock or SystemClock()
+        k = cfg.kiosk
+        self.limits = ss.Limits(
+            capacity_grams=cfg.hardware.scale.capacity_grams,
+            zero_band_grams=k.zero_band_grams,
+            idle_timeout_ms=round(k.idle_timeout_s * 1000),
+            result_ms=round(k.result_s * 1000),
+        )
+        self.session = ss.Session()
+        self.desk = dk.Desk()
+        self.language = k.language
+        self.status = Status(online=None if cfg.sync is None else False)
+        self.villager: dict[str, Any] | None = None  # masked name, balance, today
+        self.desk_villager: dict[str, Any] | None = None
+        self.last_result: dict[str, Any] | None = None
+        self.ledger: Ledger | None = None
+        self._uplink_factory = uplink_factory
+        self._uplink: Any = None
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="ledger")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: asyncio.Queue[object] = asyncio.Queue()
+        self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._view: dict[str, Any] = {}
+        self._version = 0
+        self._backlog_ms = -BACKLOG_EVERY_MS
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        # The session's clock starts now, not at 0 (or its first event would look ancient).
+        self.session = ss.step(self.session, ss.Tick(self.clock.mono_ms()), self.limits)
+        self.ledger = await self.in_db(Ledger.open, self.cfg.kiosk.db, self.clock)
+        for name, target in (("scale", self._scale_loop), ("scanner", self._scanner_loop)):
+            t = threading.Thread(target=target, name=f"kiosk-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.devices.indicator.on_button(lambda: self.post(ss.Cancel()))
+        if self._uplink_factory is not None and self.cfg.sync is not None:
+            self._uplink = self._uplink_factory(self.cfg, self.devices, self._health)
+            self._uplink.start()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="kiosk-events"),
+            asyncio.create_task(self._tick(), name="kiosk-ticker"),
+        ]
+        self._publish()
+        self.ready.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._uplink is not None:
+            await asyncio.to_thread(self._uplink.stop)
+        for t in self._threads:  # they notice _stop within a read timeout (≤ 1 s)
+            await asyncio.to_thread(t.join, 3.0)
+        with contextlib.suppress(OSError, HardwareError):
+            self.devices.indicator.show(State.OFF)
+        await asyncio.to_thread(self.devices.close)
+        if self.ledger is not None:
+            await self.in_db(self.ledger.close)
+        self._db.shutdown(wait=True)
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def post(self, event: object) -> None:
+        """Queue an event from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closing during shutdown
+                self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+    def _scale_loop(self) -> None:
+        scale = self.devices.scale
+        while not self._stop.is_set():
+            try:
+                r = scale.read(timeout=1.0)
+            except HardwareError as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("scale: %s", exc)
+                self.post(ss.ScaleRead(ss.Reading(0, False, "error")))
+                self._stop.wait(0.5)
+                continue
+            grams = r.grams if r.grams is not None else 0
+            self.post(ss.ScaleRead(ss.Reading(grams, r.stable, r.status.value)))
+
+    def _scanner_loop(self) -> None:
+        scanner = self.devices.scanner
+        while not self._stop.is_set():
+            try:
+                scan = scanner.read(timeout=0.5)
+            except ScannerClosed:
+                return
+            except HardwareError as exc:
+                log.warning("scanner: %s", exc)
+                self.post(("scanner", "error"))
+                self._stop.wait(1.0)
+                continue
+            connected = getattr(scanner, "connected", True)
+            if connected != (self.status.scanner == "ok"):
+                self.post(("scanner", "ok" if connected else "disconnected"))
+            if scan is not None:
+                self.post(("scan", scan.payload))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.post(ss.Tick(self.clock.mono_ms()))
+
+    # --- the one event task -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._handle(event)
+            except Exception:
+                log.exception("kiosk: event %r failed", event)
+            self._publish()
+
+    async def _handle(self, event: object) -> None:
+        if isinstance(event, _Action):
+            try:
+                event.future.set_result(await event.fn())
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
+                event.future.set_exception(exc)
+            return
+        if isinstance(event, tuple):
+            kind, value = event
+            if kind == "scan":
+                await self._scanned(value)
+            elif kind == "scanner":
+                self.status = self.status.with_(scanner=value)
+            return
+        if isinstance(event, ss.Tick):
+            self.desk = dk.tick(
+                self.desk, event.now_ms, round(self.cfg.kiosk.staff_timeout_s * 1e3)
+            )
+            await self._refresh_status(event.now_ms)
+        if isinstance(event, ss.ScaleRead):
+            self.status = self.status.with_(scale=event.reading.status)
+        if isinstance(event, ss.Cancel) and self.desk.active:
+            self.desk = dk.sign_out(self.desk)
+            return
+        assert isinstance(event, ss.Tick | ss.ScaleRead | ss.Cancel | ss.CategoryChosen)
+        await self.step(event)
+
+    async def act(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run `fn` inside the event task (in order with scans and readings); its result."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_Action(fn, future))
+        return await future
+
+    async def step(self, event: ss.Event) -> None:
+        before = self.session.screen
+        self.session = ss.step(self.session, event, self.limits)
+        for effect in self.session.effects:
+            if isinstance(effect, ss.Beep):
+                self.beep(effect.kind)
+            elif isinstance(effect, ss.WriteDeposit):
+                await self._write_deposit(effect)
+        if self.session.screen is ss.Screen.IDLE and before is not ss.Screen.IDLE:
+            self.villager = None
+        self._show_leds()
+
+    async def _write_deposit(self, w: ss.WriteDeposit) -> None:
+        self._show_leds()
+        ledger = self.require_ledger()
+        try:
+            entry = await self.in_db(ledger.deposit, w.passbook_id, w.category, w.grams)
+        except Refused as exc:
+            await self.step(ss.CommitRefused(exc.code))
+            return
+        except GreenPassError as exc:  # the disk is full, the file is gone …
+            log.error("deposit not written: %s", exc)
+            await self.step(ss.CommitRefused("storage_error"))
+            return
+        self.villager = await self.in_db(villager_info, ledger, w.passbook_id)
+        self.last_result = {"category": w.category, "grams": w.grams}
+        balance = self.villager["balance"] if self.villager else 0
+        await self.step(ss.Committed(entry.points, entry.co2e_g, balance))
+
+    async def _scanned(self, payload: str) -> None:
+        ledger = self.require_ledger()
+        keys = await self.in_db(ledger.issuer_keys)
+        keys.update(self._own_issuer_key())
+        try:
+            card = read_card(payload, keys, ledger.village)
+        except Refused as exc:
+            if not self.desk.active:
+                await self.step(ss.PassbookScanned(None, exc.code))
+            else:
+                self.desk = dk.outcome(self.desk, exc.code, self.clock.mono_ms())
+                self.beep("error")
+            return
+        now = self.clock.mono_ms()
+        if card.kind == "staff":
+            if self.session.screen in (ss.Screen.WEIGHING, ss.Screen.COMMITTING):
+                return  # a villager is mid-deposit: let them finish
+            self.desk = dk.card_scanned(self.desk, card.holder_id, now)
+            self.beep("ok")
+            return
+        refusal = await self.in_db(self._villager_refusal, card)
+        if self.desk.staff_id is not None:
+            if refusal:
+                self.desk = dk.outcome(self.desk, refusal, now)
+                self.beep("error")
+                return
+            self.desk = dk.villager_scanned(self.desk, card.holder_id, now)
+            self.desk_villager = await self.in_db(villager_info, ledger, card.holder_id)
+            self.beep("ok")
+            return
+        if self.desk.pending_staff is not None:
+            return  # waiting for a PIN; a passbook is not an answer
+        if refusal:
+            await self.step(ss.PassbookScanned(None, refusal))
+            return
+        self.villager = await self.in_db(villager_info, ledger, card.holder_id)
+        await self.step(ss.PassbookScanned(card.holder_id))
+        self.beep("ok")
+
+    def _villager_refusal(self, card: Card) -> str:
+        """The ledger's word on the card's passbook: '' when it may be used here."""
+        ledger = self.require_ledger()
+        v = ledger.villager(card.holder_id)
+        if v is None:
+            return "unknown_passbook"
+        if v.status == "revoked":
+            return "revoked_passbook"
+        if v.village != ledger.village:
+            return "foreign_village"
+        if v.status != "active":
+            return "inactive_villager"
+        return ""
+
+    def _own_issuer_key(self) -> dict[str, bytes]:
+        """A kiosk trusts the cards it printed itself, even before central lists its key."""
+        key = self.device_key()
+        if key is None:
+            return {}
+        from sync.keys import public_bytes  # noqa: PLC0415 - sync only in the daemon
+
+        return {self.require_ledger().device_id: public_bytes(key)}
+
+    def device_key(self) -> Any:
+        path = self.cfg.kiosk.key_file or (self.cfg.sync.key_file if self.cfg.sync else None)
+        if path is None or not path.exists():
+            return None
+        from sync.keys import load_private_key  # noqa: PLC0415
+
+        return load_private_key(path)
+
+    # --- outputs ------------------------------------------------------------------------
+
+    def beep(self, kind: str) -> None:
+        ind = self.devices.indicator
+        with contextlib.suppress(OSError, HardwareError):
+            ind.beep_ok() if kind == "ok" else ind.beep_error()
+
+    def _show_leds(self) -> None:
+        st = self.status
+        if st.scale in ("disconnected", "error"):
+            state = State.FAULT
+        elif self.session.screen is ss.Screen.COMMITTING:
+            state = State.BUSY
+        elif st.online is False:
+            state = State.OFFLINE
+        else:
+            state = State.READY
+        with contextlib.suppress(OSError, HardwareError):
+            self.devices.indicator.show(state)
+
+    def _health(self) -> dict[str, str]:
+        return {"scale": self.status.scale, "scanner": self.status.scanner}
+
+    async def _refresh_status(self, now_ms: int) -> None:
+        """Sync and clock state for the status strip; the backlog is read every few seconds."""
+        up = self._uplink
+        online = None if up is None else bool(getattr(up, "online", False))
+        backlog = self.status.backlog
+        if now_ms - self._backlog_ms >= BACKLOG_EVERY_MS:
+            self._backlog_ms = now_ms
+            b = await self.in_db(self.require_ledger().outbox.backlog)
+            backlog = b.depth
+        self.status = self.status.with_(
+            online=online, backlog=backlog, clock_ok=self.clock.clock_ok()
+        )
+        self._show_leds()
+
+    def view(self) -> dict[str, Any]:
+        return self._view
+
+    def _publish(self) -> None:
+        view = build_view(self)
+        if view == self._view:
+            return
+        self._version += 1
+        self._view = {**view, "version": self._version}
+        for q in list(self._listeners):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()  # a slow page only needs the newest view
+            q.put_nowait(self._view)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=4)
+        self._listeners.add(q)
+        q.put_nowait(self._view)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self._listeners.discard(q)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def require_ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise RuntimeError("the kiosk is not started")
+        return self.ledger
+
+    async def in_db(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kw))
+
+
+class _Action:
+    """A UI action queued for the event task, and where its result goes."""
+
+    def __init__(self, fn: Callable[[], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future

@@ -1,0 +1,91 @@
+"""The kiosk's devices — scale, scanner, LEDs and buzzer — opened from config.
+
+`[hardware] backend = "real"` opens the drivers on the configured ports.
+`backend = "sim"` asks `simulator.kiosk` for simulated twins: a simulated scale
+and scanner on pseudo-terminals read by the very same drivers, and gpiozero's
+MockFactory. The simulator is imported only then, by name, so a production
+kiosk never loads it (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.config import KioskConfig
+from greenpass.errors import ConfigError, HardwareError
+from hardware.gpio import Indicator
+from hardware.scale import Scale
+from hardware.scale.factory import open_scale
+from hardware.scanner import Scanner, open_scanner
+
+
+class SimControls(Protocol):
+    """What a simulated kiosk offers the demo: its control page's routes, a broker URL
+    rewritten to pass through its network-fault proxy, and a clean shutdown."""
+
+    def routes(self) -> Sequence[Any]: ...
+    def broker_url(self, url: str) -> str: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Devices:
+    scale: Scale
+    scanner: Scanner
+    indicator: Indicator
+    sim: SimControls | None = None
+
+    def close(self) -> None:
+        for close in (self.scanner.close, self.scale.close, self.indicator.close):
+            with contextlib.suppress(OSError, HardwareError):
+                close()  # shutting down: a device that is already gone is fine
+        if self.sim is not None:
+            self.sim.close()
+
+
+def pin_factory(name: str) -> Any:
+    """gpiozero's pin factory by config name; None lets gpiozero choose (lgpio on a Pi)."""
+    if not name:
+        return None
+    module, cls = {
+        "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
+        "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
+        "mock": ("gpiozero.pins.mock", "MockFactory"),
+    }[name]
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except (ImportError, RuntimeError, OSError) as exc:
+        raise ConfigError(
+            f"[hardware.gpio] pin_factory = {name!r} cannot start here ({exc}); "
+            "on a Raspberry Pi install the 'pi' extra: pip install 'green-passbook[pi]'"
+        ) from exc
+
+
+def open_devices(cfg: KioskConfig) -> Devices:
+    hw = cfg.hardware
+    if hw.backend == "sim":
+        sim = importlib.import_module("simulator.kiosk")
+        devices: Devices = sim.open_simulated_devices(cfg)
+        return devices
+    scale = open_scale(
+        hw.scale.protocol,
+        hw.scale.port,
+        hw.scale.baud or None,
+        capacity_grams=hw.scale.capacity_grams,
+        unit=hw.scale.unit,
+    )
+    try:
+        scanner = open_scanner(hw.scanner)
+        try:
+            indicator = Indicator(hw.pins, pin_factory=pin_factory(hw.pin_factory))
+        except BaseException:
+            scanner.close()
+            raise
+    except BaseException:
+        scale.close()
+        raise
+    return Devices(scale, scanner, indicator)

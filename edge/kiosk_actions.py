@@ -1,0 +1,210 @@
+"""What a touch on the screen asks of the kiosk: the villager's and the staff's actions.
+
+Each action runs inside the daemon's event task (`Kiosk.act`), in order with
+scans and scale readings, and does its ledger work on the ledger's thread.
+Refusals raise `Refused` with the ledger's code; the UI shows it in plain words.
+Every staff action passes the signed-in staff id to the ledger, which records
+it on the entry (the audit trail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from edge import desk as dk
+from edge import session as ss
+from edge.cards import make_card
+from edge.daemon import Kiosk
+from edge.kiosk_view import villager_info
+from greenpass.errors import Refused
+
+LANGUAGES = ("zh", "en")
+
+
+async def choose_category(k: Kiosk, key: str) -> None:
+    async def run() -> None:
+        cat = k.require_ledger().rules.category(key)
+        if cat is None:
+            raise Refused("unknown_category", f"no waste category {key!r}")
+        await k.step(ss.CategoryChosen(key, cat.min_grams))
+
+    await k.act(run)
+
+
+async def cancel(k: Kiosk) -> None:
+    """The big "back" / "done" button (and the physical button)."""
+
+    async def run() -> None:
+        await k.step(ss.Cancel())
+
+    await k.act(run)
+
+
+async def set_language(k: Kiosk, lang: str) -> None:
+    if lang not in LANGUAGES:
+        raise Refused("bad_language", f"language must be one of {', '.join(LANGUAGES)}")
+
+    async def run() -> None:
+        k.language = "en" if lang == "en" else "zh"
+
+    await k.act(run)
+
+
+# --- staff ----------------------------------------------------------------------------------
+
+
+def require_staff(k: Kiosk) -> str:
+    if k.desk.staff_id is None:
+        raise Refused("not_signed_in", "scan a staff card and enter the PIN first")
+    return k.desk.staff_id
+
+
+def _villager(k: Kiosk) -> str:
+    if k.desk.passbook_id is None:
+        raise Refused("no_villager", "scan the villager's passbook first")
+    return k.desk.passbook_id
+
+
+async def staff_pin(k: Kiosk, pin: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        staff_id = k.desk.pending_staff
+        if staff_id is None:
+            raise Refused("no_staff_card", "scan a staff card first")
+        now = k.clock.mono_ms()
+        try:
+            member = await k.in_db(k.require_ledger().authenticate, staff_id, pin)
+        except Refused as exc:
+            k.desk = dk.pin_refused(k.desk, exc.code, now)
+            k.beep("error")
+            raise
+        k.desk = dk.signed_in(k.desk, member.staff_id, member.name, member.role, now)
+        k.beep("ok")
+        return {"staff": member.staff_id, "name": member.name, "role": member.role}
+
+    return await k.act(run)
+
+
+async def staff_task(k: Kiosk, task: str) -> None:
+    async def run() -> None:
+        require_staff(k)
+        if task not in dk.TASKS:
+            raise Refused("bad_task", f"unknown task {task!r}")
+        k.desk = dk.choose_task(k.desk, task, k.clock.mono_ms())
+        k.desk_villager = None
+
+    await k.act(run)
+
+
+async def sign_out(k: Kiosk) -> None:
+    async def run() -> None:
+        k.desk = dk.sign_out(k.desk)
+        k.desk_villager = None
+
+    await k.act(run)
+
+
+async def _staff_write(k: Kiosk, fn: Any, *args: Any, **kw: Any) -> Any:
+    """A staff ledger write: its outcome is shown on the desk and beeped."""
+    now = k.clock.mono_ms()
+    try:
+        result = await k.in_db(fn, *args, **kw)
+    except Refused as exc:
+        k.desk = dk.outcome(k.desk, exc.code, now)
+        k.beep("error")
+        raise
+    k.desk = dk.outcome(k.desk, "ok", now)
+    if k.desk.passbook_id is not None:
+        k.desk_villager = await k.in_db(villager_info, k.require_ledger(), k.desk.passbook_id)
+    k.beep("ok")
+    return result
+
+
+async def redeem(k: Kiosk, cart: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        staff, passbook = require_staff(k), _villager(k)
+        entries = await _staff_write(
+            k, k.require_ledger().redeem, passbook, list(cart), staff_id=staff
+        )
+        spent = -sum(e.points for e in entries)
+        balance = k.desk_villager["balance"] if k.desk_villager else None
+        return {"seqs": [e.seq for e in entries], "points": spent, "balance": balance}
+
+    return await k.act(run)
+
+
+async def award(k: Kiosk, points: int, reason: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        staff, passbook = require_staff(k), _villager(k)
+        e = await _staff_write(
+            k, k.require_ledger().award, passbook, points, staff_id=staff, reason=reason
+        )
+        return {"seq": e.seq, "points": e.points}
+
+    return await k.act(run)
+
+
+async def enrol(k: Kiosk, household: str) -> dict[str, Any]:
+    """Enrol a household; the answer carries the new passbook card's QR text to print."""
+
+    async def run() -> dict[str, Any]:
+        staff = require_staff(k)
+        e = await _staff_write(k, k.require_ledger().enrol, household, staff_id=staff)
+        assert e.passbook_id is not None
+        key = k.device_key()
+        card = None
+        if key is not None:
+            ledger = k.require_ledger()
+            card = make_card(
+                "passbook", ledger.village, e.passbook_id, key_id=ledger.device_id, key=key
+            )
+        return {"seq": e.seq, "passbook": e.passbook_id, "household": household, "card": card}
+
+    return await k.act(run)
+
+
+async def reverse(k: Kiosk, seq: int, reason: str) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        staff = require_staff(k)
+        e = await _staff_write(k, k.require_ledger().reverse, seq, staff_id=staff, reason=reason)
+        return {"seq": e.seq, "reverses": seq, "points": e.points}
+
+    return await k.act(run)
+
+
+async def restock(k: Kiosk, item_id: str, qty: int) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        staff = require_staff(k)
+        e = await _staff_write(k, k.require_ledger().restock, item_id, qty, staff_id=staff)
+        stock = await k.in_db(k.require_ledger().stock, item_id)
+        return {"seq": e.seq, "item": item_id, "stock": stock}
+
+    return await k.act(run)
+
+
+def catalogue(k: Kiosk) -> list[dict[str, Any]]:
+    """The goods and services on offer (ledger thread)."""
+    return [
+        {
+            "id": i.item_id,
+            "name_zh": i.name_zh,
+            "name_en": i.name_en,
+            "points": i.points_price,
+            "stock": i.stock,
+        }
+        for i in k.require_ledger().catalogue()
+        if i.active
+    ]
+
+
+def recent_entries(k: Kiosk, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest entries, for staff choosing one to reverse (ledger thread)."""
+    rows = k.require_ledger().store.query(
+        "SELECT e.seq, e.kind, e.passbook_id, e.category, e.grams, e.points, e.item_id, e.qty, "
+        "e.staff_id, e.wall_ms, r.seq AS reversed_by FROM entries e "
+        "LEFT JOIN entries r ON r.kind = 'reversal' AND r.ref_seq = e.seq "
+        "WHERE e.kind IN ('deposit', 'redeem', 'award', 'restock', 'adjust_stock') "
+        "ORDER BY e.seq DESC LIMIT ?",
+        (max(1, min(limit, 200)),),
+    )
+    return [dict(r) for r in rows]

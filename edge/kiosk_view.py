@@ -1,0 +1,134 @@
+"""What the screen shows: the kiosk's state as one JSON-ready dict (the UI's only input).
+
+The page renders whatever `build_view` says and nothing else, so a screen can
+never show a "done" the ledger did not commit: the result appears only on
+`confirmed`, which the session reaches only through `Committed`. Villager names
+are masked (张*, 王*明) because the kiosk stands in a public place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from edge.ledger import Ledger
+from edge.queries import day_start_ms
+
+if TYPE_CHECKING:
+    from edge.daemon import Kiosk
+
+
+@dataclass(frozen=True)
+class Status:
+    """The status strip: None for `online` when this kiosk has no sync configured."""
+
+    online: bool | None = None
+    backlog: int = 0
+    scale: str = "ok"  # ok / overload / underload / error / disconnected
+    scanner: str = "ok"  # ok / disconnected / error
+    clock_ok: bool = True
+
+    def with_(self, **changes: Any) -> Status:
+        return replace(self, **changes)
+
+
+def mask_name(name: str) -> str:
+    """Keep the first character (and the last of a longer name), hide the rest."""
+    name = name.strip()
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def today_deposits(ledger: Ledger, passbook_id: str) -> list[dict[str, Any]]:
+    """Today's deposits of one villager (in the village's time zone), newest first."""
+    start = day_start_ms(ledger.rules, ledger.clock.wall_ms())
+    rows = ledger.store.query(
+        "SELECT category, grams, points, co2e_g FROM entries WHERE passbook_id = ? "
+        "AND kind = 'deposit' AND wall_ms >= ? AND seq NOT IN "
+        "(SELECT ref_seq FROM entries WHERE kind = 'reversal' AND ref_seq IS NOT NULL) "
+        "ORDER BY seq DESC LIMIT 20",
+        (passbook_id, start),
+    )
+    return [dict(r) for r in rows]
+
+
+def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
+    v = ledger.villager(passbook_id)
+    if v is None:
+        return None
+    return {
+        "passbook": v.passbook_id,
+        "name": mask_name(v.household_name),
+        "balance": ledger.balance(passbook_id),
+        "today": today_deposits(ledger, passbook_id),
+    }
+
+
+def _categories(ledger: Ledger) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": c.key,
+            "name_zh": c.name_zh,
+            "name_en": c.name_en,
+            "points_per_kg": c.points_per_tonne / 1000,
+            "min_grams": c.min_grams,
+        }
+        for c in ledger.rules.categories.values()
+    ]
+
+
+def build_view(k: Kiosk) -> dict[str, Any]:
+    s = k.session
+    d = k.desk
+    ledger = k.ledger
+    if d.pending_staff is not None:
+        screen = "staff_pin"
+    elif d.staff_id is not None:
+        screen = "staff"
+    else:
+        screen = s.screen.value
+    result = None
+    if s.result is not None:
+        result = {
+            "points": s.result.points,
+            "co2e_g": s.result.co2e_g,
+            "balance": s.result.balance,
+            **(k.last_result or {}),
+        }
+    staff = None
+    if d.active or d.message in ("timeout", "staff_locked", "unknown_staff", "staff_inactive"):
+        staff = {
+            "pending": d.pending_staff,
+            "id": d.staff_id,
+            "name": d.staff_name,
+            "role": d.role,
+            "task": d.task,
+            "villager": k.desk_villager if d.passbook_id else None,
+            "message": d.message,
+        }
+    st = k.status
+    return {
+        "screen": screen,
+        "lang": k.language,
+        "spoken": k.cfg.ui.spoken_prompts,
+        "device": ledger.device_id if ledger else "",
+        "village": ledger.village if ledger else "",
+        "hint": s.hint,
+        "refusal": s.refusal,
+        "weight": {"grams": s.grams, "stable": s.stable},
+        "category": s.category,
+        "categories": _categories(ledger) if ledger else [],
+        "villager": k.villager if s.passbook_id else None,
+        "result": result,
+        "staff": staff,
+        "status": {
+            "online": st.online,
+            "backlog": st.backlog,
+            "scale": st.scale,
+            "scanner": st.scanner,
+            "clock_ok": st.clock_ok,
+        },
+    }

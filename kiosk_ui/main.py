@@ -1,0 +1,65 @@
+"""`greenpass kiosk --config kiosk.toml`: the kiosk daemon and its touchscreen page, one process.
+
+Start-up order: config (a bad key stops here, named), devices, the ledger,
+then the page. The uplink runs in its own thread with its own `Ledger`.
+SIGTERM (systemd stop) shuts everything down in order: the page stops taking
+touches, the event task ends, the uplink says "offline", devices close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from edge.config import KioskConfig
+from edge.daemon import Kiosk
+from edge.devices import Devices, open_devices
+from edge.ledger import Ledger
+from kiosk_ui.app import build_app
+
+log = logging.getLogger(__name__)
+
+
+def make_uplink(cfg: KioskConfig, devices: Devices, health: Any) -> Any:
+    """The sync uplink on its own `Ledger` (its own SQLite connection and thread)."""
+    from sync.setup import uplink_from_config  # noqa: PLC0415 - sync only when configured
+
+    assert cfg.sync is not None
+    url = devices.sim.broker_url(cfg.sync.broker_url) if devices.sim else cfg.sync.broker_url
+    return uplink_from_config(Ledger.open(cfg.kiosk.db), cfg.sync, broker_url=url, health=health)
+
+
+async def serve(cfg: KioskConfig, *, ready_file: Path | None = None) -> None:
+    devices = await asyncio.to_thread(open_devices, cfg)
+    kiosk = Kiosk(cfg, devices, uplink_factory=make_uplink)
+    try:
+        await kiosk.start()
+    except BaseException:
+        devices.close()
+        raise
+    extra = devices.sim.routes() if devices.sim is not None else ()
+    app = build_app(kiosk, extra_routes=extra)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.ui.host, port=cfg.ui.port, log_level="warning", lifespan="off")
+    )
+
+    # uvicorn's serve() turns SIGTERM / SIGINT into a graceful exit, then re-raises them.
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else cfg.ui.port
+        url = f"http://{cfg.ui.host}:{port}/"
+        print(f"kiosk {kiosk.require_ledger().device_id} ready: {url}", flush=True)
+        if ready_file is not None:
+            ready_file.write_text(url, encoding="utf-8")
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve()
+    finally:
+        announcer.cancel()
+        await kiosk.stop()

@@ -1,0 +1,126 @@
+"""The kiosk's config file: typed, every key documented, bad keys named."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_kiosk_config
+from greenpass.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+FULL = """
+[kiosk]
+db = "k.db"
+language = "en"
+idle_timeout_s = 30
+result_s = 4
+staff_timeout_s = 90
+zero_band_grams = 20
+key_file = "device.key"
+
+[ui]
+host = "0.0.0.0"
+port = 8081
+spoken_prompts = true
+
+[hardware]
+backend = "sim"
+
+[hardware.scale]
+protocol = "mtsics"
+port = "/dev/ttyUSB0"
+baud = 9600
+capacity_grams = 60000
+unit = "g"
+
+[hardware.scanner]
+kind = "camera"
+port = "/dev/ttyACM1"
+baud = 115200
+camera_index = 1
+decoder = "pyzbar"
+
+[hardware.gpio]
+pin_factory = "mock"
+green = 5
+amber = 6
+red = 13
+buzzer = 19
+buzzer_active_high = false
+button = -1
+
+[simulator]
+cards_file = "cards.json"
+network_proxy = false
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "kiosk.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_every_key_is_read_into_typed_objects(tmp_path: Path) -> None:
+    cfg = load_kiosk_config(write(tmp_path, FULL))
+    assert cfg.kiosk.db == tmp_path / "k.db"
+    assert cfg.kiosk.language == "en"
+    assert cfg.kiosk.idle_timeout_s == 30.0
+    assert cfg.kiosk.key_file == tmp_path / "device.key"
+    assert (cfg.ui.host, cfg.ui.port, cfg.ui.spoken_prompts) == ("0.0.0.0", 8081, True)
+    assert cfg.hardware.backend == "sim"
+    assert cfg.hardware.scale.protocol == "mtsics"
+    assert cfg.hardware.scale.capacity_grams == 60000
+    assert cfg.hardware.scanner.kind == "camera"
+    assert cfg.hardware.scanner.decoder == "pyzbar"
+    assert cfg.hardware.pins.button is None
+    assert cfg.hardware.pins.buzzer_active_high is False
+    assert cfg.hardware.pin_factory == "mock"
+    assert cfg.simulator.network_proxy is False
+    assert cfg.sync is None
+
+
+def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
+    cfg = load_kiosk_config(write(tmp_path, '[kiosk]\ndb = "/var/lib/gp/k.db"\n'))
+    assert cfg.kiosk.language == "zh"
+    assert cfg.hardware.backend == "real"
+    assert cfg.hardware.scanner.kind == "serial"
+    assert cfg.ui.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[kiosk]\ndb = "k.db"\nlanguge = "en"\n', "[kiosk] has unknown key 'languge'"),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.scale]\nprotocol = "acme"\n',
+            "[hardware.scale] protocol",
+        ),
+        ('[kiosk]\ndb = "k.db"\n[ui]\nport = "80"\n', "[ui] port must be a int"),
+        ('[kiosk]\ndb = "k.db"\n[ui]\nport = 70000\n', "[ui] port must be 0..65535"),
+        ('[kiosk]\ndb = "k.db"\nresult_s = 0\n', "[kiosk] result_s must be positive"),
+        ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\ngreen = 40\n', "[hardware.gpio] green"),
+        ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\nbuzzer = true\n', "[hardware.gpio] buzzer"),
+        ('[kiosk]\ndb = "k.db"\n[screen]\n', "unknown table [screen]"),
+        ("[ui]\nport = 1\n", "no [kiosk] table"),
+        ("[kiosk]\nlanguage = 'zh'\n", "[kiosk] db is missing"),
+        ('[kiosk]\ndb = "k.db"\n[sync]\nbroker_url = "mqtts://x"\n', "[sync]"),
+        ("[kiosk\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_names_the_key(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_kiosk_config(write(tmp_path, text))
+    assert named in str(err.value)
+
+
+def test_every_config_key_is_documented() -> None:
+    doc = (ROOT / "docs" / "kiosk.md").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^(\w+) = ", FULL, flags=re.M))
+    missing = sorted(k for k in keys if f"| `{k}` |" not in doc)
+    assert not missing, f"document these [kiosk] config keys in docs/kiosk.md: {missing}"
+    tables = set(re.findall(r"^\[([\w.]+)\]", FULL, flags=re.M))
+    assert all(f"[{t}]" in doc for t in tables)
