@@ -105,6 +105,7 @@ class Kiosk:
             asyncio.create_task(self._run(), name="kiosk-events"),
             asyncio.create_task(self._tick(), name="kiosk-ticker"),
         ]
+        self._show_leds()
         self._publish()
         self.ready.set()
 

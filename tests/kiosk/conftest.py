@@ -105,3 +105,15 @@ def kiosk(kiosk_home: KioskHome, tmp_path: Path) -> Iterator[RunningKiosk]:
         yield k
     finally:
         stop_kiosk(k)
+
+
+@pytest.fixture(scope="module")
+def shared_kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningKiosk]:
+    """One kiosk for a whole test module: tests use different villagers and categories."""
+    folder = tmp_path_factory.mktemp("kiosk")
+    home = make_kiosk_home(folder / "K0001", "K0001", "dongcun", extra_kiosk_keys="result_s = 1.5")
+    k = start_kiosk(home, folder / "kiosk.log")
+    try:
+        yield k
+    finally:
+        stop_kiosk(k)
