@@ -11,7 +11,9 @@ The control page (`/sim`) and its JSON routes:
 
     POST /sim/scale    {"action": "place", "grams": 1250}   place / remove / unplug /
                        replug / overload / noise (grams) / torn / garbage
-    POST /sim/scan     {"payload": "GP1:P:…"}   or {"card": 0}  (index in the cards file)
+    POST /sim/scan     {"payload": "GP1:P:…"}   or {"card": 0}  (index in the cards file);
+                       with `[hardware.scanner] kind = "camera"` the card is held in
+                       front of a simulated camera for 1.5 s and decoded from frames
                        or {"forged": 0} (that card with its signature damaged)
     POST /sim/scanner  {"action": "unplug" | "replug"}
     POST /sim/network  {"action": "cut" | "restore" | "stall" | "resume"}
@@ -22,6 +24,8 @@ The control page (`/sim`) and its JSON routes:
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,13 +39,51 @@ from edge.config import KioskConfig
 from edge.devices import Devices
 from hardware.scale.factory import open_scale
 from hardware.scale.stability import StabilityRule
-from hardware.scanner import SerialScanner
+from hardware.scanner import Scanner, SerialScanner, open_scanner
 from simulator.gpio import SimulatedGpio
 from simulator.netproxy import NetProxy
 from simulator.scale import SimulatedScale
 from simulator.serial_scanner import SimulatedSerialScanner
 
 HERE = Path(__file__).parent
+
+
+class PacedCamera:
+    """A simulated camera that delivers frames in real time (`fps`), like a webcam.
+
+    `show(payload, seconds)` holds a card in view for a while, as a villager does.
+    `SimulatedCamera` itself renders as fast as it is asked; pacing keeps an idle
+    kiosk's CPU at what a real camera would cost.
+    """
+
+    def __init__(self, fps: float = 15.0) -> None:
+        from simulator.camera import Scene, SimulatedCamera  # noqa: PLC0415 - numpy, OpenCV
+
+        self._scene = Scene
+        self.camera = SimulatedCamera(size=(640, 480), fps=fps)
+        self.period = 1.0 / fps
+        self._next = time.monotonic()
+        self._hide_at = 0.0
+        self._lock = threading.Lock()
+
+    def show(self, payload: str, seconds: float = 1.5) -> None:
+        with self._lock:
+            self.camera.set_scene(self._scene(payload=payload, code_px=220.0))
+            self._hide_at = time.monotonic() + seconds
+
+    def read(self) -> Any:
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+        self._next = max(self._next + self.period, time.monotonic())
+        with self._lock:
+            if self._hide_at and time.monotonic() >= self._hide_at:
+                self.camera.set_scene(self._scene())
+                self._hide_at = 0.0
+            return self.camera.read()
+
+    def close(self) -> None:
+        self.camera.close()
 
 
 def _damage(payload: str) -> str:
@@ -58,6 +100,9 @@ class SimKiosk:
             hw.scale.protocol, capacity_grams=hw.scale.capacity_grams, settle_ms=400
         ).start()
         self.scanner_sim = SimulatedSerialScanner()
+        self.camera: PacedCamera | None = None
+        if hw.scanner.kind == "camera":
+            self.camera = PacedCamera()
         self.gpio = SimulatedGpio(hw.pins)
         self.proxy: NetProxy | None = None
         self.want_proxy = cfg.simulator.network_proxy
@@ -106,7 +151,10 @@ class SimKiosk:
         return action
 
     def scan(self, payload: str) -> None:
-        self.scanner_sim.scan(payload)
+        if self.camera is not None:
+            self.camera.show(payload)
+        else:
+            self.scanner_sim.scan(payload)
 
     def network(self, action: str) -> str:
         if self.proxy is None:
@@ -195,7 +243,11 @@ def open_simulated_devices(cfg: KioskConfig) -> Devices:
             stability=StabilityRule(step_grams=5, hold_ms=500),
             unit=hw.scale.unit,
         )
-        scanner = SerialScanner(str(sim.scanner_sim.path), baud=hw.scanner.baud)
+        scanner: Scanner
+        if sim.camera is not None:  # the real CameraScanner and decoder, on simulated frames
+            scanner = open_scanner(hw.scanner, source=sim.camera)
+        else:
+            scanner = SerialScanner(str(sim.scanner_sim.path), baud=hw.scanner.baud)
     except BaseException:
         sim.close()
         raise

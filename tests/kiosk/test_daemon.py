@@ -7,15 +7,16 @@ pseudo-terminals read by the production drivers; the ledger is a real file.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.cards import make_card, read_card
 from edge.ledger import Ledger
-from simulator.kiosk_home import STAFF_PIN
+from simulator.kiosk_home import STAFF_PIN, make_kiosk_home
 from sync.keys import load_private_key, public_bytes
-from tests.kiosk.conftest import RunningKiosk
+from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 
 
 def screen_is(name: str):  # type: ignore[no-untyped-def]
@@ -270,3 +271,19 @@ def test_leds_follow_the_kiosk(kiosk: RunningKiosk) -> None:
         seen_red = leds["red"]
         time.sleep(0.05)
     assert seen_red and not leds["green"]
+
+
+def test_a_card_held_to_the_camera_opens_the_villager_screen(tmp_path: Path) -> None:
+    """The camera path: simulated frames, the real CameraScanner and zxing decoder."""
+    home = make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun")
+    text = home.config.read_text(encoding="utf-8")
+    home.config.write_text(
+        text.replace("[simulator]", '[hardware.scanner]\nkind = "camera"\n\n[simulator]'), "utf-8"
+    )
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        k.scan("villager 张家")
+        v = k.wait_view("villager screen", screen_is("villager"))
+        assert v["villager"]["passbook"] == "K0001-0001"
+    finally:
+        stop_kiosk(k)
