@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench.ledger_commit", "bench.camera_loop", "bench.sync_wire")
+BENCHMARKS = ("bench.ledger_commit", "bench.camera_loop", "bench.sync_wire", "bench.kiosk")
 
 
 def main() -> int:

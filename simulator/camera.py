@@ -182,6 +182,7 @@ class SimulatedCamera:
         fps: float = 30.0,
         frames: int | None = None,
         seed: int = 0,
+        noise_frames: int = _NOISE_BANK,
     ) -> None:
         self.scene = scene or Scene()
         self.size = size
@@ -193,7 +194,7 @@ class SimulatedCamera:
         width, height = size
         self._noise = [
             self._rng.standard_normal((height, width, 3), dtype=np.float32)
-            for _ in range(_NOISE_BANK)
+            for _ in range(max(1, noise_frames))
         ]
         self._still: npt.NDArray[np.float32] | None = None  # cached scene without noise
 
@@ -209,7 +210,7 @@ class SimulatedCamera:
         if self.limit is not None and self.count >= self.limit:
             return None
         self.count += 1
-        noise = self._noise[int(self._rng.integers(_NOISE_BANK))]
+        noise = self._noise[int(self._rng.integers(len(self._noise)))]
         scene = self.scene
         if scene.jitter_px:
             return render(scene, self._base, self._rng, noise)

@@ -15,12 +15,16 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from greenpass.errors import ConfigError
-from hardware.scanner.decoders import DECODER_NAMES, as_uint8, open_decoder
-from simulator.camera import CorpusFrame, Difficulty, corpus
+from hardware.scanner.base import DECODER_NAMES
 from simulator.serial_scanner import SimulatedSerialScanner
+
+# numpy and OpenCV load only when a camera command runs: every `greenpass` command
+# builds this parser, and the kiosk process must not carry them for a serial scanner.
+if TYPE_CHECKING:
+    from simulator.camera import CorpusFrame, Difficulty
 
 _DIFFICULTIES = ("easy", "medium", "hard", "empty")
 _EOLS = {"crlf": b"\r\n", "cr": b"\r", "lf": b"\n"}
@@ -38,7 +42,7 @@ def parse_mix(text: str) -> list[tuple[Difficulty, float]]:
             value = float(weight)
         except ValueError:
             raise ConfigError(f"weight of {name!r} must be a number, got {weight!r}") from None
-        mix.append((cast(Difficulty, name), value))
+        mix.append((cast("Difficulty", name), value))
     return mix
 
 
@@ -70,6 +74,8 @@ def add_commands(simulate_subparsers: Any) -> None:
 
 
 def camera_command(args: argparse.Namespace) -> int:
+    from simulator.camera import corpus  # noqa: PLC0415
+
     frames = corpus(args.frames, seed=args.seed, mix=args.mix)  # argparse ran parse_mix
     if args.out is not None:
         write_frames(frames, args.out)
@@ -93,6 +99,8 @@ def write_frames(frames: list[CorpusFrame], out: Path) -> None:
 
 def print_stats(frames: list[CorpusFrame], decoder_name: str) -> None:
     import cv2  # noqa: PLC0415
+
+    from hardware.scanner.decoders import as_uint8, open_decoder  # noqa: PLC0415
 
     decoder = open_decoder(cast(Any, decoder_name), isolated=False)
     total: Counter[str] = Counter()

@@ -60,7 +60,8 @@ class PacedCamera:
         from simulator.camera import Scene, SimulatedCamera  # noqa: PLC0415 - numpy, OpenCV
 
         self._scene = Scene
-        self.camera = SimulatedCamera(size=(640, 480), fps=fps)
+        # Two noise fields, not eight: this twin should weigh about what a webcam does.
+        self.camera = SimulatedCamera(size=(640, 480), fps=fps, noise_frames=2)
         self.period = 1.0 / fps
         self._next = time.monotonic()
         self._hide_at = 0.0

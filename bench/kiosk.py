@@ -1,0 +1,226 @@
+"""The kiosk process: cold start to ready, peak memory, and QR presented → villager screen.
+
+Each against a raw baseline measured in the same run:
+
+- cold start: `greenpass kiosk` (simulated hardware, camera scanner) from exec to
+  serving its page, against a bare Python process serving a one-route Starlette
+  app with the same uvicorn (the least a kiosk page can cost). Goal ≤ 3 s.
+- peak RSS (VmHWM) of a kiosk after scans and deposits with the page's event
+  stream open, against the bare app's: with a serial scanner, and with the
+  simulated camera (whose frame rendering, which a real camera does not do, is
+  measured in a bare process and subtracted). Goal ≤ 120 MB.
+- QR to screen: a card put in front of the simulated camera (15 fps) until the
+  event stream says "villager", against the camera's own floor: one frame
+  period plus one decode of that frame by the same decoder. Also the serial
+  scanner path.
+
+    python -m bench.kiosk [--runs 5] [--scans 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+from simulator.kiosk_home import KioskHome, make_kiosk_home
+
+START_GOAL_S = 3.0
+RSS_GOAL_MB = 120.0
+
+
+def _hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _start(cmd: list[str], ready: Path, log: Path) -> tuple[subprocess.Popen[bytes], float, str]:
+    ready.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    while not ready.exists() or not ready.read_text():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[:4]} exited; see {log}")
+        time.sleep(0.005)
+    return proc, time.perf_counter() - t0, ready.read_text().rstrip("/")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+BARE_APP = textwrap.dedent(
+    """
+    import sys, asyncio, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    async def hello(request): return PlainTextResponse("ok")
+    app = Starlette(routes=[Route("/", hello)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    async def main():
+        task = asyncio.create_task(server.serve())
+        while not server.started: await asyncio.sleep(0.005)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        open(sys.argv[1], "w").write(f"http://127.0.0.1:{port}/")
+        await task
+    asyncio.run(main())
+    """
+)
+
+
+def _camera_home(folder: Path) -> KioskHome:
+    home = make_kiosk_home(folder, "K0001", "dongcun", extra_kiosk_keys="result_s = 1")
+    text = home.config.read_text(encoding="utf-8")
+    home.config.write_text(
+        text.replace("[simulator]", '[hardware.scanner]\nkind = "camera"\n\n[simulator]'), "utf-8"
+    )
+    return home
+
+
+def _wait_screen(lines: object, screen: str) -> None:
+    for line in lines:  # type: ignore[attr-defined]
+        if line.startswith("data: ") and json.loads(line[6:])["screen"] == screen:
+            return
+
+
+def _qr_to_screen(url: str, home: KioskHome, scans: int) -> list[float]:
+    """Seconds from 'card shown' to the villager screen, `scans` times."""
+    times = []
+    villagers = [c["payload"] for c in home.cards if c["label"].startswith("villager")]
+    with (
+        httpx.Client(base_url=url, timeout=30) as http,
+        httpx.Client(base_url=url, timeout=30) as sse,
+        sse.stream("GET", "/events") as events,
+    ):
+        lines = events.iter_lines()
+        for n in range(scans):
+            t0 = time.perf_counter()
+            http.post("/sim/scan", json={"payload": villagers[n % len(villagers)]})
+            _wait_screen(lines, "villager")
+            times.append(time.perf_counter() - t0)
+            http.post("/api/category", json={"category": "paper"})
+            http.post("/sim/scale", json={"action": "place", "grams": 1200 + n})
+            _wait_screen(lines, "confirmed")
+            http.post("/sim/scale", json={"action": "remove"})
+            http.post("/api/cancel", json={})
+            _wait_screen(lines, "idle")
+            time.sleep(1.6)  # the card leaves the camera's view
+    return times
+
+
+def _decode_floor(fps: float = 15.0) -> float:
+    """One frame period plus one decode of a frame with a card: the camera path's floor."""
+    from hardware.scanner.camera import CameraScanner  # noqa: PLC0415
+    from simulator.camera import Scene, SimulatedCamera  # noqa: PLC0415
+
+    cam = SimulatedCamera(Scene(payload="GP1:P:dongcun:K0001-0001:K0001:" + "A" * 103))
+    scanner = CameraScanner(cam, gating=False)
+    frame = cam.read()
+    assert frame is not None
+    grey = scanner.prepare(frame)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        scanner.decoder.decode(grey)
+    return 1 / fps + (time.perf_counter() - t0) / 10
+
+
+TWIN_COST = textwrap.dedent(
+    """
+    import resource
+    import numpy, cv2, zxingcpp
+    def hwm(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = hwm()
+    from simulator.kiosk import PacedCamera
+    cam = PacedCamera()
+    cam.show("GP1:P:dongcun:K0001-0001:K0001:" + "A" * 103)
+    for _ in range(3): cam.read()
+    print(hwm() - before)
+    """
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=5, help="cold starts of each")
+    ap.add_argument("--scans", type=int, default=10, help="QR presentations")
+    args = ap.parse_args(argv)
+    py = sys.executable
+    with tempfile.TemporaryDirectory(prefix="gp-bench-kiosk-") as tmp:
+        folder = Path(tmp)
+        log = folder / "bench.log"
+        ready = folder / "ready.url"
+        home = _camera_home(folder / "K0001")
+        kiosk_cmd = [py, "-m", "greenpass", "kiosk", "--config", str(home.config)]
+        kiosk_cmd += ["--ready-file", str(ready)]
+        bare_cmd = [py, "-c", BARE_APP, str(ready)]
+        starts: dict[str, list[float]] = {"kiosk": [], "bare": []}
+        bare_rss = 0.0
+        for _ in range(args.runs):  # interleaved, so drift hits both alike
+            proc, secs, _url = _start(bare_cmd, ready, log)
+            starts["bare"].append(secs)
+            bare_rss = max(bare_rss, _hwm_mb(proc.pid))
+            _stop(proc)
+            proc, secs, _url = _start(kiosk_cmd, ready, log)
+            starts["kiosk"].append(secs)
+            _stop(proc)
+        proc, _secs, url = _start(kiosk_cmd, ready, log)
+        try:
+            qr = _qr_to_screen(url, home, args.scans)
+            kiosk_rss = _hwm_mb(proc.pid)
+        finally:
+            _stop(proc)
+        serial = make_kiosk_home(
+            folder / "S0001", "S0001", "dongcun", extra_kiosk_keys="result_s = 1"
+        )
+        serial_cmd = [py, "-m", "greenpass", "kiosk", "--config", str(serial.config)]
+        proc, _secs, url = _start([*serial_cmd, "--ready-file", str(ready)], ready, log)
+        try:
+            qr_serial = _qr_to_screen(url, serial, max(3, args.scans // 2))
+            serial_rss = _hwm_mb(proc.pid)
+        finally:
+            _stop(proc)
+    twin_run = subprocess.run([py, "-c", TWIN_COST], capture_output=True, text=True, check=True)
+    twin = float(twin_run.stdout)
+    floor = _decode_floor()
+    k, b = statistics.median(starts["kiosk"]), statistics.median(starts["bare"])
+    print(
+        f"cold start to ready   kiosk {k:.2f} s   bare uvicorn app {b:.2f} s   ratio {k / b:.1f}×"
+    )
+    print(f"  goal ≤ {START_GOAL_S:.0f} s: {'met' if k <= START_GOAL_S else 'NOT met'}")
+    camera_real = kiosk_rss - twin
+    print(f"peak RSS (VmHWM)      bare uvicorn app {bare_rss:.0f} MB")
+    print(f"  kiosk, serial scanner               {serial_rss:.0f} MB")
+    print(
+        f"  kiosk, simulated camera             {kiosk_rss:.0f} MB, of which the camera twin's "
+        f"rendering {twin:.0f} MB → with a real camera ≈ {camera_real:.0f} MB"
+    )
+    worst = max(serial_rss, camera_real)
+    print(f"  goal ≤ {RSS_GOAL_MB:.0f} MB: {'met' if worst <= RSS_GOAL_MB else 'NOT met'}")
+    q50, qmax = statistics.median(qr), max(qr)
+    print(
+        f"QR → villager screen  camera p50 {q50 * 1e3:.0f} ms, max {qmax * 1e3:.0f} ms   "
+        f"floor (frame period + decode) {floor * 1e3:.0f} ms   ratio {q50 / floor:.1f}×"
+    )
+    print(f"                      serial scanner p50 {statistics.median(qr_serial) * 1e3:.0f} ms")
+    return 0 if k <= START_GOAL_S and worst <= RSS_GOAL_MB else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
