@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sync.cli",
     "central.cli",
     "kiosk_ui.cli",
+    "provisioning.doctor_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

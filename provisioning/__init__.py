@@ -1,0 +1,1 @@
+"""Provisioning and field tools: enrolment, calibration, card sheets, doctor, Pi deployment."""

@@ -1,0 +1,359 @@
+"""`greenpass doctor`: one report on a kiosk's health, each problem with its fix in one line.
+
+Checks, in the order a technician would look: the ledger file (SQLite's own
+`integrity_check`, then the hash chain), disk space, the clock, the scale, the
+scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
+credentials), the sync backlog, and the broker CA certificate's expiry.
+
+When the kiosk daemon is running, its devices are busy: the doctor then asks the
+kiosk's own page (`/api/view`) how the scale and scanner are, instead of opening
+the ports itself. The exit code is 0 when nothing failed (warnings allowed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from edge.clock import Clock, SystemClock
+from edge.config import KioskConfig
+from greenpass.errors import GreenPassError
+
+Level = Literal["ok", "warn", "fail"]
+BACKLOG_WARN_H = 24  # a kiosk that has not synced for a day is worth a look
+CERT_WARN_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[self.level]
+        text = f"{mark}  {self.check:<11} {self.detail}"
+        return text + (f"\n      fix: {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    min_free_mb: int = 200
+    timeout_s: float = 3.0
+    clock: Clock | None = None
+
+
+def _ok(check: str, detail: str) -> Finding:
+    return Finding(check, "ok", detail)
+
+
+# --- ledger, disk, clock ----------------------------------------------------------------
+
+
+def check_database(db: Path) -> list[Finding]:
+    if not db.exists():
+        return [
+            Finding(
+                "database",
+                "fail",
+                f"no ledger at {db}",
+                "create it with `greenpass provision` (or `greenpass ledger init`)",
+            )
+        ]
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        rows = [(str(exc),)]
+    if [r[0] for r in rows] != ["ok"]:
+        return [
+            Finding(
+                "database",
+                "fail",
+                f"SQLite integrity check failed: {rows[0][0]}",
+                "stop the kiosk, copy the ledger file aside and call the operator: central "
+                "holds every synced entry",
+            )
+        ]
+    from edge.ledger import Ledger  # noqa: PLC0415 - only once the file is known sound
+
+    try:
+        with Ledger.open(db) as ledger:
+            report = ledger.verify()
+    except GreenPassError as exc:
+        return [Finding("database", "fail", str(exc), "call the operator with this message")]
+    found = [_ok("database", "SQLite integrity check ok")]
+    if report.ok:
+        found.append(_ok("chain", f"hash chain intact, {report.checked} entries"))
+    else:
+        found.append(
+            Finding(
+                "chain",
+                "fail",
+                f"hash chain broken at entry {report.first_bad_seq}: {report.problem}",
+                "the ledger was altered: take the kiosk out of use and call the operator",
+            )
+        )
+    return found
+
+
+def check_disk(folder: Path, min_free_mb: int) -> Finding:
+    free_mb = shutil.disk_usage(folder).free // 2**20
+    if free_mb < min_free_mb:
+        return Finding(
+            "disk",
+            "fail",
+            f"{free_mb} MB free where the ledger lives (need {min_free_mb} MB)",
+            "free space: `sudo journalctl --vacuum-size=50M`, delete old files in /var/log",
+        )
+    return _ok("disk", f"{free_mb} MB free")
+
+
+def check_clock(clock: Clock) -> Finding:
+    if not clock.clock_ok():
+        return Finding(
+            "clock",
+            "warn",
+            "the clock is not synchronised (entries are marked clock-unsure)",
+            "connect the kiosk to the network; `timedatectl` should say "
+            "'System clock synchronized: yes'",
+        )
+    return _ok("clock", "synchronised")
+
+
+# --- devices ----------------------------------------------------------------------------
+
+
+def live_view(cfg: KioskConfig, timeout_s: float) -> dict[str, Any] | None:
+    """The running kiosk's view, or None when no kiosk answers on its page."""
+    host = "127.0.0.1" if cfg.ui.host in ("0.0.0.0", "::") else cfg.ui.host
+    try:
+        r = httpx.get(f"http://{host}:{cfg.ui.port}/api/view", timeout=timeout_s)
+        return dict(r.json()) if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+SCALE_FIX = {
+    "disconnected": "plug in the scale's USB cable; `ls -l {port}` should show it",
+    "error": "the scale sends nothing usable: check [hardware.scale] protocol and baud",
+    "overload": "take everything off the scale",
+    "underload": "the scale reads below zero: empty it and zero it (greenpass provision)",
+}
+
+
+def _scale_finding(status: str, port: str, source: str) -> Finding:
+    if status == "ok":
+        return _ok("scale", f"reading ({source})")
+    fix = SCALE_FIX.get(status, "check the scale").format(port=port)
+    return Finding("scale", "fail", f"scale {status} ({source})", fix)
+
+
+def probe_scale(cfg: KioskConfig, timeout_s: float) -> Finding:
+    from hardware.scale import ScaleStatus  # noqa: PLC0415
+    from hardware.scale.factory import open_scale  # noqa: PLC0415
+
+    sc = cfg.hardware.scale
+    try:
+        scale = open_scale(sc.protocol, sc.port, sc.baud or None, capacity_grams=sc.capacity_grams)
+    except GreenPassError as exc:
+        return Finding("scale", "fail", str(exc), "check [hardware.scale] in the config")
+    status = "disconnected"
+    deadline = time.monotonic() + timeout_s
+    with scale:
+        while time.monotonic() < deadline:
+            try:
+                r = scale.read(timeout=min(1.0, timeout_s))
+            except GreenPassError:
+                status = "error"
+                continue
+            status = r.status.value
+            if r.status is ScaleStatus.OK:
+                break
+    return _scale_finding(status, sc.port, "probed")
+
+
+def probe_scanner(cfg: KioskConfig) -> Finding:
+    sc = cfg.hardware.scanner
+    if sc.kind == "serial":
+        if not Path(sc.port).exists():
+            return Finding(
+                "scanner",
+                "fail",
+                f"no scanner at {sc.port}",
+                f"plug in the QR scanner; `ls -l {sc.port}` should show it",
+            )
+        return _ok("scanner", f"serial scanner present at {sc.port}")
+    dev = Path(f"/dev/video{sc.camera_index}")
+    if not dev.exists():
+        return Finding("scanner", "fail", f"no camera {dev}", "plug in the camera (USB or CSI)")
+    return _ok("scanner", f"camera {dev} present")
+
+
+def probe_gpio(cfg: KioskConfig) -> Finding:
+    from edge.devices import pin_factory  # noqa: PLC0415
+    from hardware.gpio import Indicator  # noqa: PLC0415
+
+    try:
+        with Indicator(cfg.hardware.pins, pin_factory=pin_factory(cfg.hardware.pin_factory)):
+            pass
+    except (GreenPassError, OSError, RuntimeError, ImportError, ValueError) as exc:
+        return Finding(
+            "gpio",
+            "fail",
+            f"cannot drive the LED/buzzer pins: {exc}",
+            "on a Pi: pip install 'green-passbook[pi]'; check [hardware.gpio]",
+        )
+    return _ok("gpio", "LED, buzzer and button pins available")
+
+
+def check_devices(cfg: KioskConfig, opts: DoctorOptions) -> list[Finding]:
+    view = live_view(cfg, opts.timeout_s)
+    if view is not None:
+        st = view.get("status", {})
+        scanner = str(st.get("scanner", "ok"))
+        return [
+            _scale_finding(str(st.get("scale", "ok")), cfg.hardware.scale.port, "running kiosk"),
+            _ok("scanner", "ok (running kiosk)")
+            if scanner == "ok"
+            else Finding(
+                "scanner",
+                "fail",
+                f"scanner {scanner} (running kiosk)",
+                f"plug in the QR scanner ({cfg.hardware.scanner.port})",
+            ),
+            _ok("gpio", "in use by the running kiosk"),
+        ]
+    if cfg.hardware.backend == "sim":
+        return [_ok("hardware", "simulated (backend = sim); nothing to probe")]
+    return [probe_scale(cfg, opts.timeout_s), probe_scanner(cfg), probe_gpio(cfg)]
+
+
+# --- sync -------------------------------------------------------------------------------
+
+
+def check_broker(cfg: KioskConfig, device_id: str, timeout_s: float) -> Finding:
+    from sync.transport import BrokerConfig, Transport  # noqa: PLC0415
+
+    assert cfg.sync is not None
+    s = cfg.sync
+    try:
+        t = Transport(
+            BrokerConfig(
+                url=s.broker_url,
+                username=device_id,
+                password=s.password(),
+                client_id=f"gp-{device_id}-doctor",
+                ca_cert=s.ca_cert,
+            )
+        )
+        try:
+            t.connect(timeout_s=timeout_s)
+        finally:
+            t.close()
+    except GreenPassError as exc:
+        text = str(exc)
+        fix = (
+            "the broker refused this device's credentials: re-enrol (greenpass provision)"
+            if "auth" in text.lower() or "not authorized" in text.lower()
+            else f"check the network and that {s.broker_url} is reachable from here"
+        )
+        return Finding("broker", "fail", f"cannot connect: {text}", fix)
+    return _ok("broker", f"connected to {s.broker_url} as {device_id}")
+
+
+def check_backlog(db: Path, now_ms: int) -> Finding:
+    from edge.ledger import Ledger  # noqa: PLC0415
+
+    with Ledger.open(db) as ledger:
+        b = ledger.outbox.backlog()
+    if b.oldest_unsynced_ms is None:
+        return _ok("backlog", f"everything synced (acked seq {b.acked_seq})")
+    hours = max(0, now_ms - b.oldest_unsynced_ms) / 3.6e6
+    detail = f"{b.depth} entries not yet synced, the oldest {hours:.1f} h old"
+    if hours >= BACKLOG_WARN_H:
+        return Finding(
+            "backlog", "warn", detail, "the kiosk cannot reach central: check the network"
+        )
+    return _ok("backlog", detail)
+
+
+def check_certificate(ca: Path, now: dt.datetime) -> Finding:
+    from cryptography import x509  # noqa: PLC0415
+
+    try:
+        cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    except (OSError, ValueError) as exc:
+        return Finding("certificate", "fail", f"{ca}: {exc}", "re-enrol to get the CA again")
+    left = cert.not_valid_after_utc - now
+    if left.total_seconds() <= 0:
+        return Finding(
+            "certificate",
+            "fail",
+            f"the broker CA expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+            "ask the operator for a new CA and re-enrol",
+        )
+    if left.days < CERT_WARN_DAYS:
+        return Finding(
+            "certificate",
+            "warn",
+            f"the broker CA expires in {left.days} days",
+            "ask the operator for a new CA soon",
+        )
+    return _ok("certificate", f"broker CA valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+# --- all of it --------------------------------------------------------------------------
+
+
+def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding]:
+    clock = opts.clock or SystemClock()
+    db = cfg.kiosk.db
+    found = check_database(db)
+    found.append(check_disk(db.parent if db.parent.exists() else Path("/"), opts.min_free_mb))
+    found.append(check_clock(clock))
+    found += check_devices(cfg, opts)
+    db_ok = all(f.level == "ok" for f in found if f.check == "database")
+    if cfg.sync is None:
+        found.append(
+            Finding(
+                "broker",
+                "warn",
+                "no [sync] in the config: this kiosk never syncs",
+                "enrol it: greenpass provision",
+            )
+        )
+        return found
+    device_id = _device_id(db) if db_ok else None
+    if device_id is not None:
+        found.append(check_broker(cfg, device_id, opts.timeout_s))
+        found.append(check_backlog(db, clock.wall_ms()))
+    if cfg.sync.ca_cert is not None:
+        found.append(check_certificate(cfg.sync.ca_cert, dt.datetime.now(dt.UTC)))
+    return found
+
+
+def _device_id(db: Path) -> str | None:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
+    return str(row[0]) if row else None
+
+
+def healthy(found: list[Finding]) -> bool:
+    return all(f.level != "fail" for f in found)
+
+
+def as_json(found: list[Finding]) -> dict[str, Any]:
+    return {"healthy": healthy(found), "findings": [asdict(f) for f in found]}

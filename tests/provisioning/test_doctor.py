@@ -1,0 +1,155 @@
+"""`greenpass doctor` names each injected fault with the right fix line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.clock import FixedClock
+from edge.config import KioskConfig, load_kiosk_config
+from provisioning.doctor import DoctorOptions, Finding, healthy, run
+from simulator.kiosk_home import KioskHome, make_kiosk_home
+from sync.config import SyncConfig
+from tests.kiosk.conftest import start_kiosk, stop_kiosk
+
+OK_CLOCK = FixedClock(ok=True)
+
+
+def by_check(found: list[Finding]) -> dict[str, Finding]:
+    return {f.check: f for f in found}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> KioskHome:
+    return make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun")
+
+
+def cfg_of(home: KioskHome) -> KioskConfig:
+    return load_kiosk_config(home.config)
+
+
+def test_a_healthy_offline_kiosk(home: KioskHome) -> None:
+    found = run(cfg_of(home), DoctorOptions(clock=OK_CLOCK, min_free_mb=1))
+    checks = by_check(found)
+    assert checks["database"].level == "ok"
+    assert checks["chain"].level == "ok" and "entries" in checks["chain"].detail
+    assert checks["clock"].level == "ok"
+    assert checks["broker"].level == "warn"  # no [sync]: it works, but never syncs
+    assert healthy(found)
+
+
+def test_clock_not_synchronised(home: KioskHome) -> None:
+    found = by_check(run(cfg_of(home), DoctorOptions(clock=FixedClock(ok=False), min_free_mb=1)))
+    assert found["clock"].level == "warn"
+    assert "timedatectl" in found["clock"].fix
+
+
+def test_disk_nearly_full(home: KioskHome) -> None:
+    found = run(cfg_of(home), DoctorOptions(clock=OK_CLOCK, min_free_mb=10**9))
+    disk = by_check(found)["disk"]
+    assert disk.level == "fail" and "journalctl" in disk.fix
+    assert not healthy(found)
+
+
+def test_corrupt_database(home: KioskHome) -> None:
+    db = cfg_of(home).kiosk.db
+    data = bytearray(db.read_bytes())
+    data[4096 : 4096 + 2048] = b"\xa5" * 2048  # a torn page in the middle of the file
+    db.write_bytes(bytes(data))
+    found = by_check(run(cfg_of(home), DoctorOptions(clock=OK_CLOCK, min_free_mb=1)))
+    assert found["database"].level == "fail"
+    assert "call the operator" in found["database"].fix
+
+
+def test_tampered_chain(home: KioskHome) -> None:
+    db = cfg_of(home).kiosk.db
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET qty = qty + 1 WHERE seq = (SELECT max(seq) FROM entries)")
+    conn.commit()
+    conn.close()
+    found = by_check(run(cfg_of(home), DoctorOptions(clock=OK_CLOCK, min_free_mb=1)))
+    assert found["chain"].level == "fail"
+    assert "altered" in found["chain"].fix
+
+
+def test_scale_unplugged_on_a_running_kiosk(home: KioskHome, tmp_path: Path) -> None:
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        k.sim("scale", action="unplug")
+        k.wait_view("unplugged", lambda v: v["status"]["scale"] == "disconnected")
+        port = k.url.rsplit(":", 1)[1]
+        cfg = load_kiosk_config(_with_port(home, int(port)))
+        found = by_check(run(cfg, DoctorOptions(clock=OK_CLOCK, min_free_mb=1)))
+    finally:
+        stop_kiosk(k)
+    assert found["scale"].level == "fail"
+    assert "running kiosk" in found["scale"].detail
+    assert "plug in the scale" in found["scale"].fix
+
+
+def _with_port(home: KioskHome, port: int) -> Path:
+    text = home.config.read_text(encoding="utf-8").replace("port = 0", f"port = {port}")
+    p = home.folder / "doctor.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_broker_down(tmp_path: Path) -> None:
+    sync = SyncConfig(
+        broker_url="mqtts://127.0.0.1:1",  # nothing listens on port 1
+        password_file=tmp_path / "K0002" / "mqtt.password",
+        ca_cert=None,
+        key_file=tmp_path / "K0002" / "device.key",
+        central_public_key=bytes(32),
+    )
+    home2 = make_kiosk_home(tmp_path / "K0002", "K0002", "dongcun", sync=sync)
+    (home2.folder / "mqtt.password").write_text("secret\n")
+    found = by_check(run(cfg_of(home2), DoctorOptions(clock=OK_CLOCK, min_free_mb=1, timeout_s=2)))
+    assert found["broker"].level == "fail"
+    assert "check the network" in found["broker"].fix
+    assert found["backlog"].level == "ok"  # nothing old yet
+
+
+def test_cli_exit_code_and_json(home: KioskHome, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenpass",
+            "doctor",
+            "--config",
+            str(home.config),
+            "--json",
+            "--min-free-mb",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(r.stdout)
+    assert report["healthy"] is True and r.returncode == 0
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenpass",
+            "doctor",
+            "--config",
+            str(home.config),
+            "--min-free-mb",
+            str(10**9),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "FAIL  disk" in r.stdout and "fix: free space" in r.stdout
+    assert r.stdout.rstrip().endswith("NOT healthy: see the fixes above")
