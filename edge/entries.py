@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import Any
 
@@ -70,13 +69,11 @@ class Entry:
 
     def fields(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies and was a third of a deposit.
-        d = {name: getattr(self, name) for name in _FIELD_NAMES}
+        # The instance dict holds exactly the fields (a frozen dataclass without slots).
+        d = dict(self.__dict__)
         d["kind"] = str(self.kind)
         d["data"] = dict(self.data)
         return d
-
-
-_FIELD_NAMES = tuple(f.name for f in dataclass_fields(Entry))
 
 
 def canonical_bytes(entry: Entry) -> bytes:

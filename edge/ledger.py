@@ -11,31 +11,35 @@ never stored, so they cannot drift from the ledger.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edge import catalogue as goods
 from edge import queries as q
+from edge.active_rules import ActiveRules
+from edge.appender import Appender
 from edge.central_state import CentralState, apply_central_state
-from edge.clock import Clock, SystemClock, uuid7
-from edge.entries import (
-    GENESIS_H,
-    ChainReport,
-    Entry,
-    Kind,
-    chain_hash_of_fields,
-    check_chain,
-)
+from edge.clock import Clock, SystemClock
+from edge.deposits import DepositHistory
+from edge.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
 from edge.outbox import Outbox
-from edge.queries import Item, Villager
-from edge.rows import ENTRY_COLUMNS, SELECT_ENTRY, entry_from_row
-from edge.rules import Rules, parse_rules
+from edge.queries import DayReport, DepositLine, Item, Villager
+from edge.rows import SELECT_ENTRY, entry_from_row
+from edge.rules import Category, Rules
 from edge.staff import PinPolicy, StaffMember
 from edge.store import Store
 from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
+
+# What a deposit must read before it may write, in one statement: the rules in force,
+# the villager's standing and the chain head (NULLs for an unknown passbook, an empty chain).
+_DEPOSIT_STATE_SQL = (
+    "SELECT m.value, v.status, v.village, e.seq, e.h FROM meta m "
+    "LEFT JOIN villagers v ON v.passbook_id = ?1 "
+    "LEFT JOIN entries e ON e.seq = (SELECT max(seq) FROM entries) "
+    "WHERE m.key = 'rules_version'"
+)
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,34 @@ class Ledger:
         self, store: Store, clock: Clock | None = None, *, pin_policy: PinPolicy | None = None
     ) -> None:
         self.store = store
-        self.clock: Clock = clock or SystemClock()
         self.pin_policy = pin_policy or PinPolicy()
-        meta = self._meta()
+        meta = {r["key"]: r["value"] for r in store.query("SELECT key, value FROM meta")}
         if "device_id" not in meta:
             raise LedgerError(
                 f"{store.path}: not an initialised ledger (run `greenpass ledger init`)"
             )
-        self.device_id = meta["device_id"]
-        self.village = meta["village"]
-        self.rules = self._load_rules(meta["rules_version"])
+        self.device_id: str = meta["device_id"]
+        self.village: str = meta["village"]
+        self._appender = Appender(self.device_id, clock or SystemClock())
+        self._rules = ActiveRules(store.path)
+        self._rules.current(store.conn)  # fail now, not at the first deposit
+        self._history = DepositHistory()
         self.outbox = Outbox(store)
+
+    @property
+    def clock(self) -> Clock:
+        return self._appender.clock
+
+    @property
+    def rules(self) -> Rules:
+        """The rules in force in the file now: another connection (the sync uplink's
+        `Ledger`) may have installed new ones since the last look."""
+        return self._rules.current(self.store.conn)
+
+    @rules.setter
+    def rules(self, rules: Rules) -> None:
+        # For edge.central_state, which has just installed `rules` in the file.
+        self._rules.remember(rules)
 
     # --- opening ------------------------------------------------------------------------
 
@@ -122,79 +143,6 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _meta(self) -> dict[str, str]:
-        return {r["key"]: r["value"] for r in self.store.query("SELECT key, value FROM meta")}
-
-    def _load_rules(self, version: str) -> Rules:
-        rows = self.store.query("SELECT text FROM rules WHERE version = ?", (version,))
-        if not rows:
-            raise IntegrityError(f"{self.store.path}: active rules {version!r} are missing")
-        return parse_rules(rows[0]["text"], f"<rules {version}>")
-
-    # --- the append core ----------------------------------------------------------------
-
-    def _append(
-        self, conn: sqlite3.Connection, kind: Kind, now: tuple[int, bool, int], **fields: Any
-    ) -> Entry:
-        row = conn.execute("SELECT seq, h FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_h = (row[0], bytes(row[1])) if row else (0, GENESIS_H)
-        wall, ok, mono = now
-        entry = Entry(
-            device_id=self.device_id,
-            seq=seq + 1,
-            entry_id=str(uuid7(wall)),
-            kind=kind,
-            wall_ms=wall,
-            clock_ok=ok,
-            boot_id=self.clock.boot_id,
-            mono_ms=mono,
-            **fields,
-        )
-        values = entry.fields()
-        h = chain_hash_of_fields(prev_h, values)
-        values["data"] = (
-            json.dumps(values["data"], sort_keys=True, ensure_ascii=False)
-            if values["data"]
-            else "{}"
-        )
-        values["clock_ok"] = int(entry.clock_ok)
-        conn.execute(
-            f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}, h) "
-            f"VALUES ({', '.join('?' * len(ENTRY_COLUMNS))}, ?)",
-            [*(values[c] for c in ENTRY_COLUMNS), h],
-        )
-        return entry
-
-    def _now(self) -> tuple[int, bool, int]:
-        return self.clock.wall_ms(), self.clock.clock_ok(), self.clock.mono_ms()
-
-    def _staff(self, conn: sqlite3.Connection, staff_id: str, *roles: str) -> StaffMember:
-        member = q.staff_member(conn, staff_id)
-        if member is None:
-            raise Refused("unknown_staff", f"no staff member {staff_id!r}")
-        if not member.active:
-            raise Refused("staff_inactive", f"staff member {staff_id!r} is deactivated")
-        if roles and member.role not in roles:
-            raise Refused("not_allowed", f"{member.role} {staff_id!r} may not do this")
-        return member
-
-    def _villager(self, conn: sqlite3.Connection, passbook_id: str) -> Villager:
-        v = q.villager(conn, passbook_id)
-        if v is None:
-            raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
-        # Revocation first: central may list a lost card it knows no village for.
-        if v.status == "revoked":
-            raise Refused("revoked_passbook", f"passbook {passbook_id!r} has been revoked")
-        if v.village != self.village:
-            raise Refused(
-                "foreign_village",
-                f"passbook {passbook_id!r} belongs to village "
-                f"{v.village!r}, this kiosk is {self.village!r}",
-            )
-        if v.status != "active":
-            raise Refused("inactive_villager", f"villager {passbook_id!r} is {v.status}")
-        return v
-
     # --- villagers ----------------------------------------------------------------------
 
     def enrol(self, household_name: str, *, staff_id: str, passbook_id: str | None = None) -> Entry:
@@ -202,15 +150,15 @@ class Ledger:
         if not name or len(name) > 64 or not name.isprintable():
             raise Refused("bad_name", "the household name must be 1 to 64 printable characters")
         with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
+            q.require_staff(conn, staff_id, "staff", "admin")
             if passbook_id is None:
                 n = conn.execute("SELECT count(*) FROM entries WHERE kind = 'enrol'").fetchone()
                 passbook_id = f"{self.device_id}-{n[0] + 1:05d}"
             q.check_id("passbook_id", passbook_id, code="bad_passbook_id")
             if q.villager(conn, passbook_id) is not None:
                 raise Refused("passbook_exists", f"passbook {passbook_id!r} is already enrolled")
-            now = self._now()
-            entry = self._append(
+            now = self._appender.now()
+            entry = self._appender.append(
                 conn,
                 Kind.ENROL,
                 now,
@@ -231,11 +179,11 @@ class Ledger:
             raise Refused("bad_status", "status is one of active, inactive, revoked")
         reason = q.check_reason(reason)
         with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
+            q.require_staff(conn, staff_id, "staff", "admin")
             if q.villager(conn, passbook_id) is None:
                 raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
-            now = self._now()
-            entry = self._append(
+            now = self._appender.now()
+            entry = self._appender.append(
                 conn,
                 Kind.VILLAGER_STATUS,
                 now,
@@ -253,63 +201,69 @@ class Ledger:
     # --- points -------------------------------------------------------------------------
 
     def deposit(self, passbook_id: str, category: str, grams: int) -> Entry:
-        """Record a weighed deposit. Refused (nothing written) on any rule."""
+        """Record a weighed deposit. Refused (nothing written) on any rule.
+
+        The hot path of the kiosk (bench/ledger_commit.py): one read for the rules,
+        the villager and the chain head; the look-back rules from memory
+        (`edge.deposits`); one insert; the commit.
+        """
         if isinstance(grams, bool) or not isinstance(grams, int) or grams <= 0:
             raise Refused(
                 "bad_weight", f"weight must be a positive whole number of grams, got {grams!r}"
             )
-        cat = self.rules.category(category)
-        if cat is None:
-            raise Refused(
-                "unknown_category", f"no waste category {category!r} in rules {self.rules.version}"
-            )
-        if grams < cat.min_grams:
-            raise Refused(
-                "too_light",
-                f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}",
-            )
-        if grams > cat.max_grams:
-            raise Refused(
-                "too_heavy",
-                f"{grams} g is above the most one deposit of "
-                f"{cat.name_en} may weigh ({cat.max_grams} g)",
-            )
+        history = self._history
         with self.store.write() as conn:
-            self._villager(conn, passbook_id)
-            now = self._now()
-            flags = q.deposit_checks(
-                conn, self.rules, cat, passbook_id, grams, now, self.clock.boot_id
-            )
-            return self._append(
+            row = conn.execute(_DEPOSIT_STATE_SQL, (passbook_id,)).fetchone()
+            if row is None:
+                raise IntegrityError(f"{self.store.path}: no active rules version in meta")
+            version, status, village, seq, h = row
+            rules = self._rules.get(conn, version)
+            cat = _weighable(rules, category, grams)
+            q.check_villager(passbook_id, status, village, self.village)
+            head = (seq, bytes(h)) if seq is not None else (0, GENESIS_H)
+            history.sync(conn, *head)
+            now = self._appender.now()
+            boot_id = self.clock.boot_id
+            flags = history.check(conn, rules, cat, passbook_id, grams, now, boot_id)
+            entry, h = self._appender.write(
                 conn,
+                head,
                 Kind.DEPOSIT,
                 now,
-                passbook_id=passbook_id,
-                category=category,
-                grams=grams,
-                points=cat.points_for(grams),
-                co2e_g=cat.co2e_for(grams),
-                rules_version=self.rules.version,
-                flags=",".join(flags),
+                {
+                    "passbook_id": passbook_id,
+                    "category": category,
+                    "grams": grams,
+                    "points": cat.points_for(grams),
+                    "co2e_g": cat.co2e_for(grams),
+                    "rules_version": version,
+                    "flags": ",".join(flags),
+                },
             )
+        history.committed(entry, h)
+        return entry
 
     def award(self, passbook_id: str, points: int, *, staff_id: str, reason: str) -> Entry:
-        limit = self.rules.max_award_points
-        if isinstance(points, bool) or not isinstance(points, int) or not 0 < points <= limit:
-            raise Refused("bad_points", f"an award is 1 to {limit} points, got {points!r}")
+        if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+            raise Refused("bad_points", f"an award is a positive number of points, got {points!r}")
         reason = q.check_reason(reason)
         with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
-            self._villager(conn, passbook_id)
-            return self._append(
+            rules = self._rules.current(conn)
+            if points > rules.max_award_points:
+                raise Refused(
+                    "bad_points", f"an award is 1 to {rules.max_award_points} points, got {points}"
+                )
+            q.require_staff(conn, staff_id, "staff", "admin")
+            q.require_villager(conn, passbook_id, self.village)
+            return self._appender.append(
                 conn,
                 Kind.AWARD,
-                self._now(),
+                self._appender.now(),
                 passbook_id=passbook_id,
                 points=points,
                 staff_id=staff_id,
                 reason=reason,
-                rules_version=self.rules.version,
+                rules_version=rules.version,
             )
 
     def redeem(
@@ -318,8 +272,8 @@ class Ledger:
         """Exchange points for goods: one entry per item, all or nothing."""
         cart = q.check_cart(items)
         with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
-            self._villager(conn, passbook_id)
+            q.require_staff(conn, staff_id, "staff", "admin")
+            q.require_villager(conn, passbook_id, self.village)
             total = 0
             priced: list[tuple[str, int, int]] = []
             for item_id, qty in cart.items():
@@ -337,9 +291,10 @@ class Ledger:
                 raise Refused(
                     "insufficient_points", f"needs {total} points, the passbook has {balance}"
                 )
-            now = self._now()
+            now = self._appender.now()
+            version = self._rules.current(conn).version
             return [
-                self._append(
+                self._appender.append(
                     conn,
                     Kind.REDEEM,
                     now,
@@ -348,7 +303,7 @@ class Ledger:
                     qty=-qty,
                     points=-price * qty,
                     staff_id=staff_id,
-                    rules_version=self.rules.version,
+                    rules_version=version,
                 )
                 for item_id, qty, price in priced
             ]
@@ -357,7 +312,7 @@ class Ledger:
         """Cancel an earlier entry with a new one that negates it (at most once)."""
         reason = q.check_reason(reason)
         with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
+            q.require_staff(conn, staff_id, "staff", "admin")
             target = self._entry(conn, seq)
             q.check_reversible(conn, target)
             if target.passbook_id is not None and target.points > 0:
@@ -375,10 +330,10 @@ class Ledger:
                         "out_of_stock",
                         f"reversing removes {target.qty} from stock but only {stock} are left",
                     )
-            return self._append(
+            return self._appender.append(
                 conn,
                 Kind.REVERSAL,
-                self._now(),
+                self._appender.now(),
                 passbook_id=target.passbook_id,
                 category=target.category,
                 grams=_neg(target.grams),
@@ -392,7 +347,7 @@ class Ledger:
                 rules_version=target.rules_version,
             )
 
-    # --- catalogue and stock ------------------------------------------------------------
+    # --- catalogue and stock (edge.catalogue) -------------------------------------------
 
     def put_item(
         self,
@@ -405,83 +360,31 @@ class Ledger:
         active: bool = True,
     ) -> None:
         """Add or change a catalogue item (admin). Stock moves only through entries."""
-        q.check_id("item_id", item_id, code="bad_item_id")
-        if isinstance(points_price, bool) or not isinstance(points_price, int) or points_price <= 0:
-            raise Refused(
-                "bad_price", f"a price is a positive number of points, got {points_price!r}"
-            )
-        if not name_zh.strip() or not name_en.strip():
-            raise Refused("bad_name", "an item needs a Chinese and an English name")
-        with self.store.write() as conn:
-            self._staff(conn, staff_id, "admin")
-            conn.execute(
-                "INSERT INTO catalogue VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE "
-                "SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
-                "points_price = excluded.points_price, active = excluded.active",
-                (item_id, name_zh.strip(), name_en.strip(), points_price, int(active)),
-            )
+        goods.put_item(
+            self.store,
+            item_id,
+            name_zh=name_zh,
+            name_en=name_en,
+            points_price=points_price,
+            staff_id=staff_id,
+            active=active,
+        )
 
     def restock(self, item_id: str, qty: int, *, staff_id: str) -> Entry:
-        q.check_qty(qty)
-        with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
-            if q.item(conn, item_id) is None:
-                raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
-            return self._append(
-                conn, Kind.RESTOCK, self._now(), item_id=item_id, qty=qty, staff_id=staff_id
-            )
+        return goods.restock(self.store, self._appender, item_id, qty, staff_id=staff_id)
 
     def adjust_stock(self, item_id: str, delta: int, *, staff_id: str, reason: str) -> Entry:
         """Correct stock after a count (breakage, loss): a signed delta with a reason."""
-        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
-            raise Refused(
-                "bad_quantity", f"an adjustment is a non-zero whole number, got {delta!r}"
-            )
-        reason = q.check_reason(reason)
-        with self.store.write() as conn:
-            self._staff(conn, staff_id, "staff", "admin")
-            if q.item(conn, item_id) is None:
-                raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
-            if q.stock(conn, item_id) + delta < 0:
-                raise Refused("out_of_stock", "stock cannot go below zero")
-            return self._append(
-                conn,
-                Kind.ADJUST_STOCK,
-                self._now(),
-                item_id=item_id,
-                qty=delta,
-                staff_id=staff_id,
-                reason=reason,
-            )
+        return goods.adjust_stock(
+            self.store, self._appender, item_id, delta, staff_id=staff_id, reason=reason
+        )
 
-    # --- rules and central's snapshot ---------------------------------------------------
+    # --- rules and central's state ------------------------------------------------------
 
     def install_rules(self, rules: Rules) -> bool:
         """Make `rules` active. False if already active; a reused version with other text is
         refused, because entries name their rules by version."""
-        if rules.village not in ("*", self.village):
-            raise RulesError(
-                f"rules {rules.version!r} are for village {rules.village!r}, not {self.village!r}"
-            )
-        with self.store.write() as conn:
-            row = conn.execute(
-                "SELECT text FROM rules WHERE version = ?", (rules.version,)
-            ).fetchone()
-            if row is not None and row[0] != rules.text:
-                raise RulesError(
-                    f"rules version {rules.version!r} is already installed with "
-                    "different content; give the new file a new version"
-                )
-            if row is None:
-                conn.execute(
-                    "INSERT INTO rules VALUES (?, ?, ?)",
-                    (rules.version, rules.text, self.clock.wall_ms()),
-                )
-            if self.rules.version == rules.version:
-                return False
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'rules_version'", (rules.version,))
-        self.rules = rules
-        return True
+        return self._rules.install(self.store, rules, self.village, self.clock.wall_ms())
 
     def apply_snapshot(self, version: int, included_seq: int, balances: dict[str, int]) -> bool:
         """Take central's balances as of this device's `included_seq`. An older or equal
@@ -558,6 +461,20 @@ class Ledger:
     def catalogue(self) -> list[Item]:
         return q.catalogue(self.store.conn)
 
+    def today_deposits(self, passbook_id: str) -> list[DepositLine]:
+        """The passbook's deposits today (the village's calendar day) that were not
+        reversed, newest first: the villager screen's list."""
+        with self.store.read() as conn:
+            start = q.day_start_ms(self._rules.current(conn), self.clock.wall_ms())
+            return q.today_deposits(conn, passbook_id, start)
+
+    def day_report(self) -> DayReport:
+        """Today at this kiosk for staff: grams and points per category, points earned
+        and spent, CO2e avoided, and the stock of every item (see `DayReport`)."""
+        with self.store.read() as conn:
+            start = q.day_start_ms(self._rules.current(conn), self.clock.wall_ms())
+            return q.day_report(conn, start)
+
     def statement(self, passbook_id: str) -> list[StatementLine]:
         with self.store.read() as conn:
             if q.villager(conn, passbook_id) is None:
@@ -583,3 +500,23 @@ class Ledger:
             return check_chain(
                 self.iter_entries(), device_id=self.device_id, expected_head=self.head()
             )
+
+
+def _weighable(rules: Rules, category: str, grams: int) -> Category:
+    """The category of a deposit of `grams`, if the rules in force take it."""
+    cat = rules.category(category)
+    if cat is None:
+        raise Refused(
+            "unknown_category", f"no waste category {category!r} in rules {rules.version}"
+        )
+    if grams < cat.min_grams:
+        raise Refused(
+            "too_light", f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}"
+        )
+    if grams > cat.max_grams:
+        raise Refused(
+            "too_heavy",
+            f"{grams} g is above the most one deposit of "
+            f"{cat.name_en} may weigh ({cat.max_grams} g)",
+        )
+    return cat

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edge.entries import REVERSIBLE, Entry, Kind
-from edge.rules import Category, Rules
+from edge.rules import Rules
 from edge.staff import ROLES, PinPolicy, StaffMember, check_pin_format, hash_pin, pin_matches
 from edge.store import Store
 from greenpass.errors import Refused
@@ -138,7 +137,48 @@ def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
     return int(row[0])
 
 
-# --- deposit rules ---------------------------------------------------------------------
+# --- who may act (checked inside the write transaction) --------------------------------
+
+
+def require_staff(conn: sqlite3.Connection, staff_id: str, *roles: str) -> StaffMember:
+    member = staff_member(conn, staff_id)
+    if member is None:
+        raise Refused("unknown_staff", f"no staff member {staff_id!r}")
+    if not member.active:
+        raise Refused("staff_inactive", f"staff member {staff_id!r} is deactivated")
+    if roles and member.role not in roles:
+        raise Refused("not_allowed", f"{member.role} {staff_id!r} may not do this")
+    return member
+
+
+def check_villager(
+    passbook_id: str, status: str | None, village: str | None, kiosk_village: str
+) -> None:
+    """May this passbook earn or spend here? `status` is None for an unknown passbook."""
+    if status is None:
+        raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+    # Revocation first: central may list a lost card it knows no village for.
+    if status == "revoked":
+        raise Refused("revoked_passbook", f"passbook {passbook_id!r} has been revoked")
+    if village != kiosk_village:
+        raise Refused(
+            "foreign_village",
+            f"passbook {passbook_id!r} belongs to village "
+            f"{village!r}, this kiosk is {kiosk_village!r}",
+        )
+    if status != "active":
+        raise Refused("inactive_villager", f"villager {passbook_id!r} is {status}")
+
+
+def require_villager(conn: sqlite3.Connection, passbook_id: str, kiosk_village: str) -> None:
+    row = conn.execute(
+        "SELECT status, village FROM villagers WHERE passbook_id = ?", (passbook_id,)
+    ).fetchone()
+    status, village = row if row else (None, None)
+    check_villager(passbook_id, status, village, kiosk_village)
+
+
+# --- today -----------------------------------------------------------------------------
 
 
 _day_cache: dict[str, tuple[int, int]] = {}  # time zone → [midnight, next midnight) in ms
@@ -158,60 +198,74 @@ def day_start_ms(rules: Rules, wall_ms: int) -> int:
     return start
 
 
-def deposit_checks(
-    conn: sqlite3.Connection,
-    rules: Rules,
-    cat: Category,
-    passbook_id: str,
-    grams: int,
-    now: tuple[int, bool, int],
-    boot_id: str,
-) -> list[str]:
-    """Cooldown and daily cap (refused), then review flags (returned). Two queries, not
-    four: the deposit path is timed against a raw insert (bench/ledger_commit.py)."""
-    wall_ms = now[0]
-    recent = conn.execute(
-        "SELECT grams, wall_ms, boot_id, mono_ms FROM entries WHERE passbook_id = ? AND "
-        "kind = 'deposit' AND category = ? ORDER BY seq DESC LIMIT 20",
-        (passbook_id, cat.key),
-    ).fetchall()
-    if recent and rules.cooldown_seconds > 0:
-        _, last_wall, last_boot, last_mono = recent[0]
-        # Within one boot the monotonic clock is right even when the wall clock jumped.
-        elapsed = now[2] - last_mono if last_boot == boot_id else wall_ms - last_wall
-        wait_ms = rules.cooldown_seconds * 1000 - elapsed
-        if wait_ms > 0:
-            raise Refused(
-                "cooldown",
-                f"another {cat.key} deposit so soon: wait {(wait_ms + 999) // 1000} s",
-            )
-    day_start = day_start_ms(rules, wall_ms)
-    burst_since = wall_ms - rules.review.burst_minutes * 60_000
-    today, burst = conn.execute(
-        "SELECT coalesce(sum(CASE WHEN category = ?2 AND wall_ms >= ?3 AND seq NOT IN "
+@dataclass(frozen=True)
+class DepositLine:
+    """One deposit as the villager's screen lists it."""
+
+    seq: int
+    category: str
+    grams: int
+    points: int
+    co2e_g: int
+    wall_ms: int
+    flags: str
+
+
+@dataclass(frozen=True)
+class CategoryTotal:
+    category: str
+    deposits: int
+    grams: int
+    points: int
+    co2e_g: int
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """Today at this kiosk, for staff. Entries that stand: a reversal and the entry it
+    cancels both drop out (so a reversal today of yesterday's entry is not in it)."""
+
+    day_start_ms: int
+    categories: list[CategoryTotal]  # deposits per waste category, by key
+    points_in: int  # earned: deposits and awards
+    points_out: int  # spent: redemptions (a positive number)
+    co2e_g: int
+    stock: list[Item]  # every catalogue item, with its stock now
+
+
+_STANDING = "seq NOT IN (SELECT ref_seq FROM entries WHERE kind = 'reversal')"
+
+
+def today_deposits(conn: sqlite3.Connection, passbook_id: str, day_start: int) -> list[DepositLine]:
+    """A passbook's deposits since `day_start` that were not reversed, newest first."""
+    rows = conn.execute(
+        "SELECT seq, category, grams, points, co2e_g, wall_ms, flags FROM entries "
+        "WHERE passbook_id = ?1 AND kind = 'deposit' AND wall_ms >= ?2 AND seq NOT IN "
         "(SELECT ref_seq FROM entries WHERE passbook_id = ?1 AND kind = 'reversal') "
-        "THEN grams END), 0), count(CASE WHEN wall_ms >= ?4 THEN 1 END) "
-        "FROM entries WHERE passbook_id = ?1 AND kind = 'deposit' AND wall_ms >= min(?3, ?4)",
-        (passbook_id, cat.key, day_start, burst_since),
-    ).fetchone()
-    if today + grams > cat.daily_cap_grams:
-        left = max(0, cat.daily_cap_grams - today)
-        raise Refused(
-            "daily_cap",
-            f"daily limit for {cat.name_en} is {cat.daily_cap_grams} g; "
-            f"{today} g today, {left} g left",
+        "ORDER BY seq DESC",
+        (passbook_id, day_start),
+    ).fetchall()
+    return [DepositLine(*r) for r in rows]
+
+
+def day_report(conn: sqlite3.Connection, day_start: int) -> DayReport:
+    """Totals of the entries since `day_start` that stand (see `DayReport`)."""
+    categories = [
+        CategoryTotal(*r)
+        for r in conn.execute(
+            "SELECT category, count(*), sum(grams), sum(points), sum(co2e_g) FROM entries "
+            f"WHERE kind = 'deposit' AND wall_ms >= ? AND {_STANDING} "
+            "GROUP BY category ORDER BY category",
+            (day_start,),
         )
-    # Unusual but allowed deposits are flagged for staff review (DESIGN §3).
-    flags = []
-    history = [r[0] for r in recent]
-    review = rules.review
-    if len(history) >= review.heavy_min_history and grams > review.heavy_factor * (
-        statistics.median(history)
-    ):
-        flags.append("heavy")
-    if burst + 1 >= review.burst_count:
-        flags.append("burst")
-    return flags
+    ]
+    points_in, points_out, co2e_g = conn.execute(
+        "SELECT coalesce(sum(max(points, 0)), 0), coalesce(-sum(min(points, 0)), 0), "
+        "coalesce(sum(co2e_g), 0) FROM entries "
+        f"WHERE kind != 'reversal' AND wall_ms >= ? AND {_STANDING}",
+        (day_start,),
+    ).fetchone()
+    return DayReport(day_start, categories, points_in, points_out, co2e_g, catalogue(conn))
 
 
 def check_reversible(conn: sqlite3.Connection, target: Entry) -> None:

@@ -3,6 +3,7 @@ exactly the documented JSON form whatever encoder produces them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from hypothesis import given
@@ -56,3 +57,12 @@ def test_canonical_bytes_of_a_known_entry() -> None:
         b'"reason":null,"ref_seq":null,"rules_version":null,"seq":1,"staff_id":null,"v":1,'
         b'"wall_ms":5}'
     )
+
+
+def test_fields_are_exactly_the_entrys_fields() -> None:
+    entry = Entry("K1", 1, "e", Kind.DEPOSIT, 5, False, "b", 7, data={"a": "b"})
+    fields = entry.fields()
+    assert list(fields) == [f.name for f in dataclasses.fields(Entry)]
+    assert fields["kind"] == "deposit" and type(fields["kind"]) is str
+    fields["data"]["a"] = "changed"  # a copy: the entry stays as it was
+    assert entry.data == {"a": "b"}
