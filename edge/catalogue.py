@@ -1,4 +1,5 @@
-"""The village office's goods: catalogue items and their stock (`Ledger`'s staff actions).
+"""The village office's goods: catalogue items, their stock, and exchanging points for
+them (`Ledger`'s staff actions).
 
 Items are state (a row per item, changed by an admin or by central's catalogue);
 stock is never stored: it is the sum of `qty` over the item's entries (restock,
@@ -7,7 +8,10 @@ adjust_stock, redeem and their reversals), so it cannot drift from the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edge import queries as q
+from edge.active_rules import ActiveRules
 from edge.appender import Appender
 from edge.entries import Entry, Kind
 from edge.store import Store
@@ -71,3 +75,53 @@ def adjust_stock(
             staff_id=staff_id,
             reason=reason,
         )
+
+
+def redeem(
+    store: Store,
+    appender: Appender,
+    rules: ActiveRules,
+    village: str,
+    passbook_id: str,
+    items: Sequence[tuple[str, int]],
+    *,
+    staff_id: str,
+) -> list[Entry]:
+    """Exchange points for goods: one entry per item, all or nothing."""
+    cart = q.check_cart(items)
+    with store.write() as conn:
+        q.require_staff(conn, staff_id, "staff", "admin")
+        q.require_villager(conn, passbook_id, village)
+        total = 0
+        priced: list[tuple[str, int, int]] = []
+        for item_id, qty in cart.items():
+            item = q.item(conn, item_id)
+            if item is None or not item.active:
+                raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
+            if item.stock < qty:
+                raise Refused(
+                    "out_of_stock", f"only {item.stock} of {item.name_en} left, {qty} asked"
+                )
+            total += item.points_price * qty
+            priced.append((item_id, qty, item.points_price))
+        balance = q.balance(conn, passbook_id)
+        if balance < total:
+            raise Refused(
+                "insufficient_points", f"needs {total} points, the passbook has {balance}"
+            )
+        now = appender.now()
+        version = rules.current(conn).version
+        return [
+            appender.append(
+                conn,
+                Kind.REDEEM,
+                now,
+                passbook_id=passbook_id,
+                item_id=item_id,
+                qty=-qty,
+                points=-price * qty,
+                staff_id=staff_id,
+                rules_version=version,
+            )
+            for item_id, qty, price in priced
+        ]

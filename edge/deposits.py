@@ -176,3 +176,23 @@ class DepositHistory:
         if burst + 1 >= review.burst_count:
             flags.append("burst")
         return flags
+
+
+def weighable(rules: Rules, category: str, grams: int) -> Category:
+    """The category of a deposit of `grams`, if the rules in force take it."""
+    cat = rules.category(category)
+    if cat is None:
+        raise Refused(
+            "unknown_category", f"no waste category {category!r} in rules {rules.version}"
+        )
+    if grams < cat.min_grams:
+        raise Refused(
+            "too_light", f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}"
+        )
+    if grams > cat.max_grams:
+        raise Refused(
+            "too_heavy",
+            f"{grams} g is above the most one deposit of "
+            f"{cat.name_en} may weigh ({cat.max_grams} g)",
+        )
+    return cat

@@ -11,23 +11,24 @@ never stored, so they cannot drift from the ledger.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge import catalogue as goods
 from edge import queries as q
+from edge import reversal, villagers
 from edge.active_rules import ActiveRules
 from edge.appender import Appender
 from edge.central_state import CentralState, apply_central_state
 from edge.clock import Clock, SystemClock
-from edge.deposits import DepositHistory
+from edge.deposits import DepositHistory, weighable
 from edge.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
 from edge.outbox import Outbox
 from edge.queries import DayReport, DepositLine, Item, Villager
 from edge.rows import SELECT_ENTRY, entry_from_row
-from edge.rules import Category, Rules
+from edge.rules import Rules
+from edge.snapshot import apply_snapshot
 from edge.staff import PinPolicy, StaffMember
 from edge.store import Store
 from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
@@ -46,10 +47,6 @@ _DEPOSIT_STATE_SQL = (
 class StatementLine:
     entry: Entry
     balance: int  # the passbook's balance after this entry
-
-
-def _neg(value: int | None) -> int | None:
-    return None if value is None else -value
 
 
 class Ledger:
@@ -143,60 +140,24 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- villagers ----------------------------------------------------------------------
+    # --- villagers (edge.villagers) -----------------------------------------------------
 
     def enrol(self, household_name: str, *, staff_id: str, passbook_id: str | None = None) -> Entry:
-        name = household_name.strip()
-        if not name or len(name) > 64 or not name.isprintable():
-            raise Refused("bad_name", "the household name must be 1 to 64 printable characters")
-        with self.store.write() as conn:
-            q.require_staff(conn, staff_id, "staff", "admin")
-            if passbook_id is None:
-                n = conn.execute("SELECT count(*) FROM entries WHERE kind = 'enrol'").fetchone()
-                passbook_id = f"{self.device_id}-{n[0] + 1:05d}"
-            q.check_id("passbook_id", passbook_id, code="bad_passbook_id")
-            if q.villager(conn, passbook_id) is not None:
-                raise Refused("passbook_exists", f"passbook {passbook_id!r} is already enrolled")
-            now = self._appender.now()
-            entry = self._appender.append(
-                conn,
-                Kind.ENROL,
-                now,
-                passbook_id=passbook_id,
-                staff_id=staff_id,
-                data={"household_name": name, "village": self.village},
-            )
-            conn.execute(
-                "INSERT INTO villagers VALUES (?, ?, ?, 'active', ?, ?)",
-                (passbook_id, name, self.village, entry.seq, now[0]),
-            )
-        return entry
+        return villagers.enrol(
+            self.store,
+            self._appender,
+            self.village,
+            household_name,
+            staff_id=staff_id,
+            passbook_id=passbook_id,
+        )
 
     def set_villager_status(
         self, passbook_id: str, status: str, *, staff_id: str, reason: str
     ) -> Entry:
-        if status not in ("active", "inactive", "revoked"):
-            raise Refused("bad_status", "status is one of active, inactive, revoked")
-        reason = q.check_reason(reason)
-        with self.store.write() as conn:
-            q.require_staff(conn, staff_id, "staff", "admin")
-            if q.villager(conn, passbook_id) is None:
-                raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
-            now = self._appender.now()
-            entry = self._appender.append(
-                conn,
-                Kind.VILLAGER_STATUS,
-                now,
-                passbook_id=passbook_id,
-                staff_id=staff_id,
-                reason=reason,
-                data={"status": status},
-            )
-            conn.execute(
-                "UPDATE villagers SET status = ?, updated_ms = ? WHERE passbook_id = ?",
-                (status, now[0], passbook_id),
-            )
-        return entry
+        return villagers.set_status(
+            self.store, self._appender, passbook_id, status, staff_id=staff_id, reason=reason
+        )
 
     # --- points -------------------------------------------------------------------------
 
@@ -218,7 +179,7 @@ class Ledger:
                 raise IntegrityError(f"{self.store.path}: no active rules version in meta")
             version, status, village, seq, h = row
             rules = self._rules.get(conn, version)
-            cat = _weighable(rules, category, grams)
+            cat = weighable(rules, category, grams)
             q.check_villager(passbook_id, status, village, self.village)
             head = (seq, bytes(h)) if seq is not None else (0, GENESIS_H)
             history.sync(conn, *head)
@@ -270,82 +231,19 @@ class Ledger:
         self, passbook_id: str, items: Sequence[tuple[str, int]], *, staff_id: str
     ) -> list[Entry]:
         """Exchange points for goods: one entry per item, all or nothing."""
-        cart = q.check_cart(items)
-        with self.store.write() as conn:
-            q.require_staff(conn, staff_id, "staff", "admin")
-            q.require_villager(conn, passbook_id, self.village)
-            total = 0
-            priced: list[tuple[str, int, int]] = []
-            for item_id, qty in cart.items():
-                item = q.item(conn, item_id)
-                if item is None or not item.active:
-                    raise Refused("unknown_item", f"no item {item_id!r} in the catalogue")
-                if item.stock < qty:
-                    raise Refused(
-                        "out_of_stock", f"only {item.stock} of {item.name_en} left, {qty} asked"
-                    )
-                total += item.points_price * qty
-                priced.append((item_id, qty, item.points_price))
-            balance = q.balance(conn, passbook_id)
-            if balance < total:
-                raise Refused(
-                    "insufficient_points", f"needs {total} points, the passbook has {balance}"
-                )
-            now = self._appender.now()
-            version = self._rules.current(conn).version
-            return [
-                self._appender.append(
-                    conn,
-                    Kind.REDEEM,
-                    now,
-                    passbook_id=passbook_id,
-                    item_id=item_id,
-                    qty=-qty,
-                    points=-price * qty,
-                    staff_id=staff_id,
-                    rules_version=version,
-                )
-                for item_id, qty, price in priced
-            ]
+        return goods.redeem(
+            self.store,
+            self._appender,
+            self._rules,
+            self.village,
+            passbook_id,
+            items,
+            staff_id=staff_id,
+        )
 
     def reverse(self, seq: int, *, staff_id: str, reason: str) -> Entry:
         """Cancel an earlier entry with a new one that negates it (at most once)."""
-        reason = q.check_reason(reason)
-        with self.store.write() as conn:
-            q.require_staff(conn, staff_id, "staff", "admin")
-            target = self._entry(conn, seq)
-            q.check_reversible(conn, target)
-            if target.passbook_id is not None and target.points > 0:
-                balance = q.balance(conn, target.passbook_id)
-                if balance < target.points:
-                    raise Refused(
-                        "insufficient_points",
-                        f"reversing takes {target.points} "
-                        f"points but the passbook has {balance} (already spent)",
-                    )
-            if target.item_id is not None and target.qty is not None and target.qty > 0:
-                stock = q.stock(conn, target.item_id)
-                if stock < target.qty:
-                    raise Refused(
-                        "out_of_stock",
-                        f"reversing removes {target.qty} from stock but only {stock} are left",
-                    )
-            return self._appender.append(
-                conn,
-                Kind.REVERSAL,
-                self._appender.now(),
-                passbook_id=target.passbook_id,
-                category=target.category,
-                grams=_neg(target.grams),
-                points=-target.points,
-                co2e_g=-target.co2e_g,
-                item_id=target.item_id,
-                qty=_neg(target.qty),
-                ref_seq=target.seq,
-                staff_id=staff_id,
-                reason=reason,
-                rules_version=target.rules_version,
-            )
+        return reversal.reverse(self.store, self._appender, seq, staff_id=staff_id, reason=reason)
 
     # --- catalogue and stock (edge.catalogue) -------------------------------------------
 
@@ -389,23 +287,7 @@ class Ledger:
     def apply_snapshot(self, version: int, included_seq: int, balances: dict[str, int]) -> bool:
         """Take central's balances as of this device's `included_seq`. An older or equal
         version is ignored (False); the swap is atomic."""
-        with self.store.write() as conn:
-            row = conn.execute("SELECT version FROM snapshot WHERE id = 1").fetchone()
-            if row is not None and row[0] >= version:
-                return False
-            head = conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
-            if not 0 <= included_seq <= head:
-                raise IntegrityError(
-                    f"central's snapshot includes seq {included_seq} but this ledger ends at "
-                    f"{head}: the ledger file was replaced or restored; stop and call support"
-                )
-            conn.execute("DELETE FROM snapshot_balances")
-            conn.executemany("INSERT INTO snapshot_balances VALUES (?, ?)", balances.items())
-            conn.execute(
-                "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?)",
-                (version, included_seq, self.clock.wall_ms()),
-            )
-        return True
+        return apply_snapshot(self.store, version, included_seq, balances, self.clock.wall_ms())
 
     def apply_state(self, state: CentralState) -> bool:
         """Apply central's pushed state atomically (see `edge.central_state`)."""
@@ -432,14 +314,8 @@ class Ledger:
 
     # --- reading ------------------------------------------------------------------------
 
-    def _entry(self, conn: sqlite3.Connection, seq: int) -> Entry:
-        row = conn.execute(f"{SELECT_ENTRY} WHERE seq = ?", (seq,)).fetchone()
-        if row is None:
-            raise Refused("unknown_entry", f"no entry with seq {seq!r}")
-        return entry_from_row(row)[0]
-
     def entry(self, seq: int) -> Entry:
-        return self._entry(self.store.conn, seq)
+        return q.entry(self.store.conn, seq)
 
     def iter_entries(self, after_seq: int = 0) -> Iterator[tuple[Entry, bytes]]:
         cur = self.store.conn.execute(f"{SELECT_ENTRY} WHERE seq > ? ORDER BY seq", (after_seq,))
@@ -500,23 +376,3 @@ class Ledger:
             return check_chain(
                 self.iter_entries(), device_id=self.device_id, expected_head=self.head()
             )
-
-
-def _weighable(rules: Rules, category: str, grams: int) -> Category:
-    """The category of a deposit of `grams`, if the rules in force take it."""
-    cat = rules.category(category)
-    if cat is None:
-        raise Refused(
-            "unknown_category", f"no waste category {category!r} in rules {rules.version}"
-        )
-    if grams < cat.min_grams:
-        raise Refused(
-            "too_light", f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}"
-        )
-    if grams > cat.max_grams:
-        raise Refused(
-            "too_heavy",
-            f"{grams} g is above the most one deposit of "
-            f"{cat.name_en} may weigh ({cat.max_grams} g)",
-        )
-    return cat

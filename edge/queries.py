@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edge.entries import REVERSIBLE, Entry, Kind
+from edge.rows import SELECT_ENTRY, entry_from_row
 from edge.rules import Rules
 from edge.staff import ROLES, PinPolicy, StaffMember, check_pin_format, hash_pin, pin_matches
 from edge.store import Store
@@ -87,6 +88,13 @@ def check_cart(items: Sequence[tuple[str, int]]) -> dict[str, int]:
 
 
 # --- state reads -----------------------------------------------------------------------
+
+
+def entry(conn: sqlite3.Connection, seq: int) -> Entry:
+    row = conn.execute(f"{SELECT_ENTRY} WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        raise Refused("unknown_entry", f"no entry with seq {seq!r}")
+    return entry_from_row(row)[0]
 
 
 def villager(conn: sqlite3.Connection, passbook_id: str) -> Villager | None:
