@@ -24,11 +24,18 @@ from hardware.scanner import Scanner, open_scanner
 
 
 class SimControls(Protocol):
-    """What a simulated kiosk offers the demo: its control page's routes, a broker URL
-    rewritten to pass through its network-fault proxy, and a clean shutdown."""
+    """What a simulated kiosk offers the demo and the field tools: its control page's
+    routes, a broker URL rewritten to pass through its network-fault proxy, hands
+    for the technician's part (placing masses, pressing the button, showing a card),
+    and a clean shutdown."""
+
+    cards: list[dict[str, str]]
 
     def routes(self) -> Sequence[Any]: ...
     def broker_url(self, url: str) -> str: ...
+    def scale(self, action: str, grams: int = 0) -> str: ...
+    def press_button(self) -> None: ...
+    def scan(self, payload: str) -> None: ...
     def close(self) -> None: ...
 
 

@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "central.cli",
     "kiosk_ui.cli",
     "provisioning.doctor_cli",
+    "provisioning.provision_cli",
+    "provisioning.field_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

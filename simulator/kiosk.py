@@ -157,6 +157,9 @@ class SimKiosk:
         else:
             self.scanner_sim.scan(payload)
 
+    def press_button(self) -> None:
+        self.gpio.press()
+
     def network(self, action: str) -> str:
         if self.proxy is None:
             raise ValueError("this kiosk's network is not simulated (no sync, or no proxy)")
@@ -205,7 +208,7 @@ class SimKiosk:
                 elif what == "network":
                     done = self.network(str(body.get("action")))
                 elif what == "button":
-                    self.gpio.press()
+                    self.press_button()
                     done = "pressed"
                 else:
                     return JSONResponse({"error": f"unknown control {what!r}"}, status_code=404)

@@ -13,8 +13,8 @@ from types import FrameType
 from edge.cli import DB_ENV
 from edge.ledger import Ledger
 from greenpass.errors import ConfigError
-from sync.config import SyncConfig, load_sync_config, write_sync_config
-from sync.enrol import enrol
+from sync.config import load_sync_config, write_sync_config
+from sync.enrol import enrol, save_credentials
 from sync.keys import load_or_create_key, public_bytes
 from sync.setup import uplink_from_config
 
@@ -88,24 +88,8 @@ def _enrol(args: argparse.Namespace) -> int:
             f"central enrolled {device_id} for village {creds.village_id!r}, but this ledger "
             f"is for {village!r}: ask the operator for a token for the right village"
         )
-    password = out / "mqtt.password"
-    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(creds.mqtt_password + "\n")
-    ca = out / "ca.crt"
-    if creds.ca_cert_pem:
-        ca.write_text(creds.ca_cert_pem, encoding="ascii")
     config = out / "sync.toml"
-    write_sync_config(
-        config,
-        SyncConfig(
-            broker_url=creds.broker_url,
-            password_file=password,
-            ca_cert=ca if creds.ca_cert_pem else None,
-            key_file=out / "device.key",
-            central_public_key=creds.central_public_key,
-        ),
-    )
+    write_sync_config(config, save_credentials(out, creds, out / "device.key"))
     print(f"enrolled {device_id} (village {village}) with {args.central}")
     print(f"broker {creds.broker_url}; config written to {config}")
     print(f"start syncing: greenpass sync run --db {args.db} --config {config}")

@@ -11,17 +11,21 @@ Every failure is a `CentralError` whose message says what to do next:
 central unreachable, token refused (used, expired, for another device), or an
 answer that is not what this software understands.
 
-`greenpass sync enrol` wraps it; the provisioning wizard (a later issue) will too.
+`greenpass sync enrol` and `greenpass provision` wrap it; `save_credentials` writes what
+they receive.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import msgspec
 
 from greenpass.errors import CentralError
+from sync.config import SyncConfig
 
 ENROL_PATH = "/api/v1/enrol"
 _KEY_BYTES = 32
@@ -148,3 +152,22 @@ def _detail(response: httpx.Response) -> str:
         parts = [".".join(str(p) for p in i.loc) + f": {i.msg}" for i in problem.detail]
         return "; ".join(parts) or response.reason_phrase
     return response.reason_phrase
+
+
+def save_credentials(folder: Path, creds: Credentials, key_file: Path) -> SyncConfig:
+    """Write the MQTT password (mode 0600) and CA into `folder`; the `[sync]` settings."""
+    folder.mkdir(parents=True, exist_ok=True)
+    password = folder / "mqtt.password"
+    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(creds.mqtt_password + "\n")
+    ca = folder / "ca.crt"
+    if creds.ca_cert_pem:
+        ca.write_text(creds.ca_cert_pem, encoding="ascii")
+    return SyncConfig(
+        broker_url=creds.broker_url,
+        password_file=password,
+        ca_cert=ca if creds.ca_cert_pem else None,
+        key_file=key_file,
+        central_public_key=creds.central_public_key,
+    )

@@ -103,8 +103,15 @@ class Uplink:
         self.stats = UplinkStats()
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._transport: Transport | None = None  # the live connection (`online`)
 
     # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """Connected to the broker now: the kiosk's status strip and LEDs show it."""
+        t = self._transport
+        return t is not None and t.connected
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"uplink-{self.device_id}")
@@ -141,6 +148,7 @@ class Uplink:
 
     def _session(self, t: Transport) -> None:
         t.subscribe(p.topic(self.device_id, p.ACK), p.topic(self.device_id, p.STATE))
+        self._transport = t
         self._publish_status(t, online=True)
         outbox = self.ledger.outbox
         next_seq = outbox.acked_seq() + 1

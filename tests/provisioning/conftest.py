@@ -1,0 +1,3 @@
+"""Provisioning tests share the sync tests' real Mosquitto (production config and ACL)."""
+
+from tests.sync.conftest import broker  # noqa: F401
