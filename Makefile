@@ -10,9 +10,10 @@ all: test
 bootstrap:
 	@scripts/bootstrap
 
-## demo: run the main job (for now a scripted villager session through the CLI)
+## demo: central, a broker and two simulated kiosks; prints the URLs, runs until Ctrl-C
+## (DEMO_ARGS="--no-wait" runs the built-in village day once and stops; docs/demo.md)
 demo: bootstrap
-	@scripts/demo
+	@scripts/demo $(DEMO_ARGS)
 
 ## test: lint, type-check and run every test (under 15 minutes on 2 cores)
 test: bootstrap lint typecheck firmware pytest
