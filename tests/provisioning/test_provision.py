@@ -19,8 +19,11 @@ import pytest
 
 from central.store import CentralStore
 from edge.cards import make_card
+from provisioning.calibrate import detect_scale
 from provisioning.provision import parse_qr
 from simulator.kiosk_home import KioskHome, make_kiosk_home
+from simulator.scale import SimulatedScale
+from simulator.serial_scanner import SimulatedSerialScanner
 from sync.keys import load_private_key
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.mqtt_broker import Broker, free_port
@@ -222,3 +225,40 @@ def test_hwcheck_on_the_simulated_kiosk(tmp_path: Path) -> None:
     for line in ("green LED", "amber LED", "red LED", "buzzer", "button", "scanner"):
         assert f"ok    {line}" in r.stdout
     assert "read the passbook card of K0001-0006" in r.stdout
+
+
+def test_provision_from_a_scanned_qr_code_and_a_file(tmp_path: Path, central: Central) -> None:
+    with SimulatedSerialScanner() as scanner:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenpass", "provision", "--scan", "--scanner-port",
+             str(scanner.path), "--scan-timeout", "20", "--config-dir", str(tmp_path / "q"),
+             "--db", str(tmp_path / "q" / "kiosk.db"), "--backend", "sim"],
+            env=central.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(1.0)
+        scanner.scan("GP1:P:V9:K9-0001:K9:" + "A" * 103)  # a passbook, not a provisioning code
+        token = central.token("KQ", "V9")
+        scanner.scan(f"GPPROV1 central={central.url} token={token} device=KQ village=V9")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "that code was not it" in out
+    assert "provisioned KQ for village V9" in out
+
+    spec = tmp_path / "k8.toml"
+    spec.write_text(
+        f'device_id = "KF"\nvillage = "V9"\ncentral_url = "{central.url}"\n'
+        f'token = "{central.token("KF", "V9")}"\nconfig_dir = "{tmp_path / "f"}"\n'
+        f'db = "{tmp_path / "f" / "kiosk.db"}"\nbackend = "sim"\n',
+        encoding="utf-8",
+    )
+    assert "provisioned KF" in central.gp("provision", "--file", str(spec)).stdout
+    spec.write_text('device_id = "KG"\ncolour = "red"\n', encoding="utf-8")
+    bad = central.gp("provision", "--file", str(spec), ok=False)
+    assert bad.returncode == 2 and "unknown key 'colour'" in bad.stderr
+
+
+def test_detect_finds_the_scale_and_its_protocol(tmp_path: Path) -> None:
+    with SimulatedScale("mtsics", link=tmp_path / "ttyScale") as sim:
+        sim.place(0)
+        found = detect_scale([str(tmp_path / "nothing-here"), str(sim.port)], ("gpfw", "mtsics"))
+    assert found == (str(sim.port), "mtsics")
