@@ -35,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,8 @@ from central.store import CentralStore
 from edge.rules import default_rules
 from greenpass.errors import GreenPassError
 from simulator import scenario
-from simulator.kiosk_home import GOODS, HOUSEHOLDS, STAFF_PIN, Issuer, KioskHome, make_kiosk_home
-from sync.config import SyncConfig
-from sync.enrol import enrol
+from simulator.kiosk_home import GOODS, STAFF_PIN, Issuer, KioskHome, make_kiosk_home
+from sync.enrol import enrol, save_credentials
 from sync.keys import load_or_create_key, public_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +58,9 @@ MARKER = ".greenpass-demo"
 KIOSK_PORT_OFFSET = 10  # kiosk N serves on base + 10 + N
 START_TIMEOUT_S = 30.0
 PASSBOOKS_PER_KIOSK = 3
+# Each kiosk enrols its own households (K0001: 张 李 王, K0002: 赵 陈 刘 …), so a card's
+# label ("villager 张家 …") names one villager however many kiosks run.
+SURNAMES = [f"{s}家" for s in "张李王赵陈刘杨黄吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩"]
 
 
 class DemoError(GreenPassError):
@@ -250,26 +252,33 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a folder with files a demo did not make, or whose demo still runs."""
+    if not folder.exists():
+        return
+    pid = 0
+    if (folder / "demo.json").exists():
+        with contextlib.suppress(DemoError):
+            pid = load_demo_info(folder).pid
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        raise DemoError(
+            f"a demo is already running in {folder} (pid {pid}): stop it first "
+            "(Ctrl-C in its terminal), or give another --dir"
+        )
+    entries = list(folder.iterdir())
+    # The one-kiosk demo this replaces left only kiosk-*.db files here.
+    ours = (folder / MARKER).exists() or all(p.name.startswith("kiosk-") for p in entries)
+    if entries and not ours:
+        raise DemoError(
+            f"{folder} holds files the demo did not make; give another --dir (the demo "
+            "deletes and recreates its folder)"
+        )
+
+
 def fresh_folder(folder: Path) -> None:
     """Empty `folder` for a new demo: only a folder a demo made (or an empty one)."""
+    check_folder(folder)
     if folder.exists():
-        entries = list(folder.iterdir())
-        info = folder / "demo.json"
-        if info.exists():
-            with contextlib.suppress(DemoError):
-                pid = load_demo_info(folder).pid
-                if pid != os.getpid() and _pid_alive(pid):
-                    raise DemoError(
-                        f"a demo is already running in {folder} (pid {pid}): stop it first "
-                        "(Ctrl-C in its terminal), or give another --dir"
-                    )
-        # The one-kiosk demo this replaces left only kiosk-*.db files here.
-        ours = (folder / MARKER).exists() or all(p.name.startswith("kiosk-") for p in entries)
-        if entries and not ours:
-            raise DemoError(
-                f"{folder} holds files the demo did not make; give another --dir (the demo "
-                "deletes and recreates its folder)"
-            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / MARKER).write_text("made by `greenpass demo`; the next demo recreates it\n", "utf-8")
@@ -327,10 +336,13 @@ class Demo:
 
     def _start(self) -> DemoInfo:
         mosquitto = mosquitto_binary()
+        check_folder(self.folder)  # before the ports: "already running" says more
+        ports = Ports.choose(self.base_port, self.n_kiosks)
         fresh_folder(self.folder)
+        # At once, so another `greenpass demo` sees this one running (and keeps off).
+        DemoInfo(str(self.folder), VILLAGE, os.getpid(), "", "", "", "", STAFF_PIN).write()
         self.logs.mkdir()
         self.home.mkdir(mode=0o700)
-        ports = Ports.choose(self.base_port, self.n_kiosks)
         say(f"Green Passbook demo in {self.folder}")
         office = self._central_data(ports)
         self.broker = Child(
@@ -377,7 +389,6 @@ class Demo:
 
     def _central_data(self, ports: Ports) -> Issuer:
         """Central's database and secrets, the village, and the broker folder."""
-
         central_pw = _secret_file(self.home / "central.password")
         _secret_file(self.home / "admin.token")
         office = load_or_create_key(self.home / f"office-{VILLAGE}.key")
@@ -410,7 +421,6 @@ class Demo:
         self, n: int, device: str, central_url: str, admin_token: str, office: Issuer, ports: Ports
     ) -> KioskHome:
         """Enrol `device` through central's HTTP API, then build its folder around it."""
-
         folder = self.folder / "kiosks" / device
         folder.mkdir(parents=True)
         key = load_or_create_key(folder / "device.key")  # made on the device; never leaves it
@@ -425,23 +435,14 @@ class Demo:
         creds = enrol(central_url, r.json()["token"], device, public_bytes(key))
         if creds.village_id != VILLAGE:
             raise DemoError(f"central enrolled {device} for {creds.village_id!r}, not {VILLAGE}")
-        password = folder / "mqtt.password"
-        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(creds.mqtt_password + "\n")
-        ca = folder / "ca.crt"
-        ca.write_text(creds.ca_cert_pem, encoding="ascii")
-        sync = SyncConfig(
-            broker_url=creds.broker_url,
-            password_file=password,
-            ca_cert=ca,
-            key_file=folder / "device.key",
-            central_public_key=creds.central_public_key,
+        # Quicker status and resend than a village kiosk's, for a lively demo.
+        sync = replace(
+            save_credentials(folder, creds, folder / "device.key"),
             ack_timeout_s=10.0,
             status_every_s=10.0,
         )
         first = (n - 1) * PASSBOOKS_PER_KIOSK
-        households = [HOUSEHOLDS[(first + i) % len(HOUSEHOLDS)] for i in range(PASSBOOKS_PER_KIOSK)]
+        households = SURNAMES[first : first + PASSBOOKS_PER_KIOSK]
         home = make_kiosk_home(
             folder,
             device,
@@ -668,6 +669,8 @@ def _shown(path: Path) -> str:
 
 def run_demo(folder: Path, *, kiosks: int, base_port: int, no_wait: bool) -> int:
     """`greenpass demo`: start, print, wait for Ctrl-C (or run the scenario), stop."""
+    if no_wait and kiosks < 2:
+        raise DemoError("--no-wait runs the built-in scenario, which needs --kiosks 2 or more")
     stop = threading.Event()
     watching = False
 

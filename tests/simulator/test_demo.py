@@ -22,7 +22,7 @@ import pytest
 
 from central.reports import village_totals
 from central.store import CentralStore
-from simulator.demo import DemoError, Ports, fresh_folder
+from simulator.demo import DemoError, DemoInfo, Ports, check_folder, fresh_folder
 from tests.mqtt_broker import free_port, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +124,15 @@ def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (ours / "central.db").write_text("old")
     fresh_folder(ours)  # a folder an earlier demo made is recreated
     assert not (ours / "central.db").exists()
+
+
+def test_a_folder_whose_demo_still_runs_is_left_alone(tmp_path: Path) -> None:
+    fresh_folder(tmp_path / "demo")
+    alive = os.getppid()  # a process that surely runs: pytest's parent
+    DemoInfo(str(tmp_path / "demo"), "dongcun", alive, "", "", "", "", "2468").write()
+    with pytest.raises(DemoError, match=f"a demo is already running in .* \\(pid {alive}\\)"):
+        check_folder(tmp_path / "demo")
+    assert (tmp_path / "demo" / "demo.json").exists()
 
 
 def test_a_port_in_use_is_named(tmp_path: Path) -> None:
