@@ -8,11 +8,10 @@ are masked (张*, 王*明) because the kiosk stands in a public place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge.ledger import Ledger
-from edge.queries import day_start_ms
 
 if TYPE_CHECKING:
     from edge.daemon import Kiosk
@@ -42,19 +41,6 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
-def today_deposits(ledger: Ledger, passbook_id: str) -> list[dict[str, Any]]:
-    """Today's deposits of one villager (in the village's time zone), newest first."""
-    start = day_start_ms(ledger.rules, ledger.clock.wall_ms())
-    rows = ledger.store.query(
-        "SELECT category, grams, points, co2e_g FROM entries WHERE passbook_id = ? "
-        "AND kind = 'deposit' AND wall_ms >= ? AND seq NOT IN "
-        "(SELECT ref_seq FROM entries WHERE kind = 'reversal' AND ref_seq IS NOT NULL) "
-        "ORDER BY seq DESC LIMIT 20",
-        (passbook_id, start),
-    )
-    return [dict(r) for r in rows]
-
-
 def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
     v = ledger.villager(passbook_id)
     if v is None:
@@ -63,7 +49,7 @@ def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
         "passbook": v.passbook_id,
         "name": mask_name(v.household_name),
         "balance": ledger.balance(passbook_id),
-        "today": today_deposits(ledger, passbook_id),
+        "today": [asdict(d) for d in ledger.today_deposits(passbook_id)],
     }
 
 
