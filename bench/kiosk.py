@@ -8,20 +8,23 @@ Each against a raw baseline measured in the same run:
 - peak RSS (VmHWM) of a kiosk after scans and deposits with the page's event
   stream open, against the bare app's: with a serial scanner, and with the
   simulated camera (whose frame rendering, which a real camera does not do, is
-  measured in a bare process and subtracted). Goal ≤ 120 MB.
+  measured in a bare process and subtracted); with `--sync`, also a kiosk whose
+  uplink syncs to a real central and broker (`greenpass demo`). Goal ≤ 120 MB.
 - QR to screen: a card put in front of the simulated camera (15 fps) until the
-  event stream says "villager", against the camera's own floor: one frame
-  period plus one decode of that frame by the same decoder. Also the serial
-  scanner path.
+  event stream says "villager", against the camera's own floor: half a frame
+  period (the average wait for the next frame) plus one decode of that frame by
+  the same decoder. Also the serial scanner path.
 
-    python -m bench.kiosk [--runs 5] [--scans 10]
+    python -m bench.kiosk [--runs 5] [--scans 10] [--sync]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,7 +128,8 @@ def _qr_to_screen(url: str, home: KioskHome, scans: int) -> list[float]:
 
 
 def _decode_floor(fps: float = 15.0) -> float:
-    """One frame period plus one decode of a frame with a card: the camera path's floor."""
+    """Half a frame period (a card appears, on average, mid-period) plus one decode of
+    a frame with a card: the least the camera path can take."""
     from hardware.scanner.camera import CameraScanner  # noqa: PLC0415
     from simulator.camera import Scene, SimulatedCamera  # noqa: PLC0415
 
@@ -137,7 +141,7 @@ def _decode_floor(fps: float = 15.0) -> float:
     t0 = time.perf_counter()
     for _ in range(10):
         scanner.decoder.decode(grey)
-    return 1 / fps + (time.perf_counter() - t0) / 10
+    return 0.5 / fps + (time.perf_counter() - t0) / 10
 
 
 TWIN_COST = textwrap.dedent(
@@ -155,10 +159,67 @@ TWIN_COST = textwrap.dedent(
 )
 
 
+def _kiosk_pid(config: Path) -> int:
+    """The pid of the `greenpass kiosk` process running `config` (a demo's kiosk)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kiosk" in cmd and str(config).encode() in cmd:
+            return int(proc.name)
+    raise RuntimeError(f"no kiosk process for {config}")
+
+
+def _online(url: str) -> bool:
+    try:
+        return bool(httpx.get(url.rstrip("/") + "/api/view", timeout=2).json()["status"]["online"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
+def _with_sync(folder: Path, scans: int) -> float:
+    """Peak RSS of a demo kiosk: enrolled, its uplink syncing to a real central and broker."""
+    demo_dir = folder / "demo"
+    log = (folder / "demo.log").open("ab")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "greenpass", "demo", "--dir", str(demo_dir), "--base-port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        info = demo_dir / "demo.json"
+        deadline = time.monotonic() + 120
+        k: dict[str, str] = {}
+        while not k or not _online(k["url"]):
+            if demo.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the demo did not start; see {folder / 'demo.log'}")
+            time.sleep(0.2)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                k = json.loads(info.read_text())["kiosks"]["K0001"]
+        kfolder = Path(k["folder"])
+        home = KioskHome(kfolder, kfolder / "kiosk.toml", "K0001", "dongcun")
+        home.cards = json.loads((kfolder / "cards.json").read_text(encoding="utf-8"))
+        home.cards = [c for c in home.cards if "DC1-" in c["label"] or "staff" in c["label"]]
+        _qr_to_screen(k["url"].rstrip("/"), home, scans)
+        return _hwm_mb(_kiosk_pid(home.config))
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5, help="cold starts of each")
     ap.add_argument("--scans", type=int, default=10, help="QR presentations")
+    ap.add_argument(
+        "--sync", action="store_true", help="also a kiosk syncing to a real central (the demo)"
+    )
     args = ap.parse_args(argv)
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="gp-bench-kiosk-") as tmp:
@@ -195,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             serial_rss = _hwm_mb(proc.pid)
         finally:
             _stop(proc)
+        sync_rss = _with_sync(folder, max(3, args.scans // 2)) if args.sync else None
     twin_run = subprocess.run([py, "-c", TWIN_COST], capture_output=True, text=True, check=True)
     twin = float(twin_run.stdout)
     floor = _decode_floor()
@@ -210,12 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         f"  kiosk, simulated camera             {kiosk_rss:.0f} MB, of which the camera twin's "
         f"rendering {twin:.0f} MB → with a real camera ≈ {camera_real:.0f} MB"
     )
-    worst = max(serial_rss, camera_real)
+    if sync_rss is not None:
+        print(f"  kiosk, serial scanner, syncing     {sync_rss:.0f} MB (the demo's K0001)")
+    worst = max(serial_rss, camera_real, sync_rss or 0.0)
     print(f"  goal ≤ {RSS_GOAL_MB:.0f} MB: {'met' if worst <= RSS_GOAL_MB else 'NOT met'}")
     q50, qmax = statistics.median(qr), max(qr)
     print(
         f"QR → villager screen  camera p50 {q50 * 1e3:.0f} ms, max {qmax * 1e3:.0f} ms   "
-        f"floor (frame period + decode) {floor * 1e3:.0f} ms   ratio {q50 / floor:.1f}×"
+        f"floor (½ frame period + decode) {floor * 1e3:.0f} ms   ratio {q50 / floor:.1f}×"
     )
     print(f"                      serial scanner p50 {statistics.median(qr_serial) * 1e3:.0f} ms")
     return 0 if k <= START_GOAL_S and worst <= RSS_GOAL_MB else 1

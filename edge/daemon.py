@@ -30,7 +30,7 @@ from edge.cards import Card, read_card
 from edge.clock import Clock, SystemClock
 from edge.config import KioskConfig
 from edge.devices import Devices
-from edge.kiosk_view import Status, build_view, villager_info
+from edge.kiosk_view import Status, build_view, categories_of, villager_info
 from edge.ledger import Ledger
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.gpio import State
@@ -71,6 +71,9 @@ class Kiosk:
         self.villager: dict[str, Any] | None = None  # masked name, balance, today
         self.desk_villager: dict[str, Any] | None = None
         self.last_result: dict[str, Any] | None = None
+        # The rules' categories for the screen, read on the ledger's thread (the rules
+        # live in the file: central's state may change them) and refreshed with the backlog.
+        self.categories: list[dict[str, Any]] = []
         self.ledger: Ledger | None = None
         self._uplink_factory = uplink_factory
         self._uplink: Any = None
@@ -93,6 +96,7 @@ class Kiosk:
         # The session's clock starts now, not at 0 (or its first event would look ancient).
         self.session = ss.step(self.session, ss.Tick(self.clock.mono_ms()), self.limits)
         self.ledger = await self.in_db(Ledger.open, self.cfg.kiosk.db, self.clock)
+        self.categories = await self.in_db(categories_of, self.ledger)
         for name, target in (("scale", self._scale_loop), ("scanner", self._scanner_loop)):
             t = threading.Thread(target=target, name=f"kiosk-{name}", daemon=True)
             t.start()
@@ -348,6 +352,7 @@ class Kiosk:
             self._backlog_ms = now_ms
             b = await self.in_db(self.require_ledger().outbox.backlog)
             backlog = b.depth
+            self.categories = await self.in_db(categories_of, self.require_ledger())
         self.status = self.status.with_(
             online=online, backlog=backlog, clock_ok=self.clock.clock_ok()
         )

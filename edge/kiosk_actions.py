@@ -24,7 +24,8 @@ LANGUAGES = ("zh", "en")
 
 async def choose_category(k: Kiosk, key: str) -> None:
     async def run() -> None:
-        cat = k.require_ledger().rules.category(key)
+        ledger = k.require_ledger()
+        cat = await k.in_db(lambda: ledger.rules.category(key))
         if cat is None:
             raise Refused("unknown_category", f"no waste category {key!r}")
         await k.step(ss.CategoryChosen(key, cat.min_grams))

@@ -53,7 +53,8 @@ def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
     }
 
 
-def _categories(ledger: Ledger) -> list[dict[str, Any]]:
+def categories_of(ledger: Ledger) -> list[dict[str, Any]]:
+    """The category buttons (call on the ledger's thread: the rules are read from the file)."""
     return [
         {
             "key": c.key,
@@ -106,7 +107,7 @@ def build_view(k: Kiosk) -> dict[str, Any]:
         "refusal": s.refusal,
         "weight": {"grams": s.grams, "stable": s.stable},
         "category": s.category,
-        "categories": _categories(ledger) if ledger else [],
+        "categories": k.categories,
         "villager": k.villager if s.passbook_id else None,
         "result": result,
         "staff": staff,
