@@ -116,6 +116,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--hostname", action="append", default=None, help="name in the server certificate"
     )
     p.set_defaults(handler=_broker_config)
+    p = child("issuer-key", "trust a key to sign a village's passbook cards (the office key)")
+    p.add_argument("--village", required=True, help="the village whose cards it signs")
+    p.add_argument("--key-id", required=True, help="the id printed on its cards")
+    p.add_argument("--public-key", required=True, help="the raw Ed25519 public key, 64 hex digits")
+    p.set_defaults(handler=_issuer_key)
     p = child("public-key", "print central's state-signing public key (hex)")
     p.set_defaults(handler=_public_key)
 
@@ -287,6 +292,25 @@ def _broker_config(args: argparse.Namespace) -> int:
     print(f"wrote {files.conf}; run: mosquitto -c {files.conf}")
     print(f"kiosks and central trust {files.ca_cert}")
     print(f"central's MQTT password is in {args.home / 'central.password'}")
+    return 0
+
+
+def _issuer_key(args: argparse.Namespace) -> int:
+    import time
+
+    try:
+        raw = bytes.fromhex(args.public_key)
+    except ValueError as exc:
+        raise ConfigError("--public-key must be 64 hex digits") from exc
+    with _store(args) as store:
+        store.create_village(args.village)
+        added = store.add_issuer_key(
+            args.key_id, args.village, raw, now_ms=int(time.time() * 1000)
+        )
+    print(
+        f"issuer key {args.key_id} {'now trusted' if added else 'was already trusted'} for "
+        f"{args.village}; its kiosks learn it with their next state"
+    )
     return 0
 
 
