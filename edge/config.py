@@ -51,12 +51,12 @@ refused with its table and name.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from greenpass.errors import ConfigError
+from greenpass.tomlfile import read_toml
 from hardware.gpio import GpioPins
 from hardware.scanner import DECODER_NAMES, ScannerConfig
 from sync.config import SyncConfig, parse_sync_config
@@ -281,10 +281,5 @@ def parse_kiosk_config(data: dict[str, Any], path: Path) -> KioskConfig:
 
 
 def load_kiosk_config(path: Path) -> KioskConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path)
     return parse_kiosk_config(data, path)

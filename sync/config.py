@@ -16,12 +16,12 @@ file; docs/sync.md documents every key.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from greenpass.errors import ConfigError
+from greenpass.tomlfile import read_toml
 
 KEYS = (
     "broker_url",
@@ -101,12 +101,7 @@ def parse_sync_config(table: dict[str, Any], path: Path) -> SyncConfig:
 
 
 def load_sync_config(path: Path) -> SyncConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path)
     table = data.get("sync")
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: no [sync] table")
