@@ -121,6 +121,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--key-id", required=True, help="the id printed on its cards")
     p.add_argument("--public-key", required=True, help="the raw Ed25519 public key, 64 hex digits")
     p.set_defaults(handler=_issuer_key)
+    p = child("prune-dead-letters", "delete refused batches kept for inspection, once old")
+    p.add_argument("--days", type=float, default=90.0, help="keep this many days (90)")
+    p.set_defaults(handler=_prune_dead_letters)
     p = child("public-key", "print central's state-signing public key (hex)")
     p.set_defaults(handler=_public_key)
 
@@ -304,13 +307,23 @@ def _issuer_key(args: argparse.Namespace) -> int:
         raise ConfigError("--public-key must be 64 hex digits") from exc
     with _store(args) as store:
         store.create_village(args.village)
-        added = store.add_issuer_key(
-            args.key_id, args.village, raw, now_ms=int(time.time() * 1000)
-        )
+        added = store.add_issuer_key(args.key_id, args.village, raw, now_ms=int(time.time() * 1000))
     print(
         f"issuer key {args.key_id} {'now trusted' if added else 'was already trusted'} for "
         f"{args.village}; its kiosks learn it with their next state"
     )
+    return 0
+
+
+def _prune_dead_letters(args: argparse.Namespace) -> int:
+    import time
+
+    if args.days < 0:
+        raise ConfigError("--days must be 0 or more")
+    cutoff = int((time.time() - args.days * 86_400) * 1000)
+    with _store(args) as store:
+        gone = store.prune_dead_letters(cutoff)
+    print(f"deleted {gone} dead letters older than {args.days:g} days")
     return 0
 
 

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -408,6 +408,18 @@ class CentralStore:
         ]
 
     # --- status -------------------------------------------------------------------------
+
+    def prune_dead_letters(self, received_before_ms: int) -> int:
+        """Delete dead letters received before `received_before_ms`; how many went.
+
+        They are evidence for an operator (what a kiosk sent and why it was refused),
+        not ledger: nothing in them was ever counted, so old ones can go.
+        """
+        with self.write("pruning dead letters") as conn:
+            result = conn.execute(
+                delete(db.dead_letters).where(db.dead_letters.c.received_ms < received_before_ms)
+            )
+            return int(result.rowcount or 0)
 
     def record_status(self, topic: str, payload: bytes, now_ms: int) -> bool:
         """Keep an active device's retained status; False (ignored) for anything else."""
