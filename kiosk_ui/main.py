@@ -44,7 +44,16 @@ async def serve(cfg: KioskConfig, *, ready_file: Path | None = None) -> None:
     extra = devices.sim.routes() if devices.sim is not None else ()
     app = build_app(kiosk, extra_routes=extra)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=cfg.ui.host, port=cfg.ui.port, log_level="warning", lifespan="off")
+        # The page's /events stream never ends by itself: without a timeout a SIGTERM
+        # waits for Chromium to hang up, that is forever.
+        uvicorn.Config(
+            app,
+            host=cfg.ui.host,
+            port=cfg.ui.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
     )
 
     # uvicorn's serve() turns SIGTERM / SIGINT into a graceful exit, then re-raises them.
