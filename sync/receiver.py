@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from greenpass.errors import StorageError, TransportError
+from greenpass.errors import StorageError
 from sync import protocol as p
-from sync.transport import Backoff, BrokerConfig, Message, Transport
+from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Receiver:
         self.stop_event = threading.Event()
         self.connected = threading.Event()
         self.handled = 0
+        self.connects = 0  # connections made (accepted and subscribed): outages + 1
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -72,28 +73,27 @@ class Receiver:
             self._thread.join(timeout_s)
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            t = Transport(self.broker)
-            try:
-                t.connect()
-                t.subscribe(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION)
-                self.backoff.reset()
-                self.connected.set()
-                if self.on_connect is not None:
-                    self._send(t, self.on_connect())
-                self._loop(t)
-            except TransportError as exc:
-                log.warning("central receiver: %s", exc)
-            finally:
-                self.connected.clear()
-                t.close()
-            self.stop_event.wait(self.backoff.next_delay())
+        keep_connected(
+            lambda: Transport(self.broker),
+            self._loop,
+            subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION),
+            backoff=self.backoff,
+            stop=self.stop_event,
+            name="central receiver",
+            on_connected=self._connected,
+            on_closing=lambda _t: self.connected.clear(),
+        )
+
+    def _connected(self, t: Transport) -> None:
+        self.connects += 1
+        self.connected.set()
+        if self.on_connect is not None:
+            self._send(t, self.on_connect())
 
     def _loop(self, t: Transport) -> None:
         next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
-            if not t.connected:
-                raise TransportError("connection to the broker lost")
+            t.check_connected()
             try:
                 msg: Message | None = t.inbox.get(timeout=self.tick_s)
             except queue.Empty:

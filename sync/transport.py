@@ -2,9 +2,15 @@
 
 The owner (kiosk uplink, central receiver) sees three things: `connect()` that
 returns or raises `TransportError`, `publish()` that returns once the broker has
-the message (PUBACK) or raises, and incoming messages on a queue. Reconnecting
-is the owner's loop, with `Backoff`: capped, fully jittered exponential delays,
-so a thousand kiosks coming back after a village power cut spread themselves out.
+the message (PUBACK) or raises, and incoming messages on a queue.
+
+A `Transport` is one connection: when it is lost, `connected` goes false and
+stays false. paho's own reconnecting is off: it would reconnect behind the
+owner's back a second later, with its own fixed delays, and never resubscribe.
+Reconnecting is `keep_connected`, the loop both ends run: a new `Transport` per
+attempt, `Backoff` between attempts (capped, fully jittered exponential delays,
+so a thousand kiosks coming back after a village power cut spread themselves
+out), and the subscriptions made again on every connection.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import random
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from greenpass.errors import ConfigError, TransportError
 
 log = logging.getLogger(__name__)
+
+_LOSS_CHECK_S = 0.1  # how often a wait for the broker also checks the connection
 
 
 @dataclass(frozen=True)
@@ -93,10 +103,16 @@ class Transport:
         self._connected = threading.Event()
         self._result: ReasonCode | None = None
         self._done = threading.Event()
+        self.session_present = False  # from the CONNACK: the broker kept our session
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=mqtt.MQTTv5,
+            # One connection per Transport: a lost one ends paho's network thread, and
+            # `keep_connected` makes the next, where it is counted, backed off and
+            # resubscribed. (With paho's default the thread would reconnect after 1 s
+            # on its own; `close()` would also wait up to 1 s for its sleep to end.)
+            reconnect_on_failure=False,
         )
         c.username_pw_set(cfg.username, cfg.password)
         if tls:
@@ -116,9 +132,12 @@ class Transport:
 
     # paho callbacks (its network thread) -------------------------------------------------
 
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+    def _on_connect(
+        self, _c: Any, _u: Any, flags: mqtt.ConnectFlags, reason: ReasonCode, _p: Any
+    ) -> None:
         self._result = reason
         if not reason.is_failure:
+            self.session_present = flags.session_present
             self._connected.set()
         self._done.set()
 
@@ -134,9 +153,19 @@ class Transport:
 
     @property
     def connected(self) -> bool:
+        """True from the accepted CONNACK until the connection is lost or closed;
+        never true again after that."""
         return self._connected.is_set()
 
+    def check_connected(self) -> None:
+        """Raise `TransportError` once the connection is gone (sessions poll this)."""
+        if not self._connected.is_set():
+            raise TransportError(f"connection to the broker {self.cfg.url} lost")
+
     def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect once (no retries: that is `keep_connected`). Afterwards
+        `session_present` says whether the broker still had this client's session
+        (its subscriptions and the messages queued while we were away)."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         self._done.clear()
@@ -176,8 +205,11 @@ class Transport:
         rc, _ = self._client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
         if rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"subscribe failed: {mqtt.error_string(rc)}")
-        if not done.wait(timeout_s):
-            raise TransportError("broker did not confirm the subscription")
+        deadline = time.monotonic() + timeout_s
+        while not done.wait(_LOSS_CHECK_S):
+            self.check_connected()
+            if time.monotonic() >= deadline:
+                raise TransportError("broker did not confirm the subscription")
         refused = [str(c) for c in granted if c.is_failure]
         if refused:
             raise TransportError(f"broker refused subscription to {topics}: {refused}")
@@ -189,12 +221,16 @@ class Transport:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        deadline = time.monotonic() + timeout_s
         try:
-            info.wait_for_publish(timeout_s)
+            while not info.is_published():
+                # A lost connection ends the wait at once: no PUBACK can come on it.
+                self.check_connected()
+                if time.monotonic() >= deadline:
+                    raise TransportError(f"no PUBACK for {topic} within {timeout_s} s")
+                info.wait_for_publish(_LOSS_CHECK_S)
         except (RuntimeError, ValueError) as exc:
             raise TransportError(f"publish to {topic} failed: {exc}") from exc
-        if not info.is_published():
-            raise TransportError(f"no PUBACK for {topic} within {timeout_s} s")
 
     def publish_nowait(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Queue a QoS 1 publish without waiting (the application ack is the truth)."""
@@ -208,3 +244,59 @@ class Transport:
         finally:
             self._client.loop_stop()
             self._connected.clear()
+
+
+def keep_connected(
+    new_transport: Callable[[], Transport],
+    session: Callable[[Transport], None],
+    *,
+    subscriptions: Sequence[str],
+    backoff: Backoff,
+    stop: threading.Event,
+    name: str,
+    on_connected: Callable[[Transport], None] | None = None,
+    on_error: Callable[[TransportError], None] | None = None,
+    on_closing: Callable[[Transport], None] | None = None,
+) -> None:
+    """Connect, subscribe, run `session`; after any outage back off and do it again,
+    until `stop` is set. The connect loop of the kiosk uplink and central receiver.
+
+    `session(t)` runs while `t` is connected and raises `TransportError` (as
+    `t.check_connected()` does) once it is not; it may also return, when `stop` is
+    set. Each connection is a new `Transport` from `new_transport()`, which never
+    reconnects by itself, so every outage ends `session` and is seen here.
+
+    The subscriptions are made on every connection, whatever the CONNACK's
+    `session_present` says. A session the broker lost (expired, or a crash before it
+    was saved) has none; and a session it says it kept may not have them either:
+    Mosquitto 2.0 restores a persistent session after a restart without its shared
+    subscriptions (`$share/...`, central's), so central would receive nothing.
+    Subscribing again to the same filters replaces them (a kiosk gets the retained
+    state once more, and ignores it when it is not newer).
+    `on_connected(t)` runs once subscribed, before `session` (`t.session_present`
+    tells whether messages queued while away will come); `on_error` gets each
+    failure (also logged as a warning); `on_closing(t)` runs before each close,
+    connected or not.
+    """
+    while not stop.is_set():
+        t = new_transport()
+        try:
+            t.connect()
+            if not t.session_present:
+                log.info("%s: the broker had no session for us; subscribing afresh", name)
+            t.subscribe(*subscriptions)
+            backoff.reset()
+            if on_connected is not None:
+                on_connected(t)
+            session(t)
+        except TransportError as exc:
+            log.warning("%s: %s", name, exc)
+            if on_error is not None:
+                on_error(exc)
+        finally:
+            try:
+                if on_closing is not None:
+                    on_closing(t)
+            finally:
+                t.close()
+        stop.wait(backoff.next_delay())

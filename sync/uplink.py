@@ -28,7 +28,7 @@ from greenpass import __version__
 from greenpass.errors import GreenPassError, ProtocolError, TransportError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
-from sync.transport import Backoff, BrokerConfig, Message, Transport
+from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class UplinkStats:
     timeouts: int = 0
     rejected: int = 0
     states_applied: int = 0
-    connects: int = 0
+    connects: int = 0  # connections made (accepted and subscribed): outages + 1
+    new_sessions: int = 0  # … on which the broker had no session for us (nothing queued)
     last_error: str = ""
     health: dict[str, str] = field(default_factory=dict)
 
@@ -125,29 +126,40 @@ class Uplink:
 
     def run(self) -> None:
         """Connect, sync, reconnect with backoff — until `stop_event` is set."""
-        while not self.stop_event.is_set():
-            transport = Transport(
+        keep_connected(
+            lambda: Transport(
                 self.broker,
                 will=(p.topic(self.device_id, p.STATUS), self._status_payload(online=False)),
-            )
-            try:
-                transport.connect()
-                self.stats.connects += 1
-                self.backoff.reset()
-                self._session(transport)
-            except TransportError as exc:
-                self.stats.last_error = str(exc)
-                log.warning("uplink %s: %s", self.device_id, exc)
-            finally:
-                if self.stop_event.is_set() and transport.connected:
-                    self._publish_status(transport, online=False)
-                transport.close()
-            self.stop_event.wait(self.backoff.next_delay())
+            ),
+            self._session,
+            subscriptions=(p.topic(self.device_id, p.ACK), p.topic(self.device_id, p.STATE)),
+            backoff=self.backoff,
+            stop=self.stop_event,
+            name=f"uplink {self.device_id}",
+            on_connected=self._connected,
+            on_error=self._failed,
+            on_closing=self._closing,
+        )
+
+    def _connected(self, t: Transport) -> None:
+        self.stats.connects += 1
+        if not t.session_present:
+            self.stats.new_sessions += 1
+
+    def _failed(self, exc: TransportError) -> None:
+        self.stats.last_error = str(exc)
+
+    def _closing(self, t: Transport) -> None:
+        if self.stop_event.is_set() and t.connected:
+            self._publish_status(t, online=False)
 
     # --- one connected session ----------------------------------------------------------
 
     def _session(self, t: Transport) -> None:
-        t.subscribe(p.topic(self.device_id, p.ACK), p.topic(self.device_id, p.STATE))
+        """Send from `acked_seq + 1` with an empty window, whatever the last connection
+        had in flight: after an outage nothing says which batches reached central or
+        which acks are still to come (a crashed broker may have lost either). Central
+        re-acks what it already holds, and never stores it twice."""
         self._transport = t
         self._publish_status(t, online=True)
         outbox = self.ledger.outbox
@@ -156,8 +168,7 @@ class Uplink:
         paused_until = 0.0
         last_status = time.monotonic()
         while not self.stop_event.is_set():
-            if not t.connected:
-                raise TransportError("connection to the broker lost")
+            t.check_connected()
             now = time.monotonic()
             if inflight and now - inflight[0][2] > self.ack_timeout_s:
                 self.stats.timeouts += 1
