@@ -11,10 +11,11 @@ each device to its own branch of the tree, and the central service account
 
 `write_broker_config` writes all a broker needs into one folder: ``mosquitto.conf``,
 ``passwd`` (PBKDF2-SHA512 lines, as ``mosquitto_passwd`` writes them), ``acl``,
-``tls/`` (a `DevCA` for development) and ``data/`` (persistence). Central keeps the
-password file current with `write_passwd` and calls `reload_broker` (SIGHUP) after
-it enrols or revokes a device: Mosquitto then re-reads ``passwd`` and ``acl`` and
-disconnects any connected client whose password no longer checks.
+``tls/`` (`central.devca.DevCA` for development) and ``data/`` (persistence).
+Central keeps the password file current with `write_passwd` and calls
+`reload_broker` (SIGHUP) after it enrols or revokes a device: Mosquitto then
+re-reads ``passwd`` and ``acl`` and disconnects any connected client whose
+password no longer checks.
 
 Run Mosquitto under the same account as central (e.g. systemd ``User=greenpass``):
 it then never drops privileges, can read the 0600 ``passwd`` that central writes,
@@ -53,9 +54,7 @@ rules move to a clustered broker such as EMQX 5:
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
-import ipaddress
 import os
 import re
 import secrets
@@ -64,12 +63,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+from central.devca import DevCA
+from central.files import write_private, write_public
 from greenpass.errors import ConfigError
 
 CENTRAL_USER = "central"
@@ -84,8 +79,6 @@ _DEFAULT_ITERATIONS = 101  # mosquitto_passwd 2.0's PW_DEFAULT_ITERATIONS
 # A username is also a topic level (ACL %u), a passwd key and a file-name-safe id:
 # no '/', '+', '#', ':', '$', spaces or control characters.
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_RENEW_BEFORE = dt.timedelta(days=30)
-_CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
 def mosquitto_password_hash(
@@ -151,217 +144,6 @@ class BrokerFiles:
     port: int
 
 
-class DevCA:
-    """A development/demo certificate authority and the broker's server certificate.
-
-    EC P-256 keys, a CA valid for ten years and a server certificate for the given
-    host names and IP addresses. This is for laptops, tests and the demo only:
-    production uses the operator's own CA (or a public one) and puts its
-    certificate and the server's files in the same places *without* ``ca.key``;
-    `create` then checks them and never overwrites them. Kiosks are provisioned
-    with that CA's certificate.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.ca_cert = folder / "ca.crt"
-        self.ca_key = folder / "ca.key"
-        self.server_cert = folder / "server.crt"
-        self.server_key = folder / "server.key"
-
-    @classmethod
-    def create(
-        cls,
-        folder: Path,
-        *,
-        hostnames: Sequence[str] = ("localhost",),
-        ips: Sequence[str] = ("127.0.0.1",),
-    ) -> DevCA:
-        """Make (or reuse, when still valid for these names) the CA and server files."""
-        if not hostnames and not ips:
-            raise ConfigError("a server certificate needs at least one host name or IP")
-        ca = cls(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        now = dt.datetime.now(dt.UTC)
-        if ca.ca_cert.exists() and not ca.ca_key.exists():
-            ca._check_operator_files(hostnames, ips, now)
-            return ca
-        loaded = ca._load_ca(now)
-        if loaded is None:
-            loaded = ca._new_ca(now)
-            ca._new_server(loaded, hostnames, ips, now)
-        elif not ca._server_ok(loaded[0], hostnames, ips, now):
-            ca._new_server(loaded, hostnames, ips, now)
-        return ca
-
-    def _check_operator_files(
-        self, hostnames: Sequence[str], ips: Sequence[str], now: dt.datetime
-    ) -> None:
-        """A CA certificate without its key is the operator's CA: use, never overwrite.
-
-        The issuer is not checked here: an operator's server certificate may come
-        through intermediates (a chain in ``server.crt``) that only TLS verifies.
-        """
-        try:
-            x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.ca_cert}: not a PEM certificate ({exc})") from exc
-        if not self._server_ok(None, hostnames, ips, now):
-            names = ", ".join([*hostnames, *ips])
-            raise ConfigError(
-                f"{self.server_cert}: missing, not matching {self.server_key.name}, expiring "
-                f"within {_RENEW_BEFORE.days} days or not valid for {names}; there is no "
-                "CA key here to issue a new one, so ask the CA that issued it"
-            )
-
-    def _load_ca(self, now: dt.datetime) -> _CA | None:
-        try:
-            cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-            key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
-        except (OSError, ValueError):  # missing or unreadable: make a new one
-            return None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-            return None
-        if cert.not_valid_after_utc - _RENEW_BEFORE < now:
-            return None
-        return cert, key
-
-    def _server_ok(
-        self,
-        ca: x509.Certificate | None,
-        hostnames: Sequence[str],
-        ips: Sequence[str],
-        now: dt.datetime,
-    ) -> bool:
-        try:
-            cert = x509.load_pem_x509_certificate(self.server_cert.read_bytes())
-            key = serialization.load_pem_private_key(self.server_key.read_bytes(), None)
-            if ca is not None:
-                cert.verify_directly_issued_by(ca)
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-            return False
-        wanted_ips = {ipaddress.ip_address(ip) for ip in ips}
-        return (
-            key.public_key() == cert.public_key()
-            and cert.not_valid_after_utc - _RENEW_BEFORE > now
-            and set(hostnames) <= set(san.get_values_for_type(x509.DNSName))
-            and wanted_ips <= set(san.get_values_for_type(x509.IPAddress))
-        )
-
-    def _new_ca(self, now: dt.datetime) -> _CA:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Green Passbook development CA")])
-        cert = (
-            _builder(name, name, key.public_key(), now, dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        _write_private(self.ca_key, _key_pem(key))
-        _write_public(self.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
-        return cert, key
-
-    def _new_server(
-        self,
-        ca: _CA,
-        hostnames: Sequence[str],
-        ips: Sequence[str],
-        now: dt.datetime,
-    ) -> None:
-        ca_cert, ca_key = ca
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else ips[0])]
-        )
-        sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        cert = (
-            # 825 days: the longest server lifetime that browsers and Apple's TLS stack accept.
-            _builder(subject, ca_cert.subject, key.public_key(), now, dt.timedelta(days=825))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write_private(self.server_key, _key_pem(key))
-        _write_public(self.server_cert, cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _builder(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    now: dt.datetime,
-    lifetime: dt.timedelta,
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        # An hour back: a kiosk whose clock is a little behind must still accept it.
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + lifetime)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not cert_sign,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a sibling temp file with `mode`, then rename it over `path`.
-
-    The broker may re-read the file at any moment (SIGHUP); it must see the old
-    file or the new one, never half of one, and never a moment of wider mode.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed what os.open asked for
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o600)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o644)
-
-
 def write_passwd(path: Path, users: Sequence[BrokerUser]) -> None:
     """Replace the password file atomically (mode 0600) with exactly these users."""
     seen: set[str] = set()
@@ -374,7 +156,7 @@ def write_passwd(path: Path, users: Sequence[BrokerUser]) -> None:
             raise ConfigError(f"broker user {user.username!r}: not a Mosquitto password hash")
         seen.add(user.username)
         lines.append(f"{user.username}:{user.password_hash}\n")
-    _write_private(path, "".join(lines).encode("ascii"))
+    write_private(path, "".join(lines).encode("ascii"))
 
 
 def reload_broker(pid_file: Path) -> bool:
@@ -544,7 +326,7 @@ def write_broker_config(
         port=port,
     )
     write_passwd(files.passwd, users)
-    _write_public(files.acl, _acl_text().encode("ascii"))
+    write_public(files.acl, _acl_text().encode("ascii"))
     conf = _conf_text(port=port, bind=bind, files=files, tls=tls, run_as=run_as)
-    _write_public(files.conf, conf.encode("utf-8"))
+    write_public(files.conf, conf.encode("utf-8"))
     return files

@@ -26,13 +26,13 @@ from central.broker import (
     CENTRAL_BATCH_SUBSCRIPTION,
     CENTRAL_USER,
     BrokerUser,
-    DevCA,
     check_device_id,
     mosquitto_password_hash,
     reload_broker,
     write_broker_config,
     write_passwd,
 )
+from central.devca import DevCA
 from greenpass.errors import ConfigError
 from tests.mqtt_broker import Broker, BrokerRefused
 
