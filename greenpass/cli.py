@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "provisioning.doctor_cli",
     "provisioning.provision_cli",
     "provisioning.field_cli",
+    "provisioning.cards_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
