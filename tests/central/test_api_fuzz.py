@@ -18,7 +18,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.openapi import from_asgi
 from schemathesis.schemas import BaseSchema
 
-from central.api import DEVICE_ID_PATTERN, ID_PATTERN, EnrolmentSettings, create_app
+from central.api import EnrolmentSettings, create_app
+from central.api_models import DEVICE_ID_PATTERN, ID_PATTERN
 from central.db import open_engine
 from central.ingest import ingest
 from central.store import CentralStore
