@@ -80,7 +80,7 @@ class Kiosk:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: asyncio.Queue[object] = asyncio.Queue()
-        self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._listeners: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._view: dict[str, Any] = {}
         self._version = 0
         self._backlog_ms = -BACKLOG_EVERY_MS
@@ -373,14 +373,22 @@ class Kiosk:
                     q.get_nowait()  # a slow page only needs the newest view
             q.put_nowait(self._view)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=4)
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue of views for one page's event stream; None means "the kiosk is stopping"."""
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=4)
         self._listeners.add(q)
         q.put_nowait(self._view)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._listeners.discard(q)
+
+    def close_streams(self) -> None:
+        """End every page's event stream (shutdown: the server need not wait for Chromium)."""
+        for q in list(self._listeners):
+            while not q.empty():
+                q.get_nowait()
+            q.put_nowait(None)
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -70,8 +70,14 @@ def sign_out(d: Desk) -> Desk:
     return Desk()
 
 
+NOTICE_MS = 8_000  # how long "signed out" / "locked" stays once nobody is signed in
+
+
 def tick(d: Desk, now_ms: int, timeout_ms: int) -> Desk:
-    """Sign out a desk left alone for `timeout_ms`: a kiosk stays in a public place."""
+    """Sign out a desk left alone for `timeout_ms`: a kiosk stays in a public place.
+    A notice left after signing out (timeout, locked) clears after `NOTICE_MS`."""
     if d.active and now_ms - d.last_ms >= timeout_ms:
         return Desk(message="timeout", last_ms=now_ms)
+    if not d.active and d.message and now_ms - d.last_ms >= NOTICE_MS:
+        return Desk(last_ms=d.last_ms)
     return d

@@ -37,6 +37,10 @@ async def cancel(k: Kiosk) -> None:
     """The big "back" / "done" button (and the physical button)."""
 
     async def run() -> None:
+        if k.desk.active:  # as the physical button: staff leaving sign out
+            k.desk = dk.sign_out(k.desk)
+            k.desk_villager = None
+            return
         await k.step(ss.Cancel())
 
     await k.act(run)

@@ -47,6 +47,7 @@ from greenpass.errors import Refused
 
 HERE = Path(__file__).parent
 KEEPALIVE_S = 15.0
+RECONNECT_MS = 1000
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -110,13 +111,12 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
     k = kiosk
 
     async def page(request: Request) -> Response:
-        return templates.TemplateResponse(
-            request, "kiosk.html", {"view": k.view(), "view_json": json.dumps(k.view())}
-        )
+        return templates.TemplateResponse(request, "kiosk.html", {"view": k.view()})
 
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             q = k.subscribe()
+            yield f"retry: {RECONNECT_MS}\n\n"  # a restarted kiosk is back on screen in 1 s
             try:
                 while True:
                     try:
@@ -124,6 +124,8 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
                     except TimeoutError:
                         yield ": keepalive\n\n"
                         continue
+                    if view is None:  # the kiosk is stopping
+                        return
                     yield f"data: {json.dumps(view, ensure_ascii=False)}\n\n"
             finally:
                 k.unsubscribe(q)

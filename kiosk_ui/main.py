@@ -66,9 +66,17 @@ async def serve(cfg: KioskConfig, *, ready_file: Path | None = None) -> None:
         if ready_file is not None:
             ready_file.write_text(url, encoding="utf-8")
 
-    announcer = asyncio.create_task(announce())
+    async def end_streams_on_exit() -> None:
+        # uvicorn waits for open responses before it returns; the pages' event
+        # streams never end by themselves, so end them as soon as it is told to exit.
+        while not server.should_exit:
+            await asyncio.sleep(0.1)
+        kiosk.close_streams()
+
+    helpers = [asyncio.create_task(announce()), asyncio.create_task(end_streams_on_exit())]
     try:
         await server.serve()
     finally:
-        announcer.cancel()
+        for task in helpers:
+            task.cancel()
         await kiosk.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -287,3 +288,31 @@ def test_a_card_held_to_the_camera_opens_the_villager_screen(tmp_path: Path) -> 
         assert v["villager"]["passbook"] == "K0001-0001"
     finally:
         stop_kiosk(k)
+
+
+def test_cancel_signs_staff_out_like_the_button(shared_kiosk: RunningKiosk) -> None:
+    k = shared_kiosk
+    k.scan("staff 王丽")
+    k.wait_view("PIN pad", screen_is("staff_pin"))
+    assert k.post("/api/staff/pin", {"pin": STAFF_PIN}).status_code == 200
+    k.wait_view("staff menu", screen_is("staff"))
+    assert k.post("/api/cancel").status_code == 200
+    v = k.wait_view("signed out", screen_is("idle"))
+    assert v["staff"] is None
+
+
+def test_sigterm_with_a_page_open_stops_promptly(tmp_path: Path) -> None:
+    home = make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun")
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    with httpx.Client(base_url=k.url, timeout=10) as client, client.stream("GET", "/events") as ev:
+        lines = ev.iter_lines()
+        assert next(lines) == "retry: 1000"
+        t0 = time.monotonic()
+        k.proc.terminate()
+        for _ in lines:  # until the server ends the stream itself
+            pass
+        k.proc.wait(10)
+    assert time.monotonic() - t0 < 5
+    assert k.proc.returncode in (0, -15)
+    assert "ERROR" not in (tmp_path / "kiosk.log").read_text()
+    k.http.close()
