@@ -331,6 +331,14 @@ class Ledger:
     def villager(self, passbook_id: str) -> Villager | None:
         return q.villager(self.store.conn, passbook_id)
 
+    def villagers(self, status: str = "active") -> list[Villager]:
+        """This kiosk's village's villagers with `status`, by passbook id."""
+        return q.villagers(self.store.conn, self.village, status)
+
+    def staff(self) -> list[StaffMember]:
+        """Every staff member (active or not), by id."""
+        return q.staff_members(self.store.conn)
+
     def item(self, item_id: str) -> Item | None:
         return q.item(self.store.conn, item_id)
 

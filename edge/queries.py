@@ -105,6 +105,20 @@ def villager(conn: sqlite3.Connection, passbook_id: str) -> Villager | None:
     return Villager(*row) if row else None
 
 
+def villagers(conn: sqlite3.Connection, village: str, status: str) -> list[Villager]:
+    rows = conn.execute(
+        "SELECT passbook_id, household_name, village, status FROM villagers "
+        "WHERE village = ? AND status = ? ORDER BY passbook_id",
+        (village, status),
+    ).fetchall()
+    return [Villager(*r) for r in rows]
+
+
+def staff_members(conn: sqlite3.Connection) -> list[StaffMember]:
+    rows = conn.execute("SELECT staff_id, name, role, active FROM staff ORDER BY staff_id")
+    return [StaffMember(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+
 def staff_member(conn: sqlite3.Connection, staff_id: str) -> StaffMember | None:
     row = conn.execute(
         "SELECT staff_id, name, role, active FROM staff WHERE staff_id = ?", (staff_id,)

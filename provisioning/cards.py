@@ -99,14 +99,9 @@ def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
 def ledger_holders(ledger: Ledger, *, staff: bool) -> list[Holder]:
     """The ledger's active villagers of its village (or active staff), in id order."""
     if staff:
-        rows = ledger.store.query("SELECT staff_id, name FROM staff WHERE active = 1")
+        holders = [Holder(m.staff_id, m.name, "ledger") for m in ledger.staff() if m.active]
     else:
-        rows = ledger.store.query(
-            "SELECT passbook_id, household_name FROM villagers "
-            "WHERE status = 'active' AND village = ?",
-            (ledger.village,),
-        )
-    holders = [Holder(str(r[0]), str(r[1]), "ledger") for r in rows]
+        holders = [Holder(v.passbook_id, v.household_name, "ledger") for v in ledger.villagers()]
     return sorted(holders, key=lambda h: _natural(h.holder_id))
 
 
