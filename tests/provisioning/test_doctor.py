@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import subprocess
@@ -9,10 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge.clock import FixedClock
 from edge.config import KioskConfig, load_kiosk_config
-from provisioning.doctor import DoctorOptions, Finding, healthy, run
+from provisioning.doctor import DoctorOptions, Finding, check_certificate, healthy, run
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from sync.config import SyncConfig
 from tests.kiosk.conftest import start_kiosk, stop_kiosk
@@ -153,3 +158,30 @@ def test_cli_exit_code_and_json(home: KioskHome, tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "FAIL  disk" in r.stdout and "fix: free space" in r.stdout
     assert r.stdout.rstrip().endswith("NOT healthy: see the fixes above")
+
+
+def _ca(tmp_path: Path, not_after: dt.datetime) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - dt.timedelta(days=400))
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / f"ca-{not_after:%Y%m%d}.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.parametrize(("days_left", "level"), [(-1, "fail"), (10, "warn"), (200, "ok")])
+def test_certificate_expiry(tmp_path: Path, days_left: int, level: str) -> None:
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    found = check_certificate(_ca(tmp_path, now + dt.timedelta(days=days_left)), now)
+    assert found.level == level
+    if level != "ok":
+        assert "new CA" in found.fix

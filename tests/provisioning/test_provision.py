@@ -19,8 +19,10 @@ import pytest
 
 from central.store import CentralStore
 from edge.cards import make_card
+from greenpass.errors import ConfigError
+from provisioning import provision as prov
 from provisioning.calibrate import detect_scale
-from provisioning.provision import parse_qr
+from provisioning.provision import ProvisionRequest, parse_qr
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from simulator.scale import SimulatedScale
 from simulator.serial_scanner import SimulatedSerialScanner
@@ -262,3 +264,17 @@ def test_detect_finds_the_scale_and_its_protocol(tmp_path: Path) -> None:
         sim.place(0)
         found = detect_scale([str(tmp_path / "nothing-here"), str(sim.port)], ("gpfw", "mtsics"))
     assert found == (str(sim.port), "mtsics")
+
+
+def test_a_wrong_clock_is_refused_before_the_token_is_used(
+    tmp_path: Path, central: Central
+) -> None:
+    token = central.token("KC", "V9")
+    req = ProvisionRequest(
+        device_id="KC", village="V9", central_url=central.url, token=token,
+        config_dir=tmp_path / "kc", db=tmp_path / "kc" / "kiosk.db", backend="sim",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="clock is 60 min ahead of central's"):
+        prov.provision(req, now_s=time.time() + 3600)
+    assert not (tmp_path / "kc" / "kiosk.toml").exists()
+    assert prov.provision(req).device_id == "KC"  # the token was not spent by the refusal
