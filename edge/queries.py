@@ -369,4 +369,4 @@ def authenticate(
         raise Refused(
             "staff_locked", f"too many wrong PINs: locked for {policy.lockout_ms // 60_000} min"
         )
-    raise Refused("bad_pin", f"wrong PIN; {left} tries left before a lockout")
+    raise Refused("bad_pin", f"wrong PIN; {left} tries left before a lockout", tries_left=left)

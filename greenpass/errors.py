@@ -59,12 +59,15 @@ class Refused(LedgerError):
     """A business rule refused the operation; nothing was written.
 
     `code` is a stable machine-readable reason (e.g. ``too_light``, ``daily_cap``)
-    that the kiosk UI maps to a picture and plain words.
+    that the kiosk UI maps to a picture and plain words; `details` carries the
+    numbers those words need (e.g. ``tries_left`` for ``bad_pin``), so no screen
+    has to parse the English message.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: int | str) -> None:
         super().__init__(message)
         self.code = code
+        self.details = details
 
 
 class StorageError(LedgerError, OSError):

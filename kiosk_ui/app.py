@@ -19,7 +19,8 @@
     GET  /api/staff/report     today's report
     GET  /api/card.svg?text=…  a QR code as SVG (printing a new passbook card)
 
-Refusals answer 409 with {"code", "message"}; malformed requests 400; staff
+Refusals answer 409 with {"code", "message"} and the refusal's details (e.g.
+"tries_left" for a wrong PIN); malformed requests 400; staff
 routes without a signed-in staff member 403. The page renders only what the
 view says (see `edge.kiosk_view`).
 """
@@ -100,7 +101,8 @@ def _guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
             return JSONResponse({"code": "bad_request", "message": str(exc)}, status_code=400)
         except Refused as exc:
             status = 403 if exc.code == "not_signed_in" else 409
-            return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
+            body = {**exc.details, "code": exc.code, "message": str(exc)}
+            return JSONResponse(body, status_code=status)
         return JSONResponse({"ok": True, **(result or {})})
 
     return handler

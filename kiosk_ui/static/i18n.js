@@ -353,12 +353,13 @@ GP.co2 = function (grams) {
   return `${(g / 1000).toFixed(1)} kg CO₂`;
 };
 
-/** A staff refusal or outcome code in plain words; `message` is the kiosk's own text. */
-GP.message = function (lang, code, message) {
+/** A staff refusal or outcome code in plain words; `message` is the kiosk's own text,
+ * `details` the refusal's numbers (the 409 body: e.g. tries_left for a wrong PIN). */
+GP.message = function (lang, code, message, details) {
   if (!code) return "";
   if (code === "bad_pin") {
-    const m = /(\d+)\s+tries? left/.exec(message || "");
-    return m ? GP.t(lang, "msg_bad_pin_left", { n: m[1] }) : GP.t(lang, "msg_bad_pin");
+    const n = details && details.tries_left;
+    return n != null ? GP.t(lang, "msg_bad_pin_left", { n }) : GP.t(lang, "msg_bad_pin");
   }
   const key = "msg_" + code;
   if (key in GP.STRINGS.zh) return GP.t(lang, key);

@@ -65,7 +65,7 @@ window.GP = window.GP || {};
       } catch (e) {
         data = {};
       }
-      if (!r.ok) return { ok: false, code: data.code || `http_${r.status}`, message: data.message || "" };
+      if (!r.ok) return { ...data, ok: false, code: data.code || `http_${r.status}`, message: data.message || "" };
       return { ok: true, ...data };
     } catch (e) {
       return { ok: false, code: "network", message: String(e) };

@@ -43,7 +43,7 @@ window.GP = window.GP || {};
   function outcome(L, fallbackCode) {
     if (L.done) return `<p class="msg msg-ok" id="outcome">${icon("check_circle")}<span>${esc(L.done)}</span></p>`;
     if (L.error) {
-      return `<p class="msg msg-bad" id="outcome">${icon("warn")}<span>${esc(GP.message(lang(), L.error.code, L.error.message))}</span></p>`;
+      return `<p class="msg msg-bad" id="outcome">${icon("warn")}<span>${esc(GP.message(lang(), L.error.code, L.error.message, L.error))}</span></p>`;
     }
     if (fallbackCode && fallbackCode !== "ok") {
       return `<p class="msg msg-bad" id="outcome">${icon("warn")}<span>${esc(GP.message(lang(), fallbackCode))}</span></p>`;
@@ -101,7 +101,7 @@ window.GP = window.GP || {};
       (_, i) => `<span class="dot${i < pin.length ? " on" : ""}"></span>`,
     ).join("");
     let msg = "";
-    if (L.error) msg = GP.message(lang(), L.error.code, L.error.message);
+    if (L.error) msg = GP.message(lang(), L.error.code, L.error.message, L.error);
     const keys = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "ok"]
       .map((k) => {
         if (k === "clear") {

@@ -248,8 +248,9 @@ def test_staff_lockout_after_wrong_pins(kiosk: RunningKiosk) -> None:
     k = kiosk
     k.scan("staff 周强")
     k.wait_view("PIN pad", screen_is("staff_pin"))
-    codes = [k.post("/api/staff/pin", {"pin": "1111"}).json()["code"] for _ in range(5)]
-    assert codes[-1] == "staff_locked"
+    answers = [k.post("/api/staff/pin", {"pin": "1111"}).json() for _ in range(5)]
+    assert [a.get("tries_left") for a in answers[:4]] == [4, 3, 2, 1]  # for the screen
+    assert answers[-1]["code"] == "staff_locked"
     v = k.wait_view("signed out", lambda v: v["screen"] != "staff_pin")
     assert v["staff"]["message"] == "staff_locked"
     k.scan("staff 周强")
