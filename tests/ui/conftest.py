@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from simulator.kiosk_home import KioskHome
+from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.ui.chromium import chromium_path, launch_chromium, unavailable
+from tests.ui.kiosk_pages import open_page, reset, wait_screen
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright, ViewportSize
@@ -70,3 +73,25 @@ def screenshot_dir(pytestconfig: pytest.Config) -> Path:
     path = pytestconfig.rootpath / "build" / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# A kiosk page for the kiosk UI tests: each test module defines a module-scoped
+# `home` fixture (its seeded kiosk folder); one kiosk process serves the module.
+
+
+@pytest.fixture(scope="module")
+def kiosk(home: KioskHome) -> Iterator[RunningKiosk]:
+    k = start_kiosk(home, home.folder.parent / "kiosk.log")
+    try:
+        yield k
+    finally:
+        stop_kiosk(k)
+
+
+@pytest.fixture
+def page(page_800x480: Page, kiosk: RunningKiosk) -> Page:
+    """The kiosk's page, reset to idle, at 800×480."""
+    reset(kiosk)
+    open_page(page_800x480, kiosk)
+    wait_screen(page_800x480, "idle")
+    return page_800x480

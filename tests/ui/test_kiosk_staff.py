@@ -8,20 +8,17 @@ and works on its own villagers and goods, so the tests do not depend on each oth
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from simulator.kiosk_home import STAFF_PIN, KioskHome
-from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
+from tests.kiosk.conftest import RunningKiosk
 from tests.ui.cjk import assert_cjk_renders
 from tests.ui.kiosk_pages import (
     assert_fits,
-    open_page,
     passbook_of,
-    reset,
     shot,
     signed_card,
     text,
@@ -40,23 +37,6 @@ WANG = "staff 王丽"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> KioskHome:
     return ui_kiosk_home(tmp_path_factory.mktemp("ui-staff") / "K0001")
-
-
-@pytest.fixture(scope="module")
-def kiosk(home: KioskHome) -> Iterator[RunningKiosk]:
-    k = start_kiosk(home, home.folder.parent / "kiosk.log")
-    try:
-        yield k
-    finally:
-        stop_kiosk(k)
-
-
-@pytest.fixture
-def page(page_800x480: Page, kiosk: RunningKiosk) -> Page:
-    reset(kiosk)
-    open_page(page_800x480, kiosk)
-    wait_screen(page_800x480, "idle")
-    return page_800x480
 
 
 def type_pin(page: Page, pin: str) -> None:

@@ -8,7 +8,6 @@ touch another's. Hardware is driven only through the kiosk's `/sim/...` controls
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from simulator.kiosk_home import HOUSEHOLDS, KioskHome
 from sync.keys import Ed25519PrivateKey
-from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
+from tests.kiosk.conftest import RunningKiosk
 from tests.ui.cjk import assert_cjk_renders
 from tests.ui.kiosk_pages import (
     assert_fits,
@@ -50,23 +49,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> KioskHome:
     set_status(h, passbook_of(h, REVOKED), "revoked")
     set_status(h, passbook_of(h, PAUSED), "inactive")
     return h
-
-
-@pytest.fixture(scope="module")
-def kiosk(home: KioskHome) -> Iterator[RunningKiosk]:
-    k = start_kiosk(home, home.folder.parent / "kiosk.log")
-    try:
-        yield k
-    finally:
-        stop_kiosk(k)
-
-
-@pytest.fixture
-def page(page_800x480: Page, kiosk: RunningKiosk) -> Page:
-    reset(kiosk)
-    open_page(page_800x480, kiosk)
-    wait_screen(page_800x480, "idle")
-    return page_800x480
 
 
 def hint(page: Page, name: str) -> None:
