@@ -6,12 +6,10 @@ Token misuse and a revoked device are refused with clear words."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,64 +25,18 @@ from simulator.kiosk_home import KioskHome, make_kiosk_home
 from simulator.scale import SimulatedScale
 from simulator.serial_scanner import SimulatedSerialScanner
 from sync.keys import load_private_key
+from tests.central_process import Central, running_central
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
-from tests.mqtt_broker import Broker, free_port
+from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Central:
-    url: str
-    env: dict[str, str]
-    db: Path
-    admin: str
-
-    def gp(self, *args: str, stdin: str = "", ok: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(
-            [sys.executable, "-m", "greenpass", *args], input=stdin, env=self.env,
-            capture_output=True, text=True, check=False, cwd=ROOT,
-        )  # fmt: skip
-        if ok:
-            assert r.returncode == 0, f"greenpass {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
-        return r
-
-    def token(self, device: str, village: str) -> str:
-        return self.gp(
-            "central", "enrol-token", "--device", device, "--village", village
-        ).stdout.strip()
-
-
 @pytest.fixture
 def central(tmp_path: Path, broker: Broker) -> Iterator[Central]:
-    home = tmp_path / "central-home"
-    home.mkdir()
-    (home / "central.password").write_text("central-pw\n")
-    db = tmp_path / "central.db"
-    env = {**os.environ, "GREENPASS_CENTRAL_DB": str(db), "GREENPASS_CENTRAL_HOME": str(home)}
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "greenpass", "central", "--broker", broker.url,
-         "--ca", str(broker.ca_cert), "--broker-dir", str(broker.folder),
-         "--http", f"127.0.0.1:{port}", "--debounce", "0.2"],
-        env=env, cwd=ROOT, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("central's API", lambda: _up(url))
-        yield Central(url, env, db, (home / "admin.token").read_text().strip())
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        time.sleep(0.1)
-        return False
+    with running_central(tmp_path, broker) as c:
+        yield c
 
 
 def provision(
