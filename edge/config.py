@@ -23,6 +23,7 @@
     baud = 0                      # 0: the protocol's factory default
     capacity_grams = 150000       # readings above this are refused
     unit = "kg"                   # xk3190 only: its frames carry no unit
+    span_ppm = 1000000            # the kiosk's span correction (greenpass calibrate writes it)
 
     [hardware.scanner]
     kind = "serial"               # serial or camera
@@ -89,6 +90,7 @@ class ScaleSection:
     baud: int = 0
     capacity_grams: int = 150_000
     unit: str = "kg"
+    span_ppm: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ def _hardware(t: _Table) -> HardwareSection:
         baud=s.get("baud", int, 0),
         capacity_grams=s.positive("capacity_grams", int, 150_000),
         unit=s.choice("unit", ("kg", "g"), "kg"),
+        span_ppm=s.positive("span_ppm", int, 1_000_000),
     )
     s.done()
     c = _Table(t.data.get("scanner", {}), "hardware.scanner", t.path)

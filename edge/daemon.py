@@ -34,6 +34,7 @@ from edge.kiosk_view import Status, build_view, categories_of, villager_info
 from edge.ledger import Ledger
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.gpio import State
+from hardware.scale.units import apply_span
 from hardware.scanner import ScannerClosed
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class Kiosk:
 
     def _scale_loop(self) -> None:
         scale = self.devices.scale
+        span = self.cfg.hardware.scale.span_ppm
         while not self._stop.is_set():
             try:
                 r = scale.read(timeout=1.0)
@@ -151,7 +153,7 @@ class Kiosk:
                 self.post(ss.ScaleRead(ss.Reading(0, False, "error")))
                 self._stop.wait(0.5)
                 continue
-            grams = r.grams if r.grams is not None else 0
+            grams = apply_span(r.grams, span) if r.grams is not None else 0
             self.post(ss.ScaleRead(ss.Reading(grams, r.stable, r.status.value)))
 
     def _scanner_loop(self) -> None:

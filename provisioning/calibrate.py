@@ -5,9 +5,10 @@ The technician carries two certified masses (e.g. 5 kg and 2 kg). The wizard:
 1. finds the scale when asked (`detect_scale`): each candidate port is listened
    to with each protocol until one yields weight readings;
 2. empty platform → zero (when the protocol can zero over the wire);
-3. the calibration mass → calibrate the span (our Pico firmware keeps it in its
-   flash; indicators that take no commands are calibrated on the indicator
-   itself, per its manual, and are only verified here);
+3. the calibration mass → calibrate the span: our Pico firmware keeps it in its
+   flash; for an indicator that takes no calibrate command the kiosk corrects
+   its readings itself by a span factor (`[hardware.scale] span_ppm`, written to
+   the config) — the indicator's own calibration stays as its maker set it;
 4. the check mass → the reading must be within the tolerance, else the scale
    is not accepted.
 
@@ -22,11 +23,13 @@ import glob
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from greenpass.errors import GreenPassError, HardwareError
 from hardware.scale import Scale, ScaleStatus
 from hardware.scale.errors import Unsupported
 from hardware.scale.factory import PROTOCOLS, open_scale
+from hardware.scale.units import PPM, SPAN_LIMITS_PPM, apply_span
 
 # prompt(what to tell the technician, grams that should be on the platform afterwards)
 Prompt = Callable[[str, int], None]
@@ -39,9 +42,10 @@ class CalibrationFailed(HardwareError):
 @dataclass(frozen=True)
 class CalibrationResult:
     zeroed: bool
-    calibrated: bool  # False: the protocol takes no calibrate command (verified only)
+    calibrated: bool  # True: the scale itself took the calibration (our firmware)
+    span_ppm: int  # the kiosk's own correction (PPM when the scale calibrated itself)
     check_grams: int
-    read_grams: int
+    read_grams: int  # the check mass as the kiosk will see it (span applied)
     tolerance_grams: int
 
     @property
@@ -130,14 +134,46 @@ def calibrate(
     except Unsupported:
         zeroed = False
     prompt(f"calibrate: place the {known_grams} g reference mass", known_grams)
-    wait_stable(scale, lambda g: g > known_grams // 2, "the reference mass", timeout_s)
+    raw_known = wait_stable(scale, lambda g: g > known_grams // 2, "the reference mass", timeout_s)
     calibrated = True
+    span_ppm = PPM
     try:
         scale.calibrate(known_grams)
     except Unsupported:
         calibrated = False
+        span_ppm = (known_grams * PPM + raw_known // 2) // raw_known
+    low, high = SPAN_LIMITS_PPM
+    if not low <= span_ppm <= high:
+        raise CalibrationFailed(
+            f"the {known_grams} g reference mass reads {raw_known} g: far beyond a "
+            "calibration error; check the mass, the scale's unit and its load cell"
+        )
     empty("after calibrating")
     prompt(f"verify: place the {check_grams} g check mass", check_grams)
-    read = wait_stable(scale, lambda g: g > check_grams // 2, "the check mass", timeout_s)
+    raw = wait_stable(scale, lambda g: g > check_grams // 2, "the check mass", timeout_s)
     prompt("done: take the check mass off", 0)
-    return CalibrationResult(zeroed, calibrated, check_grams, read, tolerance_grams)
+    read = apply_span(raw, span_ppm)
+    return CalibrationResult(zeroed, calibrated, span_ppm, check_grams, read, tolerance_grams)
+
+
+def save_span(config: Path, span_ppm: int) -> None:
+    """Set `[hardware.scale] span_ppm` in the kiosk's config file, keeping the rest as it is."""
+    lines = config.read_text(encoding="utf-8").splitlines()
+    entry = f"span_ppm = {span_ppm}"
+    table = next((i for i, line in enumerate(lines) if line.strip() == "[hardware.scale]"), None)
+    if table is None:
+        lines += ["", "[hardware.scale]", entry]
+    else:
+        end = next(
+            (i for i in range(table + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+            len(lines),
+        )
+        for i in range(table + 1, end):
+            if lines[i].split("=", 1)[0].strip() == "span_ppm":
+                lines[i] = entry
+                break
+        else:
+            lines.insert(table + 1, entry)
+    tmp = config.with_name(config.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(config)

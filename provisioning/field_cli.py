@@ -54,7 +54,7 @@ def _say(text: str) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from greenpass.errors import ConfigError
-    from provisioning.calibrate import calibrate, candidate_ports, detect_scale
+    from provisioning.calibrate import calibrate, candidate_ports, detect_scale, save_span
 
     if args.detect:
         found = detect_scale(candidate_ports())
@@ -86,12 +86,16 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     finally:
         devices.close()
-    how = (
-        "calibrated and saved in the scale's firmware"
-        if result.calibrated
-        else "this indicator takes no calibrate command: calibrate it on the indicator per its "
-        "manual if the check fails"
-    )
+    if result.calibrated:
+        how = "calibrated and saved in the scale's firmware"
+    elif result.ok:
+        save_span(args.config, result.span_ppm)
+        how = (
+            f"this indicator takes no calibrate command: the kiosk corrects its readings by "
+            f"span_ppm = {result.span_ppm}, saved in {args.config}"
+        )
+    else:
+        how = "this indicator takes no calibrate command, and the correction did not hold"
     print(f"zero: {'set' if result.zeroed else 'not supported over the wire'}; span: {how}")
     print(
         f"check: {result.check_grams} g read as {result.read_grams} g "

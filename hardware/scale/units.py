@@ -34,3 +34,20 @@ def to_grams(number: str, unit: str) -> int | None:
     except InvalidOperation:  # cannot happen after the regex; kept so a parser never raises
         return None
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+PPM = 1_000_000  # span factors are integers in parts per million: no floats near weights
+SPAN_LIMITS_PPM = (800_000, 1_250_000)  # beyond ±20-25 % the scale is broken, not off
+
+
+def apply_span(grams: int, span_ppm: int) -> int:
+    """A reading corrected by a span factor (parts per million), rounded half away from zero.
+
+    Indicators that take no calibrate command over the wire are corrected by the
+    kiosk itself with the factor `greenpass calibrate` measured; 1,000,000 is none.
+    """
+    if span_ppm == PPM:
+        return grams
+    scaled = abs(grams) * span_ppm
+    rounded = (scaled + PPM // 2) // PPM
+    return rounded if grams >= 0 else -rounded

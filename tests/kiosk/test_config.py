@@ -35,6 +35,7 @@ port = "/dev/ttyUSB0"
 baud = 9600
 capacity_grams = 60000
 unit = "g"
+span_ppm = 1020000
 
 [hardware.scanner]
 kind = "camera"
@@ -74,6 +75,7 @@ def test_every_key_is_read_into_typed_objects(tmp_path: Path) -> None:
     assert cfg.hardware.backend == "sim"
     assert cfg.hardware.scale.protocol == "mtsics"
     assert cfg.hardware.scale.capacity_grams == 60000
+    assert cfg.hardware.scale.span_ppm == 1_020_000
     assert cfg.hardware.scanner.kind == "camera"
     assert cfg.hardware.scanner.decoder == "pyzbar"
     assert cfg.hardware.pins.button is None

@@ -317,3 +317,16 @@ def test_sigterm_with_a_page_open_stops_promptly(tmp_path: Path) -> None:
     assert k.proc.returncode in (0, -15)
     assert "ERROR" not in (tmp_path / "kiosk.log").read_text()
     k.http.close()
+
+
+def test_the_span_correction_applies_to_deposits(tmp_path: Path) -> None:
+    home = make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun")
+    text = home.config.read_text(encoding="utf-8")
+    home.config.write_text(text.replace("[hardware.scale]", "[hardware.scale]\nspan_ppm = 980392"))
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        v = deposit(k, "villager 张家", "paper", 2040)  # an indicator reading 2 % heavy
+        assert v["screen"] == "confirmed"
+        assert v["villager"]["today"][0]["grams"] == 2000
+    finally:
+        stop_kiosk(k)
