@@ -117,6 +117,11 @@ class KioskConfig:
     simulator: SimulatorSection = field(default_factory=SimulatorSection)
     sync: SyncConfig | None = None
 
+    @property
+    def device_key_file(self) -> Path | None:
+        """This kiosk's Ed25519 key: `[kiosk] key_file`, else the one sync signs with."""
+        return self.kiosk.key_file or (self.sync.key_file if self.sync else None)
+
 
 class _Table:
     """One TOML table being read: every read names `[table] key` in its error."""

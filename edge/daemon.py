@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from edge import desk as dk
 from edge import session as ss
 from edge.cards import Card, read_card
@@ -75,6 +77,8 @@ class Kiosk:
         # The rules' categories for the screen, read on the ledger's thread (the rules
         # live in the file: central's state may change them) and refreshed with the backlog.
         self.categories: list[dict[str, Any]] = []
+        self.device_key: Ed25519PrivateKey | None = None
+        self._own_issuer: dict[str, bytes] = {}
         self.ledger: Ledger | None = None
         self._uplink_factory = uplink_factory
         self._uplink: Any = None
@@ -98,6 +102,7 @@ class Kiosk:
         self.session = ss.step(self.session, ss.Tick(self.clock.mono_ms()), self.limits)
         self.ledger = await self.in_db(Ledger.open, self.cfg.kiosk.db, self.clock)
         self.categories = await self.in_db(categories_of, self.ledger)
+        await self.in_db(self._load_device_key)
         for name, target in (("scale", self._scale_loop), ("scanner", self._scanner_loop)):
             t = threading.Thread(target=target, name=f"kiosk-{name}", daemon=True)
             t.start()
@@ -255,7 +260,7 @@ class Kiosk:
     async def _scanned(self, payload: str) -> None:
         ledger = self.require_ledger()
         keys = await self.in_db(ledger.issuer_keys)
-        keys.update(self._own_issuer_key())
+        keys.update(self._own_issuer)
         try:
             card = read_card(payload, keys, ledger.village)
         except Refused as exc:
@@ -305,22 +310,16 @@ class Kiosk:
             return "inactive_villager"
         return ""
 
-    def _own_issuer_key(self) -> dict[str, bytes]:
-        """A kiosk trusts the cards it printed itself, even before central lists its key."""
-        key = self.device_key()
-        if key is None:
-            return {}
-        from sync.keys import public_bytes  # noqa: PLC0415 - sync only in the daemon
-
-        return {self.require_ledger().device_id: public_bytes(key)}
-
-    def device_key(self) -> Any:
-        path = self.cfg.kiosk.key_file or (self.cfg.sync.key_file if self.cfg.sync else None)
+    def _load_device_key(self) -> None:
+        """Read the device key once (ledger thread): it signs the cards this kiosk prints,
+        and the kiosk trusts those cards even before central lists its key."""
+        path = self.cfg.device_key_file
         if path is None or not path.exists():
-            return None
-        from sync.keys import load_private_key  # noqa: PLC0415
+            return
+        from sync.keys import load_private_key, public_bytes  # noqa: PLC0415 - daemon only
 
-        return load_private_key(path)
+        self.device_key = load_private_key(path)
+        self._own_issuer = {self.require_ledger().device_id: public_bytes(self.device_key)}
 
     # --- outputs ------------------------------------------------------------------------
 

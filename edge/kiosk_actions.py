@@ -156,7 +156,7 @@ async def enrol(k: Kiosk, household: str) -> dict[str, Any]:
         staff = require_staff(k)
         e = await _staff_write(k, k.require_ledger().enrol, household, staff_id=staff)
         assert e.passbook_id is not None
-        key = k.device_key()
+        key = k.device_key
         card = None
         if key is not None:
             ledger = k.require_ledger()

@@ -119,7 +119,7 @@ def _hwcheck(args: argparse.Namespace) -> int:
         results.append(wait_button(devices.indicator, _say, args.timeout))
         with Ledger.open(cfg.kiosk.db) as ledger:
             keys, village, device = ledger.issuer_keys(), ledger.village, ledger.device_id
-        key_file = cfg.kiosk.key_file or (cfg.sync.key_file if cfg.sync else None)
+        key_file = cfg.device_key_file
         if key_file is not None and key_file.exists():
             keys[device] = public_bytes(load_private_key(key_file))
         if sim is not None and sim.cards:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.cards import make_card
+from edge.cards import CardKind, make_card
 from edge.ledger import Ledger
 from edge.rules import default_rules
 from sync.config import SyncConfig, write_sync_config
@@ -118,7 +118,7 @@ def make_kiosk_home(
         'cards_file = "cards.json"',
         "",
     ]
-    config.write_text("\n".join(line for line in lines if line is not None) + "\n", "utf-8")
+    config.write_text("\n".join(lines) + "\n", "utf-8")
     if sync is not None:
         sync_file = folder / "sync.toml"
         write_sync_config(sync_file, sync)
@@ -128,12 +128,5 @@ def make_kiosk_home(
     return KioskHome(folder, config, device_id, village, cards)
 
 
-def _card(kind: str, village: str, holder: str, signer: Issuer) -> str:
-    assert kind in ("staff", "passbook")
-    return make_card(
-        "staff" if kind == "staff" else "passbook",
-        village,
-        holder,
-        key_id=signer.key_id,
-        key=signer.key,
-    )
+def _card(kind: CardKind, village: str, holder: str, signer: Issuer) -> str:
+    return make_card(kind, village, holder, key_id=signer.key_id, key=signer.key)
