@@ -25,7 +25,6 @@ end, also when the run fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -37,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.waits import BenchError, log_tail, stop_process, wait_until
 from edge.clock import FixedClock
 from edge.ledger import Ledger
 from edge.rules import default_rules
@@ -49,6 +49,8 @@ from tests.mqtt_broker import Broker
 GOAL_RATE = 20_000
 GOAL_SHARE = 0.30
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+DRAIN_TIMEOUT_S = 600.0  # 100,000 entries at a fifth of the goal rate
+MAX_REFUSED_IN_A_ROW = 1000
 
 
 def fill(path: Path, entries: int, seed: int = 3) -> Ledger:
@@ -59,10 +61,19 @@ def fill(path: Path, entries: int, seed: int = 3) -> Ledger:
     led.add_staff("S1", name="Bench", role="admin", pin="2468")
     people = [led.enrol(f"H{n}", staff_id="S1").passbook_id or "" for n in range(500)]
     cats = ("paper", "cardboard", "plastic_pet", "metal", "glass", "aluminium")
+    refused = 0
     while led.head()[0] < entries:
         clock.advance(rng.randint(1_000, 20_000))
-        with contextlib.suppress(Refused):
+        try:
             led.deposit(rng.choice(people), rng.choice(cats), rng.randint(300, 5000))
+            refused = 0
+        except Refused as exc:  # caps and cooldowns, as at a real kiosk
+            refused += 1
+            if refused >= MAX_REFUSED_IN_A_ROW:  # rules that refuse everything: never full
+                raise BenchError(
+                    f"filling the backlog: {refused} deposits refused in a row at "
+                    f"{led.head()[0]} of {entries} entries, the last: {exc.code} ({exc})"
+                ) from exc
     led.store.conn.execute("PRAGMA synchronous=FULL")
     return led
 
@@ -118,11 +129,14 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
         enrolment = store.enrol(token, "KD", public_bytes(kiosk_key), 0)
     with Broker(folder / f"broker-{label}", [("central", "central-pw")]) as broker:
         broker.add_user("KD", enrolment.mqtt_password)
-        central = subprocess.Popen(
-            [sys.executable, "-m", "greenpass.cli", "central", "--db", db_url, "--home",
-             str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        central_log = folder / f"central-{label}.log"
+        with central_log.open("ab") as log:
+            central = subprocess.Popen(
+                [sys.executable, "-m", "greenpass.cli", "central", "--db", db_url, "--home",
+                 str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
             time.sleep(1.5)  # central connects and subscribes
             copy = folder / f"kiosk-{label}.db"
@@ -138,18 +152,32 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
                 backoff=Backoff(0.05, 0.5),
             )
             head = kiosk.head()[0]
+
+            def drained() -> bool | None:
+                if central.poll() is not None:
+                    raise BenchError(
+                        f"{label}: central exited with code {central.returncode} with "
+                        f"{kiosk.outbox.acked_seq()} of {head} entries acked:\n"
+                        f"{log_tail(central_log)}"
+                    )
+                return True if kiosk.outbox.acked_seq() >= head else None
+
             t0 = time.perf_counter()
             up.start()
-            while kiosk.outbox.acked_seq() < head:
-                time.sleep(0.01)
-                if time.perf_counter() - t0 > 600:
-                    raise SystemExit(f"{label}: not drained after 600 s")
-            elapsed = time.perf_counter() - t0
-            up.stop()
-            kiosk.close()
+            try:
+                wait_until(
+                    drained,
+                    timeout_s=DRAIN_TIMEOUT_S,
+                    what=f"ack of the last entry (seq {head}) from central on {label}",
+                    seen=lambda: f"central acked up to seq {kiosk.outbox.acked_seq()}",
+                    every_s=0.01,  # the drain's own clock: polled finely
+                )
+                elapsed = time.perf_counter() - t0
+            finally:
+                up.stop()
+                kiosk.close()
         finally:
-            central.terminate()
-            central.wait(10)
+            stop_process(central, f"greenpass central ({label})")
     with CentralStore.open(db_url) as store:
         stored = store.count_entries("KD")
     if stored != head:

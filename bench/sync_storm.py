@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.sync_drain import PG_DEFAULT, fresh_pg
+from bench.waits import BenchError, log_tail, stop_process, wait_until
 from edge.clock import uuid7
 from edge.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass.errors import TransportError
@@ -35,6 +36,7 @@ from sync.transport import Backoff, BrokerConfig, Transport
 from tests.mqtt_broker import Broker
 
 GOAL_RSS_MB = 500
+STORM_TIMEOUT_S = 1800.0
 T0 = 1_764_000_000_000
 
 
@@ -149,12 +151,30 @@ def main(argv: list[str] | None = None) -> int:
         setup_s = time.perf_counter() - t_setup
         print(f"reconnect storm: {args.kiosks} kiosks × {args.entries} entries, central on")
         print(f"  {where} (enrolment and setup {setup_s:.0f} s)")
+        kiosks: list[SimKiosk] = []
+        central_log = folder / "central.log"
         with Broker(folder / "broker", users) as broker:
-            central = subprocess.Popen(
-                [sys.executable, "-m", "greenpass.cli", "central", "--db", url, "--home",
-                 str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            with central_log.open("ab") as log:
+                central = subprocess.Popen(
+                    [sys.executable, "-m", "greenpass.cli", "central", "--db", url, "--home",
+                     str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+
+            def progress() -> str:
+                done = sum(k.done.is_set() for k in kiosks)
+                resends = sum(k.resends for k in kiosks)
+                return f"{done} of {len(kiosks)} kiosks acked in full, {resends} resends so far"
+
+            def all_acked() -> bool | None:
+                if central.poll() is not None:
+                    raise BenchError(
+                        f"central exited with code {central.returncode} during the storm "
+                        f"({progress()}):\n{log_tail(central_log)}"
+                    )
+                return True if all(k.done.is_set() for k in kiosks) else None
+
             try:
                 time.sleep(2)
                 kiosks = [
@@ -168,18 +188,19 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 for k in kiosks:
                     k.start()
-                deadline = t0 + 1800
-                while not all(k.done.is_set() for k in kiosks):
-                    if time.perf_counter() > deadline:
-                        break
-                    time.sleep(0.1)
+                wait_until(
+                    all_acked,
+                    timeout_s=STORM_TIMEOUT_S,
+                    what="ok from central for every kiosk's last entry",
+                    seen=progress,
+                    every_s=0.1,
+                )
                 elapsed = time.perf_counter() - t0
-                for k in kiosks:
-                    k.stop.set()
                 rss = peak_rss_mb(central.pid)
             finally:
-                central.terminate()
-                central.wait(30)
+                for k in kiosks:
+                    k.stop.set()
+                stop_process(central, "greenpass central", timeout_s=30)
         with CentralStore.open(url) as store:
             stored = store.count_entries()
         want = args.kiosks * args.entries

@@ -13,12 +13,12 @@ Goal: ≤ 60 B per deposit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import tempfile
 from pathlib import Path
 
+from bench.waits import BenchError
 from edge.clock import FixedClock
 from edge.ledger import Ledger
 from edge.rules import default_rules
@@ -27,6 +27,7 @@ from sync import protocol as p
 from sync.keys import generate_key
 
 GOAL = 60
+MAX_REFUSED_IN_A_ROW = 1000
 CATEGORIES = ("paper", "cardboard", "plastic_pet", "plastic_hdpe", "metal", "glass")
 
 
@@ -36,10 +37,19 @@ def fill(path: Path, entries: int, seed: int = 7) -> Ledger:
     led = Ledger.create(path, device_id="K0001", village="V1", rules=default_rules(), clock=clock)
     led.add_staff("S1", name="Bench", role="admin", pin="2468")
     people = [led.enrol(f"Household {n}", staff_id="S1").passbook_id or "" for n in range(200)]
+    refused = 0
     while led.head()[0] < entries + 200:
         clock.advance(rng.randint(1_000, 90_000))
-        with contextlib.suppress(Refused):  # caps and cooldowns, as at a real kiosk
+        try:
             led.deposit(rng.choice(people), rng.choice(CATEGORIES), rng.randint(300, 8000))
+            refused = 0
+        except Refused as exc:  # caps and cooldowns, as at a real kiosk
+            refused += 1
+            if refused >= MAX_REFUSED_IN_A_ROW:  # rules that refuse everything: never full
+                raise BenchError(
+                    f"making deposits: {refused} refused in a row at {led.head()[0] - 200} "
+                    f"of {entries}, the last: {exc.code} ({exc})"
+                ) from exc
     return led
 
 
