@@ -8,17 +8,22 @@ Everything lives under ``/api/v1/``; the OpenAPI document is ``/openapi.json``.
         POST /api/v1/enrol-tokens                     a one-time enrolment token
         GET  /api/v1/villages/{village_id}/totals     grams per category, points, CO2e
         GET  /api/v1/villages/{village_id}/overdrafts
-        GET  /api/v1/villages/{village_id}/export.csv every entry of the village
+        GET  /api/v1/villages/{village_id}/export.csv every entry of the village (raw)
+        GET  …/totals.{csv,xlsx}, …/entries.{csv,xlsx}, /passbooks/{id}/statement.{csv,xlsx}
+                                                      for people (central.api_exports)
         GET  /api/v1/passbooks/{passbook_id}/statement
         GET  /api/v1/dead-letters?limit=N
     kiosk (the one-time token is the credential)
         POST /api/v1/enrol
 
 Quantities are integers: grams, points, grams CO2e, milliseconds since the epoch.
-Errors are ``{"detail": "..."}``: 401 without the admin token, 403 for a refused
-enrolment, 404 for an unknown village, passbook or device, 409 when a token cannot
-be issued, 422 for malformed input, 503 when the database cannot be reached (or a
-revocation could not be passed on to the broker).
+Errors are ``{"detail": "..."}``: 400 for a body that is not JSON, 401 without the
+admin token, 403 for a refused enrolment, 404 for an unknown village, passbook or
+device, 408/413 for a body too slow or too large, 409 when a token cannot be issued,
+422 for malformed input (which field and why, never the input), 429 for too many
+enrolment attempts from one address, 503 when the database cannot be reached (or a
+revocation could not be passed on to the broker). The limits behind 408, 413 and 429
+are `central.http_guard`'s, applied before FastAPI parses anything.
 
 The store is synchronous, so the endpoints are plain ``def``: FastAPI runs them in
 its thread pool, and `CentralStore` takes a pooled connection per call. The request
@@ -26,8 +31,6 @@ and response bodies are in `central.api_models`.
 """
 
 import csv
-import hashlib
-import hmac
 import io
 import itertools
 import logging
@@ -45,12 +48,11 @@ from fastapi import (
     Path,
     Query,
     Request,
-    Security,
 )
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from central import reports
+from central import exports, reports
+from central.api_exports import FromDate, ToDate, export_router, period_of
 from central.api_models import (
     DEVICE_ID_PATTERN,
     ID_PATTERN,
@@ -65,6 +67,13 @@ from central.api_models import (
     StatementOut,
     VillageTotalsOut,
 )
+from central.api_operator import operator_router
+from central.auth import FORBIDDEN, Actor, Auth, CurrentActor, current_actor, require_county
+from central.auth import require_village as may_see
+from central.console import ConsoleSettings
+from central.console import install as install_console
+from central.dynsec import device_password
+from central.http_guard import HttpLimits, guard, thread_limit
 from central.store import CentralStore, Device
 from greenpass.errors import CentralError, ConfigError, StorageError
 
@@ -90,6 +99,9 @@ class EnrolmentSettings:
     broker_url: str
     ca_cert_pem: str
     central_public_key: bytes
+    # Central's broker secret: each device's MQTT password is derived from it
+    # (`central.dynsec.device_password`), so the broker's login can always be remade.
+    broker_secret: bytes | None = None
 
     def __post_init__(self) -> None:
         if len(self.central_public_key) != 32:
@@ -107,10 +119,13 @@ class EnrolmentSettings:
 _PROBLEMS = {
     400: "The body is not JSON",
     401: "No or wrong admin token",
-    403: "Enrolment refused: token unknown, used, expired or for another device; "
+    403: "Enrolment refused: token unknown (or for another device), used or expired; "
     "or the device is revoked",
     404: "Not found",
     409: "No token issued: the device is revoked or belongs to another village",
+    413: "The request body is over the route's limit (by default 4 KiB for enrolment, "
+    "16 KiB elsewhere)",
+    429: "Too many enrolment attempts from this address: try after `Retry-After` seconds",
     503: "The central database cannot be reached",
 }
 _REVOKE_503 = "Revoked, but the broker's password file could not be rewritten: retry"
@@ -144,33 +159,26 @@ def create_app(
     enrolment: EnrolmentSettings,
     on_devices_changed: Callable[[], None] | None = None,
     clock: Callable[[], int] = wall_ms,
+    limits: HttpLimits | None = None,
+    console: ConsoleSettings | None = None,
 ) -> FastAPI:
     """The API over `store`. `on_devices_changed` runs after each enrolment and
     revocation (central rewrites the broker's password file and reloads it there);
-    `clock` gives central's time in ms (tests move it to expire tokens)."""
+    `clock` gives central's time in ms (tests move it to expire tokens); `limits`
+    bound bodies, enrolment attempts and threads (`central.http_guard`); `console`
+    sets the web console's alert thresholds and time zone (`central.console`)."""
     if len(admin_token) < MIN_ADMIN_TOKEN:
         raise ConfigError(
             f"the admin token must be at least {MIN_ADMIN_TOKEN} characters", key="admin_token"
         )
-    expected = hashlib.sha256(admin_token.encode()).digest()
+    limits = limits or HttpLimits()
+    console = console or ConsoleSettings()
+    console_tz = console.tz
     devices_changed = on_devices_changed or (lambda: None)
-    bearer = HTTPBearer(
-        auto_error=False,
-        scheme_name="AdminToken",
-        description="The operator's admin token (central's `admin.token` file).",
-    )
 
-    def require_admin(
-        cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    ) -> None:
-        given = hashlib.sha256(b"" if cred is None else cred.credentials.encode()).digest()
-        # Constant time (and the digests hide the token's length too).
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(
-                401, "a valid admin token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    def require_village(village_id: str) -> None:
+    def require_village(village_id: str, actor: Actor) -> None:
+        # 403 before 404: a village account learns nothing of other villages.
+        may_see(actor, village_id)
         if village_id not in store.villages():
             raise HTTPException(404, f"no village {village_id!r}")
 
@@ -179,7 +187,14 @@ def create_app(
         version=API_VERSION,
         description="Admin API for the operator, and enrolment for kiosks. "
         "All quantities are integers: grams, points, grams CO2e, ms since the epoch.",
+        lifespan=thread_limit(limits.threads),
+        # Served by central itself (central.console.docs): Swagger UI's files from a CDN
+        # leave /docs blank offline, and in mainland China.
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.auth = Auth(store, admin_token=admin_token, clock=clock)
+    guard(app, limits)
 
     @app.exception_handler(StorageError)
     def storage_unavailable(_request: Request, exc: StorageError) -> JSONResponse:
@@ -187,8 +202,11 @@ def create_app(
 
     admin = APIRouter(
         prefix=PREFIX,
-        dependencies=[Depends(require_admin)],
-        responses=_problem(401, 503),
+        dependencies=[Depends(current_actor)],
+        responses={
+            **_problem(401, 503),
+            403: {"model": Problem, "description": FORBIDDEN[403]["description"]},
+        },
         tags=["admin"],
     )
 
@@ -199,10 +217,15 @@ def create_app(
         village_id: Annotated[
             str | None, Query(pattern=ID_PATTERN, description="Only this village's kiosks")
         ] = None,
+        *,
+        actor: CurrentActor,
     ) -> list[DeviceOut]:
-        """Every enrolled kiosk, with what its last retained status said."""
+        """Every enrolled kiosk, with what its last retained status said (a village
+        account: its own village's)."""
+        if village_id is None and not actor.county:
+            village_id = actor.village
         if village_id is not None:
-            require_village(village_id)
+            require_village(village_id, actor)
         return [DeviceOut.of(d) for d in store.devices(village_id)]
 
     @admin.post(
@@ -213,11 +236,13 @@ def create_app(
             503: {"model": Problem, "description": f"{_PROBLEMS[503]}; or: {_REVOKE_503}"},
         },
     )
-    def revoke_device(device_id: DeviceId) -> DeviceOut:
+    def revoke_device(device_id: DeviceId, actor: CurrentActor) -> DeviceOut:
         """Refuse the kiosk from now on: its batches, status and broker login. Idempotent,
         so a revocation whose broker update failed is completed by calling it again."""
-        if store.device(device_id) is None:
+        device = store.device(device_id)
+        if device is None:
             raise HTTPException(404, f"no device {device_id!r}")
+        may_see(actor, device.village_id)
         if store.revoke_device(device_id, clock()):
             log.info("revoked device %s", device_id)
         try:
@@ -234,12 +259,12 @@ def create_app(
         "/enrol-tokens",
         response_model=EnrolTokenOut,
         status_code=201,
-        responses=_problem(400, 404, 409, missing=NO_VILLAGE),
+        responses=_problem(400, 404, 409, 413, missing=NO_VILLAGE),
     )
-    def create_enrol_token(body: EnrolTokenIn) -> EnrolTokenOut:
+    def create_enrol_token(body: EnrolTokenIn, actor: CurrentActor) -> EnrolTokenOut:
         """A one-time token that lets `device_id` enrol in `village_id` until `expires_ms`.
         Shown once: central keeps only its hash."""
-        require_village(body.village_id)
+        require_village(body.village_id, actor)
         now, ttl_s = clock(), body.ttl_hours * 3600
         try:
             token = store.create_enrol_token(body.device_id, body.village_id, now, ttl_s=ttl_s)
@@ -257,20 +282,25 @@ def create_app(
         response_model=VillageTotalsOut,
         responses=_problem(404, missing=NO_VILLAGE),
     )
-    def village_totals(village_id: VillageId) -> VillageTotalsOut:
+    def village_totals(
+        village_id: VillageId, actor: CurrentActor, since: FromDate = None, until: ToDate = None
+    ) -> VillageTotalsOut:
         """Grams per category, deposits, points issued and redeemed, grams CO2e avoided;
-        net of reversals."""
-        require_village(village_id)
-        return VillageTotalsOut.model_validate(reports.village_totals(store, village_id))
+        net of reversals. `from`/`to`: only those local days (the village's time zone)."""
+        require_village(village_id, actor)
+        if since is None and until is None:
+            return VillageTotalsOut.model_validate(reports.village_totals(store, village_id))
+        period = period_of(since, until, exports.village_tz(store, village_id, console_tz))
+        return VillageTotalsOut.model_validate(exports.totals_as_api(store, village_id, period))
 
     @admin.get(
         "/villages/{village_id}/overdrafts",
         response_model=list[OverdraftOut],
         responses=_problem(404, missing=NO_VILLAGE),
     )
-    def overdrafts(village_id: VillageId) -> list[OverdraftOut]:
+    def overdrafts(village_id: VillageId, actor: CurrentActor) -> list[OverdraftOut]:
         """Passbooks whose balance went below zero (kiosks redeeming offline at once)."""
-        require_village(village_id)
+        require_village(village_id, actor)
         return [OverdraftOut.of(o) for o in reports.overdrafts(store, village_id)]
 
     @admin.get(
@@ -278,10 +308,17 @@ def create_app(
         response_class=StreamingResponse,
         responses={**_CSV_RESPONSE, **_problem(404, missing=NO_VILLAGE)},
     )
-    def export_csv(village_id: VillageId) -> StreamingResponse:
-        """Every entry of the village as CSV, streamed."""
-        require_village(village_id)
-        chunks = _csv_chunks(reports.export_rows(store, village_id))
+    def export_csv(
+        village_id: VillageId, actor: CurrentActor, since: FromDate = None, until: ToDate = None
+    ) -> StreamingResponse:
+        """Every entry of the village as CSV, streamed: the raw columns, for programs
+        (`entries.csv` is the one for people). `from`/`to`: only those local days."""
+        require_village(village_id, actor)
+        rows = reports.export_rows(store, village_id)
+        if since is not None or until is not None:
+            period = period_of(since, until, exports.village_tz(store, village_id, console_tz))
+            rows = (r for r in rows if period.holds(r["wall_ms"]))
+        chunks = _csv_chunks(rows)
         first = next(chunks)  # here, so a database error is still a 503, not a cut stream
         return StreamingResponse(
             itertools.chain([first], chunks),
@@ -294,28 +331,40 @@ def create_app(
         response_model=StatementOut,
         responses=_problem(404, missing="No entries for this passbook"),
     )
-    def statement(passbook_id: PassbookId) -> StatementOut:
+    def statement(passbook_id: PassbookId, actor: CurrentActor) -> StatementOut:
         """Every entry of a passbook across the village's kiosks, with running balance."""
         lines = reports.statement(store, passbook_id)
         if not lines:
             raise HTTPException(404, f"no passbook {passbook_id!r}")
+        for device_id in {x.entry.device_id for x in lines}:
+            village = _village_of(store, device_id)
+            may_see(actor, village)
         return StatementOut.of(passbook_id, lines)
 
     @admin.get("/dead-letters", response_model=list[DeadLetterOut])
     def dead_letters(
+        actor: CurrentActor,
         limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
     ) -> list[DeadLetterOut]:
-        """The most recently refused messages, newest first."""
+        """The most recently refused messages, newest first (county accounts only: a
+        refused message's sender is not known to belong to any village)."""
+        require_county(actor)
         return [DeadLetterOut.of(d) for d in reports.dead_letters(store, limit)]
 
     kiosk = APIRouter(prefix=PREFIX, tags=["kiosk"], responses=_problem(503))
 
-    @kiosk.post("/enrol", response_model=EnrolOut, responses=_problem(400, 403))
+    @kiosk.post("/enrol", response_model=EnrolOut, responses=_problem(400, 403, 413, 429))
     def enrol(body: EnrolIn, after: BackgroundTasks) -> EnrolOut:
         """Trade a one-time token for the kiosk's broker credentials. The kiosk made
         its key pair itself and sends only the public key."""
         try:
-            done = store.enrol(body.token, body.device_id, body.public_key_bytes(), clock())
+            done = store.enrol(
+                body.token,
+                body.device_id,
+                body.public_key_bytes(),
+                clock(),
+                mqtt_password=_password_maker(enrolment.broker_secret),
+            )
         except CentralError as exc:
             log.warning("enrolment of %s refused: %s", body.device_id, exc)
             raise HTTPException(403, str(exc)) from exc
@@ -335,8 +384,16 @@ def create_app(
         )
 
     app.include_router(admin)
+    app.include_router(operator_router(store, clock))  # central.api_operator (issue 12)
+    app.include_router(export_router(store, console_tz))  # central.api_exports (issue 12)
     app.include_router(kiosk)
+    install_console(app, store, console, clock)
     return app
+
+
+def _village_of(store: CentralStore, device_id: str) -> str:
+    device = store.device(device_id)
+    return "" if device is None else device.village_id  # "": no village may see it
 
 
 def _must(device: Device | None) -> Device:
@@ -358,3 +415,9 @@ def _csv_chunks(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
             return
         buf.seek(0)
         buf.truncate()
+
+
+def _password_maker(secret: bytes | None) -> Callable[[str, bytes], str] | None:
+    if secret is None:
+        return None
+    return lambda device_id, key: device_password(secret, device_id, key)

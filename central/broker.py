@@ -1,28 +1,26 @@
 """Mosquitto 2.0 configuration for the Green Passbook topic tree (DESIGN §5–§6).
 
-Every kiosk is one MQTT user whose username is its device id ``D``; the ACL ties
-each device to its own branch of the tree, and the central service account
-(`CENTRAL_USER`) to every branch::
+Every kiosk is one MQTT user whose username is its device id ``D``, bound to the
+client id ``gp-D``; central is the user `CENTRAL_USER`. Who may do what is held by
+Mosquitto's dynamic-security plugin (`central.dynsec`), which checks subscriptions
+as well as publishes::
 
-    topic                        device D          central
-    gp/v1/dev/D/up/#             write             read  (as $share/central/…/up/batch)
-    gp/v1/dev/D/status           write             read  (retained; also the kiosk's LWT)
-    gp/v1/dev/D/down/#           read              write (ack; retained state)
+    topic                        device D              central
+    gp/v1/dev/D/up/batch         publish               receive (as $share/central/…/up/batch)
+    gp/v1/dev/D/status           publish               receive (retained; also the LWT)
+    gp/v1/dev/D/down/#           subscribe, receive    publish (ack; retained state)
+    anything else                denied                $SYS, $CONTROL/dynamic-security
 
 `write_broker_config` writes all a broker needs into one folder: ``mosquitto.conf``,
-``passwd`` (PBKDF2-SHA512 lines, as ``mosquitto_passwd`` writes them), ``acl``,
-``tls/`` (`central.devca.DevCA` for development) and ``data/`` (persistence).
-Central keeps the password file current with `write_passwd` and calls
-`reload_broker` (SIGHUP) after it enrols or revokes a device: Mosquitto then
-re-reads ``passwd`` and ``acl`` and disconnects any connected client whose
-password no longer checks.
+``tls/`` (`central.devca.DevCA` for development), ``data/`` (persistence and the pid
+file) and ``dynsec/`` (the plugin's ``dynamic-security.json``, which the broker owns
+and rewrites as central enrols and revokes devices over ``$CONTROL``).
 
-Run Mosquitto under the same account as central (e.g. systemd ``User=greenpass``):
-it then never drops privileges, can read the 0600 ``passwd`` that central writes,
-and central may signal it. Started as root, Mosquitto 2.0 switches to the account
-named by its ``user`` option (default ``mosquitto``) *before* it reads anything
-else, so every file must be readable by that account (`write_broker_config`'s
-``run_as``).
+Started as root, Mosquitto 2.0 switches to the account named by its ``user`` option
+(``mosquitto``) *before* it reads its files, and must be able to write ``data/``:
+`write_broker_config`, run as root, hands ``data/``, ``dynsec/`` and the server key to that
+account, so ``mosquitto -c DIR/mosquitto.conf`` works as root and as the user who
+wrote the folder alike.
 
 National scale on a clustered broker (EMQX) — a sketch, not tested here
 -----------------------------------------------------------------------
@@ -54,23 +52,53 @@ rules move to a clustered broker such as EMQX 5:
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import os
+import pwd
 import re
 import secrets
-import signal
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from central.devca import DevCA
-from central.files import write_private, write_public
+from central.dynsec import (
+    CENTRAL_BATCH_SUBSCRIPTION,
+    CENTRAL_SHARE_GROUP,
+    CENTRAL_USER,
+    TOPIC_ROOT,
+    DeviceLogin,
+    dynsec_document,
+    is_reserved,
+    write_dynsec,
+)
+from central.files import write_public
 from greenpass.errors import ConfigError
 
-CENTRAL_USER = "central"
-TOPIC_ROOT = "gp/v1/dev"
-CENTRAL_SHARE_GROUP = "central"
-CENTRAL_BATCH_SUBSCRIPTION = f"$share/{CENTRAL_SHARE_GROUP}/{TOPIC_ROOT}/+/up/batch"
+__all__ = [
+    "CENTRAL_BATCH_SUBSCRIPTION",
+    "CENTRAL_SHARE_GROUP",
+    "CENTRAL_USER",
+    "TOPIC_ROOT",
+    "BrokerFiles",
+    "broker_address",
+    "check_device_id",
+    "check_username",
+    "dynsec_plugin",
+    "mosquitto_command",
+    "mosquitto_password_hash",
+    "write_broker_config",
+]
+
+# Where Debian and Raspberry Pi OS (every architecture) put the plugin.
+PLUGIN_GLOBS = (
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+DEFAULT_RUN_AS = "mosquitto"  # the account Debian's package makes; used when started as root
 
 # Mosquitto 2.0 refuses (drops the user, logs "Unable to decode password salt")
 # any $7$ line whose salt is not exactly 12 bytes or whose hash is not 64 bytes.
@@ -103,14 +131,6 @@ def mosquitto_password_hash(
     return f"$7${iterations}${b64(salt).decode()}${b64(digest).decode()}"
 
 
-@dataclass(frozen=True)
-class BrokerUser:
-    """One line of the password file: a device (username = device id) or central."""
-
-    username: str
-    password_hash: str
-
-
 def check_username(username: str) -> str:
     """Return `username` if it is safe as an MQTT username, ACL level and passwd key."""
     if not _USERNAME.fullmatch(username):
@@ -124,9 +144,9 @@ def check_username(username: str) -> str:
 def check_device_id(device_id: str) -> str:
     """Return `device_id` if it can be a device's MQTT username (never `CENTRAL_USER`)."""
     check_username(device_id)
-    if device_id == CENTRAL_USER:
-        # The device ACL patterns apply to every user, central included; a device
-        # named "central" would also get central's own rights.
+    if is_reserved(device_id):
+        # A device called "central" would be central; one called "central-1" would be
+        # bound to central worker 1's client id, and could knock it off.
         raise ConfigError(f"device id {device_id!r} is reserved for the central service")
     return device_id
 
@@ -136,101 +156,56 @@ class BrokerFiles:
     """Where `write_broker_config` put things; `conf` is what ``mosquitto -c`` takes."""
 
     conf: Path
-    passwd: Path
-    acl: Path
+    dynsec: Path
     ca_cert: Path
     pid_file: Path
     data_dir: Path
     port: int
+    run_as: str | None  # the account a broker started as root switches to
 
 
-def write_passwd(path: Path, users: Sequence[BrokerUser]) -> None:
-    """Replace the password file atomically (mode 0600) with exactly these users."""
-    seen: set[str] = set()
-    lines = []
-    for user in users:
-        check_username(user.username)
-        if user.username in seen:
-            raise ConfigError(f"broker user {user.username!r} is listed twice")
-        if not user.password_hash.startswith(("$7$", "$6$")) or "\n" in user.password_hash:
-            raise ConfigError(f"broker user {user.username!r}: not a Mosquitto password hash")
-        seen.add(user.username)
-        lines.append(f"{user.username}:{user.password_hash}\n")
-    write_private(path, "".join(lines).encode("ascii"))
+def mosquitto_command() -> str:
+    """The broker binary by its full path: a normal user's PATH on Debian has no /usr/sbin."""
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None,
+    )
+    return str(Path(found).resolve()) if found else "mosquitto"
 
 
-def reload_broker(pid_file: Path) -> bool:
-    """Send SIGHUP to the broker named in `pid_file`, so it re-reads passwd and acl.
-
-    Returns False when there is nothing to signal (no pid file, or its process is
-    gone, or the pid now belongs to another program): the broker reads the files
-    anyway when it next starts. Raises PermissionError when the broker runs under
-    another account, which is a deployment mistake to fix, not to ignore.
-    """
-    try:
-        pid = int(pid_file.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return False
-    comm = Path(f"/proc/{pid}/comm")
-    try:
-        # Mosquitto leaves a stale pid file after SIGKILL; never signal whatever reused the pid.
-        if comm.parent.exists() and comm.read_text().strip() != "mosquitto":
-            return False
-    except OSError:
-        return False
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return False
-    return True
+def dynsec_plugin() -> Path:
+    """The dynamic-security plugin that ships with Debian's mosquitto package."""
+    for pattern in PLUGIN_GLOBS:
+        for found in sorted(glob.glob(pattern)):
+            return Path(found)
+    raise ConfigError(
+        "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is not "
+        "installed; Debian's `mosquitto` package (2.0 or newer) has it"
+    )
 
 
-def _acl_text() -> str:
-    dev = TOPIC_ROOT
-    return f"""\
-# Green Passbook broker ACL, written by central/broker.py (edit that, not this).
-# Mosquitto denies anything not granted here. No lines before the first `user`
-# line: anonymous clients get nothing (and allow_anonymous is false anyway).
-
-# Every device: its username is its device id, substituted for %u. A device
-# writes its own uplink and status and reads its own downlink, nothing else.
-# It does not read its own status back: the kiosk is the source of that data,
-# and central's down/ack and the retained down/state carry everything it must
-# learn after a reinstall (acked seq, snapshot). These patterns also apply to
-# central, which is why no device may be called "{CENTRAL_USER}".
-pattern write {dev}/%u/up/#
-pattern write {dev}/%u/status
-pattern read {dev}/%u/down/#
-
-# The central service: reads every device's uplink and status (its workers
-# share {CENTRAL_BATCH_SUBSCRIPTION}), writes every device's downlink, and reads
-# the broker's own $SYS counters for the operator dashboard.
-user {CENTRAL_USER}
-topic read {dev}/+/up/#
-topic read {dev}/+/status
-topic write {dev}/+/down/#
-topic read $SYS/#
-"""
-
-
-def _conf_text(*, port: int, bind: str, files: BrokerFiles, tls: DevCA, run_as: str | None) -> str:
+def _conf_text(*, port: int, bind: str, files: BrokerFiles, tls: DevCA, plugin: Path) -> str:
     user_line = (
-        f"user {run_as}\n"
-        if run_as
+        f"user {files.run_as}\n"
+        if files.run_as
         else "# user mosquitto  (default; only used when started as root)\n"
     )
     return f"""\
 # Green Passbook broker, written by central/broker.py (edit that, not this).
 
-# --- who may connect ---------------------------------------------------------
-# One set of users and one ACL for the whole broker, not per listener.
+# --- who may connect, and to what ---------------------------------------------
+# One set of users for the whole broker, held by the dynamic-security plugin:
+# central and one client per enrolled device, each device bound to its client id
+# gp-<device>, with a role of its own. Everything not granted is denied,
+# subscriptions included (the plain acl_file never checks a subscription).
+# Central keeps it in step over $CONTROL/dynamic-security/v1; the plugin saves it
+# to the file below after every change, so it survives restarts.
 per_listener_settings false
-# Every kiosk and central log in with a username and password.
 allow_anonymous false
-password_file {files.passwd}
-acl_file {files.acl}
-# Started as root, Mosquitto 2.0 switches to this account before reading any
-# other file, so the files above must be readable by it.
+plugin {plugin}
+plugin_opt_config_file {files.dynsec}
+# Started as root, Mosquitto switches to this account before reading any other
+# file; write_broker_config gave it data/, dynsec/ and the server key.
 {user_line}
 # --- the one listener: TLS only ------------------------------------------------
 # No plain-MQTT port at all: passwords never cross the network in clear.
@@ -238,8 +213,9 @@ listener {port} {bind}
 cafile {tls.ca_cert}
 certfile {tls.server_cert}
 keyfile {tls.server_key}
-# Kiosks authenticate with their password; the server certificate authenticates
-# the broker to them. Per-device client certificates would need a PKI on every kiosk.
+# Kiosks authenticate with their password (rotated at every re-enrolment, deleted
+# at revocation, both at once over $CONTROL); the server certificate
+# authenticates the broker to them. docs/broker.md says why not client certificates.
 require_certificate false
 # Minimum version: TLS 1.2 and 1.3 are accepted, 1.0 and 1.1 refused.
 tls_version tlsv1.2
@@ -268,11 +244,13 @@ max_queued_bytes 0
 # once, so allow more than the default 20.
 max_inflight_messages 100
 # A batch is at most ~64 KiB by design; allow 1 MiB so an oversized batch is
-# refused by central with a reason, not by the broker with a disconnect.
+# refused by central with a reason, not by the broker with a disconnect. A device
+# can publish on two topics only, so it can make the broker keep at most two
+# retained messages of this size.
 max_packet_size 1048576
 
 # --- housekeeping ----------------------------------------------------------------
-# central's reload_broker() sends SIGHUP to this pid to re-read passwd and acl.
+# In data/, which the account above may write (the folder itself may be root's).
 pid_file {files.pid_file}
 # Logs go to stderr only, for systemd's journal or the test's log file; no log
 # file path that might not exist on a fresh machine.
@@ -281,19 +259,45 @@ log_type error
 log_type warning
 log_type notice
 log_type information
-# Subscriptions too: Mosquitto 2.0's ACL does not check them, so the log is where
-# a device subscribing to something odd (e.g. central's share group) shows up.
+# Subscriptions too: a refused one (SUBACK 0x87) is logged with the client's id.
 log_type subscribe
 connection_messages true
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 """
 
 
+def _account(run_as: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(run_as)
+    except KeyError:
+        raise ConfigError(
+            f"there is no account {run_as!r} for the broker to run as: install Debian's "
+            "mosquitto package (it makes one), give another with --run-as, or run "
+            "broker-config and mosquitto as a normal user"
+        ) from None
+
+
+def _check_reachable(folder: Path, account: pwd.struct_passwd) -> None:
+    """Refuse a folder the broker's account cannot reach (e.g. under /root, 0700)."""
+    for parent in [folder, *folder.parents]:
+        st = parent.stat()
+        if st.st_uid == account.pw_uid:
+            continue
+        group_ok = st.st_gid == account.pw_gid and st.st_mode & 0o010
+        if not (st.st_mode & 0o001 or group_ok):
+            raise ConfigError(
+                f"the broker runs as {account.pw_name!r} when started as root, and that "
+                f"account cannot enter {parent} (mode {st.st_mode & 0o777:o}): choose a "
+                "folder it can reach, e.g. /var/lib/greenpass/broker"
+            )
+
+
 def write_broker_config(
     out_dir: Path,
     *,
     port: int,
-    users: Sequence[BrokerUser],
+    central_password_hash: str,
+    devices: Sequence[DeviceLogin] = (),
     hostnames: Sequence[str] = ("localhost",),
     ips: Sequence[str] = ("127.0.0.1",),
     bind: str = "127.0.0.1",
@@ -301,32 +305,74 @@ def write_broker_config(
 ) -> BrokerFiles:
     """Write a complete broker folder; ``mosquitto -c <conf>`` then runs it.
 
-    `hostnames` and `ips` go into the development server certificate (kept when
-    the existing one already covers them). `run_as` becomes Mosquitto's ``user``
-    option, which only matters when the broker is started as root.
+    `devices` are the enrolled devices (their stored password hashes go into the
+    plugin's file as they are). `hostnames` and `ips` go into the development server
+    certificate (kept when the existing one already covers them). `run_as` is the
+    account a broker started as root switches to: by default `DEFAULT_RUN_AS` when
+    this runs as root (which then owns ``data/`` and the server key), and none
+    otherwise, when the broker runs as whoever wrote the folder. ``run_as="root"``
+    keeps a root broker root (tests in private temporary folders).
     """
     if not 0 < port < 65536:
         raise ConfigError(f"broker port {port} is not a TCP port")
+    as_root = os.geteuid() == 0
+    if run_as is None and as_root:
+        run_as = DEFAULT_RUN_AS
     if run_as is not None:
         check_username(run_as)
+    account = _account(run_as) if as_root and run_as not in (None, "root") else None
     out_dir = out_dir.resolve()
     if any(c in str(out_dir) for c in "\n\r"):
         raise ConfigError(f"broker folder {out_dir!r} cannot be named in mosquitto.conf")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        _check_reachable(out_dir, account)
     data_dir = out_dir / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)
+    # Logins apart from persistence: data/ may be wiped (sessions lost) without
+    # locking everyone out. The plugin saves through a sibling temp file, so the
+    # broker's account needs the folder, not just the file.
+    security_dir = out_dir / "dynsec"
+    security_dir.mkdir(mode=0o700, exist_ok=True)
     tls = DevCA.create(out_dir / "tls", hostnames=hostnames, ips=ips)
     files = BrokerFiles(
         conf=out_dir / "mosquitto.conf",
-        passwd=out_dir / "passwd",
-        acl=out_dir / "acl",
+        dynsec=security_dir / "dynamic-security.json",
         ca_cert=tls.ca_cert,
-        pid_file=out_dir / "mosquitto.pid",
+        pid_file=data_dir / "mosquitto.pid",
         data_dir=data_dir,
         port=port,
+        run_as=run_as,
     )
-    write_passwd(files.passwd, users)
-    write_public(files.acl, _acl_text().encode("ascii"))
-    conf = _conf_text(port=port, bind=bind, files=files, tls=tls, run_as=run_as)
+    write_dynsec(files.dynsec, dynsec_document(central_password_hash, devices))
+    conf = _conf_text(port=port, bind=bind, files=files, tls=tls, plugin=dynsec_plugin())
     write_public(files.conf, conf.encode("utf-8"))
+    if account is not None:
+        # The broker writes data/ (persistence, pid file) and dynsec/ (the plugin's
+        # file) and reads the server key after it has become this account; the CA
+        # key stays root's.
+        for path in (
+            data_dir,
+            *data_dir.iterdir(),
+            security_dir,
+            *security_dir.iterdir(),
+            tls.server_key,
+        ):
+            os.chown(path, account.pw_uid, account.pw_gid)
     return files
+
+
+def broker_address(folder: Path) -> tuple[str, Path]:
+    """The URL central reaches a broker folder's listener at, and its CA certificate."""
+    conf = folder / "mosquitto.conf"
+    try:
+        lines = conf.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{conf}: cannot read the broker's configuration: {exc}") from exc
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "listener":
+            host = words[2] if len(words) > 2 and words[2] not in ("0.0.0.0", "::") else "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            return f"mqtts://{host}:{int(words[1])}", folder / "tls" / "ca.crt"
+    raise ConfigError(f"{conf}: no listener line")

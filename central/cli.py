@@ -24,14 +24,19 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from central.cli_accounts import register_accounts
+from central.cli_operator import register_operator
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
+    from central.broker_sync import BrokerSync
     from central.store import CentralStore
     from sync.keys import Ed25519PrivateKey
+    from sync.transport import BrokerConfig
 
 DB_ENV = "GREENPASS_CENTRAL_DB"
 HOME_ENV = "GREENPASS_CENTRAL_HOME"
+NO_BROKER_URL = "mqtts://no-broker.invalid:8883"  # what --no-broker hands kiosks, unless told
 
 
 def _now_ms() -> int:
@@ -59,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Without a subcommand: run the central server until stopped.",
     )
     parser.add_argument("--broker", help="broker URL, mqtts://HOST:PORT")
+    parser.add_argument(
+        "--no-broker",
+        action="store_true",
+        help="no MQTT: serve only the --http API and console (a reporting replica)",
+    )
     parser.add_argument("--broker-user", default="central", help="MQTT username (central)")
     parser.add_argument(
         "--broker-password-file",
@@ -68,15 +78,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--ca", type=Path, help="CA certificate the broker's TLS chains to")
     parser.add_argument(
-        "--broker-dir",
-        type=Path,
-        help="the folder broker-config wrote: after each enrolment or revocation central "
-        "rewrites its passwd file and signals the broker to reload it",
-    )
-    parser.add_argument(
         "--public-broker-url", help="broker URL handed to kiosks at enrolment (default: --broker)"
     )
-    parser.add_argument("--http", help="serve the admin and enrolment API on HOST:PORT")
+    parser.add_argument(
+        "--http", help="serve the admin and enrolment API on HOST:PORT (HTTPS unless --http-plain)"
+    )
+    parser.add_argument(
+        "--http-tls",
+        type=Path,
+        metavar="DIR",
+        help="the API's TLS folder: ca.crt, server.crt, server.key (default HOME/http-tls; "
+        "a development CA is made there when it holds no certificate)",
+    )
+    parser.add_argument(
+        "--http-hostname",
+        action="append",
+        metavar="NAME",
+        help="a host name or IP the API's certificate must cover (repeatable; default: "
+        "localhost, 127.0.0.1 and the --http address)",
+    )
+    parser.add_argument(
+        "--http-plain",
+        action="store_true",
+        help="plain HTTP, only on a loopback address behind a TLS reverse proxy",
+    )
+    parser.add_argument(
+        "--http-max-connections",
+        type=int,
+        default=100,
+        help="connections and requests at once; more get 503 (default 100)",
+    )
+    parser.add_argument(
+        "--enrol-rate",
+        type=int,
+        default=10,
+        help="enrolment attempts a minute from one address, also the burst (default 10)",
+    )
     parser.add_argument("--worker-id", default="1", help="tells central workers apart (MQTT id)")
     parser.add_argument(
         "--debounce", type=float, default=1.0, help="seconds from a change to its state push"
@@ -106,14 +143,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_devices)
     p = child("revoke", "revoke a kiosk: its batches are refused, its broker login removed")
     p.add_argument("--device", required=True)
-    p.add_argument("--broker-dir", type=Path, help="rewrite this broker folder's passwd")
+    p.add_argument(
+        "--broker-dir", type=Path, help="drop it from the broker this folder configures, now"
+    )
+    p.add_argument(
+        "--broker",
+        default=argparse.SUPPRESS,
+        help="or: drop it from the broker at mqtts://HOST:PORT, now",
+    )
+    p.add_argument(
+        "--ca", type=Path, default=argparse.SUPPRESS, help="with --broker: the CA it chains to"
+    )
     p.set_defaults(handler=_revoke)
-    p = child("broker-config", "write a Mosquitto folder: TLS, passwords, ACL, limits")
+    p = child("broker-config", "write a Mosquitto folder: TLS, logins and rights, limits")
     p.add_argument("--out", type=Path, required=True, help="folder to write")
     p.add_argument("--port", type=int, default=8883, help="TLS listener port (default 8883)")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument(
         "--hostname", action="append", default=None, help="name in the server certificate"
+    )
+    p.add_argument(
+        "--run-as",
+        help="account a broker started as root switches to (default: mosquitto when "
+        "this runs as root; it is given data/ and the server key)",
     )
     p.set_defaults(handler=_broker_config)
     p = child("issuer-key", "trust a key to sign a village's passbook cards (the office key)")
@@ -126,6 +178,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_prune_dead_letters)
     p = child("public-key", "print central's state-signing public key (hex)")
     p.set_defaults(handler=_public_key)
+    register_operator(csub, child)  # village, rules, catalogue, passbook, audit
+    register_accounts(csub, child)  # account add|list|disable|unlock|token
 
 
 def _store(args: argparse.Namespace) -> CentralStore:
@@ -152,15 +206,31 @@ def _central_password(home: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def _sync_broker(store: CentralStore, home: Path, broker_dir: Path | None) -> None:
-    """Rewrite the broker's passwd from the enrolled devices and make it reload."""
-    if broker_dir is None:
-        return
-    from central.broker import mosquitto_password_hash, reload_broker, write_passwd
+def _central_broker(args: argparse.Namespace, url: str, ca: Path | None) -> BrokerConfig:
+    from sync.transport import BrokerConfig
 
-    users = store.broker_users(mosquitto_password_hash(_central_password(home)))
-    write_passwd(broker_dir / "passwd", users)
-    reload_broker(broker_dir / "mosquitto.pid")
+    password_file = getattr(args, "broker_password_file", None) or args.home / "central.password"
+    try:
+        password = password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{password_file}: cannot read central's MQTT password") from exc
+    return BrokerConfig(
+        url=url,
+        username=getattr(args, "broker_user", "central"),
+        password=password,
+        client_id=f"gp-central-admin-{secrets.token_hex(4)}",
+        ca_cert=ca,
+        clean_start=True,
+        session_expiry_s=0,
+    )
+
+
+def _broker_sync(
+    args: argparse.Namespace, store: CentralStore, url: str, ca: Path | None
+) -> BrokerSync:
+    from central.broker_sync import BrokerSync, load_secret
+
+    return BrokerSync(store, _central_broker(args, url, ca), load_secret(args.home))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -170,21 +240,20 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.no_broker:
+        return _run_without_broker(args)
     if not args.broker:
-        raise ConfigError("give --broker mqtts://HOST:PORT")
-    password_file = args.broker_password_file or args.home / "central.password"
-    try:
-        password = password_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{password_file}: cannot read central's MQTT password") from exc
+        raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
+    admin = _central_broker(args, args.broker, args.ca)
     store = _store(args)
     key = _key(args.home)
+    broker_sync = _broker_sync(args, store, args.broker, args.ca)
     service = CentralService(
         store,
         BrokerConfig(
-            url=args.broker,
-            username=args.broker_user,
-            password=password,
+            url=admin.url,
+            username=admin.username,
+            password=admin.password,
             client_id=f"gp-central-{args.worker_id}",
             ca_cert=args.ca,
         ),
@@ -201,47 +270,108 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start()
+    broker_sync.start()
     if args.http:
-        _serve_http(args, store, key, stop)
+        _serve_http(args, store, key, stop, broker_sync)
     else:
         stop.wait()
+    broker_sync.stop()
     service.stop()
     store.close()
     return 0
 
 
-def _serve_http(
-    args: argparse.Namespace, store: CentralStore, key: Ed25519PrivateKey, stop: threading.Event
-) -> None:
-    import uvicorn
+def _run_without_broker(args: argparse.Namespace) -> int:
+    """The API and console alone: no ingest, no state push, no broker logins. Changes
+    made here reach kiosks when a central with a broker next pushes (it watches the
+    villages' `changed_ms` in the same database)."""
+    if not args.http:
+        raise ConfigError("--no-broker serves only the API: give --http HOST:PORT")
+    store = _store(args)
+    stop = threading.Event()
 
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        _serve_http(args, store, _key(args.home), stop, None)
+    finally:
+        store.close()
+    return 0
+
+
+def _serve_http(
+    args: argparse.Namespace,
+    store: CentralStore,
+    key: Ed25519PrivateKey,
+    stop: threading.Event,
+    broker_sync: BrokerSync | None,
+) -> None:
     from central.api import EnrolmentSettings, create_app
+    from central.console import load_settings
+    from central.http_guard import HttpLimits
+    from central.http_server import (
+        check_plain,
+        default_names,
+        http_tls,
+        make_server,
+        serve,
+        split_host_port,
+    )
     from sync.keys import public_bytes
 
-    host, _, port = args.http.rpartition(":")
+    host, port = split_host_port(args.http)
+    if args.http_plain:
+        check_plain(host)  # before anything is written
+        tls = None
+    else:
+        tls = http_tls(
+            args.http_tls or args.home / "http-tls", args.http_hostname or default_names(host)
+        )
     token_file = args.home / "admin.token"
     if not token_file.exists():
-        token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
-        token_file.chmod(0o600)
+        args.home.mkdir(parents=True, exist_ok=True)
+        # Created 0600, not chmod-ed after: it is readable by no one else at any moment.
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
     ca_pem = args.ca.read_text(encoding="ascii") if args.ca else ""
     app = create_app(
         store,
         admin_token=token_file.read_text(encoding="utf-8").strip(),
         enrolment=EnrolmentSettings(
-            broker_url=args.public_broker_url or args.broker,
+            # Without a broker (--no-broker) a kiosk enrolled here is told the
+            # --public-broker-url, if given; an unusable placeholder otherwise.
+            broker_url=args.public_broker_url or args.broker or NO_BROKER_URL,
             ca_cert_pem=ca_pem,
             central_public_key=public_bytes(key),
+            broker_secret=None if broker_sync is None else broker_sync.secret,
         ),
-        on_devices_changed=lambda: _sync_broker(store, args.home, args.broker_dir),
+        # Synchronous: a revocation answers only once the broker has dropped the
+        # device (or 503); an enrolment runs it after its answer.
+        on_devices_changed=None if broker_sync is None else (lambda: _devices_changed(broker_sync)),
+        limits=HttpLimits(enrol_per_minute=args.enrol_rate),
+        console=load_settings(args.home / "console.toml"),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host or "127.0.0.1", port=int(port)))
+    server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
+    logging.getLogger(__name__).info(
+        "API on %s://%s:%d%s",
+        "http" if tls is None else "https",
+        host,
+        port,
+        "" if tls is None else f"; technicians verify it with {tls.ca_cert}",
+    )
+    serve(server, stop)
 
-    def watch() -> None:
-        stop.wait()
-        server.should_exit = True
 
-    threading.Thread(target=watch, daemon=True).start()
-    server.run()
+def _devices_changed(broker_sync: BrokerSync) -> None:
+    try:
+        broker_sync.sync_now()
+    except Exception:
+        broker_sync.request()  # the background thread retries until the broker answers
+        raise
 
 
 def _enrol_token(args: argparse.Namespace) -> int:
@@ -271,28 +401,43 @@ def _devices(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     with _store(args) as store:
         store.revoke_device(args.device, _now_ms())
-        _sync_broker(store, args.home, args.broker_dir)
-    print(f"revoked {args.device}")
+        print(f"revoked {args.device}")
+        if args.broker_dir or args.broker:
+            from central.broker import broker_address
+
+            url, ca = broker_address(args.broker_dir) if args.broker_dir else (args.broker, args.ca)
+            report = _broker_sync(args, store, url, ca).sync_now()
+            print(f"the broker has dropped {args.device} ({report})")
+        else:
+            print(
+                "the broker still lets it log in until central next syncs it (at most 5 "
+                "minutes while central runs); give --broker-dir or --broker to do it now"
+            )
     return 0
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    from central.broker import BrokerUser, mosquitto_password_hash, write_broker_config
+    from central.broker import mosquitto_command, mosquitto_password_hash, write_broker_config
+    from central.broker_sync import active_logins, load_secret
 
     central_hash = mosquitto_password_hash(_central_password(args.home))
+    devices = []
     if args.db:
         with _store(args) as store:
-            users = store.broker_users(central_hash)
-    else:
-        users = [BrokerUser("central", central_hash)]
+            devices = active_logins(store, load_secret(args.home))
     files = write_broker_config(
         args.out,
         port=args.port,
-        users=users,
+        central_password_hash=central_hash,
+        devices=devices,
         hostnames=args.hostname or ["localhost"],
         bind=args.bind,
+        run_as=args.run_as,
     )
-    print(f"wrote {files.conf}; run: mosquitto -c {files.conf}")
+    print(f"wrote {files.conf} with {len(devices)} enrolled devices")
+    print(f"run: {mosquitto_command()} -c {files.conf}")
+    if files.run_as and os.geteuid() == 0:
+        print(f"(started as root it runs as {files.run_as!r}, which now owns data/ and dynsec/)")
     print(f"kiosks and central trust {files.ca_cert}")
     print(f"central's MQTT password is in {args.home / 'central.password'}")
     return 0

@@ -43,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    literal,
     select,
     text,
 )
@@ -167,6 +168,19 @@ village_rules = Table(
     Column("text", Text, nullable=False),
 )
 
+# Every rules version a village has had, kept for good: a kiosk that was offline when
+# its village moved to new rules still syncs entries priced with the old ones, and
+# central re-prices each entry by the version it names (central.recheck).
+rules_versions = Table(
+    "rules_versions",
+    metadata,
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("version", String(_ID), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("added_ms", BigInteger, nullable=False),  # 0: in force before history was kept
+    PrimaryKeyConstraint("village_id", "version", name="rules_versions_pk"),
+)
+
 issuer_keys = Table(
     "issuer_keys",
     metadata,
@@ -214,9 +228,148 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1_TABLES, checkfirst=False)
 
 
+def _v2(conn: Connection) -> None:
+    rules_versions.create(conn, checkfirst=False)
+    # The version in force now is the one history must start with.
+    r = village_rules
+    conn.execute(
+        insert(rules_versions).from_select(
+            ["village_id", "version", "text", "added_ms"],
+            select(r.c.village_id, r.c.version, r.c.text, literal(0, BigInteger)),
+        )
+    )
+
+
+# --- the operator's console (migration 3) -----------------------------------------------
+
+# What an operator says about a village beyond its id; `catalogue_version` counts the
+# catalogue's changes, so two operators editing it at once are told (409), not merged.
+village_profiles = Table(
+    "village_profiles",
+    metadata,
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), primary_key=True),
+    Column("name_zh", Text, nullable=False, server_default=""),
+    Column("name_en", Text, nullable=False, server_default=""),
+    Column("timezone", String(_ID), nullable=False, server_default="Asia/Shanghai"),
+    Column("catalogue_version", BigInteger, nullable=False, server_default="0"),
+)
+
+# A catalogue item's picture: a small JPEG thumbnail made at central (pushed in the state).
+item_pictures = Table(
+    "item_pictures",
+    metadata,
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("item_id", String(_ID), nullable=False),
+    Column("jpeg", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("village_id", "item_id", name="item_pictures_pk"),
+)
+
+# Revocations decided at central: they hold whatever a kiosk's entries say, until an
+# operator reinstates the passbook (`lifted_ms`). Kiosk revocations stay in `villagers`.
+passbook_revocations = Table(
+    "passbook_revocations",
+    metadata,
+    Column("passbook_id", Text, primary_key=True),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("revoked_ms", BigInteger, nullable=False),
+    Column("revoked_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("lifted_ms", BigInteger),
+    Column("lifted_by", Text),
+)
+
+# A lost card replaced by a new passbook for the same household: `old` is revoked, its
+# balance and history count for `new` (central.passbooks).
+passbook_links = Table(
+    "passbook_links",
+    metadata,
+    Column("old_passbook_id", Text, primary_key=True),
+    Column("new_passbook_id", Text, nullable=False, unique=True),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id"), nullable=False),
+    Column("replaced_ms", BigInteger, nullable=False),
+    Column("replaced_by", Text, nullable=False),
+    Index("passbook_links_village", "village_id"),
+)
+
+# Every operator change: who, when, what, and the value before and after (JSON text).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(_ID), nullable=False),
+    Column("village_id", String(_ID)),
+    Column("target", Text, nullable=False),
+    Column("before_json", Text),
+    Column("after_json", Text),
+    Index("audit_log_village", "village_id", "id"),
+)
+
+
+def _v3(conn: Connection) -> None:
+    tables = [village_profiles, item_pictures, passbook_revocations, passbook_links, audit_log]
+    metadata.create_all(conn, tables=tables, checkfirst=False)
+
+
+# --- operator accounts (migration 4) ----------------------------------------------------
+
+# Who may use the console and the API (central.accounts): a county account sees every
+# village, a village account only `village_id`. Passwords as scrypt strings, never clear;
+# `failed_logins` and `locked_until_ms` survive a restart, so a lockout cannot be reset by
+# restarting central.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(_ID), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("village_id", String(_ID), ForeignKey("villages.village_id")),
+    Column("password_hash", Text, nullable=False),
+    Column("active", Boolean(create_constraint=False), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until_ms", BigInteger),
+    CheckConstraint("role IN ('county', 'village')", name="accounts_role"),
+    CheckConstraint(
+        "(role = 'county' AND village_id IS NULL) OR (role = 'village' AND village_id IS NOT NULL)",
+        name="accounts_scope",
+    ),
+)
+
+# API tokens for scripts, and console sessions: only their SHA-256 is kept (they are
+# 192 random bits, so a fast hash is enough, as for enrolment tokens).
+account_tokens = Table(
+    "account_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account", String(_ID), ForeignKey("accounts.name"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("account", String(_ID), ForeignKey("accounts.name"), nullable=False),
+    Column("csrf", String(64), nullable=False),  # the forms' token, bound to this session
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("console_sessions_account", "account"),
+)
+
+
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[accounts, account_tokens, console_sessions], checkfirst=False)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
+    (2, "rules versions", _v2),
+    (3, "operator console", _v3),
+    (4, "operator accounts", _v4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

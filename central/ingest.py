@@ -4,14 +4,18 @@ Checks run cheapest and least trusting first: the topic names a device; the enve
 parses within the size limit; the device is enrolled and active; it signed the batch
 itself; the signature verifies against its enrolled key (before anything is
 decompressed); the body decodes and its chain ends at the `last_h` it claims; each
-entry is storable. A failure writes a dead letter (what arrived, why) and returns an
-ack saying so; nothing of the batch enters `entries`.
+entry is storable; each entry means what it says, priced by the rules version it
+names (`central.recheck`: a signature proves who sent an entry, not that it is right).
+A failure writes a dead letter (what arrived, why) and returns an ack saying so;
+nothing of the batch enters `entries`.
 
 Then one transaction, holding the device row, places the batch against what central
 already has for the device (`acked_seq`, `last_h`): a duplicate is acked again (and
 proven identical by its hash), a gap asks for `acked_seq + 1`, an overlap stores only
-the new tail, and the first new entry must chain onto `last_h`. The caller publishes
-the ack only after this commit, so an `ok` always means "durably stored".
+the new tail, and the first new entry must chain onto `last_h`. The new entries must
+fit what is stored before them (`central.recheck_state`: reversal targets, stock,
+balances). The caller publishes the ack only after this commit, so an `ok` always
+means "durably stored".
 
 That transaction is the only one per batch: the checks above use the device row as
 last read, and the transaction re-reads it under its lock and starts over on a fresh
@@ -47,7 +51,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import db
+from central import db, recheck, recheck_state
+from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
 from greenpass.errors import ProtocolError, StorageError
@@ -105,7 +110,8 @@ def ingest(
         cached = known.get(device_id)
         if cached is not None:
             try:
-                return _store_batch(store, cached, _checked(env, cached), now_ms)
+                batch = _checked(store, _opened(env, cached), cached)
+                return _store_batch(store, cached, batch, now_ms)
             except (ProtocolError, _DeviceChanged):
                 known.pop(device_id, None)  # decide on the device row as it is now
         for _ in range(_FRESH_ATTEMPTS):
@@ -114,7 +120,8 @@ def ingest(
                 raise ProtocolError("rejected", f"device {device_id!r} is not enrolled")
             if dev.status != "active":
                 raise ProtocolError("rejected", f"device {device_id!r} is revoked")
-            batch = _checked(env, dev)
+            batch = _opened(env, dev)  # kept: a refusal's ack names the batch's seqs
+            _checked(store, batch, dev)
             try:
                 result = _store_batch(store, dev, batch, now_ms)
             except _DeviceChanged:
@@ -126,16 +133,21 @@ def ingest(
         return dead_letter(store, topic, payload, now_ms, device_id, dev, batch, exc)
 
 
-def _checked(env: protocol.Envelope, dev: Device) -> protocol.Batch:
-    """The batch in `env` if `dev` sent it and it holds nothing central refuses."""
+def _opened(env: protocol.Envelope, dev: Device) -> protocol.Batch:
+    """The batch in `env` if `dev` sent it."""
     if env.signer != dev.device_id:
         raise ProtocolError(
             "rejected",
             f"sender {env.signer!r} signed a batch on device {dev.device_id!r}'s topic",
         )
     protocol.check_signature(env, public_key(dev.public_key))
-    batch = protocol.decode_batch(env)
+    return protocol.decode_batch(env)
+
+
+def _checked(store: CentralStore, batch: protocol.Batch, dev: Device) -> protocol.Batch:
+    """`batch` if it holds nothing central refuses, entry by entry."""
     check_entries(batch, dev.village_id)
+    recheck.check_meaning(store, batch, dev.village_id)
     return batch
 
 
@@ -301,6 +313,7 @@ def _place(
             f"the batch does not continue central's chain at seq {acked} "
             "(its history differs from what this device sent before)",
         )
+    recheck_state.check_against_ledger(conn, dev.device_id, dev.village_id, batch, skip)
     rows, hashes = batch.rows[skip:], batch.hashes[skip:]
     insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     villager_changes = [
@@ -494,8 +507,10 @@ def dead_letter(
     batch: protocol.Batch | None,
     exc: ProtocolError,
 ) -> IngestResult:
-    """Record a refused message and build the ack that tells the device why."""
+    """Record a refused message (within `central.dead_letter_limit`'s budget) and build
+    the ack that tells the device why."""
     reason = _clean(str(exc), 500)
+    keep = limit_for(store.engine).admit(device_id, payload, now_ms)
     try:
         with store.engine.begin() as conn:
             if device_id is not None:
@@ -504,17 +519,18 @@ def dead_letter(
                     select(db.devices).where(db.devices.c.device_id == device_id)
                 ).first()
                 dev = None if row is None else device_from_row(row)
-            conn.execute(
-                insert(db.dead_letters).values(
-                    received_ms=now_ms,
-                    topic=_clean(topic, 1000),
-                    claimed_device=None if device_id is None else _clean(device_id, 200),
-                    status=exc.code,
-                    reason=reason,
-                    payload=payload[: protocol.MAX_PAYLOAD],
-                    size=len(payload),
+            if keep:
+                conn.execute(
+                    insert(db.dead_letters).values(
+                        received_ms=now_ms,
+                        topic=_clean(topic, 1000),
+                        claimed_device=None if device_id is None else _clean(device_id, 200),
+                        status=exc.code,
+                        reason=reason,
+                        payload=payload[: protocol.MAX_PAYLOAD],
+                        size=len(payload),
+                    )
                 )
-            )
     except SQLAlchemyError as db_exc:
         raise storage_error(db_exc, "recording a dead letter") from db_exc
     if device_id is None:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import RowMapping, func, select
 from sqlalchemy.orm import aliased
 
-from central import db
+from central import db, passbooks
 from central.store import CentralStore
 from edge.entries import Entry, Kind
 
@@ -162,22 +162,28 @@ def _passbook_entries(store: CentralStore, where: Any) -> list[Entry]:
 
 
 def statement(store: CentralStore, passbook_id: str) -> list[StatementLine]:
-    """Every entry of a passbook across all kiosks, in order, with the running balance."""
+    """Every entry of a passbook across all kiosks, in order, with the running balance:
+    of the household's account, with the cards it replaced or that replaced it."""
+    with store.read("reading passbook links") as conn:
+        account = passbooks.members([passbook_id], passbooks.links(conn))
     lines, balance = [], 0
-    for x in merged(_passbook_entries(store, db.entries.c.passbook_id == passbook_id)):
+    for x in merged(_passbook_entries(store, db.entries.c.passbook_id.in_(account))):
         balance += x.points
         lines.append(StatementLine(x, balance))
     return lines
 
 
 def overdrafts(store: CentralStore, village_id: str) -> list[Overdraft]:
-    """Passbooks of the village whose running balance ever went below zero."""
+    """Passbooks of the village whose running balance ever went below zero (a replaced
+    card's entries count under the household's newest passbook)."""
     e = db.entries
     found = _passbook_entries(store, (e.c.village_id == village_id) & e.c.passbook_id.is_not(None))
+    with store.read("reading passbook links") as conn:
+        replaced = passbooks.links(conn, village_id)
     by_passbook: dict[str, list[Entry]] = defaultdict(list)
     for x in found:
         assert x.passbook_id is not None
-        by_passbook[x.passbook_id].append(x)
+        by_passbook[passbooks.account_of(x.passbook_id, replaced)].append(x)
     out = []
     for pid in sorted(by_passbook):
         balance, lowest, first = 0, 0, None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from central import db
+from central import db, passbooks
 from central.store import CentralStore, device_from_row
 from greenpass.errors import CentralError
 from sync.protocol import StateBody, WireItem, WireVillager
@@ -80,6 +80,19 @@ def build_village_states(
                 select(vl).where(vl.c.village_id == village).order_by(vl.c.passbook_id)
             )
         ]
+        # A replaced card's points belong to the household's newest passbook.
+        balances = passbooks.fold_balances(balances, passbooks.links(conn, village))
+        # Central's revocations hold whatever a kiosk's villager_status entries said.
+        central_revoked = passbooks.revoked_at_central(conn, village)
+        villagers = [
+            WireVillager(v.passbook_id, v.household_name, v.village, "revoked")
+            if v.passbook_id in central_revoked
+            else v
+            for v in villagers
+        ]
+        # Pictures stay at central for now (console, `GET …/picture`): a kiosk older
+        # than WireItem's sixth field refuses the whole state if an item carries one,
+        # and no kiosk shows them yet. They go down once kiosks say they take them.
         items = [
             WireItem(r.item_id, r.name_zh, r.name_en, int(r.points_price), bool(r.active))
             for r in conn.execute(

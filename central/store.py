@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,10 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import db
-from central.broker import CENTRAL_USER, BrokerUser, mosquitto_password_hash
+from central import db, rules_versions
+from central.broker import mosquitto_password_hash
 from central.db import Device, device_from_row, storage_error
+from central.dynsec import DeviceLogin, is_reserved
 from edge.entries import GENESIS_H
 from edge.rules import parse_rules
 from greenpass.errors import CentralError, ConfigError, ProtocolError, StorageError
@@ -218,6 +219,8 @@ class CentralStore:
                         f"{village_id!r} with different text; give the new file a new version"
                     )
                 return False
+            # Kept for good, so entries priced with it still sync after newer rules.
+            rules_versions.record(conn, village_id, rules, now_ms)
             if row is None:
                 conn.execute(
                     insert(t).values(village_id=village_id, version=rules.version, text=text)
@@ -262,12 +265,15 @@ class CentralStore:
         self, device_id: str, village_id: str, now_ms: int, ttl_s: int = 86_400
     ) -> str:
         """A one-time enrolment token for `device_id` in `village_id`, valid `ttl_s`."""
-        if device_id == CENTRAL_USER:
+        if is_reserved(device_id):
             raise CentralError(f"device id {device_id!r} is reserved for the central service")
         _check_id("device id", device_id, DEVICE_ID_RE)
         if ttl_s <= 0:
             raise CentralError("a token's lifetime must be positive")
         token = secrets.token_urlsafe(24)
+        while token.startswith("-"):
+            # Typed after `--token`, a leading '-' reads as an option (argparse refuses it).
+            token = secrets.token_urlsafe(24)
         with self.write("creating an enrolment token") as conn:
             self._require_village(conn, village_id)
             dev = self._device(conn, device_id)
@@ -289,37 +295,42 @@ class CentralStore:
             )
         return token
 
-    def enrol(self, token: str, device_id: str, public_key_raw: bytes, now_ms: int) -> Enrolment:
-        """Record a device's public key against a valid token; returns its MQTT password."""
+    def enrol(
+        self,
+        token: str,
+        device_id: str,
+        public_key_raw: bytes,
+        now_ms: int,
+        *,
+        mqtt_password: Callable[[str, bytes], str] | None = None,
+    ) -> Enrolment:
+        """Record a device's public key against a valid token; returns its MQTT password.
+
+        A refusal names no device but the one asked for: a token presented with
+        another device id is "unknown", so a token alone does not tell whose it is,
+        nor does trying device ids with it tell which one it was for.
+        """
         try:
             public_key(public_key_raw)
         except ValueError as exc:
             raise CentralError(f"enrolment refused: {exc}") from exc
-        password = secrets.token_urlsafe(24)
+        # A read first: a wrong, used or expired token is refused without taking the
+        # write lock, so a flood of bad attempts does not queue in front of ingest's
+        # writes (SQLite has one writer at a time).
+        with self.read("checking an enrolment token") as conn:
+            self._enrolment_check(conn, token, device_id, now_ms)
+        # Derived from central's broker secret when it has one (`central.dynsec`), so
+        # central can give the broker this login again at any time; random otherwise.
+        if mqtt_password is not None:
+            password = mqtt_password(device_id, public_key_raw)
+        else:
+            password = secrets.token_urlsafe(24)
         pw_hash = mosquitto_password_hash(password)
         t, d = db.enrol_tokens, db.devices
         try:
             with self.write("enrolling a device") as conn:
-                tok = conn.execute(select(t).where(t.c.token_hash == token_hash(token))).first()
-                if tok is None:
-                    raise CentralError("enrolment refused: the token is unknown")
-                if tok.used_ms is not None:
-                    raise CentralError("enrolment refused: the token has already been used")
-                if tok.expires_ms <= now_ms:
-                    raise CentralError("enrolment refused: the token has expired")
-                if tok.device_id != device_id:
-                    raise CentralError(
-                        f"enrolment refused: the token was issued for device "
-                        f"{tok.device_id!r}, not {device_id!r}"
-                    )
-                dev = self._device(conn, device_id)
-                if dev is not None and dev.status == "revoked":
-                    raise CentralError(f"enrolment refused: device {device_id!r} is revoked")
-                if dev is not None and dev.village_id != tok.village_id:
-                    raise CentralError(
-                        f"enrolment refused: device {device_id!r} belongs to village "
-                        f"{dev.village_id!r}"
-                    )
+                # Again under the write lock: the token may have been spent meanwhile.
+                tok, dev = self._enrolment_check(conn, token, device_id, now_ms)
                 # Conditional: of two concurrent enrolments with one token, only the
                 # first UPDATE matches; the other waits for its commit and finds 0 rows.
                 used = conn.execute(
@@ -363,6 +374,32 @@ class CentralStore:
             re_enrolled=dev is not None,
         )
 
+    def _enrolment_check(
+        self, conn: Connection, token: str, device_id: str, now_ms: int
+    ) -> tuple[Any, Device | None]:
+        """The token's row and the device (None if new), or the refusal."""
+        t = db.enrol_tokens
+        tok = conn.execute(
+            select(t).where((t.c.token_hash == token_hash(token)) & (t.c.device_id == device_id))
+        ).first()
+        if tok is None:
+            raise CentralError(
+                "enrolment refused: the token is unknown, or was issued for another device id"
+            )
+        if tok.used_ms is not None:
+            raise CentralError("enrolment refused: the token has already been used")
+        if tok.expires_ms <= now_ms:
+            raise CentralError("enrolment refused: the token has expired")
+        dev = self._device(conn, device_id)
+        if dev is not None and dev.status == "revoked":
+            raise CentralError(f"enrolment refused: device {device_id!r} is revoked")
+        if dev is not None and dev.village_id != tok.village_id:
+            # Possible only for two tokens issued before the device first enrolled.
+            raise CentralError(
+                f"enrolment refused: device {device_id!r} is enrolled in another village"
+            )
+        return tok, dev
+
     def revoke_device(self, device_id: str, now_ms: int) -> bool:
         """Refuse the device from now on (batches, status, enrolment); False if already."""
         d = db.devices
@@ -394,18 +431,16 @@ class CentralStore:
         with self.read("listing devices") as conn:
             return [device_from_row(r) for r in conn.execute(q)]
 
-    def broker_users(self, central_password_hash: str) -> list[BrokerUser]:
-        """The Mosquitto password file's users: central, then every active device."""
+    def broker_logins(self) -> list[DeviceLogin]:
+        """What the broker must know of every active device (password not in clear)."""
         d = db.devices
-        with self.read("listing broker users") as conn:
+        with self.read("listing the broker's logins") as conn:
             rows = conn.execute(
-                select(d.c.device_id, d.c.mqtt_password_hash)
+                select(d.c.device_id, d.c.public_key, d.c.mqtt_password_hash)
                 .where(d.c.status == "active")
                 .order_by(d.c.device_id)
             ).all()
-        return [BrokerUser(CENTRAL_USER, central_password_hash)] + [
-            BrokerUser(r.device_id, r.mqtt_password_hash) for r in rows
-        ]
+        return [DeviceLogin(r.device_id, bytes(r.public_key), r.mqtt_password_hash) for r in rows]
 
     # --- status -------------------------------------------------------------------------
 

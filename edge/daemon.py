@@ -4,7 +4,7 @@
     scanner thread ──codes───┼─→ event queue ─→ session / desk ─→ LEDs, buzzer
     button (gpiozero) ───────┤                     └─→ view ─→ UI (SSE)
     ticker ──────────────────┘
-    uplink thread: its own Ledger on the same file, MQTT to central
+    uplink thread: its own Ledger on the same file, MQTT to central (supervised)
 
 Everything that changes the session goes through one queue and one task, so
 the pure state machines (`edge.session`, `edge.desk`) see events one at a time
@@ -12,6 +12,11 @@ in arrival order. Every ledger call runs on one worker thread: SQLite work
 never blocks the loop, and the kiosk's connection is used by one thread only.
 A deposit is confirmed (`Committed`: screen, beep, green LED) only after
 `Ledger.deposit` returned, that is after its transaction committed.
+
+The ticker also watches the uplink: its sync fault goes to the status strip,
+and an uplink that is gone for good (`failed`: it kept crashing, or its thread
+ended unstopped) sets `fatal`, on which `kiosk_ui.main` stops the process with
+an error so that systemd starts a fresh one.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import desk as dk
 from edge import session as ss
-from edge.cards import Card, read_card
+from edge.cards import read_card
 from edge.clock import Clock, SystemClock
 from edge.config import KioskConfig
 from edge.devices import Devices
-from edge.kiosk_view import Status, build_view, categories_of, villager_info
+from edge.kiosk_view import Status, build_view, categories_of, passbook_refusal, villager_info
 from edge.ledger import Ledger
+from edge.uplink_handle import UplinkFactory, UplinkHandle
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.gpio import State
 from hardware.scale.units import apply_span
@@ -54,8 +60,7 @@ class Kiosk:
         devices: Devices,
         *,
         clock: Clock | None = None,
-        uplink_factory: Callable[[KioskConfig, Devices, Callable[[], dict[str, str]]], Any]
-        | None = None,
+        uplink_factory: UplinkFactory | None = None,
     ) -> None:
         self.cfg = cfg
         self.devices = devices
@@ -81,7 +86,7 @@ class Kiosk:
         self._own_issuer: dict[str, bytes] = {}
         self.ledger: Ledger | None = None
         self._uplink_factory = uplink_factory
-        self._uplink: Any = None
+        self._uplink: UplinkHandle | None = None
         self._db = ThreadPoolExecutor(1, thread_name_prefix="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: asyncio.Queue[object] = asyncio.Queue()
@@ -93,6 +98,8 @@ class Kiosk:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        self.fatal: str | None = None  # why the kiosk must exit and be restarted
+        self.fatal_event = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -277,7 +284,7 @@ class Kiosk:
             self.desk = dk.card_scanned(self.desk, card.holder_id, now)
             self.beep("ok")
             return
-        refusal = await self.in_db(self._villager_refusal, card)
+        refusal = await self.in_db(passbook_refusal, ledger, card.holder_id)
         if self.desk.staff_id is not None:
             if refusal:
                 self.desk = dk.outcome(self.desk, refusal, now)
@@ -295,20 +302,6 @@ class Kiosk:
         self.villager = await self.in_db(villager_info, ledger, card.holder_id)
         await self.step(ss.PassbookScanned(card.holder_id))
         self.beep("ok")
-
-    def _villager_refusal(self, card: Card) -> str:
-        """The ledger's word on the card's passbook: '' when it may be used here."""
-        ledger = self.require_ledger()
-        v = ledger.villager(card.holder_id)
-        if v is None:
-            return "unknown_passbook"
-        if v.status == "revoked":
-            return "revoked_passbook"
-        if v.village != ledger.village:
-            return "foreign_village"
-        if v.status != "active":
-            return "inactive_villager"
-        return ""
 
     def _load_device_key(self) -> None:
         """Read the device key once (ledger thread): it signs the cards this kiosk prints,
@@ -347,7 +340,12 @@ class Kiosk:
     async def _refresh_status(self, now_ms: int) -> None:
         """Sync and clock state for the status strip; the backlog is read every few seconds."""
         up = self._uplink
-        online = None if up is None else bool(getattr(up, "online", False))
+        online = None if up is None else up.online
+        fault = None if up is None else up.sync_fault
+        if up is not None and self.fatal is None and (failed := up.failed) is not None:
+            log.critical("kiosk: %s; exiting so that systemd restarts the kiosk", failed)
+            self.fatal = failed
+            self.fatal_event.set()
         backlog = self.status.backlog
         if now_ms - self._backlog_ms >= BACKLOG_EVERY_MS:
             self._backlog_ms = now_ms
@@ -355,7 +353,10 @@ class Kiosk:
             backlog = b.depth
             self.categories = await self.in_db(categories_of, self.require_ledger())
         self.status = self.status.with_(
-            online=online, backlog=backlog, clock_ok=self.clock.clock_ok()
+            online=online,
+            backlog=backlog,
+            clock_ok=self.clock.clock_ok(),
+            sync_fault=None if fault is None else (fault.code, fault.message),
         )
         self._show_leds()
 

@@ -26,6 +26,7 @@ class Status:
     scale: str = "ok"  # ok / overload / underload / error / disconnected
     scanner: str = "ok"  # ok / disconnected / error
     clock_ok: bool = True
+    sync_fault: tuple[str, str] | None = None  # code, message (docs/sync.md)
 
     def with_(self, **changes: Any) -> Status:
         return replace(self, **changes)
@@ -51,6 +52,21 @@ def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
         "balance": ledger.balance(passbook_id),
         "today": [asdict(d) for d in ledger.today_deposits(passbook_id)],
     }
+
+
+def passbook_refusal(ledger: Ledger, passbook_id: str) -> str:
+    """The ledger's word on a scanned passbook: '' when it may be used here, else the
+    refusal code the screen shows."""
+    v = ledger.villager(passbook_id)
+    if v is None:
+        return "unknown_passbook"
+    if v.status == "revoked":
+        return "revoked_passbook"
+    if v.village != ledger.village:
+        return "foreign_village"
+    if v.status != "active":
+        return "inactive_villager"
+    return ""
 
 
 def categories_of(ledger: Ledger) -> list[dict[str, Any]]:
@@ -117,5 +133,10 @@ def build_view(k: Kiosk) -> dict[str, Any]:
             "scale": st.scale,
             "scanner": st.scanner,
             "clock_ok": st.clock_ok,
+            # For staff and the technician (the strip and the staff menu; `doctor`
+            # reads it from /api/view); villager screens are not held up by it.
+            "sync_fault": None
+            if st.sync_fault is None
+            else {"code": st.sync_fault[0], "message": st.sync_fault[1]},
         },
     }

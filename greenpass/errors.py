@@ -11,8 +11,11 @@
     └── SyncError                       sync with central failed
         ├── ProtocolError (ValueError)  a message is malformed, oversized, forged…; carries
         │                               the `code` central puts in its ack
+        ├── BadAck (ValueError)         an ack the kiosk refuses; carries the sync fault
+        │                               `code` the kiosk reports (ack_beyond_head, …)
         ├── TransportError (OSError)    the broker is unreachable or refused us
         └── CentralError                the central server cannot do what was asked
+            └── ConflictError           changed meanwhile by someone else (HTTP 409)
 
 Each class is also the matching built-in where one fits, so callers that only
 know Python's own errors still catch ours (the gpiozero habit).
@@ -97,9 +100,26 @@ class ProtocolError(SyncError, ValueError):
         self.code = code
 
 
+class BadAck(SyncError, ValueError):
+    """An ack from central that the kiosk refuses to act on: unreadable, for another
+    device, or impossible for this ledger (`sync.acks`). Nothing is marked synced.
+
+    `code` is the sync fault the kiosk reports in its status, on its page and in
+    `doctor` (docs/sync.md lists them); the message says it for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class TransportError(SyncError, OSError):
     """The MQTT broker could not be reached, or refused the connection."""
 
 
 class CentralError(SyncError):
     """The central server refused or could not do what was asked (enrolment, tokens)."""
+
+
+class ConflictError(CentralError):
+    """A change was made against an older version than the one stored: someone else
+    changed it meanwhile (two operators editing one catalogue). Nothing was changed."""

@@ -30,5 +30,5 @@ def _run(args: argparse.Namespace) -> int:
     from kiosk_ui.main import serve
 
     cfg = load_kiosk_config(args.config)
-    asyncio.run(serve(cfg, ready_file=args.ready_file))
-    return 0
+    # 1 when the kiosk stopped itself to be restarted (its uplink could not be kept alive).
+    return asyncio.run(serve(cfg, ready_file=args.ready_file))

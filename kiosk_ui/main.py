@@ -4,6 +4,10 @@ Start-up order: config (a bad key stops here, named), devices, the ledger,
 then the page. The uplink runs in its own thread with its own `Ledger`.
 SIGTERM (systemd stop) shuts everything down in order: the page stops taking
 touches, the event task ends, the uplink says "offline", devices close.
+
+If the uplink cannot be kept alive (its supervisor gave up, or its thread ended
+unstopped: `Kiosk.fatal`), the same orderly shutdown runs and `serve` returns 1,
+so `greenpass kiosk` exits non-zero and systemd (`Restart=always`) starts it again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -19,12 +23,18 @@ from edge.config import KioskConfig
 from edge.daemon import Kiosk
 from edge.devices import Devices, open_devices
 from edge.ledger import Ledger
+from edge.uplink_handle import UplinkFactory
 from kiosk_ui.app import build_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sync.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
 
-def make_uplink(cfg: KioskConfig, devices: Devices, health: Any) -> Any:
+def make_uplink(cfg: KioskConfig, devices: Devices, health: Callable[[], dict[str, str]]) -> Uplink:
     """The sync uplink on its own `Ledger` (its own SQLite connection and thread)."""
     from sync.setup import uplink_from_config  # noqa: PLC0415 - sync only when configured
 
@@ -33,9 +43,15 @@ def make_uplink(cfg: KioskConfig, devices: Devices, health: Any) -> Any:
     return uplink_from_config(Ledger.open(cfg.kiosk.db), cfg.sync, broker_url=url, health=health)
 
 
-async def serve(cfg: KioskConfig, *, ready_file: Path | None = None) -> None:
+async def serve(
+    cfg: KioskConfig,
+    *,
+    ready_file: Path | None = None,
+    uplink_factory: UplinkFactory = make_uplink,
+) -> int:
+    """Run the kiosk until SIGTERM / Ctrl-C (0) or until it must be restarted (1)."""
     devices = await asyncio.to_thread(open_devices, cfg)
-    kiosk = Kiosk(cfg, devices, uplink_factory=make_uplink)
+    kiosk = Kiosk(cfg, devices, uplink_factory=uplink_factory)
     try:
         await kiosk.start()
     except BaseException:
@@ -73,10 +89,22 @@ async def serve(cfg: KioskConfig, *, ready_file: Path | None = None) -> None:
             await asyncio.sleep(0.1)
         kiosk.close_streams()
 
-    helpers = [asyncio.create_task(announce()), asyncio.create_task(end_streams_on_exit())]
+    async def exit_when_fatal() -> None:
+        await kiosk.fatal_event.wait()
+        server.should_exit = True
+
+    helpers = [
+        asyncio.create_task(announce()),
+        asyncio.create_task(end_streams_on_exit()),
+        asyncio.create_task(exit_when_fatal()),
+    ]
     try:
         await server.serve()
     finally:
         for task in helpers:
             task.cancel()
         await kiosk.stop()
+    if kiosk.fatal is not None:
+        log.critical("kiosk stopped with an error: %s", kiosk.fatal)
+        return 1
+    return 0

@@ -3,11 +3,13 @@
 Checks, in the order a technician would look: the ledger file (SQLite's own
 `integrity_check`, then the hash chain), disk space, the clock, the scale, the
 scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
-credentials), the sync backlog, and the broker CA certificate's expiry.
+credentials), the running kiosk's sync fault, the sync backlog, and the broker
+CA certificate's expiry.
 
 When the kiosk daemon is running, its devices are busy: the doctor then asks the
 kiosk's own page (`/api/view`) how the scale and scanner are, instead of opening
-the ports itself. The exit code is 0 when nothing failed (warnings allowed).
+the ports itself; the same view carries the uplink's sync fault, which only the
+running kiosk knows. The exit code is 0 when nothing failed (warnings allowed).
 """
 
 from __future__ import annotations
@@ -219,8 +221,10 @@ def probe_gpio(cfg: KioskConfig) -> Finding:
     return _ok("gpio", "LED, buzzer and button pins available")
 
 
-def check_devices(cfg: KioskConfig, opts: DoctorOptions) -> list[Finding]:
-    view = live_view(cfg, opts.timeout_s)
+def check_devices(
+    cfg: KioskConfig, opts: DoctorOptions, view: dict[str, Any] | None = None
+) -> list[Finding]:
+    """The devices as the running kiosk sees them (`view`), else probed here."""
     if view is not None:
         st = view.get("status", {})
         scanner = str(st.get("scanner", "ok"))
@@ -244,19 +248,34 @@ def check_devices(cfg: KioskConfig, opts: DoctorOptions) -> list[Finding]:
 # --- sync -------------------------------------------------------------------------------
 
 
-def check_broker(cfg: KioskConfig, device_id: str, timeout_s: float) -> Finding:
+def check_broker(
+    cfg: KioskConfig, device_id: str, timeout_s: float, view: dict[str, Any] | None = None
+) -> Finding:
+    """Log in as the device, unless its running kiosk is connected already.
+
+    The broker lets a device connect only with its own client id, ``gp-<device>``, so
+    logging in while the kiosk is connected would knock the kiosk off; its connection
+    is the proof. Otherwise the doctor logs in with a clean, non-persistent session:
+    it replaces the session the kiosk left (acks queued for it are resent by central
+    after the kiosk's ack timeout), and leaves none of its own behind.
+    """
+    from sync.protocol import device_client_id  # noqa: PLC0415
     from sync.transport import BrokerConfig, Transport  # noqa: PLC0415
 
     assert cfg.sync is not None
     s = cfg.sync
+    if view is not None and view.get("status", {}).get("online") is True:
+        return _ok("broker", f"the running kiosk is connected to {s.broker_url}")
     try:
         t = Transport(
             BrokerConfig(
                 url=s.broker_url,
                 username=device_id,
                 password=s.password(),
-                client_id=f"gp-{device_id}-doctor",
+                client_id=device_client_id(device_id),
                 ca_cert=s.ca_cert,
+                clean_start=True,
+                session_expiry_s=0,
             )
         )
         try:
@@ -272,6 +291,34 @@ def check_broker(cfg: KioskConfig, device_id: str, timeout_s: float) -> Finding:
         )
         return Finding("broker", "fail", f"cannot connect: {text}", fix)
     return _ok("broker", f"connected to {s.broker_url} as {device_id}")
+
+
+# What to do about each sync fault (`sync.protocol.SYNC_FAULTS`; docs/sync.md).
+CALL = "call the operator with the device id and this line"
+SYNC_FAULT_FIX = {
+    "ack_beyond_head": f"was the ledger file replaced or restored? Leave it as it is; {CALL}",
+    "ack_backwards": f"central lost entries it had confirmed; all are still here: {CALL}",
+    "ack_bad_expected": CALL,
+    "ack_wrong_device": CALL,
+    "ack_malformed": f"check that kiosk and central run matching versions; {CALL}",
+    "ack_unknown_status": "central is newer: update the kiosk (install.sh, docs/technician.md)",
+    "batch_bad_signature": "central does not know this kiosk's key: re-enrol (greenpass provision)",
+    "batch_rejected": f"central refuses this kiosk (not enrolled or revoked): {CALL}",
+    "batch_bad_chain": f"this ledger's history differs from central's: {CALL}",
+    "uplink_crashed": "it restarted itself; if it recurs send `journalctl -u greenpass-kiosk` "
+    "to support",
+    "uplink_dead": "the kiosk restarts; send `journalctl -u greenpass-kiosk` to support",
+}
+
+
+def check_sync_fault(view: dict[str, Any]) -> Finding:
+    """The running kiosk's sync fault (only it knows one: the uplink keeps it in memory)."""
+    fault = view.get("status", {}).get("sync_fault")
+    if not isinstance(fault, dict):
+        return _ok("sync", "no sync fault (running kiosk)")
+    code = str(fault.get("code", ""))
+    fix = SYNC_FAULT_FIX.get(code, CALL)
+    return Finding("sync", "fail", f"{code}: {fault.get('message', '')} (running kiosk)", fix)
 
 
 def check_backlog(db: Path, now_ms: int) -> Finding:
@@ -324,7 +371,8 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
     found = check_database(db)
     found.append(check_disk(db.parent if db.parent.exists() else Path("/"), opts.min_free_mb))
     found.append(check_clock(clock))
-    found += check_devices(cfg, opts)
+    view = live_view(cfg, opts.timeout_s)
+    found += check_devices(cfg, opts, view)
     db_ok = all(f.level == "ok" for f in found if f.check == "database")
     if cfg.sync is None:
         found.append(
@@ -338,7 +386,9 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
         return found
     device_id = _device_id(db) if db_ok else None
     if device_id is not None:
-        found.append(check_broker(cfg, device_id, opts.timeout_s))
+        found.append(check_broker(cfg, device_id, opts.timeout_s, view))
+        if view is not None:
+            found.append(check_sync_fault(view))
         found.append(check_backlog(db, clock.wall_ms()))
     if cfg.sync.ca_cert is not None:
         found.append(check_certificate(cfg.sync.ca_cert, dt.datetime.now(dt.UTC)))

@@ -15,6 +15,12 @@
 A provisioning QR code carries the same fields as flags, as one line:
 ``GPPROV1 central=https://central.example token=… device=K0001 village=dongcun``
 (space-separated key=value pairs, so a cheap scanner's keyboard mode keeps them).
+
+Central is reached over HTTPS only (`sync.enrol.check_central_url`), its
+certificate checked against `central_ca` (central's ``http-tls/ca.crt``, which
+the technician brings; a code cannot carry it) or else the system's CAs — for
+the clock check as for the enrolment, so not even central's time is taken from
+an impostor.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from edge.queries import check_device_id, check_id
 from edge.rules import default_rules
 from greenpass.errors import CentralError, ConfigError, Refused
 from sync.config import SyncConfig, write_sync_config
-from sync.enrol import enrol, save_credentials
+from sync.enrol import check_central_url, enrol, save_credentials, tls_verify, unreachable
 from sync.keys import load_or_create_key, public_bytes
 
 QR_PREFIX = "GPPROV1"
@@ -46,6 +52,7 @@ class ProvisionRequest:
     village: str
     central_url: str
     token: str
+    central_ca: Path | None = None  # central's HTTPS CA; None: the system's CAs
     config_dir: Path = Path("/etc/greenpass")
     db: Path = Path("/var/lib/greenpass/kiosk.db")
     backend: str = "real"
@@ -81,15 +88,19 @@ def parse_qr(payload: str) -> dict[str, str]:
     return out
 
 
-def check_clock(central_url: str, *, now_s: float | None = None, timeout_s: float = 10) -> float:
+def check_clock(
+    central_url: str,
+    *,
+    ca_file: Path | None = None,
+    now_s: float | None = None,
+    timeout_s: float = 10,
+) -> float:
     """Seconds the local clock is ahead of central's (from its HTTP Date header)."""
+    url = central_url.rstrip("/") + "/"
     try:
-        r = httpx.get(central_url.rstrip("/") + "/", timeout=timeout_s)
+        r = httpx.get(url, timeout=timeout_s, verify=tls_verify(ca_file))
     except httpx.HTTPError as exc:
-        raise CentralError(
-            f"central unreachable at {central_url}: {exc or type(exc).__name__}; "
-            "check the URL, the network and that the central server is running"
-        ) from exc
+        raise CentralError(unreachable(url, exc, ca_file)) from exc
     date = r.headers.get("date")
     if not date:
         raise CentralError(f"central at {central_url} sent no Date header; cannot check the clock")
@@ -108,8 +119,9 @@ def provision(
     check_id("village", req.village)
     if not req.token.strip():
         raise ConfigError("the enrolment token is empty: ask the operator for one")
+    check_central_url(req.central_url)
     progress(f"checking the clock against central at {req.central_url}")
-    skew = check_clock(req.central_url, now_s=now_s)
+    skew = check_clock(req.central_url, ca_file=req.central_ca, now_s=now_s)
     if abs(skew) > max_skew_s:
         side = "ahead of" if skew > 0 else "behind"
         raise ConfigError(
@@ -124,7 +136,9 @@ def provision(
     progress(f"device key {'kept' if existed else 'generated'}: {key_file} (mode 0600)")
     ledger_village = _existing_ledger(req)
     progress(f"enrolling {req.device_id} with central")
-    creds = enrol(req.central_url, req.token, req.device_id, public_bytes(key))
+    creds = enrol(
+        req.central_url, req.token, req.device_id, public_bytes(key), ca_file=req.central_ca
+    )
     if creds.village_id != req.village:
         raise ConfigError(
             f"the token was for village {creds.village_id!r}, not {req.village!r}: "

@@ -15,6 +15,7 @@ FIELDS = {  # request field -> (flag, prompt)
     "token": ("--token", "Enrolment token from the operator"),
 }
 OPTIONAL = {
+    "central_ca": "--central-ca",
     "config_dir": "--config-dir",
     "db": "--db",
     "backend": "--backend",
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--scan-timeout", type=float, default=120.0, help="seconds to wait for it")
     for name, (flag, text) in FIELDS.items():
         p.add_argument(flag, dest=name, help=text)
+    p.add_argument(
+        "--central-ca",
+        type=Path,
+        help="central's CA certificate (its http-tls/ca.crt) to verify its HTTPS with "
+        "(default: the system's CAs)",
+    )
     p.add_argument("--config-dir", type=Path, help="where kiosk.toml and keys go (/etc/greenpass)")
     p.add_argument("--db", type=Path, help="the ledger file (/var/lib/greenpass/kiosk.db)")
     p.add_argument("--backend", choices=("real", "sim"), help="hardware backend (real)")
@@ -102,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         if not sys.stdin.isatty():
             raise ConfigError(f"missing {flag} (or give --file or --scan)")
         values[name] = input(f"{text}: ").strip()
-    for path_field in ("config_dir", "db"):
+    for path_field in ("central_ca", "config_dir", "db"):
         if path_field in values:
             values[path_field] = Path(values[path_field])
     req = ProvisionRequest(**values)

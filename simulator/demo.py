@@ -47,7 +47,7 @@ from simulator.demo_folder import (
 )
 from simulator.demo_procs import KIOSK_PORT_OFFSET, Child, Ports, mosquitto_binary
 from simulator.demo_runner import START_TIMEOUT_S, Demo
-from simulator.demo_setup import PASSBOOKS_PER_KIOSK, SURNAMES
+from simulator.demo_setup import DEMO_OPERATOR, DEMO_PASSWORD, PASSBOOKS_PER_KIOSK, SURNAMES
 from simulator.demo_totals import ledger_totals, sum_totals
 
 __all__ = [
@@ -87,8 +87,11 @@ def print_urls(info: DemoInfo, *, no_wait: bool = False) -> None:
         lines.append(f"  {name} kiosk page      {k.url}")
         lines.append(f"  {name} control page    {k.control}   (the bag, the cards, the network)")
     lines += [
+        f"  operator console      {info.central}/   (log in as {DEMO_OPERATOR} / {DEMO_PASSWORD})",
         f"  central admin API     {info.docs}",
-        f"      admin token       {info.admin_token}   (Authorize → Bearer)",
+        f"      its CA            {_shown(Path(info.central_ca))}   (the demo's own: a browser "
+        "warns until it trusts it)",
+        f"      API token         {info.admin_token}   (Authorize → Bearer; the demo operator's)",
         f"  staff PIN             {info.staff_pin}   (scan a staff card on the control page)",
         f"  a scripted day:       greenpass simulate scenario {BUILTIN_SCENARIO.relative_to(ROOT)}"
         f" --demo-dir {_shown(Path(info.folder))}",

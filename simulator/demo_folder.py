@@ -55,6 +55,7 @@ class DemoInfo:
     broker: str
     staff_pin: str
     kiosks: dict[str, KioskInfo] = field(default_factory=dict)
+    central_ca: str = ""  # the CA central's HTTPS certificate chains to
 
     def write(self) -> None:
         path = Path(self.folder) / "demo.json"

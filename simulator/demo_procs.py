@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -151,8 +152,10 @@ def mosquitto_binary() -> str:
     return found
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, ca_file: Path | None = None) -> bool:
+    """`url` answers 200 (over HTTPS: with a certificate that chains to `ca_file`)."""
     try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
+        verify = True if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+        return httpx.get(url, timeout=1, verify=verify).status_code == 200
+    except (httpx.HTTPError, OSError, ssl.SSLError):  # OSError: the CA is still being written
         return False

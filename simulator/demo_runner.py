@@ -24,6 +24,7 @@ from simulator.demo_procs import Child, Ports, gp, http_ok, listening, mosquitto
 from simulator.demo_setup import central_data, kiosk_home, share_cards
 from simulator.demo_totals import ledger_totals, ledger_value, sum_totals
 from simulator.kiosk_home import STAFF_PIN, KioskHome
+from sync.enrol import tls_verify
 
 START_TIMEOUT_S = 30.0
 
@@ -85,21 +86,26 @@ class Demo:
         wait_until("starting the broker", lambda: listening(ports.broker), self.broker, 10)
         broker_url = f"mqtts://127.0.0.1:{ports.broker}"
         say(f"  broker   {broker_url} (Mosquitto, TLS with the demo CA)")
-        central_url = f"http://127.0.0.1:{ports.central}"
+        # HTTPS, as in production: central makes its development CA in central-home/http-tls
+        # on start, and everything here that calls its API verifies it with that CA.
+        central_url = f"https://127.0.0.1:{ports.central}"
+        central_ca = self.home / "http-tls" / "ca.crt"
         self.central = Child(
             "central",
             gp("central", "--db", str(self.db), "--home", str(self.home),
                "--broker", broker_url, "--ca", str(self.broker_dir / "tls" / "ca.crt"),
-               "--broker-dir", str(self.broker_dir), "--http", f"127.0.0.1:{ports.central}",
+               "--http", f"127.0.0.1:{ports.central}",
                "--debounce", "0.5", "--min-push-interval", "1"),
             self.logs / "central.log",
         )  # fmt: skip
-        wait_until("starting central", lambda: http_ok(central_url + "/openapi.json"),
+        wait_until("starting central", lambda: http_ok(central_url + "/openapi.json", central_ca),
                    self.central, START_TIMEOUT_S)  # fmt: skip
-        say(f"  central  {central_url} (SQLite {self.db.name}, admin API, enrolment)")
-        admin_token = (self.home / "admin.token").read_text(encoding="utf-8").strip()
+        say(f"  central  {central_url} (SQLite {self.db.name}, admin API, enrolment; "
+            f"HTTPS with the demo CA {central_ca.relative_to(self.folder)})")  # fmt: skip
+        # The demo operator's API token (demo_setup): admin.token is retired by its account.
+        admin_token = (self.home / "demo-operator.token").read_text(encoding="utf-8").strip()
         homes = [
-            kiosk_home(self.folder, n, device, central_url, admin_token, office, ports)
+            kiosk_home(self.folder, n, device, central_url, central_ca, admin_token, office, ports)
             for n, device in enumerate(self.device_ids, start=1)
         ]
         share_cards(homes)
@@ -108,6 +114,7 @@ class Demo:
             village=VILLAGE,
             pid=os.getpid(),
             central=central_url,
+            central_ca=str(central_ca),
             docs=central_url + "/docs",
             admin_token=admin_token,
             broker=broker_url,
@@ -188,6 +195,7 @@ class Demo:
                 info.central + "/api/v1/devices",
                 headers={"Authorization": f"Bearer {info.admin_token}"},
                 timeout=5,
+                verify=tls_verify(Path(info.central_ca)),
             )
             acked = {d["device_id"]: d["acked_seq"] for d in r.json()}
             return all(
@@ -208,6 +216,7 @@ class Demo:
             f"{info.central}/api/v1/villages/{VILLAGE}/totals",
             headers={"Authorization": f"Bearer {info.admin_token}"},
             timeout=5,
+            verify=tls_verify(Path(info.central_ca)),
         )
         r.raise_for_status()
         central = {k: v for k, v in r.json().items() if k != "village_id"}

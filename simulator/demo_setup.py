@@ -13,19 +13,24 @@ from pathlib import Path
 
 import httpx
 
-from central.broker import BrokerUser, mosquitto_password_hash, write_broker_config
+from central.accounts import Accounts
+from central.broker import mosquitto_password_hash, write_broker_config
 from central.store import CentralStore
 from edge.rules import default_rules
 from simulator.demo_folder import OFFICE_KEY_ID, VILLAGE, DemoError, say
 from simulator.demo_procs import Ports
 from simulator.kiosk_home import GOODS, Issuer, KioskHome, make_kiosk_home
-from sync.enrol import enrol, save_credentials
+from sync.enrol import enrol, save_credentials, tls_verify
 from sync.keys import load_or_create_key, public_bytes
 
 PASSBOOKS_PER_KIOSK = 3
 # Each kiosk enrols its own households (K0001: 张 李 王, K0002: 赵 陈 刘 …), so a card's
 # label ("villager 张家 …") names one villager however many kiosks run.
 SURNAMES = [f"{s}家" for s in "张李王赵陈刘杨黄吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩"]
+
+
+DEMO_OPERATOR = "demo"
+DEMO_PASSWORD = "greenpass-demo"  # a demo's, printed for anyone at the screen
 
 
 def secret_file(path: Path) -> str:
@@ -39,7 +44,7 @@ def secret_file(path: Path) -> str:
 def central_data(home: Path, db: Path, broker_dir: Path, ports: Ports) -> Issuer:
     """Central's database and secrets, the village, and the broker folder."""
     central_pw = secret_file(home / "central.password")
-    secret_file(home / "admin.token")
+    secret_file(home / "admin.token")  # central's bootstrap token, retired by the account below
     office = load_or_create_key(home / f"office-{VILLAGE}.key")
     rules = default_rules()
     now = time.time_ns() // 1_000_000
@@ -49,13 +54,20 @@ def central_data(home: Path, db: Path, broker_dir: Path, ports: Ports) -> Issuer
         for item_id, zh, en, price, _stock in GOODS:
             store.put_item(VILLAGE, item_id, name_zh=zh, name_en=en, points_price=price)
         store.add_issuer_key(OFFICE_KEY_ID, VILLAGE, public_bytes(office), now_ms=now)
-        users: list[BrokerUser] = store.broker_users(mosquitto_password_hash(central_pw))
-    # As `greenpass central broker-config` does, plus: started as root, Mosquitto
-    # would switch to the `mosquitto` account and could not read this folder.
+        # The console's demo operator (printed with the URLs), and its API token, which
+        # the demo uses for its own API calls: a county account retires admin.token.
+        accounts = Accounts(store)
+        accounts.add(DEMO_OPERATOR, "county", DEMO_PASSWORD, now)
+        token_file = home / "demo-operator.token"
+        token_file.write_text(accounts.issue_token(DEMO_OPERATOR, now) + "\n", encoding="utf-8")
+        token_file.chmod(0o600)
+    # As `greenpass central broker-config` does (no device is enrolled yet: central
+    # gives the broker each kiosk's login as it enrols), plus: started as root,
+    # Mosquitto would switch to the `mosquitto` account and could not read this folder.
     write_broker_config(
         broker_dir,
         port=ports.broker,
-        users=users,
+        central_password_hash=mosquitto_password_hash(central_pw),
         hostnames=["localhost"],
         bind="127.0.0.1",
         run_as="root" if os.geteuid() == 0 else None,
@@ -72,6 +84,7 @@ def kiosk_home(
     n: int,
     device: str,
     central_url: str,
+    central_ca: Path,
     admin_token: str,
     office: Issuer,
     ports: Ports,
@@ -85,10 +98,11 @@ def kiosk_home(
         json={"device_id": device, "village_id": VILLAGE, "ttl_hours": 1},
         headers={"Authorization": f"Bearer {admin_token}"},
         timeout=10,
+        verify=tls_verify(central_ca),
     )
     if r.status_code != 201:
         raise DemoError(f"central refused an enrolment token for {device}: {r.text}")
-    creds = enrol(central_url, r.json()["token"], device, public_bytes(key))
+    creds = enrol(central_url, r.json()["token"], device, public_bytes(key), ca_file=central_ca)
     if creds.village_id != VILLAGE:
         raise DemoError(f"central enrolled {device} for {creds.village_id!r}, not {VILLAGE}")
     # Quicker status and resend than a village kiosk's, for a lively demo.

@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--central", required=True, help="central's URL, e.g. https://central.example")
     p.add_argument("--token", required=True, help="the one-time enrolment token")
     p.add_argument(
+        "--central-ca",
+        type=Path,
+        help="central's CA certificate (its http-tls/ca.crt) to verify its HTTPS with "
+        "(default: the system's CAs)",
+    )
+    p.add_argument(
         "--out",
         required=True,
         type=Path,
@@ -82,7 +88,7 @@ def _enrol(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(out / "device.key")
-    creds = enrol(args.central, args.token, device_id, public_bytes(key))
+    creds = enrol(args.central, args.token, device_id, public_bytes(key), ca_file=args.central_ca)
     if creds.village_id != village:
         raise ConfigError(
             f"central enrolled {device_id} for village {creds.village_id!r}, but this ledger "

@@ -62,6 +62,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "SHARED_BATCH_SUBSCRIPTION",
     "STATE",
     "STATUS",
+    "SYNC_FAULTS",
     "TOPIC_ROOT",
     "VERSION",
     "Ack",
@@ -70,6 +71,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "Envelope",
     "StateBody",
     "Status",
+    "SyncFault",
     "WireEntry",
     "WireItem",
     "WireVillager",
@@ -78,6 +80,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "decode_batch",
     "decode_state",
     "decode_status",
+    "device_client_id",
     "device_of",
     "encode_ack",
     "encode_batch",
@@ -85,6 +88,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "encode_state",
     "encode_status",
     "open_envelope",
+    "parse_ack",
     "seal",
     "topic",
 ]
@@ -103,6 +107,11 @@ MAX_STATE_BODY = 64 * 1024 * 1024  # … once inflated
 
 def topic(device_id: str, leaf: str) -> str:
     return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+
+
+def device_client_id(device_id: str) -> str:
+    """The one MQTT client id the broker lets device `device_id` use (docs/broker.md)."""
+    return f"gp-{device_id}"
 
 
 def device_of(topic_name: str, leaf: str) -> str | None:
@@ -132,6 +141,33 @@ class Ack(msgspec.Struct, kw_only=True):
 
 
 ACK_STATUSES = frozenset({"ok", "gap", "bad_chain", "bad_signature", "rejected"})
+MAX_ACK_PAYLOAD = 16 * 1024  # an ack is a few hundred bytes; more is not one
+
+# Why a kiosk's sync is stuck: the `code` of `SyncFault` (docs/sync.md explains each).
+SYNC_FAULTS = {
+    "ack_malformed": "central's ack could not be read",
+    "ack_wrong_device": "an ack for another device came on this kiosk's topic",
+    "ack_unknown_status": "central's ack has a status this software does not know",
+    "ack_beyond_head": "central acknowledged entries this ledger does not hold",
+    "ack_backwards": "central claims less than it had already confirmed",
+    "ack_bad_expected": "central asks for a seq this ledger cannot send",
+    "batch_bad_chain": "central refused a batch: it does not continue central's chain",
+    "batch_bad_signature": "central refused a batch: its signature does not verify",
+    "batch_rejected": "central refused a batch (device unknown or revoked, bad schema)",
+    "uplink_crashed": "the sync thread crashed and was restarted",
+    "uplink_dead": "the sync thread kept crashing; the kiosk exits to be restarted",
+}
+
+
+class SyncFault(msgspec.Struct, kw_only=True, frozen=True):
+    """Why this kiosk's sync is not making progress, in its status: `code` is one of
+    `SYNC_FAULTS` (stable, for machines), `message` says it for a person, `since_ms`
+    is the kiosk's wall clock when it began. Gone (None) once central's next sane
+    `ok` ack shows the link works again."""
+
+    code: str
+    message: str = ""
+    since_ms: int = 0
 
 
 class Status(msgspec.Struct, kw_only=True):
@@ -150,6 +186,9 @@ class Status(msgspec.Struct, kw_only=True):
     scale: str = "unknown"
     scanner: str = "unknown"
     last_error: str = ""
+    # Optional, so the payload stays compatible: kiosks from before it send none, and a
+    # central that does not know it skips it (msgspec ignores unknown fields).
+    sync_fault: SyncFault | None = None
 
 
 class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -159,12 +198,15 @@ class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     status: str
 
 
-class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True, omit_defaults=True):
     item_id: str
     name_zh: str
     name_en: str
     points_price: int
     active: bool
+    # A JPEG thumbnail (at most 96×96, central.catalogue_file). Omitted when None, so an
+    # item without one is the same five-element array older kiosks decode.
+    picture: bytes | None = None
 
 
 class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -192,11 +234,20 @@ def encode_ack(ack: Ack) -> bytes:
     return _json.encode(ack)
 
 
-def decode_ack(payload: bytes) -> Ack:
+def parse_ack(payload: bytes) -> Ack:
+    """An ack's fields, checked against the schema only: the kiosk judges the rest
+    against its ledger (`sync.acks`), so that each way an ack can be wrong gets its
+    own sync fault code."""
+    if len(payload) > MAX_ACK_PAYLOAD:
+        raise ProtocolError("rejected", f"malformed ack: {len(payload)} bytes")
     try:
-        ack = _ack_decoder.decode(payload)
+        return _ack_decoder.decode(payload)
     except DECODE_ERRORS as exc:
         raise ProtocolError("rejected", f"malformed ack: {exc}") from exc
+
+
+def decode_ack(payload: bytes) -> Ack:
+    ack = parse_ack(payload)
     if ack.status not in ACK_STATUSES:
         raise ProtocolError("rejected", f"unknown ack status {ack.status!r}")
     return ack

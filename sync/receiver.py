@@ -61,6 +61,7 @@ class Receiver:
         self.connected = threading.Event()
         self.handled = 0
         self.connects = 0  # connections made (accepted and subscribed): outages + 1
+        self.retained_batches = 0  # ignored: see `_handle`
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -105,6 +106,14 @@ class Receiver:
                 next_tick = time.monotonic() + self.tick_s
 
     def _handle(self, t: Transport, msg: Message) -> None:
+        if msg.topic.endswith("/" + p.BATCH) and msg.retain:
+            # A kiosk never retains a batch: a retained one is a device parking data
+            # on the broker, handed to every worker at each (re)subscription. Its
+            # kiosk resends whatever central has not acked, so nothing is lost.
+            self.retained_batches += 1
+            if self.retained_batches == 1 or self.retained_batches % 1000 == 0:
+                log.warning("central: ignoring a retained batch on %s", msg.topic)
+            return
         if msg.topic.endswith("/" + p.BATCH):
             out = self._guard(lambda: self.on_batch(msg.topic, msg.payload))
             self._send(t, out)

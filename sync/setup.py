@@ -7,6 +7,7 @@ from collections.abc import Callable
 from edge.ledger import Ledger
 from sync.config import SyncConfig
 from sync.keys import load_private_key, public_key
+from sync.protocol import device_client_id
 from sync.transport import BrokerConfig
 from sync.uplink import Uplink
 
@@ -29,7 +30,7 @@ def uplink_from_config(
             url=broker_url or cfg.broker_url,
             username=ledger.device_id,
             password=cfg.password(),
-            client_id=f"gp-{ledger.device_id}",
+            client_id=device_client_id(ledger.device_id),
             ca_cert=cfg.ca_cert,
         ),
         central_key=public_key(cfg.central_public_key),

@@ -8,6 +8,17 @@ broker restart, central down) restarts from `acked_seq + 1` after
 `ack_timeout_s`. Central keys entries on `(device, seq)`, so a resend is never
 counted twice. A kill at any moment loses nothing: the state that matters is in
 the ledger file, and the rest is rebuilt from it at start.
+
+Every ack is judged against the ledger first (`sync.acks`). One that cannot be
+read or is impossible (beyond the head, backwards, for another device …) is
+refused: nothing is marked, it becomes a *sync fault* (a code and a message in
+the status, the kiosk page and `doctor`), logged once, and the uplink pauses
+(jittered, growing) and then asks central again from its own `acked_seq`: that
+is the one point it knows central confirmed after a commit, and a resend from
+there is harmless. With nothing left to send it resends its last acked entry,
+which central re-acks as a duplicate. The fault stands until central's next
+sane `ok`. The thread runs under a `Supervisor`: a crash is a fault too, and
+the uplink is restarted; `failed` says when it gave up.
 """
 
 from __future__ import annotations
@@ -25,9 +36,12 @@ from pathlib import Path
 from edge.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.ledger import Ledger
 from greenpass import __version__
-from greenpass.errors import GreenPassError, ProtocolError, TransportError
+from greenpass.errors import BadAck, GreenPassError, TransportError
 from sync import protocol as p
+from sync.acks import judge_ack, refusal_fault
+from sync.faults import Faults
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
+from sync.supervisor import RestartPolicy, Supervisor
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
 log = logging.getLogger(__name__)
@@ -40,6 +54,9 @@ class UplinkStats:
     gaps: int = 0
     timeouts: int = 0
     rejected: int = 0
+    bad_acks: int = 0  # refused as impossible or unreadable (each a sync fault)
+    late_acks: int = 0  # overtaken by a newer answer: ignored
+    crashes: int = 0  # of the uplink thread, each followed by a restart
     states_applied: int = 0
     connects: int = 0  # connections made (accepted and subscribed): outages + 1
     new_sessions: int = 0  # … on which the broker had no session for us (nothing queued)
@@ -86,6 +103,8 @@ class Uplink:
         status_every_s: float = 60.0,
         reject_pause_s: float = 60.0,
         backoff: Backoff | None = None,
+        fault_backoff: Backoff | None = None,
+        restart: RestartPolicy | None = None,
         health: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.ledger = ledger
@@ -100,11 +119,17 @@ class Uplink:
         self.status_every_s = status_every_s
         self.reject_pause_s = reject_pause_s
         self.backoff = backoff or Backoff()
+        # Pauses after a refused ack, growing while they repeat: central is not asked
+        # again at once by every kiosk it confuses, nor the village link filled.
+        self.fault_backoff = fault_backoff or Backoff(2.0, 300.0)
+        self.restart = restart
         self.health = health
         self.stats = UplinkStats()
         self.stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._supervisor: Supervisor | None = None
         self._transport: Transport | None = None  # the live connection (`online`)
+        self.faults = Faults(self.device_id, ledger.clock.wall_ms)
+        self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -114,15 +139,32 @@ class Uplink:
         t = self._transport
         return t is not None and t.connected
 
+    @property
+    def sync_fault(self) -> p.SyncFault | None:
+        """Why sync is stuck, until central's next sane `ok`; None when it is not."""
+        return self.faults.current
+
+    @property
+    def failed(self) -> str | None:
+        """Why the uplink thread is gone for good (the kiosk then exits); None otherwise."""
+        return None if self._supervisor is None else self._supervisor.failed
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"uplink-{self.device_id}")
-        self._thread.daemon = True
-        self._thread.start()
+        """Run the uplink in its own thread, restarted after a crash (`Supervisor`)."""
+        self._supervisor = Supervisor(
+            self.run,
+            name=f"uplink-{self.device_id}",
+            stop=self.stop_event,
+            policy=self.restart,
+            on_crash=self._crashed,
+            on_give_up=self._gave_up,
+        )
+        self._supervisor.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        if self._supervisor is not None:
+            self._supervisor.join(timeout_s)
 
     def run(self) -> None:
         """Connect, sync, reconnect with backoff — until `stop_event` is set."""
@@ -153,6 +195,21 @@ class Uplink:
         if self.stop_event.is_set() and t.connected:
             self._publish_status(t, online=False)
 
+    def _crashed(self, exc: Exception, in_a_row: int) -> None:
+        self.stats.crashes += 1
+        self._set_fault(
+            "uplink_crashed",
+            f"the sync thread crashed ({type(exc).__name__}: {exc}) and was restarted "
+            f"({in_a_row} in a row)",
+        )
+
+    def _gave_up(self, exc: Exception, in_a_row: int) -> None:
+        self._set_fault(
+            "uplink_dead",
+            f"the sync thread crashed {in_a_row} times in a row ({type(exc).__name__}: "
+            f"{exc}); the kiosk exits so that systemd restarts it",
+        )
+
     # --- one connected session ----------------------------------------------------------
 
     def _session(self, t: Transport) -> None:
@@ -180,27 +237,33 @@ class Uplink:
                     break
                 inflight.append((next_seq, sent, now))
                 next_seq = sent + 1
+            if self.faults.current is not None and not inflight and now >= paused_until:
+                # Nothing left to send, but central must say whether the link works:
+                # resend the last acked entry, which it re-acks as a duplicate.
+                acked = outbox.acked_seq()
+                if acked > 0 and self._send(t, acked, limit=1) is not None:
+                    inflight.append((acked, acked, now))
             try:
                 msg = t.inbox.get(timeout=self.poll_s)
             except queue.Empty:
                 msg = None
             if msg is not None:
                 if msg.topic.endswith(p.ACK):
-                    restart, pause = self._on_ack(msg, inflight)
+                    restart, pause_s = self._on_ack(msg, inflight)
                     if restart is not None:
                         next_seq = max(restart, outbox.acked_seq() + 1)
-                    if pause:
-                        paused_until = time.monotonic() + self.reject_pause_s
+                    if pause_s > 0:
+                        paused_until = time.monotonic() + pause_s
                 elif msg.topic.endswith(p.STATE):
                     self._on_state(msg)
-            if time.monotonic() - last_status >= self.status_every_s:
+            if self.faults.take_due() or time.monotonic() - last_status >= self.status_every_s:
                 self._publish_status(t, online=True)
                 last_status = time.monotonic()
 
-    def _send(self, t: Transport, first: int) -> int | None:
+    def _send(self, t: Transport, first: int, limit: int | None = None) -> int | None:
         outbox = self.ledger.outbox
         # Field values, not Entry objects: building those was a third of this path.
-        rows = outbox.read_fields(first - 1, self.max_entries)
+        rows = outbox.read_fields(first - 1, limit or self.max_entries)
         if not rows:
             return None
         prev_h = outbox.hash_at(first - 1)
@@ -211,38 +274,69 @@ class Uplink:
         )
         t.publish_nowait(p.topic(self.device_id, p.BATCH), payload)
         self.stats.batches_sent += 1
+        if len(self._fresh) < 10_000:  # bounded: past it, a backwards gap passes as late
+            self._fresh.add(first)
         last: int = rows[n - 1][0][1]
         return last
 
     def _on_ack(
         self, msg: Message, inflight: deque[tuple[int, int, float]]
-    ) -> tuple[int | None, bool]:
-        """Where sending must restart (None: carry on), and whether to pause first."""
+    ) -> tuple[int | None, float]:
+        """Where sending must restart (None: carry on), and how long to pause first."""
+        outbox = self.ledger.outbox
+        acked = outbox.acked_seq()
         try:
-            ack = p.decode_ack(msg.payload)
-        except ProtocolError as exc:
-            log.warning("uplink %s: %s", self.device_id, exc)
-            return None, False
+            judged = judge_ack(
+                msg.payload,
+                device_id=self.device_id,
+                acked_seq=acked,
+                head_seq=self.ledger.head()[0],
+                fresh=self._fresh,
+            )
+        except BadAck as exc:
+            # Refused: nothing is marked. Pause, then ask central again from the one
+            # point it is known to have confirmed (resending is harmless, central is
+            # idempotent); a one-off bad ack is then answered by a sane one.
+            self.stats.bad_acks += 1
+            self._set_fault(exc.code, str(exc))
+            inflight.clear()
+            return acked + 1, self.fault_backoff.next_delay()
+        ack = judged.ack
         self.stats.acks += 1
+        if judged.late:
+            self.stats.late_acks += 1
+            log.debug("uplink %s: a late %s ack ignored", self.device_id, ack.status)
+            if ack.status == "gap":  # what it refused may be in flight: resend it
+                inflight.clear()
+                return acked + 1, 0.0
+            return None, 0.0
         if ack.status == "ok":
-            self.ledger.outbox.mark_acked(ack.acked_seq, self.ledger.clock.wall_ms())
+            if outbox.mark_acked(ack.acked_seq, self.ledger.clock.wall_ms()):
+                self._fresh.clear()
             while inflight and inflight[0][1] <= ack.acked_seq:
                 inflight.popleft()
-            self.stats.last_error = ""
-            return None, False
+            self._clear_fault()
+            return None, 0.0
         inflight.clear()
         if ack.status == "gap":
             self.stats.gaps += 1
-            return ack.expected_seq, False
+            return ack.expected_seq, 0.0
         # bad_chain / bad_signature / rejected: resending at once would fail the same
         # way; say why in the status and try again after a pause (an operator may fix
         # central: re-enrol the key, un-revoke the device).
         self.stats.rejected += 1
-        self.stats.last_error = f"central refused batch {ack.first_seq}..{ack.last_seq}: " + (
-            f"{ack.status}: {ack.reason}"
-        )
-        log.error("uplink %s: %s", self.device_id, self.stats.last_error)
-        return ack.expected_seq, True
+        refused = refusal_fault(ack)
+        self._set_fault(refused.code, str(refused))
+        return ack.expected_seq, self.reject_pause_s
+
+    def _set_fault(self, code: str, message: str) -> None:
+        self.stats.last_error = message  # what centrals that predate `sync_fault` show
+        self.faults.set(code, message)
+
+    def _clear_fault(self) -> None:
+        self.stats.last_error = ""
+        self.fault_backoff.reset()
+        self.faults.clear()
 
     def _on_state(self, msg: Message) -> None:
         try:
@@ -276,6 +370,7 @@ class Uplink:
                 scale=health.get("scale", "unknown"),
                 scanner=health.get("scanner", "unknown"),
                 last_error=self.stats.last_error,
+                sync_fault=self.faults.current,
             )
         )
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 class Central:
     url: str
     env: dict[str, str]  # GREENPASS_CENTRAL_DB and _HOME set: `gp("central", …)` finds it
-    db: Path
+    db: Path | str
     admin: str  # the admin API's bearer token
+    ca: Path  # the CA its HTTPS certificate chains to (HOME/http-tls/ca.crt, made by central)
+    pid: int
+
+    @property
+    def verify(self) -> ssl.SSLContext:
+        """For httpx's `verify=`: trust central's CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
     def gp(self, *args: str, stdin: str = "", ok: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
@@ -43,34 +51,54 @@ class Central:
 
 
 @contextlib.contextmanager
-def running_central(folder: Path, broker: Broker, **env: str) -> Iterator[Central]:
-    """Central on `broker` (whose `central` user's password is central-pw), HTTP on a free port."""
+def running_central(
+    folder: Path,
+    broker: Broker,
+    *,
+    args: Sequence[str] = (),
+    db_url: str | None = None,
+    **env: str,
+) -> Iterator[Central]:
+    """Central on `broker` (whose `central` user's password is central-pw), HTTPS on a free
+    port with its development CA; `args` are more `greenpass central` flags, `db_url` a
+    database other than a SQLite file in `folder`."""
     home = folder / "central-home"
     home.mkdir(parents=True)
     (home / "central.password").write_text("central-pw\n")
-    db = folder / "central.db"
+    db: Path | str = db_url or folder / "central.db"
     full_env = {
         **os.environ, "GREENPASS_CENTRAL_DB": str(db), "GREENPASS_CENTRAL_HOME": str(home), **env,
     }  # fmt: skip
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "greenpass", "central", "--broker", broker.url,
-         "--ca", str(broker.ca_cert), "--broker-dir", str(broker.folder),
-         "--http", f"127.0.0.1:{port}", "--debounce", "0.2"],
-        env=full_env, cwd=ROOT, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    log = folder / "central.log"
+    with log.open("wb") as err:  # the child has its own copy of the file
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenpass", "central", "--broker", broker.url,
+             "--ca", str(broker.ca_cert),
+             "--http", f"127.0.0.1:{port}", "--debounce", "0.2", *args],
+            env=full_env, cwd=ROOT, stderr=err,
+        )  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    ca = home / "http-tls" / "ca.crt"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"central exited with {proc.returncode}:\n{log.read_text()}")
+        return _up(url, ca)
+
     try:
-        wait_for("central's API", lambda: _up(url))
-        yield Central(url, full_env, db, (home / "admin.token").read_text().strip())
+        wait_for("central's API", up)
+        admin = (home / "admin.token").read_text().strip()
+        yield Central(url, full_env, db, admin, ca, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def _up(url: str) -> bool:
+def _up(url: str, ca: Path) -> bool:
     try:
-        return httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200
-    except httpx.HTTPError:
+        verify = ssl.create_default_context(cafile=str(ca))
+        return httpx.get(f"{url}/openapi.json", timeout=1, verify=verify).status_code == 200
+    except (httpx.HTTPError, OSError, ssl.SSLError):  # OSError: no CA written yet
         time.sleep(0.1)
         return False

@@ -37,14 +37,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.broker import (
-    BrokerFiles,
-    BrokerUser,
-    mosquitto_password_hash,
-    reload_broker,
-    write_broker_config,
-    write_passwd,
-)
+from central.broker import BrokerFiles, mosquitto_password_hash, write_broker_config
+from central.dynsec import CENTRAL_USER, BrokerAdmin, DeviceLogin, SyncReport
+from sync.protocol import device_client_id
+from sync.transport import BrokerConfig
 
 START_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
@@ -157,12 +153,16 @@ class Broker:
         self.folder = folder
         self.binary = mosquitto_binary()
         self._passwords = dict(users)
-        self._hashes = {u: mosquitto_password_hash(p) for u, p in users}
+        assert CENTRAL_USER in self._passwords, "the test broker needs central's login"
         # Started as root (as in many CI containers), Mosquitto would switch to the
         # `mosquitto` account and could not read the test's private tmp folder.
         run_as = "root" if os.geteuid() == 0 else None
         self.files: BrokerFiles = write_broker_config(
-            folder, port=port or free_port(), users=self._broker_users(), run_as=run_as
+            folder,
+            port=port or free_port(),
+            central_password_hash=mosquitto_password_hash(self._passwords[CENTRAL_USER]),
+            devices=self.device_logins(),
+            run_as=run_as,
         )
         self.log = folder / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -184,8 +184,13 @@ class Broker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def _broker_users(self) -> list[BrokerUser]:
-        return [BrokerUser(u, h) for u, h in self._hashes.items()]
+    def device_logins(self) -> list[DeviceLogin]:
+        """Every device user, keyed by a stand-in public key derived from its password."""
+        return [
+            DeviceLogin(u, f"key of {u}:{p}".encode(), mosquitto_password_hash(p), p)
+            for u, p in self._passwords.items()
+            if u != CENTRAL_USER
+        ]
 
     def log_text(self) -> str:
         try:
@@ -244,10 +249,9 @@ class Broker:
     # --- users ------------------------------------------------------------------------
 
     def add_user(self, username: str, password: str, timeout: float = 5.0) -> None:
-        """Add a user as central does on enrolment: rewrite passwd, SIGHUP, wait till it works."""
+        """Enrol a device as central does: over $CONTROL, no restart; wait till it works."""
         self._passwords[username] = password
-        self._hashes[username] = mosquitto_password_hash(password)
-        self.reload()
+        self.sync()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -259,14 +263,25 @@ class Broker:
                 time.sleep(0.05)
 
     def remove_user(self, username: str) -> None:
-        """Revoke a user as central does: rewrite passwd and SIGHUP."""
+        """Revoke a device as central does: deleted over $CONTROL, disconnected at once."""
         del self._passwords[username]
-        del self._hashes[username]
-        self.reload()
+        self.sync()
 
-    def reload(self) -> None:
-        write_passwd(self.files.passwd, self._broker_users())
-        assert reload_broker(self.files.pid_file), f"no broker to reload:\n{self.log_text()}"
+    def admin_config(self) -> BrokerConfig:
+        return BrokerConfig(
+            url=self.url,
+            username=CENTRAL_USER,
+            password=self._passwords[CENTRAL_USER],
+            client_id=f"central-admin-{secrets.token_hex(4)}",
+            ca_cert=self.ca_cert,
+            clean_start=True,
+            session_expiry_s=0,
+        )
+
+    def sync(self) -> SyncReport:
+        """Bring the running broker's logins in step with this broker's users."""
+        with BrokerAdmin(self.admin_config()) as admin:
+            return admin.sync(self.device_logins())
 
     # --- clients ---------------------------------------------------------------------
 
@@ -285,37 +300,16 @@ class Broker:
 
         `port` connects somewhere else with the same TLS settings (e.g. a NetProxy).
         """
-        c = MqttTestClient(client_id or f"{username}-{secrets.token_hex(4)}")
-        if tls:
-            c.tls_set(ca_certs=str(self.ca_cert))
-        c.username_pw_set(username, password)
-        first: queue.Queue[tuple[str, ReasonCode | None]] = queue.Queue()
-        c.on_connect = lambda _c, _u, _f, code, _p: first.put(("connack", code))
-        c.on_disconnect = lambda _c, _u, _f, code, _p: first.put(("disconnect", code))
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        if session_expiry is not None:
-            props.SessionExpiryInterval = session_expiry
-        try:
-            c.connect(
-                "127.0.0.1",
-                port or self.port,
-                keepalive=30,
-                clean_start=clean_start,
-                properties=props,
-            )
-        except (OSError, ssl.SSLError) as exc:  # TLS handshake or TCP refused
-            raise BrokerRefused(f"{username}: cannot connect: {exc}") from exc
-        c.loop_start()
-        try:
-            event, code = first.get(timeout=CONNECT_TIMEOUT)
-        except queue.Empty:
-            event, code = "timeout", None
-        if event != "connack" or code is None or code.is_failure:
-            c.disconnect()
-            c.loop_stop()
-            raise BrokerRefused(f"{username}: {event} {code}", code)
-        c.on_connect = None
-        c.on_disconnect = None
+        c = connect_client(
+            port or self.port,
+            self.ca_cert,
+            username,
+            password,
+            client_id=client_id,
+            tls=tls,
+            clean_start=clean_start,
+            session_expiry=session_expiry,
+        )
         self._clients.append(c)
         return c
 
@@ -337,3 +331,50 @@ class Broker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def connect_client(
+    port: int,
+    ca_cert: Path,
+    username: str,
+    password: str,
+    *,
+    client_id: str | None = None,
+    tls: bool = True,
+    clean_start: bool = True,
+    session_expiry: int | None = None,
+) -> MqttTestClient:
+    """A connected v5 client on 127.0.0.1:`port`; `BrokerRefused` says how it was refused.
+
+    Without `client_id`, a device uses the one id the broker allows it (``gp-D``) and
+    central a fresh one (it has none bound, so several workers can log in).
+    """
+    if client_id is None:
+        central = username == CENTRAL_USER
+        client_id = f"central-{secrets.token_hex(4)}" if central else device_client_id(username)
+    c = MqttTestClient(client_id)
+    if tls:
+        c.tls_set(ca_certs=str(ca_cert))
+    c.username_pw_set(username, password)
+    first: queue.Queue[tuple[str, ReasonCode | None]] = queue.Queue()
+    c.on_connect = lambda _c, _u, _f, code, _p: first.put(("connack", code))
+    c.on_disconnect = lambda _c, _u, _f, code, _p: first.put(("disconnect", code))
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if session_expiry is not None:
+        props.SessionExpiryInterval = session_expiry
+    try:
+        c.connect("127.0.0.1", port, keepalive=30, clean_start=clean_start, properties=props)
+    except (OSError, ssl.SSLError) as exc:  # TLS handshake or TCP refused
+        raise BrokerRefused(f"{username}: cannot connect: {exc}") from exc
+    c.loop_start()
+    try:
+        event, code = first.get(timeout=CONNECT_TIMEOUT)
+    except queue.Empty:
+        event, code = "timeout", None
+    if event != "connack" or code is None or code.is_failure:
+        c.disconnect()
+        c.loop_stop()
+        raise BrokerRefused(f"{username}: {event} {code}", code)
+    c.on_connect = None
+    c.on_disconnect = None
+    return c

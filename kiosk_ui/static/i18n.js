@@ -75,6 +75,8 @@ GP.STRINGS = {
     health_overload: "超重",
     health_underload: "读数过低",
     clock_bad: "时钟未同步",
+    sync_fault: "同步故障",
+    sync_fault_staff: "同步故障：记录暂时传不到中心，都还保存在本机。请告诉技术员：",
     // staff
     staff: "工作人员",
     pin_title: "请输入密码",
@@ -229,6 +231,8 @@ GP.STRINGS = {
     health_overload: "overloaded",
     health_underload: "reading too low",
     clock_bad: "Clock not synchronised",
+    sync_fault: "Sync fault",
+    sync_fault_staff: "Sync fault: records cannot reach central for now; all are kept on this kiosk. Tell the technician:",
     staff: "Staff",
     pin_title: "Enter your PIN",
     pin_clear: "Clear",

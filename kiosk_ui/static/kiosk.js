@@ -294,11 +294,17 @@ window.GP = window.GP || {};
   function statusHtml(v) {
     const st = v.status || {};
     const items = [];
-    if (st.online === true || st.online === false) {
+    if (st.sync_fault) {
+      // In place of online / offline: either way nothing reaches central. Short here,
+      // for everyone; its code and message are on the staff menu (staff.js).
+      items.push(statusItem("sync", "warn", t("sync_fault"), "bad"));
+    } else if (st.online === true || st.online === false) {
       items.push(
         statusItem("network", st.online ? "cloud" : "cloud_off", t(st.online ? "online" : "offline"), st.online ? "ok" : "warn"),
       );
-      if (st.backlog > 0) items.push(statusItem("backlog", "upload", t("backlog", { n: st.backlog }), "info"));
+    }
+    if (st.online !== null && st.online !== undefined && st.backlog > 0) {
+      items.push(statusItem("backlog", "upload", t("backlog", { n: st.backlog }), "info"));
     }
     const scaleOk = st.scale === "ok" || st.scale === undefined;
     items.push(statusItem("scale", "scale", `${t("scale")} ${health(st.scale || "ok")}`, scaleOk ? "ok" : "bad"));

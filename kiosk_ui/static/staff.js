@@ -162,6 +162,16 @@ window.GP = window.GP || {};
 
   // --- menu -------------------------------------------------------------------------------
 
+  /** A sync fault in full for staff and the technician: the code to quote, the message. */
+  function syncFault(v) {
+    const f = (v.status || {}).sync_fault;
+    if (!f) return "";
+    return (
+      `<p class="msg msg-bad sync-fault" id="sync-fault" data-code="${esc(f.code)}">${icon("warn")}` +
+      `<span>${esc(t("sync_fault_staff"))} <code>${esc(f.code)}</code> ${esc(f.message)}</span></p>`
+    );
+  }
+
   GP.screens.staff_menu = (v) => {
     const s = v.staff;
     const tiles = TASKS.map(
@@ -173,7 +183,8 @@ window.GP = window.GP || {};
       html:
         `<section class="staff">${header(v, "menu")}` +
         `<p class="staff-who" id="staff-who">${esc(s.name)} <span class="role">${esc(s.role)}</span></p>` +
-        `<div class="tasks">${tiles}</div></section>`,
+        syncFault(v) +
+        `<div class="tasks${v.status && v.status.sync_fault ? " tasks-low" : ""}">${tiles}</div></section>`,
     };
   };
 

@@ -133,7 +133,9 @@ def test_every_admin_route_requires_the_admin_token(app_api: Api) -> None:
     openapi = app_api.client.get("/openapi.json").json()
     checked = set()
     for route_path, methods in app_routes(app):
-        if route_path in PUBLIC:
+        # The console's pages (not under /api/) send a browser to its login page instead:
+        # tests/central/test_auth.py checks each of them.
+        if route_path in PUBLIC or not route_path.startswith("/api/"):
             continue
         path = route_path.replace("{", "").replace("}", "")  # {village_id} → village_id
         for method in methods - {"HEAD"}:
@@ -176,7 +178,7 @@ def test_enrol_token_then_enrol_lists_the_device(app_api: Api) -> None:
     key = public_bytes(generate_key())
     token = app_api.token("K7", ttl_hours=2)
     creds = enrol_client.enrol(
-        "http://central.test/", token, "K7", key, transport=app_api.transport()
+        "https://central.test/", token, "K7", key, transport=app_api.transport()
     )
     assert creds == enrol_client.Credentials(
         device_id="K7",
@@ -221,16 +223,17 @@ def test_refused_enrolments_are_403_with_the_reason(app_api: Api) -> None:
     assert app_api.enrol(used, "K7", key).status_code == 200
     cases = {
         "already been used": (used, "K7"),
-        "issued for device 'K8', not 'K9'": (app_api.token("K8"), "K9"),
+        "unknown, or was issued for another device id": (app_api.token("K8"), "K9"),
         "unknown": ("not-a-token", "K7"),
     }
     for reason, (token, device) in cases.items():
         r = app_api.enrol(token, device)
         assert r.status_code == 403, r.text
         assert reason in r.json()["detail"]
+        assert "K8" not in r.json()["detail"]  # the device a token was for is never named
     # The client turns each into a CentralError a technician can read.
     with pytest.raises(CentralError, match=r"^enrolment refused: the token has already been used$"):
-        enrol_client.enrol("http://central.test", used, "K7", key, transport=app_api.transport())
+        enrol_client.enrol("https://central.test", used, "K7", key, transport=app_api.transport())
     assert app_api.changes == ["changed"]
 
 
@@ -241,7 +244,7 @@ def test_a_revoked_device_cannot_enrol(app_api: Api) -> None:
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["revoked_ms"]) == ("revoked", NOW)
     assert app_api.changes == ["changed", "changed"]
-    assert [u.username for u in app_api.store.broker_users("x")] == ["central"]
+    assert app_api.store.broker_logins() == []
 
     refused = app_api.enrol(spare, "K7")
     assert refused.status_code == 403
@@ -465,7 +468,7 @@ def test_database_unreachable_is_503(tmp_path: Path) -> None:
     with TestClient(app) as client:
         r = client.get("/api/v1/devices", headers=AUTH)
     assert r.status_code == 503
-    assert r.json()["detail"].startswith("central database: listing devices failed")
+    assert r.json()["detail"].startswith("central database: ")  # whichever read came first
     store.close()
 
 

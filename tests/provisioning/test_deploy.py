@@ -102,3 +102,19 @@ def test_the_kiosk_unit_is_valid() -> None:
         if line.strip() and "/opt/greenpass/current/.venv/bin/greenpass" not in line
     ]  # fmt: skip
     assert not problems, problems
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_the_broker_unit_is_valid_and_runs_what_broker_config_prints() -> None:
+    unit = DEPLOY / "greenpass-broker.service"
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+    (exec_start,) = [x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")]
+    folder = "/var/lib/greenpass/broker"
+    # The same line `greenpass central broker-config --out FOLDER` prints after "run: ".
+    assert (
+        exec_start.removeprefix("ExecStart=") == f"/usr/sbin/mosquitto -c {folder}/mosquitto.conf"
+    )
+    assert f"ReadWritePaths={folder}/data {folder}/dynsec" in unit.read_text()

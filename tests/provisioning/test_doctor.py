@@ -17,9 +17,18 @@ from cryptography.x509.oid import NameOID
 
 from edge.clock import FixedClock
 from edge.config import KioskConfig, load_kiosk_config
-from provisioning.doctor import DoctorOptions, Finding, check_certificate, healthy, run
+from provisioning.doctor import (
+    SYNC_FAULT_FIX,
+    DoctorOptions,
+    Finding,
+    check_certificate,
+    check_sync_fault,
+    healthy,
+    run,
+)
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from sync.config import SyncConfig
+from sync.protocol import SYNC_FAULTS
 from tests.kiosk.conftest import start_kiosk, stop_kiosk
 
 OK_CLOCK = FixedClock(ok=True)
@@ -103,6 +112,16 @@ def _with_port(home: KioskHome, port: int) -> Path:
     p = home.folder / "doctor.toml"
     p.write_text(text, encoding="utf-8")
     return p
+
+
+def test_every_sync_fault_has_its_fix() -> None:
+    """The running kiosk's sync fault (tests/kiosk/test_sync_fault.py shows it live)."""
+    assert set(SYNC_FAULT_FIX) == set(SYNC_FAULTS)
+    view = {"status": {"sync_fault": {"code": "uplink_crashed", "message": "RuntimeError: x"}}}
+    found = check_sync_fault(view)
+    assert found.level == "fail" and "uplink_crashed: RuntimeError: x" in found.detail
+    assert "journalctl -u greenpass-kiosk" in found.fix
+    assert check_sync_fault({"status": {"sync_fault": None}}).level == "ok"
 
 
 def test_broker_down(tmp_path: Path) -> None:

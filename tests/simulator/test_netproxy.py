@@ -221,7 +221,7 @@ def test_cli_reads_controls_and_prints_state(echo: EchoServer) -> None:
 
 def test_mqtt_client_through_the_proxy_sees_the_cut(tmp_path: Path) -> None:
     with (
-        Broker(tmp_path / "broker", [("K1", "k1-pw")]) as broker,
+        Broker(tmp_path / "broker", [("central", "central-pw"), ("K1", "k1-pw")]) as broker,
         NetProxy("127.0.0.1", broker.port) as link,
     ):
         k1 = broker.client("K1", "k1-pw", port=link.port)

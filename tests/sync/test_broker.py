@@ -1,15 +1,17 @@
 """The broker config from `central.broker`, proved against a real Mosquitto 2.0.
 
-Who may connect (TLS only, right password only), what each user may publish and
-receive (a device only its own branch, central every branch), the shared
-subscription central's workers use, enrolment and revocation without a restart,
-and what survives a broker restart.
+Who may connect (TLS only, right password only), what each user may publish,
+subscribe to and receive (a device only its own branch, central every branch),
+the shared subscription central's workers use, enrolment and revocation without a
+restart, and what survives a broker restart. The attacker's view of the same
+rules is tests/security/test_broker.py.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -25,15 +27,15 @@ import pytest
 from central.broker import (
     CENTRAL_BATCH_SUBSCRIPTION,
     CENTRAL_USER,
-    BrokerUser,
     check_device_id,
     mosquitto_password_hash,
-    reload_broker,
     write_broker_config,
-    write_passwd,
 )
 from central.devca import DevCA
+from central.dynsec import DeviceLogin, dynsec_password
 from greenpass.errors import ConfigError
+from sync import protocol
+from sync.receiver import STATUS_SUBSCRIPTION
 from tests.mqtt_broker import Broker, BrokerRefused
 
 NOT_AUTHORIZED = 0x87
@@ -63,8 +65,9 @@ def test_password_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
 def test_bad_salts_and_reserved_names_are_refused() -> None:
     with pytest.raises(ValueError, match="12-byte salt"):
         mosquitto_password_hash("pw", salt=b"short")
-    with pytest.raises(ConfigError, match="reserved"):
-        check_device_id(CENTRAL_USER)
+    for reserved in (CENTRAL_USER, "central-1", "Central", "CENTRAL-admin"):
+        with pytest.raises(ConfigError, match="reserved"):
+            check_device_id(reserved)
     for bad in ("K1/up", "K+", "#", "a:b", "", "$SYS", "K 1"):
         with pytest.raises(ConfigError):
             check_device_id(bad)
@@ -72,17 +75,22 @@ def test_bad_salts_and_reserved_names_are_refused() -> None:
 
 
 def test_config_folder_has_the_promised_files_and_modes(tmp_path: Path) -> None:
-    users = [BrokerUser("central", mosquitto_password_hash("pw"))]
-    files = write_broker_config(tmp_path / "b", port=18883, users=users)
+    k1 = DeviceLogin("K1", b"k1 key", mosquitto_password_hash("k1-pw"))
+    files = write_broker_config(
+        tmp_path / "b",
+        port=18883,
+        central_password_hash=mosquitto_password_hash("pw"),
+        devices=[k1],
+        run_as="root" if os.geteuid() == 0 else None,
+    )
     conf = files.conf.read_text()
     for line in (
         "per_listener_settings false",
         "allow_anonymous false",
+        f"plugin_opt_config_file {files.dynsec}",
         "listener 18883 127.0.0.1",
         "require_certificate false",
         "tls_version tlsv1.2",
-        f"password_file {files.passwd}",
-        f"acl_file {files.acl}",
         "persistence true",
         f"pid_file {files.pid_file}",
         "max_queued_messages 10000",
@@ -91,15 +99,32 @@ def test_config_folder_has_the_promised_files_and_modes(tmp_path: Path) -> None:
         "log_dest stderr",
     ):
         assert f"\n{line}\n" in conf, line
+    assert "\nplugin /" in conf and "mosquitto_dynamic_security.so" in conf
+    assert "\npassword_file" not in conf and "\nacl_file" not in conf
     assert "log_dest file" not in conf and conf.count("\nlistener ") == 1
-    assert stat.S_IMODE(files.passwd.stat().st_mode) == 0o600
+    assert stat.S_IMODE(files.dynsec.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "b/tls/server.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "b/tls/ca.key").stat().st_mode) == 0o600
-    assert files.data_dir.is_dir()
-    acl = files.acl.read_text()
-    assert "pattern write gp/v1/dev/%u/up/#" in acl
-    assert "pattern read gp/v1/dev/%u/down/#" in acl
-    assert "pattern read gp/v1/dev/%u/status" not in acl
+    assert stat.S_IMODE(files.data_dir.stat().st_mode) == 0o700
+    doc = json.loads(files.dynsec.read_text())
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    clients = {c["username"]: c for c in doc["clients"]}
+    assert set(clients) == {"central", "K1"}
+    assert clients["K1"]["clientid"] == "gp-K1" and "clientid" not in clients["central"]
+    # The stored $7$ hash moves into the plugin's file unchanged.
+    assert {k: clients["K1"][k] for k in ("password", "salt", "iterations")} == dynsec_password(
+        k1.password_hash
+    )
+    roles = {r["rolename"]: r["acls"] for r in doc["roles"]}
+    k1_rights = {(a["acltype"], a["topic"]) for a in roles["gp-device-K1"]}
+    assert ("publishClientSend", "gp/v1/dev/K1/up/batch") in k1_rights
+    assert ("subscribeLiteral", "gp/v1/dev/K1/down/#") in k1_rights
+    assert not any("%" in t or "+" in t or "$" in t for _, t in k1_rights)
 
 
 def test_dev_ca_is_reused_and_server_cert_renewed_for_new_names(tmp_path: Path) -> None:
@@ -123,27 +148,6 @@ def test_operator_ca_files_are_used_and_never_overwritten(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="no CA key"):
         DevCA.create(tmp_path, hostnames=("other.lan",), ips=())
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-
-
-def test_write_passwd_replaces_whole_file_privately(tmp_path: Path) -> None:
-    path = tmp_path / "passwd"
-    write_passwd(path, [BrokerUser("K1", mosquitto_password_hash("a"))])
-    write_passwd(path, [BrokerUser("K2", mosquitto_password_hash("b"))])
-    assert [line.split(":")[0] for line in path.read_text().splitlines()] == ["K2"]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
-    with pytest.raises(ConfigError, match="twice"):
-        write_passwd(path, [BrokerUser("K1", "$7$1$x$y")] * 2)
-
-
-def test_reload_broker_signals_nothing_without_a_live_mosquitto(tmp_path: Path) -> None:
-    pid_file = tmp_path / "mosquitto.pid"
-    assert reload_broker(pid_file) is False  # no file
-    pid_file.write_text("not a pid")
-    assert reload_broker(pid_file) is False
-    # A stale file naming a live process that is not mosquitto (this test itself).
-    pid_file.write_text(str(os.getpid()))
-    assert reload_broker(pid_file) is False
 
 
 # --- who may connect ------------------------------------------------------------------
@@ -190,7 +194,7 @@ def test_tls_below_1_2_is_refused(broker: Broker) -> None:
 
 def test_device_cannot_publish_as_another_device(broker: Broker) -> None:
     central = broker.client("central", "central-pw")
-    assert not central.subscribe_wait("gp/v1/dev/+/up/#")[0].is_failure
+    assert not central.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)[0].is_failure
     assert not central.subscribe_wait("gp/v1/dev/+/status")[0].is_failure
     k1 = broker.client("K1", "k1-pw")
     assert k1.publish_wait("gp/v1/dev/K2/up/batch", b"forged").value == NOT_AUTHORIZED
@@ -206,10 +210,11 @@ def test_device_receives_only_its_own_downlink(broker: Broker) -> None:
     central = broker.client("central", "central-pw")
     k1 = broker.client("K1", "k1-pw")
     k2 = broker.client("K2", "k2-pw")
-    # Mosquitto 2.0 grants any subscription and checks read access per message,
-    # so a greedy wildcard is accepted but delivers only K1's own branch.
-    assert not k1.subscribe_wait("gp/v1/dev/+/down/#")[0].is_failure
-    assert not k1.subscribe_wait("gp/v1/dev/+/up/#")[0].is_failure
+    # Subscriptions are checked: a filter reaching past the device's own branch is
+    # refused outright, and only its own downlink is granted.
+    assert k1.subscribe_wait("gp/v1/dev/+/down/#")[0].value == NOT_AUTHORIZED
+    assert k1.subscribe_wait("gp/v1/dev/+/up/#")[0].value == NOT_AUTHORIZED
+    assert not k1.subscribe_wait("gp/v1/dev/K1/down/#")[0].is_failure
     assert not k2.subscribe_wait("gp/v1/dev/K2/down/#")[0].is_failure
     for device in ("K1", "K2"):
         assert not central.publish_wait(f"gp/v1/dev/{device}/down/ack", device).is_failure
@@ -235,23 +240,23 @@ def test_shared_subscription_gives_each_batch_to_exactly_one_worker(broker: Brok
     assert got[0] and got[1], "one worker got nothing: not shared"
 
 
-def test_a_device_joining_centrals_share_group_reads_nothing(broker: Broker) -> None:
+def test_a_device_cannot_join_centrals_share_group(broker: Broker) -> None:
     central = broker.client("central", "central-pw")
     k1 = broker.client("K1", "k1-pw")
     k2 = broker.client("K2", "k2-pw")
     central.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)
-    # Granted (2.0's ACL file does not check subscriptions), but every delivery
-    # is checked against K2's username: batches routed to K2 are dropped, not read.
-    assert not k2.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)[0].is_failure
+    # Refused at SUBSCRIBE: K2 never becomes a member, so no batch is routed to it
+    # and lost; central gets every one.
+    assert k2.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)[0].value == NOT_AUTHORIZED
     for n in range(6):
         k1.publish_wait("gp/v1/dev/K1/up/batch", f"b{n}")
-    assert central.messages(0.5), "central got none of K1's batches"
+    assert sorted(m.payload for m in central.messages(0.5)) == [f"b{n}".encode() for n in range(6)]
     assert k2.messages(0.1) == []
 
 
 def test_batches_far_above_256_kib_pass(broker: Broker) -> None:
     central = broker.client("central", "central-pw")
-    central.subscribe_wait("gp/v1/dev/+/up/#")
+    central.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)
     k1 = broker.client("K1", "k1-pw")
     big = bytes(range(256)) * 1200  # 300 KiB
     assert not k1.publish_wait("gp/v1/dev/K1/up/batch", big).is_failure
@@ -268,7 +273,7 @@ def test_enrolled_device_gets_in_without_restart(broker: Broker) -> None:
     broker.add_user("K3", "k3-pw")
     assert broker.pid == pid, "the broker was restarted"
     central = broker.client("central", "central-pw")
-    central.subscribe_wait("gp/v1/dev/+/up/#")
+    central.subscribe_wait(CENTRAL_BATCH_SUBSCRIPTION)
     k3 = broker.client("K3", "k3-pw")
     assert not k3.publish_wait("gp/v1/dev/K3/up/batch", b"hello").is_failure
     assert central.next_message().topic == "gp/v1/dev/K3/up/batch"
@@ -295,7 +300,7 @@ def test_revoked_device_is_disconnected_and_stays_out(broker: Broker) -> None:
 
 
 def test_restart_keeps_retained_state_and_queued_acks(broker: Broker) -> None:
-    k1 = broker.client("K1", "k1-pw", client_id="K1", clean_start=False, session_expiry=3600)
+    k1 = broker.client("K1", "k1-pw", clean_start=False, session_expiry=3600)
     assert not k1.subscribe_wait("gp/v1/dev/K1/down/#")[0].is_failure
     k1.close()  # the kiosk goes offline; its session waits for it
     central = broker.client("central", "central-pw")
@@ -305,10 +310,17 @@ def test_restart_keeps_retained_state_and_queued_acks(broker: Broker) -> None:
 
     broker.restart()
 
-    back = broker.client("K1", "k1-pw", client_id="K1", clean_start=False, session_expiry=3600)
+    back = broker.client("K1", "k1-pw", clean_start=False, session_expiry=3600)
     got = sorted((m.topic, m.payload) for m in back.messages(1.0))
     assert got == [("gp/v1/dev/K1/down/ack", b"ack 41"), ("gp/v1/dev/K1/down/state", b"v7")]
-    fresh = broker.client("K1", "k1-pw", client_id="K1-reinstalled")
+    back.close()
+    fresh = broker.client("K1", "k1-pw")  # reinstalled: a clean session, same bound id
     fresh.subscribe_wait("gp/v1/dev/K1/down/state")
     state = fresh.next_message()
     assert state.payload == b"v7" and state.retain
+
+
+def test_central_may_subscribe_to_what_its_receiver_subscribes_to(broker: Broker) -> None:
+    central = broker.client("central", "central-pw")
+    for topic_filter in (protocol.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION):
+        assert not central.subscribe_wait(topic_filter)[0].is_failure, topic_filter

@@ -27,7 +27,8 @@ def test_operator_and_technician_commands_end_to_end(tmp_path: Path, broker: Bro
         gp("ledger", "init", "--device-id", "KT", "--village", "V9")
         gp("ledger", "staff-add", "--id", "wang", "--name", "Wang", "--role", "admin",
            stdin="2468\n")  # fmt: skip
-        out = gp("sync", "enrol", "--central", url, "--token", token, "--out", str(tmp_path / "kt"))
+        out = gp("sync", "enrol", "--central", url, "--central-ca", str(c.ca), "--token", token,
+                 "--out", str(tmp_path / "kt"))  # fmt: skip
         assert "enrolled KT (village V9)" in out
         assert (tmp_path / "kt" / "mqtt.password").stat().st_mode & 0o777 == 0o600
         gp("ledger", "enrol", "--staff", "wang", "--household", "张家", stdin="2468\n")
@@ -46,16 +47,18 @@ def test_operator_and_technician_commands_end_to_end(tmp_path: Path, broker: Bro
             devices = gp("central", "devices")
             assert "KT" in devices and "V9" in devices and "active" in devices
             auth = {"Authorization": f"Bearer {c.admin}"}
-            listed = httpx.get(f"{url}/api/v1/devices", headers=auth)
+            listed = httpx.get(f"{url}/api/v1/devices", headers=auth, verify=c.verify)
             assert listed.status_code == 200
             (kt,) = [d for d in listed.json() if d["device_id"] == "KT"]
             assert kt["acked_seq"] == 2  # the enrolment and the deposit (adding staff is no entry)
-            totals = httpx.get(f"{url}/api/v1/villages/V9/totals", headers=auth).json()
+            totals = httpx.get(
+                f"{url}/api/v1/villages/V9/totals", headers=auth, verify=c.verify
+            ).json()
             assert totals["grams_by_category"] == {"paper": 2500}
             # A used token is refused with one line naming the problem.
             again = c.gp(
-                "sync", "enrol", "--central", url, "--token", token, "--out",
-                str(tmp_path / "kt2"), ok=False,
+                "sync", "enrol", "--central", url, "--central-ca", str(c.ca), "--token", token,
+                "--out", str(tmp_path / "kt2"), ok=False,
             )  # fmt: skip
             assert again.returncode == 2 and "used" in again.stderr
         finally:

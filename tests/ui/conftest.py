@@ -9,7 +9,9 @@
         page_800x480.screenshot(path=screenshot_dir / "welcome.png")
 
 Without Chromium or Playwright the tests are skipped with the reason; under CI=true
-they fail instead (see tests/ui/chromium.py).
+they fail instead (see tests/ui/chromium.py). The session's Playwright and Chromium
+(`playwright`, `browser`) live in tests/conftest.py, shared with tests/console/: two
+sync Playwright instances in one session cannot coexist.
 """
 
 from __future__ import annotations
@@ -22,40 +24,13 @@ import pytest
 
 from simulator.kiosk_home import KioskHome
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
-from tests.ui.chromium import chromium_path, launch_chromium, unavailable
 from tests.ui.kiosk_pages import open_page, reset, wait_screen
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Playwright, ViewportSize
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 KIOSK_VIEWPORT: ViewportSize = {"width": 800, "height": 480}  # the kiosk's 7-inch touchscreen
 KIOSK_LOCALE = "zh-CN"
-
-
-@pytest.fixture(scope="session")
-def chromium_executable() -> str:
-    """Path of the system Chromium (skips, or fails under CI, when absent)."""
-    return chromium_path()
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    """Playwright's sync API, started once per session."""
-    try:
-        # Imported here so that the rest of the suite runs without Playwright installed.
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError as exc:
-        unavailable(f"Playwright is not installed ({exc}); run scripts/bootstrap")
-    with sync_playwright() as pw:
-        yield pw
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright, chromium_executable: str) -> Iterator[Browser]:
-    """One headless system Chromium for the whole session."""
-    b = launch_chromium(playwright, chromium_executable)
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""The Fleet page's rows: every kiosk an actor may see, its health, and its alerts.
+
+An alert is raised when, at central's clock:
+
+- ``offline``: nothing heard from the kiosk for longer than `offline_hours` (its last
+  status, or its enrolment when it never sent one), or its last status says offline
+  (the broker published its last will) for that long;
+- ``backlog``: its oldest unsynced entry is older than `backlog_hours`;
+- ``scale`` / ``scanner``: reported as ``error`` or ``disconnected``;
+- ``disk``: less than `disk_free_mb` MB free.
+
+Revoked kiosks are listed, without alerts: nobody expects to hear from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from central.api_models import DeviceOut
+from central.console.settings import Alerts
+from central.store import CentralStore
+
+FAULTS = ("error", "disconnected")
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class KioskRow:
+    device: DeviceOut
+    seen_ms: int  # the last time central heard from it (or its enrolment)
+    online: bool
+    backlog_age_ms: int | None  # age of its oldest unsynced entry; None: nothing unsynced
+    alerts: tuple[str, ...]
+
+
+def kiosk_rows(
+    store: CentralStore, village: str | None, alerts: Alerts, now_ms: int
+) -> list[KioskRow]:
+    """Kiosks of `village` (None: all), alerting ones first, then by device id."""
+    rows = [_row(DeviceOut.of(d), alerts, now_ms) for d in store.devices(village)]
+    return sorted(rows, key=lambda r: (not r.alerts, r.device.device_id))
+
+
+def _row(d: DeviceOut, limits: Alerts, now_ms: int) -> KioskRow:
+    seen = d.last_seen_ms if d.last_seen_ms is not None else d.enrolled_ms
+    silent_ms = max(0, now_ms - seen)
+    online = bool(d.online) and silent_ms <= limits.offline_hours * HOUR_MS
+    backlog_age = (
+        max(0, now_ms - d.oldest_unsynced_ms)
+        if d.oldest_unsynced_ms is not None and (d.backlog or 0) > 0
+        else None
+    )
+    found: list[str] = []
+    if d.status == "active":
+        if silent_ms > limits.offline_hours * HOUR_MS:
+            found.append("offline")
+        if backlog_age is not None and backlog_age > limits.backlog_hours * HOUR_MS:
+            found.append("backlog")
+        if d.health is not None:
+            if d.health.scale in FAULTS:
+                found.append("scale")
+            if d.health.scanner in FAULTS:
+                found.append("scanner")
+            free = d.health.free_disk_bytes
+            if free is not None and free < limits.disk_free_mb * 1_000_000:
+                found.append("disk")
+    return KioskRow(d, seen, online, backlog_age, tuple(found))

@@ -1,0 +1,191 @@
+"""The console's words in Simplified Chinese (the default) and English.
+
+`LANGUAGES` maps the ``gp_lang`` cookie's value to a catalogue; every key exists in
+both (a test checks), so a page never shows a bare key or an empty label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+DEFAULT = "zh-CN"
+
+ZH: dict[str, str] = {
+    "app": "绿色存折 · 管理控制台",
+    "overview": "概览",
+    "fleet": "设备",
+    "api_docs": "接口文档",
+    "logout": "退出",
+    "login": "登录",
+    "account": "账号",
+    "password": "密码",
+    "login_title": "操作员登录",
+    "signed_in_as": "当前账号",
+    "role_county": "县级",
+    "role_village": "村级",
+    "village": "村",
+    "villages": "各村数据",
+    "kg_today_month": "今日 / 本月 公斤",
+    "issued_today_month": "发放积分 今日 / 本月",
+    "redeemed_today_month": "兑换积分 今日 / 本月",
+    "co2e_today_month": "减排 CO2e 公斤 今日 / 本月",
+    "chart_kg": "每日各类回收量（公斤，近30天）",
+    "chart_points": "每日积分：发放与兑换（近30天）",
+    "chart_co2e": "每月减排 CO2e（公斤，近12个月）",
+    "issued": "发放",
+    "redeemed": "兑换",
+    "co2e_kg": "CO2e 公斤",
+    "no_villages": "还没有村。第一台设备登记后，村会出现在这里。",
+    "no_kiosks": "还没有登记的设备。",
+    "device": "设备",
+    "state": "状态",
+    "online": "在线",
+    "offline": "离线",
+    "revoked": "已停用",
+    "last_seen": "最后联系",
+    "backlog": "待同步条数",
+    "oldest_unsynced": "最早未同步",
+    "disk_free": "剩余磁盘",
+    "scale": "秤",
+    "scanner": "扫码器",
+    "version": "软件版本",
+    "alerts": "警报",
+    "none": "无",
+    "unknown": "未知",
+    "never": "从未",
+    "ago": "前",
+    "filter": "筛选",
+    "filter_hint": "输入设备、村或警报",
+    "alerts_only": "只看有警报的",
+    "alert_offline": "离线过久",
+    "alert_backlog": "积压过久",
+    "alert_scale": "秤故障",
+    "alert_scanner": "扫码器故障",
+    "alert_disk": "磁盘不足",
+    "thresholds": "警报阈值：离线超过 {offline} 小时，积压超过 {backlog} 小时，"
+    "磁盘少于 {disk} MB。",
+    "forbidden": "无权访问",
+    "forbidden_text": "此账号不能查看这个村。",
+    "back": "返回概览",
+    "language": "English",
+    "all_villages": "全部村",
+    "today": "今天",
+    "minutes": "分钟",
+    "hours": "小时",
+    "days": "天",
+    "kiosks": "台设备",
+    "with_alerts": "有警报",
+    "exports": "导出",
+    "exports_hint": "按日期范围下载各村合计、全部记录或某存折的对账单（Excel 或 CSV）。",
+    "exports_tz": "日期按村的时区（未设置时为 {tz}）计算，起止两天都包含；不填则不限。",
+    "export_what": "内容",
+    "export_totals": "各类合计",
+    "export_entries": "全部记录",
+    "export_statement": "存折对账单",
+    "export_format": "格式",
+    "passbook": "存折号",
+    "passbook_hint": "仅对账单需要",
+    "date_from": "起始日期",
+    "date_to": "截止日期",
+    "download": "下载",
+    "bad_export": "无法导出：{reason}",
+}
+
+EN: dict[str, str] = {
+    "app": "Green Passbook · Operator console",
+    "overview": "Overview",
+    "fleet": "Fleet",
+    "api_docs": "API docs",
+    "logout": "Log out",
+    "login": "Log in",
+    "account": "Account",
+    "password": "Password",
+    "login_title": "Operator login",
+    "signed_in_as": "Signed in as",
+    "role_county": "county",
+    "role_village": "village",
+    "village": "Village",
+    "villages": "Villages",
+    "kg_today_month": "kg today / month",
+    "issued_today_month": "Points issued today / month",
+    "redeemed_today_month": "Points redeemed today / month",
+    "co2e_today_month": "CO2e kg today / month",
+    "chart_kg": "kg per category per day (last 30 days)",
+    "chart_points": "Points issued vs redeemed per day (last 30 days)",
+    "chart_co2e": "CO2e avoided per month (kg, last 12 months)",
+    "issued": "Issued",
+    "redeemed": "Redeemed",
+    "co2e_kg": "CO2e kg",
+    "no_villages": "No villages yet. A village appears here once its first kiosk is enrolled.",
+    "no_kiosks": "No kiosks enrolled yet.",
+    "device": "Kiosk",
+    "state": "State",
+    "online": "online",
+    "offline": "offline",
+    "revoked": "revoked",
+    "last_seen": "Last seen",
+    "backlog": "Backlog",
+    "oldest_unsynced": "Oldest unsynced",
+    "disk_free": "Free disk",
+    "scale": "Scale",
+    "scanner": "Scanner",
+    "version": "Version",
+    "alerts": "Alerts",
+    "none": "none",
+    "unknown": "unknown",
+    "never": "never",
+    "ago": "ago",
+    "filter": "Filter",
+    "filter_hint": "kiosk, village or alert",
+    "alerts_only": "Only kiosks with alerts",
+    "alert_offline": "offline too long",
+    "alert_backlog": "backlog too old",
+    "alert_scale": "scale fault",
+    "alert_scanner": "scanner fault",
+    "alert_disk": "disk low",
+    "thresholds": "Alerts: offline over {offline} h, backlog older than {backlog} h, "
+    "free disk under {disk} MB.",
+    "forbidden": "Not allowed",
+    "forbidden_text": "This account may not see this village.",
+    "back": "Back to the overview",
+    "language": "中文",
+    "all_villages": "All villages",
+    "today": "today",
+    "minutes": "min",
+    "hours": "h",
+    "days": "d",
+    "kiosks": "kiosks",
+    "with_alerts": "with alerts",
+    "exports": "Exports",
+    "exports_hint": "Download a village's totals, all its entries, or a passbook's statement "
+    "for a range of dates (Excel or CSV).",
+    "exports_tz": "Days are the village's (else {tz}); both ends are included; leave a date "
+    "empty for no limit.",
+    "export_what": "What",
+    "export_totals": "Totals per category",
+    "export_entries": "All entries",
+    "export_statement": "Passbook statement",
+    "export_format": "Format",
+    "passbook": "Passbook",
+    "passbook_hint": "for a statement only",
+    "date_from": "From",
+    "date_to": "To",
+    "download": "Download",
+    "bad_export": "Cannot export: {reason}",
+}
+
+LANGUAGES: dict[str, dict[str, str]] = {"zh-CN": ZH, "en": EN}
+
+
+def language(value: str | None) -> str:
+    return value if value in LANGUAGES else DEFAULT
+
+
+def translator(lang: str) -> Callable[..., str]:
+    words = LANGUAGES[language(lang)]
+
+    def t(key: str, **values: object) -> str:
+        text = words[key]  # a missing key is a bug: fail loudly, in tests
+        return text.format(**values) if values else text
+
+    return t

@@ -1,0 +1,1 @@
+"""Browser tests of central's operator console (Playwright driving Debian's Chromium)."""

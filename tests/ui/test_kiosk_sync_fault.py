@@ -1,0 +1,87 @@
+"""A sync fault on the page: a short mark in the status strip for everyone, the code
+and message on the staff menu; villagers' screens are not held up by it.
+
+A real kiosk syncing to a real Mosquitto; central's acks are forged by hand (an
+impossible one, then a sane one) by a paho client logged in as central.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from simulator.kiosk_home import STAFF_PIN
+from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
+from tests.kiosk.synced import BROKER_USERS, DEVICE, head_of, synced_home
+from tests.mqtt_broker import Broker
+from tests.sync.status_watch import StatusWatch, forged_ack
+from tests.ui.kiosk_pages import UI_KIOSK_KEYS, assert_fits, open_page, shot, text, wait_screen
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with Broker(tmp_path / "broker", BROKER_USERS) as running:
+        yield running
+
+
+@pytest.fixture
+def kiosk(broker: Broker, tmp_path: Path) -> Iterator[RunningKiosk]:
+    home = synced_home(
+        tmp_path / DEVICE, broker.url, broker.ca_cert, extra_kiosk_keys=UI_KIOSK_KEYS
+    )
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        k.wait_view("online", lambda v: v["status"]["online"] is True, timeout=20)
+        yield k
+    finally:
+        stop_kiosk(k)
+
+
+def test_the_strip_and_the_staff_menu_show_a_sync_fault(
+    page_800x480: Page, kiosk: RunningKiosk, broker: Broker, screenshot_dir: Path
+) -> None:
+    page = open_page(page_800x480, kiosk)
+    wait_screen(page, "idle")
+    assert page.locator("[data-status=sync]").count() == 0
+    watch = StatusWatch(broker, DEVICE)
+    head = head_of(kiosk.home)
+    watch.forge(forged_ack(DEVICE, "ok", head + 1, first_seq=1, last_seq=head + 1))
+    page.wait_for_selector("[data-status=sync]")
+    assert text(page, "[data-status=sync]") == "同步故障"
+    assert_fits(page)
+    shot(page, screenshot_dir, "sync-fault")
+
+    # A villager goes on as usual, the mark stays in the strip.
+    kiosk.scan("villager 张家")
+    wait_screen(page, "villager")
+    assert page.locator(".cat").count() > 0 and text(page, "#villager-name") == "张*"
+    assert page.locator("[data-status=sync]").is_visible()
+    page.click("#done")
+    wait_screen(page, "idle")
+
+    # Staff (and the technician they call) see the code and the message.
+    kiosk.scan("staff 王丽")
+    wait_screen(page, "staff_pin")
+    for digit in STAFF_PIN:
+        page.click(f"[data-key='{digit}']")
+    page.click("#pin-ok")
+    wait_screen(page, "staff_menu")
+    fault = page.locator("#sync-fault")
+    assert fault.get_attribute("data-code") == "ack_beyond_head"
+    assert f"ledger ends at {head}" in fault.inner_text()
+    assert "请告诉技术员" in fault.inner_text()
+    assert_fits(page)
+    shot(page, screenshot_dir, "staff-sync-fault", docs=True)
+
+    # Central answers sanely: the fault goes.
+    watch.forge(forged_ack(DEVICE, "ok", head, first_seq=1, last_seq=head))
+    page.wait_for_selector("#sync-fault", state="detached")
+    assert page.locator("[data-status=sync]").count() == 0
+    page.click("#signout")
+    wait_screen(page, "idle")
