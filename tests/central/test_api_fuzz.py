@@ -60,7 +60,27 @@ def _published_schema() -> BaseSchema:
                     "checks": {
                         "positive_data_acceptance": {
                             "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]
-                        }
+                        },
+                        # A rules text may be 15,000 characters, but escaped in JSON it
+                        # can pass the route's body limit, which refuses it with 413
+                        # before anything is parsed: a rejection, as it should be.
+                        "negative_data_rejection": {
+                            "expected-statuses": [
+                                "400",
+                                "401",
+                                "403",
+                                "404",
+                                "405",
+                                "406",
+                                "409",
+                                "413",
+                                "415",
+                                "422",
+                                "428",
+                                "429",
+                                "5xx",
+                            ]
+                        },
                     },
                 }
             ],

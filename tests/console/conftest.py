@@ -1,2 +1,5 @@
-"""The console's browser tests use the session's one Playwright and Chromium
-(`playwright`, `browser` in tests/conftest.py, shared with the kiosk's UI tests)."""
+"""The console's browser tests: their own Playwright and Chromium (tests/browser.py)."""
+
+from tests.browser import browser_fixtures
+
+playwright, browser, chromium_executable = browser_fixtures()

@@ -9,9 +9,8 @@
         page_800x480.screenshot(path=screenshot_dir / "welcome.png")
 
 Without Chromium or Playwright the tests are skipped with the reason; under CI=true
-they fail instead (see tests/ui/chromium.py). The session's Playwright and Chromium
-(`playwright`, `browser`) live in tests/conftest.py, shared with tests/console/: two
-sync Playwright instances in one session cannot coexist.
+they fail instead (see tests/ui/chromium.py). `playwright` and `browser` come from
+tests/browser.py, with package scope (why: there).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from simulator.kiosk_home import KioskHome
+from tests.browser import browser_fixtures
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.ui.kiosk_pages import open_page, reset, wait_screen
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 KIOSK_VIEWPORT: ViewportSize = {"width": 800, "height": 480}  # the kiosk's 7-inch touchscreen
 KIOSK_LOCALE = "zh-CN"
+
+playwright, browser, chromium_executable = browser_fixtures()
 
 
 @pytest.fixture
