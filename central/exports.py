@@ -27,8 +27,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
 from central import db, reports, rules_versions
 from central.store import CentralStore
@@ -210,25 +209,7 @@ class _Sums:
 def totals(store: CentralStore, village_id: str, period: Period) -> dict[str, _Sums]:
     """Sums per category over `period` ("" for awards and redemptions), net of reversals."""
     e = db.entries
-    target = aliased(e)
-    q = (
-        select(
-            e.c.kind,
-            target.c.kind.label("target_kind"),
-            e.c.category,
-            func.count().label("n"),
-            func.coalesce(func.sum(e.c.grams), 0).label("grams"),
-            func.coalesce(func.sum(e.c.points), 0).label("points"),
-            func.coalesce(func.sum(e.c.co2e_g), 0).label("co2e_g"),
-        )
-        .select_from(
-            e.outerjoin(
-                target, (target.c.device_id == e.c.device_id) & (target.c.seq == e.c.ref_seq)
-            )
-        )
-        .where(e.c.village_id == village_id)
-        .group_by(e.c.kind, target.c.kind, e.c.category)
-    )
+    q = reports.totals_query(village_id)
     if period.start_ms is not None:
         q = q.where(e.c.wall_ms >= period.start_ms)
     if period.end_ms is not None:

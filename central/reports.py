@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import RowMapping, Select, func, select
 from sqlalchemy.orm import aliased
 
 from central import db, passbooks
@@ -197,11 +197,13 @@ def overdrafts(store: CentralStore, village_id: str) -> list[Overdraft]:
     return out
 
 
-def village_totals(store: CentralStore, village_id: str) -> dict[str, Any]:
-    """Grams per category, deposits, points issued and redeemed, CO2e: net of reversals."""
+def totals_query(village_id: str) -> Select[Any]:
+    """Per kind, reversed entry's kind and category: count and sums of `village_id`'s
+    entries (a reversal's own amounts are the negation of what it cancels). Callers
+    narrow it by time (`central.exports`) and fold it into their totals."""
     e = db.entries
     target = aliased(e)
-    q = (
+    return (
         select(
             e.c.kind,
             target.c.kind.label("target_kind"),
@@ -219,6 +221,11 @@ def village_totals(store: CentralStore, village_id: str) -> dict[str, Any]:
         .where(e.c.village_id == village_id)
         .group_by(e.c.kind, target.c.kind, e.c.category)
     )
+
+
+def village_totals(store: CentralStore, village_id: str) -> dict[str, Any]:
+    """Grams per category, deposits, points issued and redeemed, CO2e: net of reversals."""
+    q = totals_query(village_id)
     grams: dict[str, int] = defaultdict(int)
     deposits = issued = redeemed = co2e = 0
     with store.read("reading village totals") as conn:
