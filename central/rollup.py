@@ -20,7 +20,8 @@ bench's county), so the console groups a much smaller table, with no join.
   Keyed by UTC hour instead, any zone could be summed from it, but it would hardly be
   a summary: in the bench's county (2,000,000 entries over 90 days, 100 villages,
   entries at every hour) a village-day holds ~15 rows (kinds and categories), a
-  village-hour ~3.4, so ~735,000 hourly rows against ~136,000 daily ones.
+  village-hour ~3.4, so 733,732 hourly rows against 136,234 daily ones; grouping the
+  charts' year from them took ~1.0 s from hours against ~0.2 s from days (2 cores).
 - **Idempotent**: only the entries a batch adds (after a duplicate or overlap is
   cut off) are counted, in the same transaction as their insert, so a resent batch
   counts nothing twice and a rolled-back batch nothing at all.
