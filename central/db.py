@@ -364,12 +364,20 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[accounts, account_tokens, console_sessions], checkfirst=False)
 
 
+def _v5(conn: Connection) -> None:
+    from central import rollup  # noqa: PLC0415 - it imports this module (tables, metadata)
+
+    rollup.overview_rollup.create(conn, checkfirst=False)
+    rollup.rebuild(conn)  # from the entries already stored
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
     (2, "rules versions", _v2),
     (3, "operator console", _v3),
     (4, "operator accounts", _v4),
+    (5, "overview rollup", _v5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import db, recheck, recheck_state
+from central import db, recheck, recheck_state, rollup
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
@@ -326,8 +326,9 @@ def _place(
         _SEEN,
         {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},
     )
-    # Last on purpose: every kiosk of the village writes this row, so on PostgreSQL
-    # its lock is held only from here to the commit, not through the insert.
+    # Last on purpose: every kiosk of the village writes these rows (the rollup's and the
+    # village's), so on PostgreSQL their locks are held only from here to the commit.
+    rollup.add(conn, dev.device_id, dev.village_id, rows)
     conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
     return _ack(dev, batch, "ok", batch.last_seq), len(rows)
 
