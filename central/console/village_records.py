@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -23,12 +22,24 @@ from greenpass.errors import CentralError, ConfigError
 AUDIT_PAGE = 50
 STATEMENT_LINES = 200  # the newest; the whole statement is an export
 ACTIONS = ("revoke", "reinstate", "replace")
-_json = msgspec.json.Encoder(order="sorted")
 
 
 def as_text(value: Any) -> str:
-    """An audit value as one line of JSON (an empty value as a dash, never blank)."""
-    return "—" if value is None else _json.encode(value).decode()
+    """An audit value for people, on one line: ``key: value`` pairs, lists in brackets,
+    and a missing value as a dash (never "null" or a blank cell)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {as_text(v)}" for k, v in sorted(value.items())) or "—"
+    if isinstance(value, list):
+        return (
+            "["
+            + "; ".join(f"({as_text(v)})" if isinstance(v, dict) else as_text(v) for v in value)
+            + "]"
+        )
+    return str(value)
 
 
 def install(router: APIRouter, pages: VillagePages) -> None:
