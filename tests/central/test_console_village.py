@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from central import audit, operations, passbooks
 from central.catalogue_file import CatalogueItem
 from central.state import build_state
 from edge.rules import DEFAULT_RULES_PATH
+from greenpass.errors import Refused
 from tests.central import test_auth
 from tests.central.conftest import NOW
 from tests.central.test_auth import Site
@@ -157,12 +160,38 @@ def test_a_revocation_in_the_console_reaches_the_state(site: Site) -> None:
     assert r.status_code == 422
     r = c.post(f"/villages/V1/passbooks/{li}/revoke", data={"csrf": csrf, "reason": "lost"})
     assert r.status_code == 200 and 'data-testid="done"' in r.text
-    assert li in build_state(site.store, "K1", NOW).revoked
+    state = build_state(site.store, "K1", NOW)
+    assert li in state.revoked
+    assert site.kiosk.apply(state)  # what the kiosk's downlink does with the push
+    with pytest.raises(Refused) as refused:
+        site.kiosk.ledger.deposit(li, "paper", 1000)
+    assert refused.value.code == "revoked_passbook"
     assert audit.rows(site.store, village_id="V1")[0].actor == "v1"
     r = c.post(f"/villages/V1/passbooks/{li}/reinstate", data={"csrf": csrf})
     assert r.status_code == 200 and li not in build_state(site.store, "K1", NOW).revoked
     r = c.post(f"/villages/V1/passbooks/{li}/replace", data={"csrf": csrf})
     assert r.status_code == 200 and ".R" in str(r.url)
+
+
+def test_no_page_shows_none_null_or_an_empty_cell(site: Site) -> None:
+    operations.set_catalogue(site.store, "V1", [_rice()], actor="t", now_ms=NOW)
+    li = site.passbooks["li"]
+    passbooks.revoke(site.store, li, reason="lost", actor="t", now_ms=NOW)
+    c = site.login("county")
+    for lang in ("zh-CN", "en"):
+        c.post("/lang", data={"csrf": site.csrf(), "lang": lang, "next": "/"})
+        for path in [
+            *(f"/villages/V1/{name}" for name in PAGES),
+            "/villages/V1/passbooks?q=household",
+            f"/villages/V1/passbooks/{li}",
+            "/dead-letters",
+        ]:
+            r = c.get(path)
+            assert r.status_code == 200 and f'<html lang="{lang}">' in r.text, path
+            main = r.text.split("<main>")[1]
+            for bad in (">None<", "None ", "null", "undefined", "NaN"):
+                assert bad not in main, (path, bad)
+            assert not re.search(r"<t[dh][^>]*>\s*</t[dh]>", main), path
 
 
 def test_item_and_household_names_are_shown_as_text(site: Site) -> None:
