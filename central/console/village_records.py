@@ -55,6 +55,16 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         found = passbooks.search(store, village_id, q)
         return pages.render(request, session, "passbooks.html", village_id, q=q, found=found)
 
+    def passbook_of(village_id: str, passbook_id: str) -> dict[str, str | None]:
+        """The passbook's status; 404 unless central knows it in this village."""
+        try:
+            info = passbooks.status(store, passbook_id)
+        except CentralError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if info["village_id"] != village_id:
+            raise HTTPException(404, f"no passbook {passbook_id!r} in village {village_id!r}")
+        return info
+
     def passbook_page(
         request: Request,
         session: ConsoleSession,
@@ -63,12 +73,7 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         status: int = 200,
         error: str = "",
     ) -> HTMLResponse:
-        try:
-            info = passbooks.status(store, passbook_id)
-        except CentralError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        if info["village_id"] != village_id:
-            raise HTTPException(404, f"no passbook {passbook_id!r} in village {village_id!r}")
+        info = passbook_of(village_id, passbook_id)
         lines = reports.statement(store, passbook_id)
         return pages.render(
             request, session, "passbook.html", village_id, status, passbook_id=passbook_id,
@@ -95,7 +100,7 @@ def install(router: APIRouter, pages: VillagePages) -> None:
             raise HTTPException(404, f"no action {action!r}")
         form = await read_form(request)
         check_csrf(form, session.csrf)
-        passbook_page(request, session, village_id, passbook_id)  # 404 unless it is v's
+        passbook_of(village_id, passbook_id)
         actor, now, target = str(session.actor), clock(), passbook_id
         try:
             if action == "revoke":
