@@ -181,6 +181,7 @@ ZH: dict[str, str] = {
     "dead_letters_hint": "中心拒收的消息（最近 100 条）及原因。",
     "no_dead_letters": "没有被拒的消息。",
     "topic": "主题",
+    "code": "错误代码",
     "size": "字节",
 }
 
@@ -363,6 +364,7 @@ EN: dict[str, str] = {
     "dead_letters_hint": "Messages central refused (the latest 100), with the reason.",
     "no_dead_letters": "No refused messages.",
     "topic": "Topic",
+    "code": "Code",
     "size": "Bytes",
 }
 
