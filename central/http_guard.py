@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -42,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from greenpass.errors import ConfigError
 
 ENROL_PATH = "/api/v1/enrol"
+RULES_FORM = re.compile(r"/villages/[^/]+/rules/(preview|apply)")
 UNKNOWN_FIELD = "(unknown field)"
 _MAX_LOC_PART = 64  # characters of a location part shown; ours are all shorter
 
@@ -52,13 +54,21 @@ class HttpLimits:
 
     enrol_body_bytes: int = 4 * 1024  # an enrolment is about 200 bytes of JSON
     body_bytes: int = 16 * 1024  # any other route: the admin bodies are as small
+    # The console's rules upload: a whole rules file, percent-encoded (up to 3× its size).
+    rules_form_bytes: int = 128 * 1024
     body_timeout_s: float = 10.0  # from the request's headers to the end of its body
     enrol_per_minute: int = 10  # enrolment attempts per source address, also the burst
     max_sources: int = 10_000  # source addresses with a bucket (about 2 MB at most)
     threads: int = 8  # endpoint threads; fewer than the database pool's 15 connections
 
     def __post_init__(self) -> None:
-        for name in ("enrol_body_bytes", "body_bytes", "enrol_per_minute", "max_sources"):
+        for name in (
+            "enrol_body_bytes",
+            "body_bytes",
+            "rules_form_bytes",
+            "enrol_per_minute",
+            "max_sources",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1", key=name)
         if not 1 <= self.threads <= 64:
@@ -67,7 +77,9 @@ class HttpLimits:
             raise ConfigError("body_timeout_s must be positive", key="body_timeout_s")
 
     def body_limit(self, path: str) -> int:
-        return self.enrol_body_bytes if _is_enrol(path) else self.body_bytes
+        if _is_enrol(path):
+            return self.enrol_body_bytes
+        return self.rules_form_bytes if RULES_FORM.fullmatch(path) else self.body_bytes
 
 
 def _is_enrol(path: str) -> bool:

@@ -262,3 +262,50 @@ def village_of(store: CentralStore, passbook_id: str) -> str:
     """The village of a passbook central knows (CentralError if none)."""
     with store.read("reading a passbook") as conn:
         return _villager(conn, passbook_id)[0]
+
+
+def search(
+    store: CentralStore, village_id: str, query: str, limit: int = 50
+) -> list[dict[str, str]]:
+    """The village's passbooks whose id starts with, or whose household name holds,
+    `query` (for the console's search), with central's view of their status."""
+    v = db.villagers
+    query = query.strip()
+    if not query:
+        return []
+    like = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    q = (
+        select(v.c.passbook_id, v.c.household_name, v.c.status)
+        .where(v.c.village_id == village_id)
+        .where(
+            v.c.passbook_id.like(f"{like}%", escape="\\")
+            | v.c.household_name.like(f"%{like}%", escape="\\")
+        )
+        .order_by(v.c.passbook_id)
+        .limit(limit)
+    )
+    with store.read("searching passbooks") as conn:
+        revoked = revoked_at_central(conn, village_id)
+        return [
+            {
+                "passbook_id": r.passbook_id,
+                "household_name": r.household_name,
+                "status": "revoked" if r.passbook_id in revoked else r.status,
+            }
+            for r in conn.execute(q)
+        ]
+
+
+def status(store: CentralStore, passbook_id: str) -> dict[str, str | None]:
+    """A passbook's village, household, status as the kiosks will see it, the reason of
+    a standing central revocation and the passbook that replaced it (for the console)."""
+    with store.read("reading a passbook") as conn:
+        village, name, kiosk_status = _villager(conn, passbook_id)
+        reason = _central_revocation(conn, passbook_id)
+        return {
+            "village_id": village,
+            "household_name": name,
+            "status": "revoked" if reason is not None else kiosk_status,
+            "reason": reason,
+            "replaced_by": _replaced_by(conn, passbook_id),
+        }

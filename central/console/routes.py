@@ -41,10 +41,12 @@ from central.auth import (
     set_cookie,
     start_session,
 )
-from central.console import stats
+from central.console import stats, village_records
+from central.console import village as village_pages
 from central.console.fleet import kiosk_rows
 from central.console.i18n import LANGUAGES, language, translator
 from central.console.settings import ConsoleSettings
+from central.console.village import VillagePages
 from central.store import CentralStore
 from edge.rules import default_rules
 
@@ -81,6 +83,8 @@ def install(
         **context: Any,
     ) -> HTMLResponse:
         lang = language(request.cookies.get(LANG_COOKIE))
+        if context.get("nav"):  # a village's page: its name heads the village's menu
+            context["nav_name"] = village_names(lang).get(context["nav"], context["nav"])
         response = templates.TemplateResponse(
             request,
             name,
@@ -179,7 +183,9 @@ def install(
 
     # --- Overview and Fleet ------------------------------------------------------------------
 
-    def overview(request: Request, session: ConsoleSession, villages: list[str]) -> Response:
+    def overview(
+        request: Request, session: ConsoleSession, villages: list[str], nav: str = ""
+    ) -> Response:
         lang = language(request.cookies.get(LANG_COOKIE))
         t = translator(lang)
         data = stats.overview(store, villages, clock(), settings.tz)
@@ -200,7 +206,7 @@ def install(
             "labels": {"issued": t("issued"), "redeemed": t("redeemed"), "co2e": t("co2e_kg")},
         }
         rows = [(v, names.get(v, v), today, month) for v, (today, month) in data.villages.items()]
-        return page(request, "overview.html", session, rows=rows, charts=charts)
+        return page(request, "overview.html", session, rows=rows, charts=charts, nav=nav)
 
     @router.get("/")
     def home(request: Request, session: ConsoleActor) -> Response:
@@ -214,7 +220,7 @@ def install(
             return page(request, "forbidden.html", session, 403)
         if village_id not in store.villages():
             raise HTTPException(404, f"no village {village_id!r}")
-        return overview(request, session, [village_id])
+        return overview(request, session, [village_id], nav=village_id)
 
     @router.get("/fleet")
     def fleet(request: Request, session: ConsoleActor) -> Response:
@@ -297,7 +303,14 @@ def install(
                 return page(request, "forbidden.html", session, 403)
             return exports_page(request, session, village, str(exc.detail), exc.status_code)
 
+    pages = VillagePages(store, clock, page)
+    village_pages.install(router, pages)
+    village_records.install(router, pages)
     app.include_router(router)
+    templates.env.filters["when"] = lambda ms: datetime.fromtimestamp(
+        ms / 1000, settings.tz
+    ).strftime("%Y-%m-%d %H:%M")
+    templates.env.globals["as_text"] = village_records.as_text
     templates.env.filters["kg"] = lambda grams: f"{grams / 1000:.1f}"
     templates.env.filters["urlpart"] = lambda value: quote(str(value), safe="")
     templates.env.globals["age"] = _age

@@ -101,6 +101,11 @@ def test_limits_are_checked() -> None:
     assert HttpLimits().body_limit("/api/v1/enrol") == 4096
     assert HttpLimits().body_limit("/api/v1/enrol/") == 4096
     assert HttpLimits().body_limit("/api/v1/enrol-tokens") == 16384
+    # The console's rules forms carry a whole rules file, percent-encoded.
+    assert HttpLimits().body_limit("/villages/V1/rules/preview") == 128 * 1024
+    assert HttpLimits().body_limit("/villages/V1/rules/apply") == 128 * 1024
+    assert HttpLimits().body_limit("/villages/V1/catalogue") == 16384
+    assert HttpLimits().body_limit("/villages/V1/rules/apply/x") == 16384
 
 
 # --- the body limit, fed by hand --------------------------------------------------------

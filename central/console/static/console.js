@@ -78,3 +78,15 @@
   text.addEventListener("input", filter);
   only.addEventListener("change", filter);
 })();
+
+// Rules upload: the chosen file is read into the text box, so the form posts plain
+// text (the console's forms are urlencoded) and the operator sees what is sent.
+(function rulesFile() {
+  const file = document.getElementById("rules-file");
+  const text = document.getElementById("rules-text");
+  if (!file || !text) return;
+  file.addEventListener("change", () => {
+    if (!file.files || !file.files.length) return;
+    file.files[0].text().then((content) => { text.value = content; });
+  });
+})();
