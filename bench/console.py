@@ -186,7 +186,7 @@ def raw_fleet(path: Path) -> None:
 def measure(path: Path, renders: int) -> int:
     store = CentralStore.open(path, now_ms=NOW)
     accounts = Accounts(store)
-    accounts.add("bench", "county", PASSWORD, NOW)
+    accounts.add("bench", "county", PASSWORD, NOW, actor="bench")
     sid, _csrf = accounts.open_session("bench", NOW)
     enrolment = EnrolmentSettings("mqtts://127.0.0.1:8883", "", bytes(32))
     app = create_app(

@@ -125,7 +125,7 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
     kiosk_key = generate_key()
     with CentralStore.open(db_url) as store:
         store.create_village("V1")
-        token = store.create_enrol_token("KD", "V1", 0, ttl_s=10**9)
+        token = store.create_enrol_token("KD", "V1", 0, ttl_s=10**9, actor="bench")
         enrolment = store.enrol(token, "KD", public_bytes(kiosk_key), 0)
     with Broker(folder / f"broker-{label}", [("central", "central-pw")]) as broker:
         broker.add_user("KD", enrolment.mqtt_password)

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 device, village = f"S{i:05d}", f"V{i % 20:02d}"
                 store.create_village(village)
                 key = generate_key()
-                token = store.create_enrol_token(device, village, T0, ttl_s=10**9)
+                token = store.create_enrol_token(device, village, T0, ttl_s=10**9, actor="bench")
                 enrolment = store.enrol(token, device, public_bytes(key), T0)
                 users.append((device, enrolment.mqtt_password))
                 sims.append((device, enrolment.mqtt_password, key, village))

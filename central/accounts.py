@@ -13,6 +13,9 @@ A **county** account sees and changes every village; a **village** account only 
   their SHA-256, like enrolment tokens. Disabling an account deletes both at once.
 
 Every method takes `now_ms`, as `CentralStore`'s do, so tests run on a fixed clock.
+The operator's changes (add, disable, token, unlock) take `actor` and are audited
+(`central.audit`) in the same transaction; the audit says what happened, never a
+password, its hash or a token.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import db
+from central import audit, db
 from central.store import CentralStore
 from greenpass.errors import CentralError
 
@@ -145,7 +148,14 @@ class Accounts:
     # --- the accounts ---------------------------------------------------------------------
 
     def add(
-        self, name: str, role: str, password: str, now_ms: int, *, village_id: str | None = None
+        self,
+        name: str,
+        role: str,
+        password: str,
+        now_ms: int,
+        *,
+        village_id: str | None = None,
+        actor: str,
     ) -> Account:
         if not NAME_RE.fullmatch(name):
             raise CentralError(
@@ -182,6 +192,10 @@ class Accounts:
                 )
             except DBIntegrityError as exc:  # a second `add` of the same name at once
                 raise CentralError(f"an account {name!r} already exists") from exc
+            audit.record(
+                conn, actor=actor, action="account.add", target=name, village_id=village_id,
+                now_ms=now_ms, after={"role": role, "village_id": village_id},
+            )  # fmt: skip
         return _must(self.get(name))
 
     def get(self, name: str) -> Account | None:
@@ -201,12 +215,12 @@ class Accounts:
         with self.store.read("counting county accounts") as conn:
             return bool(conn.scalar(q))
 
-    def disable(self, name: str, now_ms: int) -> bool:
+    def disable(self, name: str, now_ms: int, *, actor: str) -> bool:
         """Disable `name`: its password, tokens and sessions stop working at once.
-        False if it was already disabled."""
+        False if it was already disabled (not audited: nothing changed)."""
         a = db.accounts
         with self.store.write("disabling an account") as conn:
-            row = conn.execute(select(a.c.active).where(a.c.name == name)).first()
+            row = conn.execute(select(a.c.active, a.c.village_id).where(a.c.name == name)).first()
             if row is None:
                 raise CentralError(f"no account {name!r}")
             conn.execute(delete(db.account_tokens).where(db.account_tokens.c.account == name))
@@ -214,16 +228,34 @@ class Accounts:
             if not row.active:
                 return False
             conn.execute(update(a).where(a.c.name == name).values(active=False, disabled_ms=now_ms))
+            audit.record(
+                conn, actor=actor, action="account.disable", target=name,
+                village_id=row.village_id, now_ms=now_ms,
+                before={"active": True}, after={"active": False},
+            )  # fmt: skip
         return True
 
-    def unlock(self, name: str) -> None:
+    def unlock(self, name: str, now_ms: int, *, actor: str) -> None:
         a = db.accounts
         with self.store.write("unlocking an account") as conn:
-            done = conn.execute(
+            row = conn.execute(
+                select(a.c.village_id, a.c.failed_logins, a.c.locked_until_ms).where(
+                    a.c.name == name
+                )
+            ).first()
+            if row is None:
+                raise CentralError(f"no account {name!r}")
+            conn.execute(
                 update(a).where(a.c.name == name).values(failed_logins=0, locked_until_ms=None)
             )
-            if done.rowcount != 1:
-                raise CentralError(f"no account {name!r}")
+            # Audited even when it was not locked: an operator asked, the record says so.
+            audit.record(
+                conn, actor=actor, action="account.unlock", target=name,
+                village_id=row.village_id, now_ms=now_ms,
+                before={"failed_logins": int(row.failed_logins),
+                        "locked_until_ms": row.locked_until_ms},
+                after={"failed_logins": 0, "locked_until_ms": None},
+            )  # fmt: skip
 
     # --- passwords and the lockout ----------------------------------------------------------
 
@@ -266,16 +298,22 @@ class Accounts:
 
     # --- API tokens ----------------------------------------------------------------------------
 
-    def issue_token(self, name: str, now_ms: int) -> str:
+    def issue_token(self, name: str, now_ms: int, *, actor: str) -> str:
         """A new API token for `name` (shown once; only its hash is kept)."""
         token = secrets.token_urlsafe(24)
+        t = db.account_tokens
         with self.store.write("issuing an API token") as conn:
-            _require_active(conn, name)
+            village_id = _require_active(conn, name)
             conn.execute(
-                insert(db.account_tokens).values(
-                    token_hash=_digest(token), account=name, created_ms=now_ms
-                )
+                insert(t).values(token_hash=_digest(token), account=name, created_ms=now_ms)
             )
+            # Tokens have no id, and their hash stays out of the audit: the row says
+            # one was issued, and how many the account now holds.
+            held = int(conn.scalar(select(func.count()).where(t.c.account == name)) or 0)
+            audit.record(
+                conn, actor=actor, action="account.token", target=name,
+                village_id=village_id, now_ms=now_ms, after={"tokens": held},
+            )  # fmt: skip
         return token
 
     def by_token(self, token: str) -> Account | None:
@@ -344,13 +382,15 @@ def _villages(conn: Connection) -> set[str]:
     return set(conn.scalars(select(db.villages.c.village_id)))
 
 
-def _require_active(conn: Connection, name: str) -> None:
+def _require_active(conn: Connection, name: str) -> str | None:
+    """The active account's village (None for a county account), or the refusal."""
     a = db.accounts
-    row = conn.execute(select(a.c.active).where(a.c.name == name)).first()
+    row = conn.execute(select(a.c.active, a.c.village_id).where(a.c.name == name)).first()
     if row is None:
         raise CentralError(f"no account {name!r}")
     if not row.active:
         raise CentralError(f"account {name!r} is disabled")
+    return None if row.village_id is None else str(row.village_id)
 
 
 def _must(account: Account | None) -> Account:

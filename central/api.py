@@ -243,7 +243,7 @@ def create_app(
         if device is None:
             raise HTTPException(404, f"no device {device_id!r}")
         may_see(actor, device.village_id)
-        if store.revoke_device(device_id, clock()):
+        if store.revoke_device(device_id, clock(), actor=str(actor)):
             log.info("revoked device %s", device_id)
         try:
             devices_changed()
@@ -267,7 +267,9 @@ def create_app(
         require_village(body.village_id, actor)
         now, ttl_s = clock(), body.ttl_hours * 3600
         try:
-            token = store.create_enrol_token(body.device_id, body.village_id, now, ttl_s=ttl_s)
+            token = store.create_enrol_token(
+                body.device_id, body.village_id, now, ttl_s=ttl_s, actor=str(actor)
+            )
         except CentralError as exc:
             raise HTTPException(409, str(exc)) from exc
         return EnrolTokenOut(

@@ -3,7 +3,12 @@
 Every change an operator makes through `central.operations` or `central.passbooks`
 (villages, rules, catalogue, revocations, replacements) is written here in the SAME
 transaction as the change itself, so a change without its audit row cannot exist.
-Accounts, device revocations and enrolment tokens call `record` the same way.
+Accounts (`central.accounts`: add, disable, token, unlock), device revocations,
+enrolment tokens and enrolments (`central.store`) call `record` the same way. No
+password, hash or token is ever written here: only that it happened, and to what.
+A row's `village_id` is the village it concerns; a county account's rows have none
+and are seen only in the county-wide audit (CLI without --village, API without
+village_id, the console's county audit page).
 
 `actor` is whoever the caller vouches for: `cli:<unix user>` from the command line,
 what the API's auth dependency resolved for a request. `before` and `after` are any
@@ -14,13 +19,15 @@ and its SHA-256, not its text).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import Connection, insert, select
 
 from central import db
-from central.store import CentralStore
+
+if TYPE_CHECKING:  # only a type here: `central.store` itself imports this module
+    from central.store import CentralStore
 
 _json = msgspec.json.Encoder(order="sorted")
 MAX_ACTOR = 128  # an account name or "cli:<user>"; longer is a caller's bug

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from central.cli_accounts import register_accounts
-from central.cli_operator import register_operator
+from central.cli_operator import cli_actor, register_operator
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
@@ -378,7 +378,11 @@ def _enrol_token(args: argparse.Namespace) -> int:
     with _store(args) as store:
         store.create_village(args.village)
         token = store.create_enrol_token(
-            args.device, args.village, _now_ms(), ttl_s=int(args.ttl_hours * 3600)
+            args.device,
+            args.village,
+            _now_ms(),
+            ttl_s=int(args.ttl_hours * 3600),
+            actor=cli_actor(),
         )
     print(token)
     return 0
@@ -400,7 +404,7 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        store.revoke_device(args.device, _now_ms())
+        store.revoke_device(args.device, _now_ms(), actor=cli_actor())
         print(f"revoked {args.device}")
         if args.broker_dir or args.broker:
             from central.broker import broker_address

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from central.cli_operator import cli_actor
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily: the CLI must start fast for every command
@@ -96,7 +97,9 @@ def _add(args: argparse.Namespace) -> int:
     password = _read_password(args.password_file)
     accounts = _accounts(args)
     try:
-        a = accounts.add(args.name, args.role, password, _now_ms(), village_id=args.village)
+        a = accounts.add(
+            args.name, args.role, password, _now_ms(), village_id=args.village, actor=cli_actor()
+        )
     finally:
         accounts.store.close()
     where = f" of village {a.village_id}" if a.village_id else " (every village)"
@@ -123,7 +126,7 @@ def _list(args: argparse.Namespace) -> int:
 def _disable(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        changed = accounts.disable(args.name, _now_ms())
+        changed = accounts.disable(args.name, _now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(f"disabled {args.name}" if changed else f"{args.name} was already disabled")
@@ -133,7 +136,7 @@ def _disable(args: argparse.Namespace) -> int:
 def _unlock(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        accounts.unlock(args.name)
+        accounts.unlock(args.name, _now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(f"unlocked {args.name}")
@@ -143,7 +146,7 @@ def _unlock(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        token = accounts.issue_token(args.name, _now_ms())
+        token = accounts.issue_token(args.name, _now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(token)

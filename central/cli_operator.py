@@ -112,7 +112,9 @@ def register_operator(
     p.set_defaults(handler=_audit)
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """Who the audit names for a command-line change: the CLI writes the database
+    directly, so the unix user is all there is to vouch for."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no name for this uid (a container)
@@ -151,7 +153,7 @@ def _village_add(args: argparse.Namespace) -> int:
     with _store(args) as store:
         outcome = operations.add_village(
             store, args.village_id, name_zh=args.name_zh, name_en=args.name_en,
-            timezone=args.timezone, actor=_actor(), now_ms=_now_ms(),
+            timezone=args.timezone, actor=cli_actor(), now_ms=_now_ms(),
         )  # fmt: skip
     print(f"village {args.village_id} {outcome}")
     return 0
@@ -186,7 +188,7 @@ def _rules_set(args: argparse.Namespace) -> int:
     text = _read(args.file)
     with _store(args) as store:
         changed = operations.set_rules(
-            store, args.village, text, path=str(args.file), actor=_actor(), now_ms=_now_ms()
+            store, args.village, text, path=str(args.file), actor=cli_actor(), now_ms=_now_ms()
         )
         version = operations.rules(store, args.village).version
     if changed:
@@ -225,7 +227,7 @@ def _catalogue_set(args: argparse.Namespace) -> int:
     with _store(args) as store:
         before = operations.catalogue(store, args.village).version
         done = operations.set_catalogue(
-            store, args.village, items, actor=_actor(), now_ms=_now_ms(),
+            store, args.village, items, actor=cli_actor(), now_ms=_now_ms(),
             expected_version=args.if_version,
         )  # fmt: skip
     if done.version == before:
@@ -282,7 +284,7 @@ def _passbook_revoke(args: argparse.Namespace) -> int:
 
     with _store(args) as store:
         changed = passbooks.revoke(
-            store, args.passbook_id, reason=args.reason, actor=_actor(), now_ms=_now_ms()
+            store, args.passbook_id, reason=args.reason, actor=cli_actor(), now_ms=_now_ms()
         )
     if args.json:
         _print_json({"passbook_id": args.passbook_id, "status": "revoked", "changed": changed})
@@ -297,7 +299,7 @@ def _passbook_reinstate(args: argparse.Namespace) -> int:
     from central import passbooks
 
     with _store(args) as store:
-        changed = passbooks.reinstate(store, args.passbook_id, actor=_actor(), now_ms=_now_ms())
+        changed = passbooks.reinstate(store, args.passbook_id, actor=cli_actor(), now_ms=_now_ms())
     if args.json:
         _print_json({"passbook_id": args.passbook_id, "status": "active", "changed": changed})
     elif changed:
@@ -311,7 +313,7 @@ def _passbook_replace(args: argparse.Namespace) -> int:
     from central import passbooks, reports
 
     with _store(args) as store:
-        new = passbooks.replace(store, args.passbook_id, actor=_actor(), now_ms=_now_ms())
+        new = passbooks.replace(store, args.passbook_id, actor=cli_actor(), now_ms=_now_ms())
         lines = reports.statement(store, new)
         household = passbooks.household(store, new)
     balance = lines[-1].balance if lines else 0

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import db, rules_versions
+from central import audit, db, rules_versions
 from central.broker import mosquitto_password_hash
 from central.db import Device, device_from_row, storage_error
 from central.dynsec import DeviceLogin, is_reserved
@@ -73,6 +73,12 @@ class Enrolment:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def key_fingerprint(public_key_raw: bytes) -> str:
+    """A device key for people and the audit: the first 16 hex digits of its SHA-256
+    (a public key is no secret, but 64 hex digits help nobody compare two)."""
+    return hashlib.sha256(public_key_raw).hexdigest()[:16]
 
 
 def _check_id(what: str, value: str, pattern: re.Pattern[str] = ID_RE) -> str:
@@ -262,9 +268,10 @@ class CentralStore:
     # --- enrolment ----------------------------------------------------------------------
 
     def create_enrol_token(
-        self, device_id: str, village_id: str, now_ms: int, ttl_s: int = 86_400
+        self, device_id: str, village_id: str, now_ms: int, ttl_s: int = 86_400, *, actor: str
     ) -> str:
-        """A one-time enrolment token for `device_id` in `village_id`, valid `ttl_s`."""
+        """A one-time enrolment token for `device_id` in `village_id`, valid `ttl_s`.
+        Audited as issued by `actor`, with its expiry but never the token itself."""
         if is_reserved(device_id):
             raise CentralError(f"device id {device_id!r} is reserved for the central service")
         _check_id("device id", device_id, DEVICE_ID_RE)
@@ -293,6 +300,11 @@ class CentralStore:
                     expires_ms=now_ms + ttl_s * 1000,
                 )
             )
+            audit.record(
+                conn, actor=actor, action="device.enrol_token", target=device_id,
+                village_id=village_id, now_ms=now_ms,
+                after={"expires_ms": now_ms + ttl_s * 1000},
+            )  # fmt: skip
         return token
 
     def enrol(
@@ -358,6 +370,15 @@ class CentralStore:
                 else:
                     # Same device id, same ledger: its acked_seq and chain continue.
                     conn.execute(update(d).where(d.c.device_id == device_id).values(**keys))
+                # The device vouches for itself with the token; the MQTT password and
+                # the token stay out of the audit, the key's fingerprint says which key.
+                audit.record(
+                    conn, actor=f"device:{device_id}",
+                    action="device.enrol" if dev is None else "device.re_enrol",
+                    target=device_id, village_id=tok.village_id, now_ms=now_ms,
+                    before=None if dev is None else {"key": key_fingerprint(dev.public_key)},
+                    after={"key": key_fingerprint(public_key_raw)},
+                )  # fmt: skip
         except StorageError as exc:
             if isinstance(exc.__cause__, DBIntegrityError):
                 raise CentralError(
@@ -400,8 +421,9 @@ class CentralStore:
             )
         return tok, dev
 
-    def revoke_device(self, device_id: str, now_ms: int) -> bool:
-        """Refuse the device from now on (batches, status, enrolment); False if already."""
+    def revoke_device(self, device_id: str, now_ms: int, *, actor: str) -> bool:
+        """Refuse the device from now on (batches, status, enrolment); False if already
+        (and then nothing is audited: nothing changed)."""
         d = db.devices
         with self.write("revoking a device") as conn:
             dev = self._device(conn, device_id)
@@ -414,6 +436,11 @@ class CentralStore:
                 .where(d.c.device_id == device_id)
                 .values(status="revoked", revoked_ms=now_ms)
             )
+            audit.record(
+                conn, actor=actor, action="device.revoke", target=device_id,
+                village_id=dev.village_id, now_ms=now_ms,
+                before={"status": dev.status}, after={"status": "revoked"},
+            )  # fmt: skip
             return True
 
     def _device(self, conn: Connection, device_id: str) -> Device | None:

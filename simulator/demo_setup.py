@@ -57,9 +57,11 @@ def central_data(home: Path, db: Path, broker_dir: Path, ports: Ports) -> Issuer
         # The console's demo operator (printed with the URLs), and its API token, which
         # the demo uses for its own API calls: a county account retires admin.token.
         accounts = Accounts(store)
-        accounts.add(DEMO_OPERATOR, "county", DEMO_PASSWORD, now)
+        accounts.add(DEMO_OPERATOR, "county", DEMO_PASSWORD, now, actor="demo-setup")
         token_file = home / "demo-operator.token"
-        token_file.write_text(accounts.issue_token(DEMO_OPERATOR, now) + "\n", encoding="utf-8")
+        token_file.write_text(
+            accounts.issue_token(DEMO_OPERATOR, now, actor="demo-setup") + "\n", encoding="utf-8"
+        )
         token_file.chmod(0o600)
     # As `greenpass central broker-config` does (no device is enrolled yet: central
     # gives the broker each kiosk's login as it enrols), plus: started as root,

@@ -171,6 +171,8 @@ ZH: dict[str, str] = {
     "lowest": "最低余额",
     "first_below": "首次低于零的记录",
     "audit_hint": "操作员对本村的每次改动：谁、何时、改了什么（改动前后）。",
+    "audit_all_hint": "所有村及县级账户的改动：谁、何时、改了什么（改动前后）。",
+    "county_wide": "全县",
     "no_audit": "还没有操作记录。",
     "actor": "操作员",
     "action": "操作",
@@ -354,6 +356,9 @@ EN: dict[str, str] = {
     "first_below": "First entry below zero",
     "audit_hint": "Every operator change to this village: who, when, and the value before "
     "and after.",
+    "audit_all_hint": "Every change in every village, and to county accounts: who, when, "
+    "and the value before and after.",
+    "county_wide": "County",
     "no_audit": "No changes recorded yet.",
     "actor": "Operator",
     "action": "Action",

@@ -1,7 +1,7 @@
 """A village's passbooks (search, statement, revoke / reinstate / replace), its
-overdrafts and its audit log in the console, and central's dead letters (county
-accounts only, as in the API: a refused message has no village it can be trusted to
-belong to).
+overdrafts and its audit log in the console; the county-wide audit (every village's
+rows and the county accounts') and central's dead letters (county accounts only, as in
+the API: a refused message has no village it can be trusted to belong to).
 
 Revoke, reinstate and replace are `central.passbooks`' functions, audited with the
 account's name; the village's next state push carries them to its kiosks.
@@ -137,6 +137,18 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         rows = audit.rows(store, village_id=village_id, limit=AUDIT_PAGE, before_id=before)
         return pages.render(
             request, session, "audit.html", village_id, rows=rows,
+            older=rows[-1].id if len(rows) == AUDIT_PAGE else None,
+        )  # fmt: skip
+
+    @router.get("/audit")
+    def audit_all(request: Request, session: ConsoleActor, before: int | None = None) -> Response:
+        # County accounts only: it holds every village's rows and the county accounts'
+        # own (which belong to no village, so no village page shows them).
+        if not session.actor.county:
+            return pages.page(request, "forbidden.html", session, 403)
+        rows = audit.rows(store, limit=AUDIT_PAGE, before_id=before)
+        return pages.page(
+            request, "audit_all.html", session, rows=rows,
             older=rows[-1].id if len(rows) == AUDIT_PAGE else None,
         )  # fmt: skip
 

@@ -125,7 +125,7 @@ def new_kiosk(tmp_path: Path, device_id: str, clock: FixedClock | None = None) -
 
 
 def enrol(store: CentralStore, kiosk: Kiosk, village: str = "V1") -> None:
-    token = store.create_enrol_token(kiosk.device_id, village, NOW)
+    token = store.create_enrol_token(kiosk.device_id, village, NOW, actor="test")
     store.enrol(token, kiosk.device_id, public_bytes(kiosk.key), NOW)
 
 

@@ -36,7 +36,7 @@ def accounts(store: CentralStore) -> Accounts:
 
 
 def test_passwords_are_stored_as_scrypt_never_in_clear(accounts: Accounts) -> None:
-    accounts.add("ann", "county", PW, NOW)
+    accounts.add("ann", "county", PW, NOW, actor="test")
     with accounts.store.read() as conn:
         stored = str(conn.scalar(select(db.accounts.c.password_hash)))
     assert stored.startswith("scrypt$32768$8$1$") and PW not in stored
@@ -52,21 +52,21 @@ def test_roles_villages_and_names_are_checked(accounts: Accounts) -> None:
         (("x", "village"), "needs --village"),
     ]:
         with pytest.raises(CentralError, match=message):
-            accounts.add(*args, PW, NOW)
+            accounts.add(*args, PW, NOW, actor="test")
     with pytest.raises(CentralError, match="give no --village"):
-        accounts.add("x", "county", PW, NOW, village_id="V1")
+        accounts.add("x", "county", PW, NOW, village_id="V1", actor="test")
     with pytest.raises(CentralError, match="no village 'V9'"):
-        accounts.add("x", "village", PW, NOW, village_id="V9")
+        accounts.add("x", "village", PW, NOW, village_id="V9", actor="test")
     with pytest.raises(CentralError, match="at least 10"):
-        accounts.add("x", "county", "short", NOW)
-    accounts.add("vic", "village", PW, NOW, village_id="V1")
+        accounts.add("x", "county", "short", NOW, actor="test")
+    accounts.add("vic", "village", PW, NOW, village_id="V1", actor="test")
     with pytest.raises(CentralError, match="already exists"):
-        accounts.add("vic", "county", PW, NOW)
+        accounts.add("vic", "county", PW, NOW, actor="test")
     assert [(a.name, a.role, a.village_id) for a in accounts.all()] == [("vic", "village", "V1")]
 
 
 def test_login_and_the_persisted_lockout(accounts: Accounts, central_url: str) -> None:
-    accounts.add("ann", "county", PW, NOW)
+    accounts.add("ann", "county", PW, NOW, actor="test")
     assert accounts.login("ann", PW, NOW).name == "ann"
     for _ in range(MAX_FAILED_LOGINS - 1):
         with pytest.raises(LoginRefused, match="wrong account name or password") as wrong:
@@ -85,7 +85,7 @@ def test_login_and_the_persisted_lockout(accounts: Accounts, central_url: str) -
         for _ in range(MAX_FAILED_LOGINS - 1):
             with pytest.raises(LoginRefused, match="wrong"):
                 again.login("ann", "nope nope nope", NOW + LOCKOUT_MS + 2)
-        again.unlock("ann")
+        again.unlock("ann", NOW, actor="test")
         assert again.get("ann") is not None
     finally:
         again.store.close()
@@ -94,8 +94,8 @@ def test_login_and_the_persisted_lockout(accounts: Accounts, central_url: str) -
 
 
 def test_tokens_and_sessions_end_when_the_account_is_disabled(accounts: Accounts) -> None:
-    accounts.add("vic", "village", PW, NOW, village_id="V2")
-    token = accounts.issue_token("vic", NOW)
+    accounts.add("vic", "village", PW, NOW, village_id="V2", actor="test")
+    token = accounts.issue_token("vic", NOW, actor="test")
     found = accounts.by_token(token)
     assert found is not None and found.village_id == "V2"
     assert accounts.by_token(token + "x") is None
@@ -105,19 +105,19 @@ def test_tokens_and_sessions_end_when_the_account_is_disabled(accounts: Accounts
     session = accounts.session(sid, NOW + 1)
     assert session is not None and session[1] == csrf
     assert accounts.session(sid, NOW + SESSION_MS) is None  # expired
-    assert accounts.disable("vic", NOW) is True
-    assert accounts.disable("vic", NOW) is False
+    assert accounts.disable("vic", NOW, actor="test") is True
+    assert accounts.disable("vic", NOW, actor="test") is False
     assert accounts.by_token(token) is None and accounts.session(sid, NOW + 1) is None
     with pytest.raises(LoginRefused):
         accounts.login("vic", PW, NOW)
     with pytest.raises(CentralError, match="disabled"):
-        accounts.issue_token("vic", NOW)
+        accounts.issue_token("vic", NOW, actor="test")
     with pytest.raises(CentralError, match="no account 'zed'"):
-        accounts.disable("zed", NOW)
+        accounts.disable("zed", NOW, actor="test")
 
 
 def test_closing_a_session(accounts: Accounts) -> None:
-    accounts.add("ann", "county", PW, NOW)
+    accounts.add("ann", "county", PW, NOW, actor="test")
     sid, _ = accounts.open_session("ann", NOW)
     accounts.close_session(sid)
     assert accounts.session(sid, NOW) is None

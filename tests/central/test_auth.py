@@ -34,7 +34,7 @@ class Site:
     passbooks: dict[str, str]
 
     def bearer(self, name: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.accounts.issue_token(name, NOW)}"}
+        return {"Authorization": f"Bearer {self.accounts.issue_token(name, NOW, actor='test')}"}
 
     def login(self, name: str, password: str = PW) -> TestClient:
         self.client.get("/login")
@@ -61,9 +61,9 @@ def site(store: CentralStore, tmp_path: Path) -> Iterator[Site]:
     passbooks = populate(kiosk)
     assert ingest(store, kiosk.topic, kiosk.batch(), NOW).stored > 0
     accounts = Accounts(store)
-    accounts.add("county", "county", PW, NOW)
-    accounts.add("v1", "village", PW, NOW, village_id="V1")
-    accounts.add("v2", "village", PW, NOW, village_id="V2")
+    accounts.add("county", "county", PW, NOW, actor="test")
+    accounts.add("v1", "village", PW, NOW, village_id="V1", actor="test")
+    accounts.add("v2", "village", PW, NOW, village_id="V2", actor="test")
     app = create_app(store, admin_token=ADMIN, enrolment=SETTINGS, clock=lambda: NOW)
     # https: the browser sends __Host- and Secure cookies only there.
     with TestClient(app, base_url="https://testserver") as client:
@@ -107,10 +107,10 @@ def test_the_admin_token_only_bootstraps(store: CentralStore) -> None:
     with TestClient(app) as c:
         assert c.get("/api/v1/devices", headers=auth).status_code == 200
         accounts = Accounts(store)
-        accounts.add("ann", "county", PW, NOW)
+        accounts.add("ann", "county", PW, NOW, actor="test")
         r = c.get("/api/v1/devices", headers=auth)
         assert r.status_code == 401 and "account token NAME" in r.json()["detail"]
-        accounts.disable("ann", NOW)  # no active county account: it works again
+        accounts.disable("ann", NOW, actor="test")  # no active county account: it works again
         assert c.get("/api/v1/devices", headers=auth).status_code == 200
 
 

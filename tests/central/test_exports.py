@@ -71,11 +71,11 @@ def site(store: CentralStore, tmp_path: Path) -> Iterator[Site]:
         kiosk.ledger.deposit(passbook, category, grams)
     assert ingest(store, kiosk.topic, kiosk.batch(), NOW).stored == 4
     accounts = Accounts(store)
-    accounts.add("county", "county", PW, NOW)
-    accounts.add("v1", "village", PW, NOW, village_id="V1")
-    accounts.add("v2", "village", PW, NOW, village_id="V2")
+    accounts.add("county", "county", PW, NOW, actor="test")
+    accounts.add("v1", "village", PW, NOW, village_id="V1", actor="test")
+    accounts.add("v2", "village", PW, NOW, village_id="V2", actor="test")
     tokens = {
-        name: {"Authorization": f"Bearer {accounts.issue_token(name, NOW)}"}
+        name: {"Authorization": f"Bearer {accounts.issue_token(name, NOW, actor='test')}"}
         for name in ("county", "v1", "v2")
     }
     app = create_app(store, admin_token=ADMIN, enrolment=SETTINGS, clock=lambda: NOW)

@@ -176,7 +176,7 @@ def test_unknown_device(store: CentralStore, tmp_path: Path) -> None:
 def test_revoked_device(store: CentralStore, k1: Kiosk) -> None:
     populate(k1)
     ingest(store, k1.topic, k1.batch(1, 2), NOW)
-    store.revoke_device("K1", NOW)
+    store.revoke_device("K1", NOW, actor="test")
     result = ingest(store, k1.topic, k1.batch(3), NOW)
     assert result.ack is not None
     assert (result.ack.status, result.ack.acked_seq, result.stored) == ("rejected", 2, 0)

@@ -76,7 +76,12 @@ def test_versions_strictly_increase(store: CentralStore, k1: Kiosk, tmp_path: Pa
     versions = [build_state(store, k, NOW).version for k in ("K1", "K2", "K1", "K1", "K2")]
     assert versions == sorted(set(versions)) and len(versions) == 5
     store.create_village("V2")
-    store.enrol(store.create_enrol_token("K7", "V2", NOW), "K7", public_bytes(generate_key()), NOW)
+    store.enrol(
+        store.create_enrol_token("K7", "V2", NOW, actor="test"),
+        "K7",
+        public_bytes(generate_key()),
+        NOW,
+    )
     assert build_state(store, "K7", NOW).version == 1  # a counter per village
     k2.ledger.close()
 
@@ -122,7 +127,7 @@ def test_refusals(store: CentralStore, k1: Kiosk) -> None:
         store.put_item("V1", "soap", name_zh="肥皂", name_en="Soap", points_price=0)
     with pytest.raises(CentralError, match="no device"):
         build_state(store, "K9", NOW)
-    store.revoke_device("K1", NOW)
+    store.revoke_device("K1", NOW, actor="test")
     with pytest.raises(CentralError, match="revoked"):
         build_state(store, "K1", NOW)
 

@@ -68,7 +68,7 @@ def _now() -> int:
 def _api_items(central: Central) -> dict[str, dict[str, Any]]:
     """The village's items as `GET /api/v1/villages/V1/catalogue` serves them."""
     with CentralStore.open(central.db) as store:
-        token = Accounts(store).issue_token("county-ops", _now())
+        token = Accounts(store).issue_token("county-ops", _now(), actor="test")
     r = httpx.get(
         f"{central.url}/api/v1/villages/V1/catalogue",
         headers={"Authorization": f"Bearer {token}"},

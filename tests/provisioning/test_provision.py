@@ -123,7 +123,7 @@ def test_token_misuse_is_refused(tmp_path: Path, central: Central) -> None:
 
     with CentralStore.open(central.db) as store:
         expired = store.create_enrol_token(
-            "K7", "V9", int(time.time() * 1000) - 7_200_000, ttl_s=60
+            "K7", "V9", int(time.time() * 1000) - 7_200_000, ttl_s=60, actor="test"
         )
     late = provision(central, tmp_path / "d", expired, device="K7", ok=False)
     assert late.returncode == 2 and "expired" in late.stderr

@@ -106,7 +106,9 @@ def enrol_devices(db: Path, home: Path, devices: tuple[str, ...]) -> dict[str, s
         store.create_village(VILLAGE)
         for d in devices:
             key = public_bytes(load_or_create_key(home / f"{d}.key"))
-            token = store.create_enrol_token(d, VILLAGE, int(time.time() * 1000), ttl_s=3600)
+            token = store.create_enrol_token(
+                d, VILLAGE, int(time.time() * 1000), ttl_s=3600, actor="test"
+            )
             done = store.enrol(
                 token,
                 d,

@@ -118,7 +118,7 @@ class World:
     def kiosk(self, device_id: str) -> Kiosk:
         """Enrol a kiosk with central the way provisioning does, and make its ledger."""
         key = generate_key()
-        token = self.store.create_enrol_token(device_id, self.village, T0)
+        token = self.store.create_enrol_token(device_id, self.village, T0, actor="test")
         enrolment = self.store.enrol(token, device_id, public_bytes(key), T0)
         self.broker.add_user(device_id, enrolment.mqtt_password)
         clock = FixedClock(T0)
