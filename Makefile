@@ -29,8 +29,13 @@ typecheck:
 firmware:
 	@scripts/check-firmware
 
+# Two passes: most tests on TEST_WORKERS processes (whole files per worker, so a file's
+# fixtures stay together), then the `serial` ones alone: schemathesis folds its
+# per-operation cases into one under xdist, fuzzing less.
+TEST_WORKERS ?= 2
 pytest:
-	$(BIN)/python -m pytest -q -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not soak and not serial" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "serial and not soak" $(PYTEST_ARGS)
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
 ## kiosk) kept out of `make test`
