@@ -46,6 +46,7 @@ class CentralService:
         self.now_ms = now_ms
         self._dirty: dict[str, float] = {}  # village → monotonic time of first change
         self._pushed: set[str] = set()  # devices this process has pushed a state to
+        self._features: dict[str, frozenset[str]] = {}  # what each kiosk says it takes
         self._changes: dict[str, int] = {}  # village → changed_ms last seen
         self._next_poll = 0.0
         self.receiver = Receiver(
@@ -80,9 +81,15 @@ class CentralService:
         if not self.store.record_status(topic, payload, self.now_ms()):
             return
         device_id = p.device_of(topic, p.STATUS)
-        if device_id is not None and device_id not in self._pushed:
+        if device_id is None:
+            return
+        features = frozenset(p.decode_status(payload).features)  # record_status decoded it
+        changed = self._features.get(device_id, features) != features
+        self._features[device_id] = features
+        if device_id not in self._pushed or changed:
             # A kiosk enrolled since this process pushed states (or one it has not
-            # served yet): give it its state now rather than at the next change.
+            # served yet), or one whose new software takes more of the state (item
+            # pictures): give it its state now rather than at the next change.
             device = self.store.device(device_id)
             if device is not None and device.status == "active":
                 self._dirty.setdefault(device.village_id, 0.0)

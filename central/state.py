@@ -16,12 +16,25 @@ higher version may hold the slightly older snapshot. Both are correct for the ki
 
 from __future__ import annotations
 
+import msgspec
 from sqlalchemy import func, select, update
 
 from central import db, passbooks
-from central.store import CentralStore, device_from_row
-from greenpass.errors import CentralError
+from central.store import CentralStore, Device, device_from_row
+from greenpass.errors import CentralError, ProtocolError
+from sync import protocol
 from sync.protocol import StateBody, WireItem, WireVillager
+
+
+def takes_pictures(device: Device) -> bool:
+    """Whether the kiosk's last status names item pictures among what it takes."""
+    if not device.status_json:
+        return False
+    try:
+        features = protocol.decode_status(device.status_json.encode()).features
+    except ProtocolError:
+        return False
+    return protocol.FEATURE_ITEM_PICTURES in features
 
 
 def next_state_version(store: CentralStore, village_id: str) -> int:
@@ -90,14 +103,29 @@ def build_village_states(
             else v
             for v in villagers
         ]
-        # Pictures stay at central for now (console, `GET …/picture`): a kiosk older
-        # than WireItem's sixth field refuses the whole state if an item carries one,
-        # and no kiosk shows them yet. They go down once kiosks say they take them.
-        items = [
-            WireItem(r.item_id, r.name_zh, r.name_en, int(r.points_price), bool(r.active))
-            for r in conn.execute(
-                select(cat).where(cat.c.village_id == village).order_by(cat.c.item_id)
+        pic = db.item_pictures
+        rows = list(
+            conn.execute(
+                select(cat, pic.c.jpeg.label("picture"))
+                .select_from(
+                    cat.outerjoin(
+                        pic,
+                        (pic.c.village_id == cat.c.village_id) & (pic.c.item_id == cat.c.item_id),
+                    )
+                )
+                .where(cat.c.village_id == village)
+                .order_by(cat.c.item_id)
             )
+        )
+        plain = [
+            WireItem(r.item_id, r.name_zh, r.name_en, int(r.points_price), bool(r.active))
+            for r in rows
+        ]
+        # Pictures go only to kiosks that say they take them: one older than WireItem's
+        # sixth field would refuse the whole state if an item carried one.
+        pictured = [
+            msgspec.structs.replace(item, picture=None if r.picture is None else bytes(r.picture))
+            for item, r in zip(plain, rows, strict=True)
         ]
         rules_text = conn.scalar(
             select(db.village_rules.c.text).where(db.village_rules.c.village_id == village)
@@ -118,7 +146,7 @@ def build_village_states(
             issued_ms=now_ms,
             balances=balances,
             villagers=villagers,
-            catalogue=items or None,
+            catalogue=(pictured if takes_pictures(dev) else plain) or None,
             rules_text=rules_text,
             issuer_keys=keys,
             revoked=revoked,

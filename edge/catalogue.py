@@ -36,7 +36,8 @@ def put_item(
     with store.write() as conn:
         q.require_staff(conn, staff_id, "admin")
         conn.execute(
-            "INSERT INTO catalogue VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE "
+            "INSERT INTO catalogue (item_id, name_zh, name_en, points_price, active) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE "
             "SET name_zh = excluded.name_zh, name_en = excluded.name_en, "
             "points_price = excluded.points_price, active = excluded.active",
             (item_id, name_zh.strip(), name_en.strip(), points_price, int(active)),

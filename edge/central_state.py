@@ -14,6 +14,7 @@ local entry says: revocation is a security decision taken centrally.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from greenpass.errors import IntegrityError, RulesError
 
 if TYPE_CHECKING:
     from edge.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+# Central makes thumbnails under 8 KiB (central.catalogue_file); twice that is refused.
+MAX_PICTURE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class ItemRecord:
     name_en: str
     points_price: int
     active: bool = True
+    picture: bytes | None = None  # a JPEG thumbnail (central's catalogue), or none
 
 
 @dataclass(frozen=True)
@@ -128,11 +135,28 @@ def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> None:
 def _catalogue(conn: sqlite3.Connection, items: Sequence[ItemRecord]) -> None:
     conn.execute("UPDATE catalogue SET active = 0")
     conn.executemany(
-        "INSERT INTO catalogue VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+        "INSERT INTO catalogue (item_id, name_zh, name_en, points_price, active, picture) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
         "name_zh = excluded.name_zh, name_en = excluded.name_en, "
-        "points_price = excluded.points_price, active = excluded.active",
-        [(i.item_id, i.name_zh, i.name_en, i.points_price, int(i.active)) for i in items],
+        "points_price = excluded.points_price, active = excluded.active, "
+        "picture = excluded.picture",
+        [
+            (i.item_id, i.name_zh, i.name_en, i.points_price, int(i.active), _picture(i))
+            for i in items
+        ],
     )
+
+
+def _picture(item: ItemRecord) -> bytes | None:
+    """The item's thumbnail if it is what central makes (a small JPEG), else none: the
+    kiosk serves it to its page as image/jpeg, so it must be nothing else."""
+    p = item.picture
+    if p is None:
+        return None
+    if len(p) > MAX_PICTURE_BYTES or not p.startswith(b"\xff\xd8\xff"):
+        log.warning("item %s: central's picture is not a small JPEG; showing none", item.item_id)
+        return None
+    return p
 
 
 def _install_rules(conn: sqlite3.Connection, rules: Rules, now: int) -> None:

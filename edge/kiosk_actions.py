@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from edge import desk as dk
 from edge import session as ss
@@ -196,10 +197,18 @@ def catalogue(k: Kiosk) -> list[dict[str, Any]]:
             "name_en": i.name_en,
             "points": i.points_price,
             "stock": i.stock,
+            "picture": None
+            if i.picture_tag is None
+            else f"/api/catalogue/{quote(i.item_id, safe='')}/picture?v={i.picture_tag}",
         }
         for i in k.require_ledger().catalogue()
         if i.active
     ]
+
+
+def item_picture(k: Kiosk, item_id: str) -> bytes | None:
+    """An item's JPEG thumbnail (ledger thread); None if it has none."""
+    return k.require_ledger().item_picture(item_id)
 
 
 def recent_entries(k: Kiosk, limit: int = 20) -> list[dict[str, Any]]:

@@ -345,6 +345,9 @@ class Ledger:
     def catalogue(self) -> list[Item]:
         return q.catalogue(self.store.conn)
 
+    def item_picture(self, item_id: str) -> bytes | None:
+        return q.item_picture(self.store.conn, item_id)
+
     def today_deposits(self, passbook_id: str) -> list[DepositLine]:
         """The passbook's deposits today (the village's calendar day) that were not
         reversed, newest first: the villager screen's list."""

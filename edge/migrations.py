@@ -20,6 +20,10 @@ Migration 2 (sync):
 - `issuer_keys`: public keys trusted to sign passbook cards, pushed by central.
 - `central_state`: the version of the last state central pushed, so an older,
   re-delivered state is ignored.
+
+Migration 3 (item pictures):
+- `catalogue.picture`: the item's JPEG thumbnail from central's catalogue (NULL: none;
+  the staff screen then shows the coloured initial tile).
 """
 
 from __future__ import annotations
@@ -157,6 +161,13 @@ CREATE TABLE central_state (
     version     INTEGER NOT NULL,
     received_ms INTEGER NOT NULL
 ) STRICT;
+""",
+    ),
+    (
+        3,
+        "item pictures",
+        """
+ALTER TABLE catalogue ADD COLUMN picture BLOB;
 """,
     ),
 ]

@@ -6,6 +6,7 @@ the same data (the ledger holds `BEGIN IMMEDIATE` around both).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -42,6 +43,9 @@ class Item:
     points_price: int
     active: bool
     stock: int
+    # A short digest of the item's picture (None: it has none), so the page's picture
+    # URL changes with the picture and a browser cache never shows a stale one.
+    picture_tag: str | None = None
 
 
 # --- argument checks -------------------------------------------------------------------
@@ -135,12 +139,20 @@ def stock(conn: sqlite3.Connection, item_id: str) -> int:
 
 def item(conn: sqlite3.Connection, item_id: str) -> Item | None:
     row = conn.execute(
-        "SELECT item_id, name_zh, name_en, points_price, active FROM catalogue WHERE item_id = ?",
+        "SELECT item_id, name_zh, name_en, points_price, active, picture FROM catalogue "
+        "WHERE item_id = ?",
         (item_id,),
     ).fetchone()
     if row is None:
         return None
-    return Item(row[0], row[1], row[2], row[3], bool(row[4]), stock(conn, item_id))
+    tag = None if row[5] is None else hashlib.sha256(row[5]).hexdigest()[:12]
+    return Item(row[0], row[1], row[2], row[3], bool(row[4]), stock(conn, item_id), tag)
+
+
+def item_picture(conn: sqlite3.Connection, item_id: str) -> bytes | None:
+    """The item's JPEG thumbnail, as central sent it; None if it has none."""
+    row = conn.execute("SELECT picture FROM catalogue WHERE item_id = ?", (item_id,)).fetchone()
+    return None if row is None or row[0] is None else bytes(row[0])
 
 
 def catalogue(conn: sqlite3.Connection) -> list[Item]:

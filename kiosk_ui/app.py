@@ -14,7 +14,8 @@
     POST /api/staff/enrol      {"household": "张家"}            → passbook id and card QR
     POST /api/staff/reverse    {"seq": 12, "reason": "…"}
     POST /api/staff/restock    {"item": "soap", "qty": 20}
-    GET  /api/catalogue        goods and services with stock
+    GET  /api/catalogue        goods and services with stock (and a picture URL or null)
+    GET  /api/catalogue/I/picture  item I's JPEG thumbnail from central's catalogue
     GET  /api/staff/entries    recent entries (to pick one to reverse)
     GET  /api/staff/report     today's report
     GET  /api/card.svg?text=…  a QR code as SVG (printing a new passbook card)
@@ -180,6 +181,17 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
     async def catalogue(r: Request) -> dict[str, Any]:
         return {"items": await k.in_db(act.catalogue, k)}
 
+    async def picture(r: Request) -> Response:
+        found = await k.in_db(act.item_picture, k, r.path_params["item"])
+        if found is None:
+            return JSONResponse({"code": "not_found", "message": "no picture"}, status_code=404)
+        # The URL carries the picture's digest (?v=), so a cached copy is never stale.
+        return Response(
+            found,
+            media_type="image/jpeg",
+            headers={"Cache-Control": "max-age=86400", "X-Content-Type-Options": "nosniff"},
+        )
+
     async def entries(r: Request) -> dict[str, Any]:
         act.require_staff(k)
         return {"entries": await k.in_db(act.recent_entries, k)}
@@ -215,6 +227,7 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         Route("/api/staff/reverse", _guard(reverse), methods=post),
         Route("/api/staff/restock", _guard(restock), methods=post),
         Route("/api/catalogue", _guard(catalogue)),
+        Route("/api/catalogue/{item}/picture", picture),
         Route("/api/staff/entries", _guard(entries)),
         Route("/api/staff/report", _guard(report)),
         Route("/api/card.svg", card_svg),

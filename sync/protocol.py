@@ -52,6 +52,8 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "BATCH",
     "CENTRAL_SIGNER",
     "COMPRESS_ABOVE",
+    "FEATURES",
+    "FEATURE_ITEM_PICTURES",
     "MAX_BATCH_BYTES",
     "MAX_BODY",
     "MAX_ENTRIES",
@@ -189,6 +191,16 @@ class Status(msgspec.Struct, kw_only=True):
     # Optional, so the payload stays compatible: kiosks from before it send none, and a
     # central that does not know it skips it (msgspec ignores unknown fields).
     sync_fault: SyncFault | None = None
+    disk_bytes: int | None = None  # the data disk's size, so central can alert on a percent
+    # What this kiosk's software takes in central's state beyond version 1's fields
+    # (`FEATURES`): central sends an addition only to kiosks that name it here.
+    features: list[str] = []
+
+
+# Item pictures in the state's catalogue (WireItem's sixth field): a kiosk from before
+# them decodes an item as exactly five fields and would refuse the whole state.
+FEATURE_ITEM_PICTURES = "item_pictures"
+FEATURES = (FEATURE_ITEM_PICTURES,)
 
 
 class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -198,15 +210,27 @@ class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     status: str
 
 
-class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True, omit_defaults=True):
+class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     item_id: str
     name_zh: str
     name_en: str
     points_price: int
     active: bool
-    # A JPEG thumbnail (at most 96×96, central.catalogue_file). Omitted when None, so an
-    # item without one is the same five-element array older kiosks decode.
+    # A JPEG thumbnail (at most 96×96, central.catalogue_file), sent only to kiosks that
+    # name FEATURE_ITEM_PICTURES. Decoding takes five elements or six.
     picture: bytes | None = None
+
+
+class _WireItemV1(msgspec.Struct, array_like=True):
+    """An item as kiosks from before item pictures decode it: exactly five elements
+    (their WireItem forbids more). msgspec writes an array-like struct's trailing
+    defaults too, so a WireItem without a picture is re-cast as this to be encoded."""
+
+    item_id: str
+    name_zh: str
+    name_en: str
+    points_price: int
+    active: bool
 
 
 class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -265,6 +289,9 @@ def decode_status(payload: bytes) -> Status:
 
 
 def encode_state(state: StateBody, key: Ed25519PrivateKey) -> bytes:
+    if state.catalogue and all(i.picture is None for i in state.catalogue):
+        v1 = [_WireItemV1(*msgspec.structs.astuple(i)[:5]) for i in state.catalogue]
+        state = msgspec.structs.replace(state, catalogue=v1)
     return seal("state", CENTRAL_SIGNER, pack.encode(state), key)
 
 

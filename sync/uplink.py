@@ -76,7 +76,7 @@ def to_central_state(body: p.StateBody) -> CentralState:
         catalogue=None
         if body.catalogue is None
         else [
-            ItemRecord(i.item_id, i.name_zh, i.name_en, i.points_price, i.active)
+            ItemRecord(i.item_id, i.name_zh, i.name_en, i.points_price, i.active, i.picture)
             for i in body.catalogue
         ],
         rules_text=body.rules_text,
@@ -352,9 +352,11 @@ class Uplink:
     def _status_payload(self, *, online: bool) -> bytes:
         b = self.ledger.outbox.backlog()
         try:
-            free: int | None = shutil.disk_usage(Path(self.ledger.store.path).parent).free
+            disk = shutil.disk_usage(Path(self.ledger.store.path).parent)
+            free: int | None = disk.free
+            total: int | None = disk.total
         except OSError:
-            free = None
+            free = total = None
         health = self.health() if self.health is not None else {}
         return p.encode_status(
             p.Status(
@@ -367,10 +369,12 @@ class Uplink:
                 acked_seq=b.acked_seq,
                 head_seq=b.head_seq,
                 free_disk_bytes=free,
+                disk_bytes=total,
                 scale=health.get("scale", "unknown"),
                 scanner=health.get("scanner", "unknown"),
                 last_error=self.stats.last_error,
                 sync_fault=self.faults.current,
+                features=list(p.FEATURES),
             )
         )
 

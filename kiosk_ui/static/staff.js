@@ -36,8 +36,11 @@ window.GP = window.GP || {};
     for (const ch of String(id)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
     return TILE_COLOURS[h % TILE_COLOURS.length];
   }
+  // The item's picture from central's catalogue, else a coloured tile with its initial.
   const itemTile = (it) =>
-    `<span class="tile" style="--c:${tileColour(it.id)}" aria-hidden="true">${esc(Array.from(itemName(it))[0] || "?")}</span>`;
+    it.picture
+      ? `<img class="tile-pic" src="${esc(it.picture)}" alt="" aria-hidden="true" data-testid="item-picture">`
+      : `<span class="tile" style="--c:${tileColour(it.id)}" aria-hidden="true">${esc(Array.from(itemName(it))[0] || "?")}</span>`;
 
   /** The outcome line: an answer of ours (ok / refusal) or the view's code. */
   function outcome(L, fallbackCode) {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import msgspec
 import pytest
 from PIL import Image
 
@@ -23,6 +24,8 @@ from central.state import build_state
 from central.store import CentralStore
 from edge.rules import DEFAULT_RULES_PATH
 from greenpass.errors import CentralError, ConfigError, ConflictError, Refused
+from sync import protocol
+from sync.keys import generate_key
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk
 
 ME = "cli:tester"
@@ -160,7 +163,33 @@ def test_catalogue_file_errors_name_key_and_line_and_pictures_shrink(
     assert operations.catalogue(store, "V1").version == 1  # nothing changed by any
 
 
-def test_pictures_are_kept_under_a_cap_and_not_pushed_yet(store: CentralStore, k1: Kiosk) -> None:
+class ItemBeforePictures(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """WireItem as kiosks decoded it before item pictures."""
+
+    item_id: str
+    name_zh: str
+    name_en: str
+    points_price: int
+    active: bool
+
+
+def wire_catalogue(state: protocol.StateBody) -> bytes:
+    """The catalogue as it goes over the wire, re-encoded alone."""
+    payload = protocol.encode_state(state, generate_key())
+    env = protocol.open_envelope(payload, "state", max_payload=protocol.MAX_STATE_PAYLOAD)
+    raw = protocol.inflate(env, protocol.MAX_STATE_BODY, "state")
+    return msgspec.msgpack.encode(msgspec.msgpack.decode(raw)["catalogue"])
+
+
+def status_of(store: CentralStore, k: Kiosk, features: list[str]) -> None:
+    status = protocol.Status(device_id=k.device_id, online=True, features=features)
+    topic = protocol.topic(k.device_id, protocol.STATUS)
+    assert store.record_status(topic, protocol.encode_status(status), NOW)
+
+
+def test_pictures_are_capped_and_pushed_only_to_kiosks_that_take_them(
+    store: CentralStore, k1: Kiosk
+) -> None:
     noise = Image.effect_noise((96, 96), 100).convert("RGB")
     raw = io.BytesIO()
     noise.save(raw, "PNG")
@@ -168,9 +197,32 @@ def test_pictures_are_kept_under_a_cap_and_not_pushed_yet(store: CentralStore, k
     item = CatalogueItem("rice", "大米", "Rice", 50, True, pic)
     operations.set_catalogue(store, "V1", [item], actor=ME, now_ms=NOW)
     assert operations.catalogue(store, "V1").items[0].picture == pic
-    # Not in the state: a kiosk without WireItem's picture field would refuse it all.
+    # A kiosk that has not said it takes pictures (no status yet, or older software)
+    # gets each item as the five-element array its decoder insists on.
+    for features in (None, []):
+        if features is not None:
+            status_of(store, k1, features)
+        state = build_state(store, "K1", NOW)
+        assert state.catalogue is not None and state.catalogue[0].picture is None
+        old = msgspec.msgpack.decode(wire_catalogue(state), type=list[ItemBeforePictures])
+        assert old == [ItemBeforePictures("rice", "大米", "Rice", 50, True)]
+    # One that names the feature gets the picture, and shows it from its own ledger.
+    status_of(store, k1, [protocol.FEATURE_ITEM_PICTURES])
     state = build_state(store, "K1", NOW)
-    assert state.catalogue is not None and state.catalogue[0].picture is None
+    assert state.catalogue is not None and state.catalogue[0].picture == pic
+    with pytest.raises(msgspec.ValidationError):  # what an old kiosk would say to it
+        msgspec.msgpack.decode(wire_catalogue(state), type=list[ItemBeforePictures])
+    assert k1.apply(state)
+    assert k1.ledger.item_picture("rice") == pic
+    shown = k1.ledger.item("rice")
+    assert shown is not None and shown.picture_tag is not None
+    # A picture dropped at central is dropped at the kiosk at the next push.
+    operations.set_catalogue(
+        store, "V1", [CatalogueItem("rice", "大米", "Rice", 50)], actor=ME, now_ms=NOW
+    )
+    assert k1.apply(build_state(store, "K1", NOW))
+    assert k1.ledger.item_picture("rice") is None
+    operations.set_catalogue(store, "V1", [item], actor=ME, now_ms=NOW)
     many = [CatalogueItem(f"i{n}", "x", "x", 1, True, pic) for n in range(400)]
     assert len(pic) * 400 > MAX_PICTURES_BYTES
     with pytest.raises(ConfigError, match="pictures come to"):

@@ -106,3 +106,51 @@ def test_bad_state_changes_nothing(ledger: Ledger, villager: str) -> None:
         ledger.apply_state(state(1, balances={villager: 99}, rules_text=other))
     assert ledger.balance(villager) == 0
     assert ledger.apply_state(state(1, balances={villager: 99}))  # version 1 still unused
+
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(200)  # the kiosk checks the magic and the size only
+
+
+def test_item_pictures_from_central_only_small_jpegs(ledger: Ledger) -> None:
+    too_big = b"\xff\xd8\xff" + bytes(32 * 1024)
+    assert ledger.apply_state(
+        state(
+            1,
+            catalogue=[
+                ItemRecord("rice", "大米", "Rice", 50, picture=JPEG),
+                ItemRecord("svg", "图", "SVG", 5, picture=b"<svg onload=alert(1)>"),
+                ItemRecord("big", "大", "Big", 5, picture=too_big),
+                ItemRecord("oil", "油", "Oil", 70),
+            ],
+        )
+    )
+    assert ledger.item_picture("rice") == JPEG
+    assert [ledger.item_picture(i) for i in ("svg", "big", "oil", "nope")] == [None] * 4
+    tags = {i.item_id: i.picture_tag for i in ledger.catalogue()}
+    assert tags["rice"] is not None and tags["oil"] is None and tags["svg"] is None
+    # A new picture gives a new tag (the page's URL), a later state without one drops it.
+    assert ledger.apply_state(
+        state(2, catalogue=[ItemRecord("rice", "大米", "Rice", 50, picture=JPEG + b"x")])
+    )
+    rice = ledger.item("rice")
+    assert rice is not None and rice.picture_tag not in (None, tags["rice"])
+    assert ledger.apply_state(state(3, catalogue=[ItemRecord("rice", "大米", "Rice", 50)]))
+    assert ledger.item_picture("rice") is None
+
+
+def test_a_ledger_from_before_pictures_migrates_keeping_its_items(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    path = tmp_path / "old.db"
+    with make_ledger(path, clock) as ledger:
+        ledger.put_item("soap", name_zh="肥皂", name_en="Soap", points_price=10, staff_id="S1")
+        conn = ledger.store.conn
+        conn.execute("ALTER TABLE catalogue DROP COLUMN picture")  # as migration 2 left it
+        conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    with Ledger.open(path, clock) as ledger:
+        soap = ledger.item("soap")
+        assert soap is not None and (soap.points_price, soap.picture_tag) == (10, None)
+        assert ledger.apply_state(
+            state(1, catalogue=[ItemRecord("soap", "肥皂", "Soap", 10, picture=JPEG)])
+        )
+        assert ledger.item_picture("soap") == JPEG
