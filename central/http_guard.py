@@ -44,6 +44,7 @@ from greenpass.errors import ConfigError
 
 ENROL_PATH = "/api/v1/enrol"
 RULES_FORM = re.compile(r"/villages/[^/]+/rules/(preview|apply)")
+PICTURE_FORM = re.compile(r"/villages/[^/]+/catalogue/[^/]+/picture")
 UNKNOWN_FIELD = "(unknown field)"
 _MAX_LOC_PART = 64  # characters of a location part shown; ours are all shorter
 
@@ -56,6 +57,9 @@ class HttpLimits:
     body_bytes: int = 16 * 1024  # any other route: the admin bodies are as small
     # The console's rules upload: a whole rules file, percent-encoded (up to 3× its size).
     rules_form_bytes: int = 128 * 1024
+    # The console's item picture upload: a phone photo (central.catalogue_file's source
+    # limit, 10 MiB) in a multipart form; central keeps only a 96-pixel thumbnail of it.
+    picture_form_bytes: int = 10 * 1024 * 1024 + 64 * 1024
     body_timeout_s: float = 10.0  # from the request's headers to the end of its body
     enrol_per_minute: int = 10  # enrolment attempts per source address, also the burst
     max_sources: int = 10_000  # source addresses with a bucket (about 2 MB at most)
@@ -66,6 +70,7 @@ class HttpLimits:
             "enrol_body_bytes",
             "body_bytes",
             "rules_form_bytes",
+            "picture_form_bytes",
             "enrol_per_minute",
             "max_sources",
         ):
@@ -79,7 +84,9 @@ class HttpLimits:
     def body_limit(self, path: str) -> int:
         if _is_enrol(path):
             return self.enrol_body_bytes
-        return self.rules_form_bytes if RULES_FORM.fullmatch(path) else self.body_bytes
+        if RULES_FORM.fullmatch(path):
+            return self.rules_form_bytes
+        return self.picture_form_bytes if PICTURE_FORM.fullmatch(path) else self.body_bytes
 
 
 def _is_enrol(path: str) -> bool:

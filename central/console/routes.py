@@ -10,6 +10,7 @@ second request. Every form posts a CSRF token (`central.auth.check_csrf`).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import date, datetime
@@ -41,7 +42,7 @@ from central.auth import (
     set_cookie,
     start_session,
 )
-from central.console import stats, village_records
+from central.console import pictures, stats, village_records
 from central.console import village as village_pages
 from central.console.fleet import kiosk_rows
 from central.console.i18n import LANGUAGES, language, translator
@@ -304,7 +305,7 @@ def install(
             return exports_page(request, session, village, str(exc.detail), exc.status_code)
 
     pages = VillagePages(store, clock, page)
-    village_pages.install(router, pages)
+    pictures.install(router, pages, village_pages.install(router, pages))
     village_records.install(router, pages)
     app.include_router(router)
     templates.env.filters["when"] = lambda ms: datetime.fromtimestamp(
@@ -313,6 +314,7 @@ def install(
     templates.env.globals["as_text"] = village_records.as_text
     templates.env.filters["kg"] = lambda grams: f"{grams / 1000:.1f}"
     templates.env.filters["urlpart"] = lambda value: quote(str(value), safe="")
+    templates.env.filters["digest"] = lambda data: hashlib.sha256(data).hexdigest()[:12]
     templates.env.globals["age"] = _age
 
 

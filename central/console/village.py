@@ -90,7 +90,9 @@ def _item_from_form(form: dict[str, str]) -> CatalogueItem:
     return CatalogueItem(*check_item(fields, "item"))
 
 
-def install(router: APIRouter, pages: VillagePages) -> None:
+def install(router: APIRouter, pages: VillagePages) -> PageFn:
+    """The catalogue and rules routes; returns the catalogue page's renderer (the
+    picture upload in `central.console.pictures` shows it again on an error)."""
     store, clock = pages.store, pages.clock
 
     # --- catalogue --------------------------------------------------------------------------
@@ -233,3 +235,5 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         return RedirectResponse(
             url(village_id, "rules") + f"?{done}={quote(version, safe='')}", status_code=303
         )
+
+    return catalogue_page
