@@ -1,7 +1,8 @@
 """`greenpass doctor`: one report on a kiosk's health, each problem with its fix in one line.
 
 Checks, in the order a technician would look: the ledger file (SQLite's own
-`integrity_check`, then the hash chain), disk space, the clock, the scale, the
+`integrity_check`, then the hash chain), disk space, whether that disk is encrypted
+(a warning: the ledger holds households' names), the clock, the scale, the
 scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
 credentials), the running kiosk's sync fault, the sync backlog, and the broker
 CA certificate's expiry.
@@ -28,6 +29,7 @@ import httpx
 from edge.clock import Clock, SystemClock
 from edge.config import KioskConfig
 from greenpass.errors import GreenPassError
+from provisioning.disk_crypt import DOC, encryption_of
 
 Level = Literal["ok", "warn", "fail"]
 BACKLOG_WARN_H = 24  # a kiosk that has not synced for a day is worth a look
@@ -121,6 +123,23 @@ def check_disk(folder: Path, min_free_mb: int) -> Finding:
             "free space: `sudo journalctl --vacuum-size=50M`, delete old files in /var/log",
         )
     return _ok("disk", f"{free_mb} MB free")
+
+
+def check_encryption(folder: Path) -> Finding:
+    """A warning, not a failure: the kiosk works, but a stolen one gives names away."""
+    try:
+        found = encryption_of(folder)
+    except OSError as exc:
+        return Finding("encryption", "warn", f"cannot tell: {exc.strerror or exc}")
+    detail = f"the ledger (with households' names) is {found.detail}"
+    if found.state == "encrypted":
+        return _ok("encryption", detail)
+    return Finding(
+        "encryption",
+        "warn",
+        detail + ("" if found.state == "plain" else "; it may not be encrypted"),
+        f"encrypt the data partition with LUKS before the kiosk goes out: {DOC}",
+    )
 
 
 def check_clock(clock: Clock) -> Finding:
@@ -369,7 +388,9 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
     clock = opts.clock or SystemClock()
     db = cfg.kiosk.db
     found = check_database(db)
-    found.append(check_disk(db.parent if db.parent.exists() else Path("/"), opts.min_free_mb))
+    folder = db.parent if db.parent.exists() else Path("/")
+    found.append(check_disk(folder, opts.min_free_mb))
+    found.append(check_encryption(folder))
     found.append(check_clock(clock))
     view = live_view(cfg, opts.timeout_s)
     found += check_devices(cfg, opts, view)
