@@ -14,6 +14,8 @@ The same operations as `greenpass central village|rules|catalogue|passbook|audit
     POST /passbooks/{passbook_id}/revoke            {"reason"}
     POST /passbooks/{passbook_id}/reinstate
     POST /passbooks/{passbook_id}/replace           a lost card: a new passbook, 201
+    GET  /passbooks/{passbook_id}/personal-data     all held about the household (PIPL)
+    POST /passbooks/{passbook_id}/erase             erase its name; points stay
     GET  /audit?village_id=V&limit=N&before_id=I    newest first
 
 Who did it is the caller's account (`central.auth.current_actor`), written to the
@@ -30,12 +32,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from central import audit, operations, passbooks, reports
+from central import audit, operations, passbooks, personal, reports
 from central.api_models import ID_PATTERN, Problem
 from central.api_operator_models import (
     AuditOut,
     CatalogueIn,
     CatalogueOut,
+    ErasureOut,
     PassbookOut,
     ReplacementOut,
     RevokeIn,
@@ -265,6 +268,28 @@ def operator_router(store: CentralStore, clock: Any) -> APIRouter:
             household_name=passbooks.household(store, new),
             balance=lines[-1].balance if lines else 0,
         )
+
+    @r.get("/passbooks/{passbook_id}/personal-data", responses=_responses(404))
+    def export_personal(passbook_id: PassbookId, actor: CurrentActor) -> dict[str, Any]:
+        """Everything central holds about the household (a request under the PIPL):
+        its passbooks with their names, statuses and commitments, replacements, entries
+        with the running balance, and the audit rows about it (docs/privacy.md)."""
+        passbook_village(passbook_id, actor)
+        try:
+            return personal.export(store, passbook_id)
+        except CentralError as exc:
+            _refused(exc)
+
+    @r.post("/passbooks/{passbook_id}/erase", response_model=ErasureOut, responses=_responses(404))
+    def erase_personal(passbook_id: PassbookId, actor: CurrentActor) -> ErasureOut:
+        """Erase the household's name (every passbook of its account); its points and
+        CO2e stay under the pseudonymous ids; audited as `passbook.erase`."""
+        village = passbook_village(passbook_id, actor)
+        try:
+            erased = personal.erase(store, passbook_id, actor=str(actor), now_ms=clock())
+        except CentralError as exc:
+            _refused(exc)
+        return ErasureOut(passbook_id=passbook_id, village_id=village, erased=erased)
 
     @r.get("/audit", response_model=list[AuditOut], responses=_responses(404))
     def audit_rows(

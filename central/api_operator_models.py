@@ -133,6 +133,12 @@ class ReplacementOut(BaseModel):
     balance: int = Field(description="The household's points, carried to the new passbook")
 
 
+class ErasureOut(BaseModel):
+    passbook_id: str
+    village_id: str
+    erased: list[str] = Field(description="The household's passbooks whose name was erased")
+
+
 class AuditOut(BaseModel):
     id: int
     at_ms: int

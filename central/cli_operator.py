@@ -9,6 +9,7 @@ these names, so they are fixed). Each is one call into `central.operations` or
     greenpass central catalogue set --village V FILE.toml [--if-version N]
     greenpass central catalogue show --village V [--json]
     greenpass central passbook revoke ID --reason … | reinstate ID | replace OLD
+    greenpass central passbook export ID [--out FILE] | erase ID   (central.cli_personal)
     greenpass central audit [--village V] [--limit N] [--json]
 """
 
@@ -89,7 +90,9 @@ def register_operator(
     )
     p.set_defaults(handler=_catalogue_show)
 
-    g = group("passbook", "villagers' passbooks: revoke, reinstate, replace a lost card")
+    g = group(
+        "passbook", "villagers' passbooks: revoke, reinstate, replace a lost card, export, erase"
+    )
     p = leaf(g, "revoke", "refuse a passbook at every kiosk of its village")
     p.add_argument("passbook_id", metavar="ID")
     p.add_argument("--reason", required=True, help="why, for the audit")
@@ -104,6 +107,9 @@ def register_operator(
     p.add_argument("--csv", type=Path, help="write the new card's row for `greenpass cards --csv`")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_passbook_replace)
+    from central import cli_personal  # here: it imports this module's helpers
+
+    cli_personal.register(g, leaf)
 
     p = child("audit", "the operators' changes, newest first: who, when, what, before, after")
     p.add_argument("--village", help="only this village's")

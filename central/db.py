@@ -371,6 +371,12 @@ def _v5(conn: Connection) -> None:
     rollup.rebuild(conn)  # from the entries already stored
 
 
+def _v6(conn: Connection) -> None:
+    from central import personal  # noqa: PLC0415 - it imports this module (tables, metadata)
+
+    personal.migrate_v6(conn)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
@@ -378,6 +384,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "operator console", _v3),
     (4, "operator accounts", _v4),
     (5, "overview rollup", _v5),
+    (6, "personal data", _v6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -445,6 +452,8 @@ def _sqlite_engine(url: str) -> Engine:
             raise StorageError(f"{url}: cannot switch SQLite to WAL journal (got {mode})")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
+        # Erased personal data is overwritten, not left in free space (central.personal).
+        cur.execute("PRAGMA secure_delete = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -58,6 +58,16 @@ class WireEntry(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     data: dict[str, str]
 
 
+class WirePersonal(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """A household's personal data, beside the chain (`edge.personal`): central checks
+    it against the commitment in the passbook's enrolment and keeps it where it can be
+    corrected and erased. Never part of an entry or its hash."""
+
+    passbook: str
+    fields: dict[str, str]
+    salt: bytes
+
+
 class BatchBody(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     v: int
     device_id: str
@@ -68,6 +78,25 @@ class BatchBody(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     boots: list[str]
     rules: list[str]
     entries: list[WireEntry]
+    # Sent only to a central whose acks say it takes them (`ACCEPT_PERSONAL`): one from
+    # before them refuses a body with a tenth element (and msgspec writes an
+    # array-like struct's trailing defaults, so an empty list goes as `_BatchBodyV1`).
+    personal: list[WirePersonal] = []
+
+
+class _BatchBodyV1(msgspec.Struct, array_like=True):
+    v: int
+    device_id: str
+    first_seq: int
+    prev_h: bytes
+    last_h: bytes
+    sent_ms: int
+    boots: list[str]
+    rules: list[str]
+    entries: list[WireEntry]
+
+
+MAX_PERSONAL = 200  # personal records in one batch; the rest go with the next
 
 
 _batch_decoder = msgspec.msgpack.Decoder(BatchBody)
@@ -98,6 +127,7 @@ class Batch:
     sent_ms: int
     rows: list[tuple[Any, ...]] = field(repr=False)
     hashes: list[bytes] = field(repr=False)
+    personal: list[WirePersonal] = field(default_factory=list, repr=False)
 
     def entry(self, n: int) -> Entry:
         r = self.rows[n]
@@ -165,10 +195,13 @@ def encode_batch(
     sent_ms: int,
     *,
     max_bytes: int = MAX_BATCH_BYTES,
+    personal: Sequence[WirePersonal] = (),
 ) -> tuple[bytes, int]:
     """`encode_rows` for (Entry, hash) pairs."""
     fields = [(_entry_fields(e), h) for e, h in rows]
-    return encode_rows(device_id, fields, prev_h, key, sent_ms, max_bytes=max_bytes)
+    return encode_rows(
+        device_id, fields, prev_h, key, sent_ms, max_bytes=max_bytes, personal=personal
+    )
 
 
 def encode_rows(
@@ -179,28 +212,23 @@ def encode_rows(
     sent_ms: int,
     *,
     max_bytes: int = MAX_BATCH_BYTES,
+    personal: Sequence[WirePersonal] = (),
 ) -> tuple[bytes, int]:
     """Sign the longest prefix of `rows` (contiguous entries after `prev_h`, each its
     field values in ROW_FIELDS order, the kind as its string value, and its hash) whose
     body fits `max_bytes`; returns (payload, number of entries taken). One entry always
-    goes, however large, so an oversized entry cannot stall the queue."""
+    goes, however large, so an oversized entry cannot stall the queue. `personal`
+    records go with it whole (at most MAX_PERSONAL, a few KiB)."""
     if not rows:
         raise ValueError("a batch needs at least one entry")
+    if len(personal) > MAX_PERSONAL:
+        raise ValueError(f"at most {MAX_PERSONAL} personal records in a batch")
     n = len(rows)
     while True:
         wire, boots, rules = _wire(rows[:n])
+        head = (VERSION, device_id, rows[0][0][1], prev_h, rows[n - 1][1], sent_ms, boots, rules)
         body = pack.encode(
-            BatchBody(
-                v=VERSION,
-                device_id=device_id,
-                first_seq=rows[0][0][1],
-                prev_h=prev_h,
-                last_h=rows[n - 1][1],
-                sent_ms=sent_ms,
-                boots=boots,
-                rules=rules,
-                entries=wire,
-            )
+            BatchBody(*head, wire, list(personal)) if personal else _BatchBodyV1(*head, wire)
         )
         if len(body) <= max_bytes or n == 1:
             return seal("batch", device_id, body, key), n
@@ -313,4 +341,8 @@ def decode_batch(env: Envelope) -> Batch:
             f"entries {body.first_seq}..{seq - 1} do not hash to the "
             "batch's last_h (changed in transit or on the kiosk)",
         )
-    return Batch(device, body.first_seq, seq - 1, body.prev_h, body.sent_ms, rows, hashes)
+    if len(body.personal) > MAX_PERSONAL:
+        raise ProtocolError("rejected", f"a batch holds at most {MAX_PERSONAL} personal records")
+    return Batch(
+        device, body.first_seq, seq - 1, body.prev_h, body.sent_ms, rows, hashes, body.personal
+    )

@@ -23,10 +23,12 @@ from greenpass.errors import ProtocolError
 from sync.batch import (
     MAX_BATCH_BYTES,
     MAX_ENTRIES,
+    MAX_PERSONAL,
     ROW_FIELDS,
     Batch,
     BatchBody,
     WireEntry,
+    WirePersonal,
     decode_batch,
     encode_batch,
     encode_rows,
@@ -47,6 +49,7 @@ from sync.envelope import (
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for each
+    "ACCEPT_PERSONAL",
     "ACK",
     "ACK_STATUSES",
     "BATCH",
@@ -58,6 +61,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "MAX_BODY",
     "MAX_ENTRIES",
     "MAX_PAYLOAD",
+    "MAX_PERSONAL",
     "MAX_STATE_BODY",
     "MAX_STATE_PAYLOAD",
     "ROW_FIELDS",
@@ -76,6 +80,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "SyncFault",
     "WireEntry",
     "WireItem",
+    "WirePersonal",
     "WireVillager",
     "check_signature",
     "decode_ack",
@@ -140,7 +145,13 @@ class Ack(msgspec.Struct, kw_only=True):
     first_seq: int = 0
     last_seq: int = 0
     reason: str = ""
+    # What this central takes in a batch beyond its first version (`ACCEPT_PERSONAL`).
+    # Kiosks from before it ignore the field (an ack is not forbid_unknown_fields).
+    accepts: list[str] = []
 
+
+# Personal records beside the entries (sync.batch.WirePersonal, BatchBody.personal).
+ACCEPT_PERSONAL = "personal_v1"
 
 ACK_STATUSES = frozenset({"ok", "gap", "bad_chain", "bad_signature", "rejected"})
 MAX_ACK_PAYLOAD = 16 * 1024  # an ack is a few hundred bytes; more is not one

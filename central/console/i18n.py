@@ -154,6 +154,14 @@ ZH: dict[str, str] = {
     "done_revoke": "已停用。本村设备同步后将拒绝此卡。",
     "done_reinstate": "已恢复使用。",
     "done_replace": "已补办新卡：这是新存折，旧卡已停用。",
+    "done_erase": "已删除这户的个人信息：积分和减碳记录仍在，只以存折号记。",
+    "personal_data": "个人信息",
+    "personal_hint": "这户的户名只为找到存折而保存。按《个人信息保护法》，农户可要求查看"
+    "（导出）或删除；删除后积分和减碳记录仍以存折号保留，各设备下次同步时去掉户名。",
+    "export_personal": "导出个人信息（JSON）",
+    "erase_confirm": "输入存折号 {passbook} 以确认",
+    "erase_personal": "删除个人信息",
+    "erased_on": "已于 {when} 删除",
     "cannot_change": "无法修改：{reason}",
     "statement": "对账单",
     "statement_hint": "最近 {shown} 条，共 {total} 条（完整对账单请用“导出”）。",
@@ -341,6 +349,17 @@ EN: dict[str, str] = {
     "done_revoke": "Revoked. The village's kiosks refuse this card once they have synced.",
     "done_reinstate": "Reinstated.",
     "done_replace": "Replaced: this is the new passbook; the old card is revoked.",
+    "done_erase": "The household's personal data is erased: its points and CO2e stay, under "
+    "the passbook ids only.",
+    "personal_data": "Personal data",
+    "personal_hint": "The household name is kept only to find the passbook. Under the "
+    "Personal Information Protection Law a household may see it (export) or have it "
+    "erased; its points and CO2e then stay under the passbook ids, and kiosks drop the "
+    "name at their next state.",
+    "export_personal": "Export personal data (JSON)",
+    "erase_confirm": "Type the passbook id {passbook} to confirm",
+    "erase_personal": "Erase personal data",
+    "erased_on": "erased on {when}",
     "cannot_change": "Cannot change: {reason}",
     "statement": "Statement",
     "statement_hint": "The newest {shown} of {total} entries (the whole statement is an export).",

@@ -1,4 +1,5 @@
-"""A village's passbooks (search, statement, revoke / reinstate / replace), its
+"""A village's passbooks (search, statement, revoke / reinstate / replace, a household's
+personal data exported or erased), its
 overdrafts and its audit log in the console; the county-wide audit (every village's
 rows and the county accounts') and central's dead letters (county accounts only, as in
 the API: a refused message has no village it can be trusted to belong to).
@@ -9,19 +10,21 @@ account's name; the village's next state push carries them to its kiosks.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from central import audit, passbooks, reports
+from central import audit, passbooks, personal, reports
 from central.auth import ConsoleActor, ConsoleSession, check_csrf, read_form
 from central.console.village import VillagePages, url
 from greenpass.errors import CentralError, ConfigError
 
 AUDIT_PAGE = 50
 STATEMENT_LINES = 200  # the newest; the whole statement is an export
-ACTIONS = ("revoke", "reinstate", "replace")
+ACTIONS = ("revoke", "reinstate", "replace", "erase")
 
 
 def as_text(value: Any) -> str:
@@ -80,6 +83,7 @@ def install(router: APIRouter, pages: VillagePages) -> None:
             info=info, lines=list(reversed(lines[-STATEMENT_LINES:])), total=len(lines),
             balance=lines[-1].balance if lines else 0, error=error,
             done=request.query_params.get("done", ""),
+            erased_ms=personal.erased_at(store, passbook_id),
         )  # fmt: skip
 
     @router.get("/villages/{village_id}/passbooks/{passbook_id}")
@@ -88,6 +92,21 @@ def install(router: APIRouter, pages: VillagePages) -> None:
     ) -> Response:
         return pages.refused(request, session, village_id) or passbook_page(
             request, session, village_id, passbook_id
+        )
+
+    @router.get("/villages/{village_id}/passbooks/{passbook_id}/personal-data.json")
+    def export(
+        request: Request, village_id: str, passbook_id: str, session: ConsoleActor
+    ) -> Response:
+        if denied := pages.refused(request, session, village_id):
+            return denied
+        passbook_of(village_id, passbook_id)
+        body = json.dumps(personal.export(store, passbook_id), ensure_ascii=False, indent=2)
+        name = f"personal-data-{passbook_id}.json"
+        return Response(
+            body.encode(),
+            media_type="application/json; charset=utf-8",
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
         )
 
     @router.post("/villages/{village_id}/passbooks/{passbook_id}/{action}")
@@ -109,6 +128,11 @@ def install(router: APIRouter, pages: VillagePages) -> None:
                 )
             elif action == "reinstate":
                 passbooks.reinstate(store, passbook_id, actor=actor, now_ms=now)
+            elif action == "erase":
+                # Irreversible: the operator types the passbook id to say it is this one.
+                if form.get("confirm", "").strip() != passbook_id:
+                    raise ConfigError("type the passbook id to confirm the erasure")
+                personal.erase(store, passbook_id, actor=actor, now_ms=now)
             else:
                 target = passbooks.replace(store, passbook_id, actor=actor, now_ms=now)
         except ConfigError as exc:

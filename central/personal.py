@@ -1,0 +1,318 @@
+"""Households' personal data at central: kept beside the ledger, checked against the
+commitments in the enrolments, exported and erased on request (docs/privacy.md).
+
+The name itself is `villagers.household_name` (what the console, exports and the
+state push show). This module's table, `personal`, holds per passbook the commitment
+its enrolment carries (`edge.personal`; None for enrolments from before version 2,
+which carried the name itself) and the salt that opens it, as a kiosk sent it in a
+batch's personal records. A record whose name and salt do not make the commitment is
+not taken: the name would not be the one the kiosk enrolled.
+
+**Erase** blanks the name, drops the salt and marks the passbook erased, for every
+passbook of the household's account (cards linked by replacements): entries, points
+and CO2e stay under the pseudonymous ids, and the commitments then link to nobody.
+It also takes the name out of the audit rows that named it and out of any dead letter
+whose payload carried it, and a kiosk's personal record arriving later for an erased
+passbook is ignored, so the name does not come back.
+
+Enrolments from before version 2 carried the name in their chained data; migration 6
+takes it out of central's copy (`entries.data`), which central does not re-hash (the
+chain was checked at ingest and each entry's hash is stored), so statements and the
+API stop showing it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+
+from central import audit, db, passbooks
+from central.store import CentralStore, Device
+from edge.entries import Kind
+from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
+from greenpass.errors import CentralError
+from sync.batch import WirePersonal
+
+personal = Table(
+    "personal",
+    db.metadata,
+    Column("passbook_id", Text, primary_key=True),
+    Column("village_id", String(64), ForeignKey("villages.village_id"), nullable=False),
+    Column("commitment", String(64)),  # from the enrolment; None before version 2
+    Column("salt", LargeBinary),  # None until a kiosk sent it, and after an erasure
+    Column("received_ms", BigInteger),
+    Column("erased_ms", BigInteger),
+    Column("erased_by", Text),
+)
+
+ERASED = "erased"  # what an erased household's name fields say in an audit row
+
+
+def migrate_v6(conn: Connection) -> None:
+    personal.create(conn, checkfirst=False)
+    e = db.entries
+    # Take the names out of central's copy of the enrolments written before version 2.
+    rows = conn.execute(
+        select(e.c.device_id, e.c.seq, e.c.data).where(
+            (e.c.kind == Kind.ENROL.value) & e.c.data.contains(f'"{LEGACY_NAME_KEY}"')
+        )
+    ).all()
+    for device_id, seq, text in rows:
+        data = json.loads(text)
+        if data.pop(LEGACY_NAME_KEY, None) is not None:
+            conn.execute(
+                update(e)
+                .where((e.c.device_id == device_id) & (e.c.seq == seq))
+                .values(data=json.dumps(data, ensure_ascii=False, sort_keys=True))
+            )
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+
+def stored_data(kind: str, data: dict[str, str]) -> dict[str, str]:
+    """An entry's data as central stores it: an enrolment keeps no name (a kiosk of
+    before version 2 put it there; `villagers` has it)."""
+    if kind == Kind.ENROL.value and LEGACY_NAME_KEY in data:
+        return {k: v for k, v in data.items() if k != LEGACY_NAME_KEY}
+    return data
+
+
+def record_commitments(
+    conn: Connection, dev: Device, enrolments: Iterable[tuple[str, str]]
+) -> None:
+    """Keep each new enrolment's (passbook, commitment); the first enrolment wins, as in
+    `villagers`."""
+    fresh = {pid: c for pid, c in enrolments if is_commitment(c)}
+    if not fresh:
+        return
+    known = set(
+        conn.scalars(select(personal.c.passbook_id).where(personal.c.passbook_id.in_(fresh)))
+    )
+    rows = [
+        {"passbook_id": pid, "village_id": dev.village_id, "commitment": c}
+        for pid, c in fresh.items()
+        if pid not in known
+    ]
+    if rows:
+        conn.execute(insert(personal), rows)
+
+
+def accept(
+    conn: Connection, dev: Device, records: Sequence[WirePersonal], now_ms: int
+) -> list[str]:
+    """Take a batch's personal records (after its entries, in its transaction); returns
+    what was refused, one line each, for the log (the entries are kept either way)."""
+    if not records:
+        return []
+    ids = [r.passbook for r in records]
+    held = {
+        r.passbook_id: r
+        for r in conn.execute(select(personal).where(personal.c.passbook_id.in_(ids)))
+    }
+    refused = []
+    for r in records:
+        row = held.get(r.passbook)
+        if row is None or row.village_id != dev.village_id or row.commitment is None:
+            refused.append(f"{r.passbook}: no enrolment with a commitment from this village")
+        elif row.erased_ms is not None:
+            continue  # erased on request: a late copy from a kiosk does not bring it back
+        elif set(r.fields) != {"household_name"} or not matches(r.fields, r.salt, row.commitment):
+            refused.append(f"{r.passbook}: personal data does not match its enrolment's commitment")
+        else:
+            conn.execute(
+                update(personal)
+                .where(personal.c.passbook_id == r.passbook)
+                .values(salt=r.salt, received_ms=now_ms)
+            )
+            conn.execute(
+                update(db.villagers)
+                .where(db.villagers.c.passbook_id == r.passbook)
+                .values(household_name=r.fields["household_name"].strip()[:64])
+            )
+    return refused
+
+
+# --- a household's request ----------------------------------------------------------------
+
+
+def _account(conn: Connection, passbook_id: str) -> list[str]:
+    vl = db.villagers
+    if conn.scalar(select(vl.c.passbook_id).where(vl.c.passbook_id == passbook_id)) is None:
+        raise CentralError(f"no passbook {passbook_id!r}")
+    return sorted(passbooks.members([passbook_id], passbooks.links(conn)))
+
+
+def export(store: CentralStore, passbook_id: str) -> dict[str, Any]:
+    """Everything central holds about the household of `passbook_id` (PIPL art. 45)."""
+    from central import reports  # noqa: PLC0415 - reports imports passbooks, as this does
+
+    vl, lk = db.villagers, db.passbook_links
+    with store.read("exporting a household's data") as conn:
+        account = _account(conn, passbook_id)
+        cards = []
+        for pid in account:
+            v = conn.execute(select(vl).where(vl.c.passbook_id == pid)).one()
+            p = conn.execute(select(personal).where(personal.c.passbook_id == pid)).one_or_none()
+            cards.append({
+                "passbook_id": pid,
+                "village_id": v.village_id,
+                "household_name": v.household_name,
+                "status": v.status,
+                "enrolled_by_device": v.source_device,
+                "commitment": None if p is None else p.commitment,
+                "salt_held": p is not None and p.salt is not None,
+                "erased_ms": None if p is None else p.erased_ms,
+            })  # fmt: skip
+        replaced = [
+            {"old": r.old_passbook_id, "new": r.new_passbook_id, "at_ms": r.replaced_ms}
+            for r in conn.execute(select(lk).where(lk.c.old_passbook_id.in_(account)))
+        ]
+        a = db.audit_log
+        audit_rows = [
+            {"at_ms": r.at_ms, "actor": r.actor, "action": r.action, "target": r.target}
+            for r in conn.execute(select(a).where(a.c.target.in_(account)).order_by(a.c.id))
+        ]
+    lines = reports.statement(store, passbook_id)
+    return {
+        "passbook_id": passbook_id,
+        "purpose": "green passbook points for sorted recyclables (docs/privacy.md)",
+        "passbooks": cards,
+        "replacements": replaced,
+        "balance": lines[-1].balance if lines else 0,
+        "entries": [
+            {
+                "device_id": x.entry.device_id,
+                "seq": x.entry.seq,
+                "kind": x.entry.kind.value,
+                "passbook_id": x.entry.passbook_id,
+                "wall_ms": x.entry.wall_ms,
+                "category": x.entry.category,
+                "grams": x.entry.grams,
+                "points": x.entry.points,
+                "co2e_g": x.entry.co2e_g,
+                "item_id": x.entry.item_id,
+                "qty": x.entry.qty,
+                "balance": x.balance,
+            }
+            for x in lines
+        ],
+        "audit": audit_rows,
+    }
+
+
+def erased_at(store: CentralStore, passbook_id: str) -> int | None:
+    """When the passbook's personal data was erased (ms), or None."""
+    with store.read("reading an erasure") as conn:
+        found = conn.scalar(
+            select(personal.c.erased_ms).where(personal.c.passbook_id == passbook_id)
+        )
+    return None if found is None else int(found)
+
+
+def erase(store: CentralStore, passbook_id: str, *, actor: str, now_ms: int) -> list[str]:
+    """Erase the household's personal data (every card of its account); returns the
+    passbooks erased. Points, entries and CO2e stay under the pseudonymous ids."""
+    vl = db.villagers
+    with store.write("erasing a household's personal data") as conn:
+        account = _account(conn, passbook_id)
+        villages = set(conn.scalars(select(vl.c.village_id).where(vl.c.passbook_id.in_(account))))
+        conn.execute(update(vl).where(vl.c.passbook_id.in_(account)).values(household_name=""))
+        have = set(
+            conn.scalars(select(personal.c.passbook_id).where(personal.c.passbook_id.in_(account)))
+        )
+        for pid in account:
+            values = {"salt": None, "erased_ms": now_ms, "erased_by": actor}
+            if pid in have:
+                conn.execute(update(personal).where(personal.c.passbook_id == pid).values(values))
+            else:
+                village = conn.scalar(select(vl.c.village_id).where(vl.c.passbook_id == pid))
+                conn.execute(insert(personal).values(passbook_id=pid, village_id=village, **values))
+        _scrub_audit(conn, account)
+        _scrub_dead_letters(conn, set(account))
+        # Kiosks get the blank name with the next state push.
+        v = db.villages
+        conn.execute(update(v).where(v.c.village_id.in_(villages)).values(changed_ms=now_ms))
+        audit.record(
+            conn, actor=actor, action="passbook.erase", target=passbook_id, now_ms=now_ms,
+            village_id=min(villages) if villages else None,
+            before={"passbooks": account, "household_name": ERASED},
+            after={"passbooks": account, "household_name": ""},
+        )  # fmt: skip
+    _flush_sqlite(store)
+    return account
+
+
+def _flush_sqlite(store: CentralStore) -> None:
+    """SQLite overwrites what an erasure removed (`secure_delete`, set at connect), but
+    the WAL still holds the old pages until a checkpoint copies and truncates it."""
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _scrub_audit(conn: Connection, account: list[str]) -> None:
+    """Audit rows about these passbooks keep who did what, not the name."""
+    a = db.audit_log
+    for row in conn.execute(
+        select(a.c.id, a.c.before_json, a.c.after_json).where(a.c.target.in_(account))
+    ):
+        values = {}
+        for col in ("before_json", "after_json"):
+            text = getattr(row, col)
+            if text and LEGACY_NAME_KEY in text:
+                values[col] = json.dumps(_redact(json.loads(text)), ensure_ascii=False)
+        if values:
+            conn.execute(update(a).where(a.c.id == row.id).values(values))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ERASED if k == LEGACY_NAME_KEY else _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _scrub_dead_letters(conn: Connection, account: set[str]) -> None:
+    """A refused batch is kept as it arrived; one that carried this household's name
+    (a personal record, or an enrolment from before version 2) loses its payload."""
+    from central import dead_letter_payload  # noqa: PLC0415 - decoding only when erasing
+
+    d = db.dead_letters
+    for row in conn.execute(select(d.c.id, d.c.payload)):
+        if dead_letter_payload.names_any(bytes(row.payload), account):
+            conn.execute(
+                update(d)
+                .where(d.c.id == row.id)
+                .values(payload=b"", reason=d.c.reason + " (payload erased: personal data)")
+            )
+
+
+__all__ = [
+    "ERASED",
+    "PERSONAL_KEY",
+    "accept",
+    "erase",
+    "erased_at",
+    "export",
+    "migrate_v6",
+    "personal",
+    "record_commitments",
+    "stored_data",
+]
