@@ -35,6 +35,7 @@ from pathlib import Path
 
 from edge.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.ledger import Ledger
+from edge.personal_outbox import PersonalOutbox
 from greenpass import __version__
 from greenpass.errors import BadAck, GreenPassError, TransportError
 from sync import protocol as p
@@ -130,6 +131,9 @@ class Uplink:
         self._transport: Transport | None = None  # the live connection (`online`)
         self.faults = Faults(self.device_id, ledger.clock.wall_ms)
         self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
+        self.personal = PersonalOutbox(ledger.store)
+        # A sent batch's last seq → the enrolment seq its personal records went up to.
+        self._personal_covers: dict[int, int] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -237,8 +241,13 @@ class Uplink:
                     break
                 inflight.append((next_seq, sent, now))
                 next_seq = sent + 1
-            if self.faults.current is not None and not inflight and now >= paused_until:
-                # Nothing left to send, but central must say whether the link works:
+            if (
+                not inflight
+                and now >= paused_until
+                and (self.faults.current is not None or self._personal_due())
+            ):
+                # Nothing left to send, but central must say whether the link works, or
+                # must still get personal records of enrolments it already holds:
                 # resend the last acked entry, which it re-acks as a duplicate.
                 acked = outbox.acked_seq()
                 if acked > 0 and self._send(t, acked, limit=1) is not None:
@@ -269,15 +278,45 @@ class Uplink:
         prev_h = outbox.hash_at(first - 1)
         if prev_h is None:  # cannot happen while seqs are gapless; refuse to guess
             raise TransportError(f"ledger has no entry {first - 1} to chain from")
-        payload, n = p.encode_rows(
-            self.device_id, rows, prev_h, self.key, self.ledger.clock.wall_ms()
-        )
+        now_ms = self.ledger.clock.wall_ms()
+        payload, n = p.encode_rows(self.device_id, rows, prev_h, self.key, now_ms)
+        last: int = rows[n - 1][0][1]
+        if self.personal.central_accepts():
+            # Records of enrolments in this batch or before it, never after: central
+            # checks each against the commitment in an enrolment it already holds.
+            records = self.personal.pending(last, p.MAX_PERSONAL)
+            if records:
+                wire = [p.WirePersonal(r.passbook_id, r.fields, r.salt) for r in records]
+                payload, n = p.encode_rows(
+                    self.device_id, rows[:n], prev_h, self.key, now_ms, personal=wire
+                )
+                covered = last if len(records) < p.MAX_PERSONAL else records[-1].seq
+                last = rows[n - 1][0][1]  # the records may have taken an entry's room
+                self._personal_covers[last] = min(covered, last)
         t.publish_nowait(p.topic(self.device_id, p.BATCH), payload)
         self.stats.batches_sent += 1
         if len(self._fresh) < 10_000:  # bounded: past it, a backwards gap passes as late
             self._fresh.add(first)
-        last: int = rows[n - 1][0][1]
         return last
+
+    def _personal_due(self) -> bool:
+        """Personal records of enrolments central already holds, not yet confirmed."""
+        if not self.personal.central_accepts():
+            return False
+        return bool(self.personal.pending(self.ledger.outbox.acked_seq(), 1))
+
+    def _on_personal_ack(self, ack: p.Ack) -> None:
+        if p.ACCEPT_PERSONAL in ack.accepts:
+            self.personal.set_central_accepts(True)
+        elif ack.status == "ok" or (ack.status == "rejected" and self._personal_covers):
+            # A central that does not take them (an older one, or one rolled back):
+            # send none, so that it does not refuse the batches that carried them.
+            self.personal.set_central_accepts(False)
+            self._personal_covers.clear()
+        if ack.status == "ok":
+            done = [k for k in self._personal_covers if k <= ack.acked_seq]
+            if done:
+                self.personal.mark_synced(max(self._personal_covers.pop(k) for k in done))
 
     def _on_ack(
         self, msg: Message, inflight: deque[tuple[int, int, float]]
@@ -303,6 +342,7 @@ class Uplink:
             return acked + 1, self.fault_backoff.next_delay()
         ack = judged.ack
         self.stats.acks += 1
+        self._on_personal_ack(ack)
         if judged.late:
             self.stats.late_acks += 1
             log.debug("uplink %s: a late %s ack ignored", self.device_id, ack.status)

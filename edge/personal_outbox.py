@@ -1,0 +1,67 @@
+"""Households' personal records the kiosk still has to get to central (`edge.personal`).
+
+An enrolment's entry carries only a commitment; the name and its salt go beside the
+entries, as personal records in a batch (`sync.batch.WirePersonal`), and only to a
+central that says in its acks that it takes them: a central from before them refuses
+a batch that carries any. Progress is one number, like the outbox: every enrolment
+up to `synced_seq` has had its record confirmed by an `ok` ack, or had none to send.
+Both numbers live in `meta`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.store import Store
+
+_SYNCED = "personal_synced_seq"
+_ACCEPTS = "central_accepts_personal"
+
+
+@dataclass(frozen=True)
+class PersonalRecord:
+    seq: int  # the enrolment's
+    passbook_id: str
+    fields: dict[str, str]
+    salt: bytes
+
+
+class PersonalOutbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _meta(self, key: str) -> str | None:
+        row = self.store.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set(self, key: str, value: str) -> None:
+        with self.store.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def central_accepts(self) -> bool:
+        return self._meta(_ACCEPTS) == "1"
+
+    def set_central_accepts(self, accepts: bool) -> None:
+        if self.central_accepts() != accepts:
+            self._set(_ACCEPTS, "1" if accepts else "0")
+
+    def synced_seq(self) -> int:
+        return int(self._meta(_SYNCED) or 0)
+
+    def mark_synced(self, seq: int) -> None:
+        """Central confirmed the records of every enrolment up to `seq`; never backwards."""
+        if seq > self.synced_seq():
+            self._set(_SYNCED, str(seq))
+
+    def pending(self, upto_seq: int, limit: int) -> list[PersonalRecord]:
+        """The records of enrolments after `synced_seq` up to `upto_seq`, oldest first.
+        Only this kiosk's own enrolments with their salt: an erased household (no salt)
+        or one whose name came from central has none to send."""
+        rows = self.store.conn.execute(
+            "SELECT e.seq, v.passbook_id, v.household_name, v.salt FROM entries e "
+            "JOIN villagers v ON v.passbook_id = e.passbook_id "
+            "WHERE e.seq > ? AND e.seq <= ? AND e.kind = 'enrol' AND v.salt IS NOT NULL "
+            "ORDER BY e.seq LIMIT ?",
+            (self.synced_seq(), upto_seq, limit),
+        ).fetchall()
+        return [PersonalRecord(r[0], r[1], {"household_name": r[2]}, bytes(r[3])) for r in rows]
