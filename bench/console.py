@@ -16,8 +16,16 @@ data in the same run (Overview: one GROUP BY over the entries of the same months
 village, kind, category and local day, with no reversal join; Fleet: every device
 row). Goal: each page under 300 ms.
 
+The database is a SQLite file in a temporary folder, removed at the end; or, with
+`--keep DIR`, ``DIR/central.db``, kept; or, with `--db-url URL`, that database
+(PostgreSQL: ``postgresql://user@host/db``; create it empty first, e.g.
+``createdb gp_bench_console``), never dropped. A database this bench filled before
+(`--keep`'s file, `--db-url`'s database) is measured again as it is, with its
+`bench` account: the county is written once, and `--entries`, `--villages` and
+`--kiosks` apply only to that first run. A database holding anything else is refused.
+
     python -m bench.console [--entries 2000000] [--villages 100] [--kiosks 5]
-                            [--renders 7] [--keep DIR]
+                            [--renders 7] [--keep DIR | --db-url URL]
 """
 
 from __future__ import annotations
@@ -32,10 +40,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from central import db, rollup
 from central.accounts import Accounts
@@ -52,6 +63,14 @@ DAY_MS = 86_400_000
 NOW = 1_767_300_000_000  # central's clock: 2026-01-02 04:40 in Shanghai
 PASSWORD = "bench password 123"
 SHANGHAI_OFFSET_MS = 8 * 3_600_000
+
+DEVICE_COLUMNS = (
+    "device_id, village_id, public_key, status, mqtt_password_hash, enrolled_ms, "
+    "acked_seq, last_h, last_seen_ms, status_json"
+)
+Row = tuple[Any, ...]
+County = list[tuple[str, list[Row]]]  # each village and its kiosks' `devices` rows
+Rows = Callable[[list[Row]], Iterator[Row]]  # the entries of some kiosks, in order
 
 
 def _entries(
@@ -90,53 +109,99 @@ def _entries(
         )  # fmt: skip
 
 
-def fill(path: Path, villages: int, kiosks: int, entries: int) -> None:
-    """The county, written straight into central's tables (after its migrations)."""
-    CentralStore.open(path, now_ms=NOW).close()
+def fill(url: str, villages: int, kiosks: int, entries: int) -> None:
+    """The county, written straight into central's tables (after its migrations) in one
+    transaction, then the rollup rebuilt from it."""
+    CentralStore.open(url, now_ms=NOW).close()
     rng = random.Random(12)
     categories = default_rules().categories
     factors = {k: c.co2e_g_per_kg for k, c in categories.items()}
     per_kiosk = entries // (villages * kiosks)
+    county: County = []
+    for v in range(villages):
+        village = f"V{v:03d}"
+        devices: list[Row] = [
+            (
+                f"K{v:03d}{k}", village, bytes(32), "active", "", NOW - 100 * DAY_MS,
+                per_kiosk, bytes(32), NOW - rng.randrange(4 * 3_600_000),
+                json.dumps(_status(f"K{v:03d}{k}", per_kiosk, rng)),
+            )
+            for k in range(kiosks)
+        ]  # fmt: skip
+        county.append((village, devices))
+
+    def rows(devices: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        for d in devices:
+            yield from _entries(d[0], d[1], per_kiosk, rng, factors)
+
+    if _is_postgres(url):
+        _write_pg(url, county, rows)
+    else:
+        _write_sqlite(_sqlite_path(url), county, rows)
+    rebuild_rollup(url)
+
+
+def _write_sqlite(path: Path, county: County, rows: Rows) -> None:
     cols = [c.name for c in db.entries.columns]
     sql = f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    add_device = f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ({', '.join('?' * 10)})"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")  # filling only; reading is what is measured
     conn.execute("BEGIN")
-    for v in range(villages):
-        village = f"V{v:03d}"
+    for village, devices in county:
         conn.execute("INSERT INTO villages (village_id) VALUES (?)", (village,))
-        for k in range(kiosks):
-            device = f"K{v:03d}{k}"
-            conn.execute(
-                "INSERT INTO devices (device_id, village_id, public_key, status, "
-                "mqtt_password_hash, enrolled_ms, acked_seq, last_h, last_seen_ms, "
-                "status_json) VALUES (?, ?, ?, 'active', '', ?, ?, ?, ?, ?)",
-                (
-                    device, village, bytes(32), NOW - 100 * DAY_MS, per_kiosk, bytes(32),
-                    NOW - rng.randrange(4 * 3_600_000),
-                    json.dumps(_status(device, per_kiosk, rng)),
-                ),
-            )  # fmt: skip
-            conn.executemany(sql, _entries(device, village, per_kiosk, rng, factors))
+        conn.executemany(add_device, devices)
+        conn.executemany(sql, rows(devices))
     conn.execute("COMMIT")
     conn.close()
-    # Written past ingest, so the rollup is made as migration 5 makes it on an upgrade.
+
+
+def _write_pg(url: str, county: County, rows: Rows) -> None:
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+
+    cols = ", ".join(c.name for c in db.entries.columns)
+    add_device = f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
+    with psycopg.connect(_libpq(url)) as conn:  # one transaction, committed on exit
+        for village, devices in county:
+            conn.execute("INSERT INTO villages (village_id) VALUES (%s)", (village,))
+            with conn.cursor() as cur:
+                cur.executemany(add_device, devices)
+                with cur.copy(f"COPY entries ({cols}) FROM STDIN") as copy:
+                    for row in rows(devices):
+                        copy.write_row(row)
+
+
+def rebuild_rollup(url: str) -> None:
+    """Written past ingest, so the rollup is made as migration 5 makes it on an upgrade;
+    then the planner's statistics, as a database in service would have them."""
     t0 = time.monotonic()
-    with CentralStore.open(path, now_ms=NOW) as store, store.write("rebuilding") as c:
-        rollup.rebuild(c)
-    rows = _scalar(path, "SELECT count(*) FROM overview_rollup")
-    print(f"rollup: {rows:,} rows rebuilt from the entries in {time.monotonic() - t0:.1f} s")
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("ANALYZE")
-    conn.close()
+    with CentralStore.open(url, now_ms=NOW) as store:
+        with store.write("rebuilding") as c:
+            rollup.rebuild(c)
+        with store.read("counting") as c:
+            made = c.scalar(select(func.count()).select_from(rollup.overview_rollup))
+        print(f"rollup: {made:,} rows rebuilt from the entries in {time.monotonic() - t0:.1f} s")
+    with _raw(url, autocommit=True) as conn:
+        # PostgreSQL: its tables only (a shared server's other databases are not ours).
+        tables = "entries, devices, overview_rollup"
+        conn.execute(f"VACUUM ANALYZE {tables}" if _is_postgres(url) else "ANALYZE")
 
 
-def _scalar(path: Path, sql: str) -> Any:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchone()[0]
-    finally:
-        conn.close()
+def bench_state(url: str) -> tuple[int, int, int] | None:
+    """(kiosks, entries, rollup rows) of a database this bench filled; None when it is
+    empty; a SystemExit when it holds anything else (a real kiosk has a broker
+    password, the bench's have none)."""
+    with CentralStore.open(url, now_ms=NOW) as store, store.read("looking") as c:
+        d = db.devices
+        kiosks = c.scalar(select(func.count()).select_from(d)) or 0
+        real = c.scalar(select(func.count()).where(d.c.mqtt_password_hash != "")) or 0
+        entries = c.scalar(select(func.count()).select_from(db.entries)) or 0
+        made = c.scalar(select(func.count()).select_from(rollup.overview_rollup)) or 0
+        villages = c.scalar(select(func.count()).select_from(db.villages)) or 0
+    if real or (villages and not kiosks):
+        raise SystemExit(f"{url}: holds a central database this bench did not fill; give an "
+                         "empty one")  # fmt: skip
+    return (kiosks, entries, made) if kiosks else None
 
 
 def _status(device: str, head: int, rng: random.Random) -> dict[str, Any]:
@@ -146,9 +211,40 @@ def _status(device: str, head: int, rng: random.Random) -> dict[str, Any]:
         "version": "1.4.0", "backlog": backlog,
         "oldest_unsynced_ms": NOW - rng.randrange(48 * 3_600_000) if backlog else None,
         "acked_seq": head, "head_seq": head + backlog,
-        "free_disk_bytes": rng.choice([8_000_000_000, 300_000_000]),
+        "free_disk_bytes": rng.choice([8_000_000_000, 1_200_000_000, 300_000_000]),
+        "disk_bytes": rng.choice([16_000_000_000, 16_000_000_000, None]),  # None: older kiosks
         "scale": rng.choice(["ok"] * 20 + ["error"]), "scanner": "ok", "last_error": "",
     }  # fmt: skip
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:"))
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(make_url(url).database or "") if "://" in url else Path(url)
+
+
+def _libpq(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg takes it (no `+psycopg`)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def _raw(url: str, *, autocommit: bool = False) -> Iterator[Any]:
+    """A plain driver connection (sqlite3 or psycopg): the raw baselines' and the
+    fill's, with none of central's layers."""
+    if _is_postgres(url):
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(_libpq(url), autocommit=autocommit) as pg:
+            yield pg
+    else:
+        conn = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def timed(fn: Callable[[], object], times: int) -> list[float]:
@@ -165,28 +261,24 @@ def p95(xs: list[float]) -> float:
     return sorted(xs)[max(0, round(0.95 * len(xs)) - 1)]
 
 
-def raw_overview(path: Path) -> None:
-    conn = sqlite3.connect(path)
+def raw_overview(conn: Any) -> None:
     since = NOW - 400 * DAY_MS  # the Overview's twelve months, and more
     conn.execute(
-        "SELECT village_id, kind, category, (wall_ms + ?) / ? AS day, sum(grams), "
-        "sum(points), sum(co2e_g) FROM entries WHERE wall_ms >= ? "
-        "GROUP BY village_id, kind, category, day",
-        (SHANGHAI_OFFSET_MS, DAY_MS, since),
+        f"SELECT village_id, kind, category, (wall_ms + {SHANGHAI_OFFSET_MS}) / {DAY_MS} AS day, "
+        "sum(grams), sum(points), sum(co2e_g) FROM entries "
+        f"WHERE wall_ms >= {since} GROUP BY village_id, kind, category, day"
     ).fetchall()
-    conn.close()
 
 
-def raw_fleet(path: Path) -> None:
-    conn = sqlite3.connect(path)
+def raw_fleet(conn: Any) -> None:
     conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
-    conn.close()
 
 
-def measure(path: Path, renders: int) -> int:
-    store = CentralStore.open(path, now_ms=NOW)
+def measure(url: str, renders: int) -> int:
+    store = CentralStore.open(url, now_ms=NOW)
     accounts = Accounts(store)
-    accounts.add("bench", "county", PASSWORD, NOW, actor="bench")
+    if accounts.get("bench") is None:  # a kept database has it from its first run
+        accounts.add("bench", "county", PASSWORD, NOW, actor="bench")
     sid, _csrf = accounts.open_session("bench", NOW)
     enrolment = EnrolmentSettings("mqtts://127.0.0.1:8883", "", bytes(32))
     app = create_app(
@@ -194,7 +286,7 @@ def measure(path: Path, renders: int) -> int:
         console=ConsoleSettings(),
     )  # fmt: skip
     worst = 0
-    with TestClient(app, base_url="https://testserver") as client:
+    with TestClient(app, base_url="https://testserver") as client, _raw(url) as conn:
         client.cookies.set(SESSION_COOKIE, sid)
 
         def render(page: str) -> Callable[[], object]:
@@ -208,7 +300,7 @@ def measure(path: Path, renders: int) -> int:
 
         for page, raw in (("/", raw_overview), ("/fleet", raw_fleet)):
             got = timed(render(page), renders)
-            base = timed(lambda raw=raw: raw(path), renders)  # type: ignore[misc]
+            base = timed(lambda raw=raw: raw(conn), renders)  # type: ignore[misc]
             ok = statistics.median(got) < GOAL_MS and p95(got) < GOAL_MS
             worst = max(worst, 0 if ok else 1)
             print(
@@ -222,29 +314,64 @@ def measure(path: Path, renders: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__)
-    ap.add_argument("--entries", type=int, default=2_000_000)
-    ap.add_argument("--villages", type=int, default=100)
-    ap.add_argument("--kiosks", type=int, default=5, help="per village")
-    ap.add_argument("--renders", type=int, default=7)
-    ap.add_argument("--keep", type=Path, help="keep the database in this folder")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.console",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--entries", type=int, default=2_000_000, help="in all (first run only)")
+    ap.add_argument("--villages", type=int, default=100, help="(first run only)")
+    ap.add_argument("--kiosks", type=int, default=5, help="per village (first run only)")
+    ap.add_argument("--renders", type=int, default=7, help="timed renders of each page")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument(
+        "--keep", type=Path, metavar="DIR",
+        help="keep the SQLite database in DIR/central.db instead of a temporary folder; a "
+        "later run with the same DIR measures it again without writing the county anew",
+    )  # fmt: skip
+    where.add_argument(
+        "--db-url", metavar="URL",
+        help="use this (empty, or filled by an earlier run) database instead, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/gp_bench_console; never dropped",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="gp-bench-console-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "central.db"
+    folder: Path | None = None
+    if args.db_url:
+        url = args.db_url
+    else:
+        folder = args.keep or Path(tempfile.mkdtemp(prefix="gp-bench-console-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        url = str(folder / "central.db")
+    label = "PostgreSQL" if _is_postgres(url) else "SQLite"
     try:
-        if not path.exists():
+        found = bench_state(url)
+        if found is None:
             t0 = time.monotonic()
-            fill(path, args.villages, args.kiosks, args.entries)
+            fill(url, args.villages, args.kiosks, args.entries)
             print(
-                f"SQLite: {args.villages * args.kiosks} kiosks, {args.entries:,} entries "
-                f"written in {time.monotonic() - t0:.0f} s ({path.stat().st_size >> 20} MiB)",
+                f"{label}: {args.villages * args.kiosks} kiosks, {args.entries:,} entries "
+                f"written in {time.monotonic() - t0:.0f} s{_size(url)}",
                 flush=True,
             )
-        return measure(path, args.renders)
+        else:
+            kiosks, entries, made = found
+            print(f"{label}: {kiosks} kiosks, {entries:,} entries kept from an earlier run",
+                  flush=True)  # fmt: skip
+            if not made:  # that run stopped before its rollup
+                rebuild_rollup(url)
+        return measure(url, args.renders)
     finally:
-        if args.keep is None:
+        if folder is not None and args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _size(url: str) -> str:
+    if _is_postgres(url):
+        with _raw(url) as conn:
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    else:
+        size = _sqlite_path(url).stat().st_size
+    return f" ({size >> 20} MiB)"
 
 
 if __name__ == "__main__":

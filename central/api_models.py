@@ -39,6 +39,9 @@ class Health(BaseModel):
     scale: str = Field(description="ok / error / disconnected / unknown …")
     scanner: str
     free_disk_bytes: int | None
+    disk_bytes: int | None = Field(
+        description="Size of the kiosk's data disk; None: its software does not report it"
+    )
     last_error: str
 
 
@@ -83,6 +86,7 @@ class DeviceOut(BaseModel):
                 scale=status.scale,
                 scanner=status.scanner,
                 free_disk_bytes=status.free_disk_bytes,
+                disk_bytes=status.disk_bytes,
                 last_error=status.last_error,
             ),
         )

@@ -7,7 +7,9 @@ An alert is raised when, at central's clock:
   (the broker published its last will) for that long;
 - ``backlog``: its oldest unsynced entry is older than `backlog_hours`;
 - ``scale`` / ``scanner``: reported as ``error`` or ``disconnected``;
-- ``disk``: less than `disk_free_mb` MB free.
+- ``disk``: less than `disk_free_mb` MB free, or less than `disk_free_percent` of its
+  disk free (only when the kiosk reports its disk's size: older ones send no
+  ``disk_bytes`` and are judged by MB alone).
 
 Revoked kiosks are listed, without alerts: nobody expects to hear from them.
 """
@@ -31,6 +33,25 @@ class KioskRow:
     online: bool
     backlog_age_ms: int | None  # age of its oldest unsynced entry; None: nothing unsynced
     alerts: tuple[str, ...]
+
+    @property
+    def free_mb(self) -> int | None:
+        """Free disk in whole MB, rounded down: a kiosk under a 500 MB threshold never
+        shows 500."""
+        health = self.device.health
+        if health is None or health.free_disk_bytes is None:
+            return None
+        return health.free_disk_bytes // 1_000_000
+
+    @property
+    def free_percent(self) -> int | None:
+        """Free share of the disk in whole percent, rounded down; None when the kiosk
+        did not report its disk's size."""
+        health = self.device.health
+        if health is None:
+            return None
+        share = _free_share(health.free_disk_bytes, health.disk_bytes)
+        return None if share is None else int(share * 100)
 
 
 def kiosk_rows(
@@ -62,6 +83,16 @@ def _row(d: DeviceOut, limits: Alerts, now_ms: int) -> KioskRow:
             if d.health.scanner in FAULTS:
                 found.append("scanner")
             free = d.health.free_disk_bytes
-            if free is not None and free < limits.disk_free_mb * 1_000_000:
+            share = _free_share(free, d.health.disk_bytes)
+            if (free is not None and free < limits.disk_free_mb * 1_000_000) or (
+                share is not None and share * 100 < limits.disk_free_percent
+            ):
                 found.append("disk")
     return KioskRow(d, seen, online, backlog_age, tuple(found))
+
+
+def _free_share(free: int | None, total: int | None) -> float | None:
+    """Free bytes over the disk's size (0–1), or None when either is unknown."""
+    if free is None or total is None or total <= 0:
+        return None
+    return min(1.0, max(0, free) / total)

@@ -63,7 +63,7 @@ ZH: dict[str, str] = {
     "alert_scanner": "扫码器故障",
     "alert_disk": "磁盘不足",
     "thresholds": "警报阈值：离线超过 {offline} 小时，积压超过 {backlog} 小时，"
-    "磁盘少于 {disk} MB。",
+    "剩余磁盘少于 {disk} MB 或 {percent} %。",
     "forbidden": "无权访问",
     "forbidden_text": "此账号不能查看这个村。",
     "back": "返回概览",
@@ -252,7 +252,7 @@ EN: dict[str, str] = {
     "alert_scanner": "scanner fault",
     "alert_disk": "disk low",
     "thresholds": "Alerts: offline over {offline} h, backlog older than {backlog} h, "
-    "free disk under {disk} MB.",
+    "free disk under {disk} MB or {percent} %.",
     "forbidden": "Not allowed",
     "forbidden_text": "This account may not see this village.",
     "back": "Back to the overview",

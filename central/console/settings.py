@@ -5,11 +5,13 @@
     [alerts]
     offline_hours = 2             # a kiosk not heard from for longer is an alert
     backlog_hours = 24            # its oldest unsynced entry is older than this
-    disk_free_mb = 500            # less free disk than this
+    disk_free_mb = 500            # less free disk than this, in MB,
+    disk_free_percent = 10        # or than this share of the disk
 
-A kiosk reports its free disk in bytes, not the disk's size, so the disk alert is in
-MB, not a percent. A scale or scanner reported as ``error`` or ``disconnected`` is
-always an alert. A wrong key or value stops central with an error naming it.
+The disk alert fires when either is crossed. A kiosk that does not report its disk's
+size (software from before ``disk_bytes``) is judged by MB alone. A scale or scanner
+reported as ``error`` or ``disconnected`` is always an alert. A wrong key or value
+stops central with an error naming it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from greenpass.errors import ConfigError
 
 FILE_NAME = "console.toml"
+ALERT_KEYS = ("offline_hours", "backlog_hours", "disk_free_mb", "disk_free_percent")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,15 @@ class Alerts:
     offline_hours: float = 2.0
     backlog_hours: float = 24.0
     disk_free_mb: float = 500.0
+    disk_free_percent: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("offline_hours", "backlog_hours", "disk_free_mb"):
+        for name in ALERT_KEYS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError("must be a positive number", key=f"alerts.{name}")
+        if self.disk_free_percent >= 100:
+            raise ConfigError("must be under 100", key="alerts.disk_free_percent")
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def load_settings(path: Path) -> ConsoleSettings:
     alerts = raw.get("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError("must be a table", path=str(path), key="alerts")
-    unknown = set(alerts) - {"offline_hours", "backlog_hours", "disk_free_mb"}
+    unknown = set(alerts) - set(ALERT_KEYS)
     if unknown:
         raise ConfigError("unknown key", path=str(path), key=f"alerts.{sorted(unknown)[0]}")
     timezone = raw.get("timezone", "Asia/Shanghai")

@@ -365,8 +365,13 @@ def test_devices_show_their_kiosk_status(app_api: Api, k1: Kiosk) -> None:
         "scale": "ok",
         "scanner": "error",
         "free_disk_bytes": 123456789,
+        "disk_bytes": None,  # a kiosk from before it reported its disk's size
         "last_error": "camera",
     }
+    newer = status.replace(b'"last_error"', b'"disk_bytes":987654321,"last_error"')
+    assert app_api.store.record_status("gp/v1/dev/K1/status", newer, NOW + 8)
+    (k1_out,) = app_api.client.get("/api/v1/devices?village_id=V1", headers=AUTH).json()
+    assert k1_out["health"]["disk_bytes"] == 987654321
 
 
 def test_totals_statement_and_export_after_ingest(

@@ -25,12 +25,14 @@ from tests.central_process import Central, running_central
 from tests.console import test_console_browser
 from tests.console.test_console_browser import (
     BROKER_USERS,
+    DESKTOP,
     NOTO,
     PHONE,
     SHOTS,
     XSS,
     Offline,
     _seed,
+    assert_fits,
     assert_no_blank_values,
     login,
 )
@@ -89,7 +91,7 @@ def _save_item(page: Page, item: str, **fields: str) -> None:
 def test_catalogue_edit_reaches_the_api_and_a_stale_save_loses_nothing(
     central: Central, browser: Browser
 ) -> None:
-    one, two = Offline(browser, {"width": 1280, "height": 900}), Offline(browser, PHONE)
+    one, two = Offline(browser, DESKTOP), Offline(browser, PHONE)
     try:
         page = one.page
         login(page, central, "county-ops")
@@ -122,8 +124,7 @@ def test_catalogue_edit_reaches_the_api_and_a_stale_save_loses_nothing(
         stale = two.page.inner_text("[data-testid=stale]")
         assert "大米（我的）" in stale and "60" in stale  # mine and theirs
         assert two.page.locator("[data-testid=item-rice] input[name=points]").input_value() == "65"
-        width = two.page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], "the catalogue scrolls sideways on a phone"
+        assert_fits(two.page)
         assert_no_blank_values(two.page)
         two.page.screenshot(path=SHOTS / "console-village-catalogue-stale.png", full_page=True)
         items = _api_items(central)
@@ -151,6 +152,9 @@ def test_rules_from_a_file_diffed_confirmed_and_a_bad_one_refused(
     line = 1 + next(n for n, x in enumerate(bad.splitlines()) if "twenty" in x)
     assert f"rules.toml:{line}" in error and "cooldown_seconds" in error
     assert "twenty" in page.locator("#rules-text").input_value()  # the text is kept
+    for size in (PHONE, DESKTOP):
+        page.set_viewport_size(size)
+        assert_fits(page)
     page.screenshot(path=SHOTS / "console-village-rules-error.png", full_page=True)
     with CentralStore.open(central.db) as store:
         assert operations.rules(store, "V1").version is None  # nothing changed
@@ -168,6 +172,12 @@ def test_rules_from_a_file_diffed_confirmed_and_a_bad_one_refused(
     page.wait_for_selector("pre[data-testid=diff]")
     diff = page.inner_text("pre[data-testid=diff]")
     assert "-cooldown_seconds = 20" in diff and "+cooldown_seconds = 30" in diff
+    for size in (DESKTOP, PHONE):
+        page.set_viewport_size(size)
+        assert_fits(page)
+    # On the phone, the diff's long lines scroll inside its own box.
+    assert page.eval_on_selector("pre[data-testid=diff]", "p => p.scrollWidth > p.clientWidth")
+    page.set_viewport_size(DESKTOP)
     assert_no_blank_values(page)
     page.screenshot(path=SHOTS / "console-village-rules-diff.png", full_page=True)
     page.click("[data-testid=confirm]")
@@ -175,6 +185,31 @@ def test_rules_from_a_file_diffed_confirmed_and_a_bad_one_refused(
     assert "cn-default-2026.12" in page.inner_text("[data-testid=rules-version]")
     with CentralStore.open(central.db) as store:
         assert operations.rules(store, "V1").text == newer  # byte for byte
+
+
+def test_long_words_on_the_rules_page_wrap_on_a_phone(central: Central, browser: Browser) -> None:
+    """A long version in the diff's heading and a long key in a refusal break rather
+    than widen the page; nothing is applied (previews only)."""
+    phone = Offline(browser, PHONE)
+    try:
+        page = phone.page
+        login(page, central, "county-ops")
+        page.goto(f"{central.url}{V1}/rules")
+        good = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+        long_version = "v" + "x" * 63  # the longest a version may be
+        page.fill("#rules-text", good.replace('"cn-default-2026.11"', f'"{long_version}"'))
+        page.click("[data-testid=preview-button]")
+        page.wait_for_selector("[data-testid=confirm]")
+        assert long_version in page.inner_text("[data-testid=preview] h2")
+        assert_fits(page)
+        page.goto(f"{central.url}{V1}/rules")
+        page.fill("#rules-text", good.replace("cooldown_seconds", "cooldown_" + "s" * 200))
+        page.click("[data-testid=preview-button]")
+        assert "s" * 200 in page.inner_text("[data-testid=error]")
+        assert_fits(page)
+        assert not phone.blocked and not phone.dialogs
+    finally:
+        phone.context.close()
 
 
 def test_a_revocation_in_the_console_is_in_the_state_pushed(
@@ -229,3 +264,43 @@ def test_overdrafts_dead_letters_and_scoping(central: Central, offline: Offline)
     assert response is not None and response.status == 200
     assert page.locator("[data-testid=empty]").is_visible()
     assert_no_blank_values(page)
+
+
+def test_every_page_fits_a_phone(central: Central, browser: Browser) -> None:
+    """Every console page, in both languages, on a 390 px phone: no sideways scrolling
+    (wide tables scroll inside their card)."""
+    phone = Offline(browser, PHONE)
+    try:
+        page = phone.page
+        page.goto(f"{central.url}/login")
+        assert_fits(page)
+        login(page, central, "county-ops")
+        page.wait_for_selector("[data-testid=user]")
+        page.goto(f"{central.url}{V1}/passbooks?q=Li")
+        statement = page.get_attribute("[data-testid=passbooks] tbody tr:first-child a", "href")
+        assert statement
+        pages = ["/", "/fleet", "/exports", "/audit", "/dead-letters", V1, f"{V1}/catalogue",
+                 f"{V1}/rules", f"{V1}/passbooks?q=Li", statement, f"{V1}/overdrafts",
+                 f"{V1}/audit"]  # fmt: skip
+        for lang in ("zh-CN", "en"):
+            for path in pages:
+                response = page.goto(f"{central.url}{path}")
+                assert response is not None and response.status == 200, path
+                assert page.get_attribute("html", "lang") == lang
+                assert_fits(page)
+            page.click("[data-testid=lang]")
+            page.wait_for_selector("html[lang=en]" if lang == "zh-CN" else "html[lang=zh-CN]")
+        page.goto(f"{central.url}/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=15_000)
+        assert_fits(page)
+        page.goto(f"{central.url}/")
+        page.click("[data-testid=logout]")
+        page.wait_for_url("**/login")
+        login(page, central, "dongcun-ops")
+        page.wait_for_selector("[data-testid=user]")
+        response = page.goto(f"{central.url}{V1}/catalogue")
+        assert response is not None and response.status == 403
+        assert_fits(page)
+        assert not phone.blocked and not phone.dialogs
+    finally:
+        phone.context.close()
