@@ -27,6 +27,7 @@ the entries and resends after its timeout, which is safe because ingest is idemp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,10 +52,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import db, recheck, recheck_state, rollup
+from central import audit, db, personal, recheck, recheck_state, rollup
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
+from edge.personal import PERSONAL_KEY
 from greenpass.errors import ProtocolError, StorageError
 from sync import protocol
 from sync.keys import public_key
@@ -260,8 +262,11 @@ def _ack(
         first_seq=batch.first_seq,
         last_seq=batch.last_seq,
         reason=reason,
+        accepts=[protocol.ACCEPT_PERSONAL],
     )
 
+
+log = logging.getLogger(__name__)
 
 _d, _e = db.devices, db.entries
 # Built once: building a Core statement costs more than running it.
@@ -298,6 +303,9 @@ def _place(
                 "different content (a replay or a rewritten ledger)",
             )
         conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
+        # A kiosk resends an entry central holds to bring personal records of
+        # enrolments it sent before this central took them (sync.uplink).
+        _accept_personal(conn, dev, batch, now_ms)
         return _ack(dev, batch, "ok", acked, f"duplicate: already stored up to {acked}"), 0
 
     if batch.first_seq > acked + 1:
@@ -315,13 +323,25 @@ def _place(
         )
     recheck_state.check_against_ledger(conn, dev.device_id, dev.village_id, batch, skip)
     rows, hashes = batch.rows[skip:], batch.hashes[skip:]
-    insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     villager_changes = [
         batch.entry(n)
         for n in range(skip, len(batch.rows))
         if batch.rows[n][_KIND] in _VILLAGER_KIND_VALUES
     ]
+    if villager_changes:  # an enrolment from before version 2 names its household
+        rows = [(*r[:_DATA], personal.stored_data(r[_KIND], r[_DATA])) for r in rows]
+    insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     _apply_villagers(conn, dev, villager_changes)
+    personal.record_commitments(
+        conn,
+        dev,
+        [
+            (x.passbook_id or "", x.data.get(PERSONAL_KEY, ""))
+            for x in villager_changes
+            if x.kind is Kind.ENROL
+        ],
+    )
+    _accept_personal(conn, dev, batch, now_ms)
     conn.execute(
         _SEEN,
         {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},
@@ -331,6 +351,18 @@ def _place(
     rollup.add(conn, dev.device_id, dev.village_id, rows)
     conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
     return _ack(dev, batch, "ok", batch.last_seq), len(rows)
+
+
+def _accept_personal(conn: Connection, dev: Device, batch: protocol.Batch, now_ms: int) -> None:
+    """Take the batch's personal records; one that does not match its enrolment's
+    commitment is not taken, and audited (the entries are kept either way)."""
+    for problem in personal.accept(conn, dev, batch.personal, now_ms):
+        log.warning("ingest %s: personal record not taken: %s", dev.device_id, problem)
+        audit.record(
+            conn, actor=f"device:{dev.device_id}", action="personal.refused",
+            target=problem.split(":", 1)[0], now_ms=now_ms, village_id=dev.village_id,
+            after={"reason": problem},
+        )  # fmt: skip
 
 
 # Column order of the INSERT and the COPY: an entry's row as `protocol.Batch` holds it,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from central import rules_versions
 from edge.deposits import weighable
 from edge.entries import Kind
+from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment
 from edge.rules import Rules
 from greenpass.errors import ProtocolError, Refused
 from sync import protocol
@@ -66,7 +67,9 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     Kind.ENROL: (("passbook_id", "staff_id"), _VILLAGER_NEVER),
     Kind.VILLAGER_STATUS: (("passbook_id", "staff_id", "reason"), _VILLAGER_NEVER),
 }  # fmt: skip
-_DATA_KEYS = {Kind.ENROL: ("household_name", "village"), Kind.VILLAGER_STATUS: ("status",)}
+# An enrolment also needs its household: the commitment (data.personal, enrol data
+# version 2) or, from a kiosk before it, the name (data.household_name): `_household`.
+_DATA_KEYS = {Kind.ENROL: ("village",), Kind.VILLAGER_STATUS: ("status",)}
 # Positions, built once: this runs for every synced entry.
 _SHAPE_AT = {
     kind: (tuple((_ROW[f], f) for f in need), tuple((_ROW[f], f) for f in never))
@@ -74,6 +77,16 @@ _SHAPE_AT = {
 }
 if set(SHAPES) != set(Kind):  # pragma: no cover
     raise RuntimeError("central.recheck.SHAPES does not cover every entry kind")
+
+
+def _household(seq: int, data: dict[str, str]) -> None:
+    if PERSONAL_KEY in data:
+        if not is_commitment(data[PERSONAL_KEY]):
+            raise refuse(seq, "data.personal is not a commitment (64 hex digits)")
+        if LEGACY_NAME_KEY in data:
+            raise refuse(seq, "an enrolment with a commitment carries no household name")
+    elif not data.get(LEGACY_NAME_KEY):
+        raise refuse(seq, "enrol entries need data.personal (or, before it, a household name)")
 
 
 def refuse(seq: int, message: str) -> ProtocolError:
@@ -104,6 +117,8 @@ def check_row(row: tuple[Any, ...], known: Mapping[str, Rules], village_id: str)
     for key in _DATA_KEYS.get(kind, ()):
         if not row[DATA].get(key):
             raise refuse(seq, f"{kind} entries need data.{key}")
+    if kind == Kind.ENROL:
+        _household(seq, row[DATA])
     rules: Rules | None = None
     version = row[RULES]
     if version is not None and kind != Kind.REVERSAL:
