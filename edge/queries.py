@@ -109,6 +109,31 @@ def villager(conn: sqlite3.Connection, passbook_id: str) -> Villager | None:
     return Villager(*row) if row else None
 
 
+@dataclass(frozen=True)
+class Found:
+    """A passbook found by `find_villagers`: the villager, and the card that replaced it
+    at this kiosk (None if none did)."""
+
+    villager: Villager
+    replaced_by: str | None
+
+
+def find_villagers(
+    conn: sqlite3.Connection, village: str, query: str, limit: int = 30
+) -> list[Found]:
+    """The village's passbooks whose id or household name holds `query` (all of them for
+    an empty query), revoked ones last, then by passbook id; at most `limit`."""
+    rows = conn.execute(
+        "SELECT v.passbook_id, v.household_name, v.village, v.status, l.new_passbook_id "
+        "FROM villagers v LEFT JOIN passbook_links l ON l.old_passbook_id = v.passbook_id "
+        "WHERE v.village = ?1 AND (?2 = '' OR instr(lower(v.passbook_id), lower(?2)) > 0 "
+        "OR instr(v.household_name, ?2) > 0) "
+        "ORDER BY v.status = 'revoked', v.passbook_id LIMIT ?3",
+        (village, query.strip(), max(1, limit)),
+    ).fetchall()
+    return [Found(Villager(*r[:4]), r[4]) for r in rows]
+
+
 def villagers(conn: sqlite3.Connection, village: str, status: str) -> list[Villager]:
     rows = conn.execute(
         "SELECT passbook_id, household_name, village, status FROM villagers "
@@ -160,15 +185,55 @@ def catalogue(conn: sqlite3.Connection) -> list[Item]:
     return [i for i in (item(conn, x) for x in ids) if i is not None]
 
 
+# The passbooks whose points are counted under ?1: itself and, through this kiosk's
+# replacements, every card it replaced; none if ?1 was itself replaced here.
+_ACCOUNT_CTE = (
+    "WITH RECURSIVE account(p) AS ("
+    "SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM passbook_links WHERE old_passbook_id = ?1) "
+    "UNION SELECT l.old_passbook_id FROM passbook_links l JOIN account a "
+    "ON l.new_passbook_id = a.p) "
+)
+_BALANCE_SQL = (
+    _ACCOUNT_CTE + "SELECT coalesce((SELECT sum(points) FROM snapshot_balances "
+    "WHERE passbook_id IN account), 0) "
+    "+ coalesce((SELECT sum(points) FROM entries WHERE passbook_id IN account AND seq > "
+    "coalesce((SELECT included_seq FROM snapshot WHERE id = 1), 0)), 0)"
+)
+
+
 def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
-    """Central's snapshot for the passbook plus this kiosk's entries after it (DESIGN §3)."""
+    """Central's snapshot plus this kiosk's entries after it (DESIGN §3), for the
+    passbook's account: a card replaced here counts under the card that replaced it,
+    as central counts it (`central.passbooks.fold_balances`), and has none of its own.
+
+    Before central has the replacement its snapshot still holds the old card's points
+    under the old id, and they are added here; once it has, the snapshot holds the
+    whole account under the new id and nothing under the old, and the sum is the same.
+    """
+    return int(conn.execute(_BALANCE_SQL, (passbook_id,)).fetchone()[0])
+
+
+def replaced_by(conn: sqlite3.Connection, passbook_id: str) -> str | None:
+    """The passbook that replaced this one at this kiosk, if any."""
     row = conn.execute(
-        "SELECT coalesce((SELECT points FROM snapshot_balances WHERE passbook_id = ?1), 0) "
-        "+ coalesce((SELECT sum(points) FROM entries WHERE passbook_id = ?1 AND seq > "
-        "coalesce((SELECT included_seq FROM snapshot WHERE id = 1), 0)), 0)",
-        (passbook_id,),
+        "SELECT new_passbook_id FROM passbook_links WHERE old_passbook_id = ?", (passbook_id,)
     ).fetchone()
-    return int(row[0])
+    return None if row is None else str(row[0])
+
+
+def account_of(conn: sqlite3.Connection, passbook_id: str) -> str:
+    """The newest passbook of the household's chain of replacements at this kiosk."""
+    seen = {passbook_id}
+    while (newer := replaced_by(conn, passbook_id)) is not None and newer not in seen:
+        seen.add(newer)
+        passbook_id = newer
+    return passbook_id
+
+
+def account_members(conn: sqlite3.Connection, passbook_id: str) -> list[str]:
+    """`passbook_id`'s account (see `balance`): itself and the cards it replaced here."""
+    rows = conn.execute(_ACCOUNT_CTE + "SELECT p FROM account", (passbook_id,)).fetchall()
+    return [r[0] for r in rows]
 
 
 # --- who may act (checked inside the write transaction) --------------------------------
