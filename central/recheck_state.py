@@ -16,7 +16,10 @@ applies to: a batch of deposits costs nothing here.
   most the best prefix of that kiosk's entries central could have put in a snapshot
   (DESIGN §3). Two kiosks spending the same points offline both pass, and the
   overdraft is flagged in reports (`central.reports.overdrafts`), never refused; a
-  redemption of points the passbook never had anywhere is refused.
+  redemption of points the passbook never had anywhere is refused. The passbook's
+  points are its household's account: every card linked by replacements, and the
+  cards this kiosk replaced itself, counted as it counted them even where central
+  could not link them (`central.kiosk_replacements`).
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import accounts, reversal, villagers
 from edge import catalogue as goods
 from edge import queries as q
-from edge import reversal, villagers
 from edge.active_rules import ActiveRules
 from edge.appender import Appender
 from edge.central_state import CentralState, apply_central_state
@@ -356,7 +356,7 @@ class Ledger:
 
     def replaced_by(self, passbook_id: str) -> str | None:
         """The passbook that replaced this one at this kiosk, if any."""
-        return q.replaced_by(self.store.conn, passbook_id)
+        return accounts.replaced_by(self.store.conn, passbook_id)
 
     def staff(self) -> list[StaffMember]:
         """Every staff member (active or not), by id."""
@@ -391,8 +391,8 @@ class Ledger:
         with self.store.read() as conn:
             if q.villager(conn, passbook_id) is None:
                 raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
-            account = q.account_of(conn, passbook_id)
-            members = q.account_members(conn, account)
+            account = accounts.account_of(conn, passbook_id)
+            members = accounts.account_members(conn, account)
             marks = ", ".join("?" * len(members))
             rows = conn.execute(
                 f"{SELECT_ENTRY} WHERE passbook_id IN ({marks}) ORDER BY seq", members

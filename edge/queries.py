@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from edge.accounts import ACCOUNT_CTE
 from edge.entries import REVERSIBLE, Entry, Kind
 from edge.rows import SELECT_ENTRY, entry_from_row
 from edge.rules import Rules
@@ -185,16 +186,8 @@ def catalogue(conn: sqlite3.Connection) -> list[Item]:
     return [i for i in (item(conn, x) for x in ids) if i is not None]
 
 
-# The passbooks whose points are counted under ?1: itself and, through this kiosk's
-# replacements, every card it replaced; none if ?1 was itself replaced here.
-_ACCOUNT_CTE = (
-    "WITH RECURSIVE account(p) AS ("
-    "SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM passbook_links WHERE old_passbook_id = ?1) "
-    "UNION SELECT l.old_passbook_id FROM passbook_links l JOIN account a "
-    "ON l.new_passbook_id = a.p) "
-)
 _BALANCE_SQL = (
-    _ACCOUNT_CTE + "SELECT coalesce((SELECT sum(points) FROM snapshot_balances "
+    ACCOUNT_CTE + "SELECT coalesce((SELECT sum(points) FROM snapshot_balances "
     "WHERE passbook_id IN account), 0) "
     "+ coalesce((SELECT sum(points) FROM entries WHERE passbook_id IN account AND seq > "
     "coalesce((SELECT included_seq FROM snapshot WHERE id = 1), 0)), 0)"
@@ -204,36 +197,14 @@ _BALANCE_SQL = (
 def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
     """Central's snapshot plus this kiosk's entries after it (DESIGN §3), for the
     passbook's account: a card replaced here counts under the card that replaced it,
-    as central counts it (`central.passbooks.fold_balances`), and has none of its own.
+    as central counts it (`central.passbooks.fold_balances`), and has none of its own
+    (`edge.accounts`).
 
     Before central has the replacement its snapshot still holds the old card's points
     under the old id, and they are added here; once it has, the snapshot holds the
     whole account under the new id and nothing under the old, and the sum is the same.
     """
     return int(conn.execute(_BALANCE_SQL, (passbook_id,)).fetchone()[0])
-
-
-def replaced_by(conn: sqlite3.Connection, passbook_id: str) -> str | None:
-    """The passbook that replaced this one at this kiosk, if any."""
-    row = conn.execute(
-        "SELECT new_passbook_id FROM passbook_links WHERE old_passbook_id = ?", (passbook_id,)
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def account_of(conn: sqlite3.Connection, passbook_id: str) -> str:
-    """The newest passbook of the household's chain of replacements at this kiosk."""
-    seen = {passbook_id}
-    while (newer := replaced_by(conn, passbook_id)) is not None and newer not in seen:
-        seen.add(newer)
-        passbook_id = newer
-    return passbook_id
-
-
-def account_members(conn: sqlite3.Connection, passbook_id: str) -> list[str]:
-    """`passbook_id`'s account (see `balance`): itself and the cards it replaced here."""
-    rows = conn.execute(_ACCOUNT_CTE + "SELECT p FROM account", (passbook_id,)).fetchall()
-    return [r[0] for r in rows]
 
 
 # --- who may act (checked inside the write transaction) --------------------------------

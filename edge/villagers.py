@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from edge import accounts
 from edge import queries as q
 from edge.appender import Appender
 from edge.entries import Entry, Kind
@@ -92,7 +93,7 @@ def set_status(
         q.require_staff(conn, staff_id, "staff", "admin")
         if q.villager(conn, passbook_id) is None:
             raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
-        if status != "revoked" and (new := q.replaced_by(conn, passbook_id)) is not None:
+        if status != "revoked" and (new := accounts.replaced_by(conn, passbook_id)) is not None:
             raise Refused(
                 "already_replaced",
                 f"passbook {passbook_id!r} was replaced by {new!r}; its card stays refused",
@@ -149,7 +150,7 @@ def replace(
         v = q.villager(conn, old)
         if v is None:
             raise Refused("unknown_passbook", f"no villager with passbook {old!r}")
-        if (done := q.replaced_by(conn, old)) is not None:
+        if (done := accounts.replaced_by(conn, old)) is not None:
             raise Refused(
                 "already_replaced",
                 f"passbook {old!r} was already replaced by {done!r}",
