@@ -4,7 +4,9 @@ Every change an operator makes through `central.operations` or `central.passbook
 (villages, rules, catalogue, revocations, replacements) is written here in the SAME
 transaction as the change itself, so a change without its audit row cannot exist.
 Accounts (`central.accounts`: add, disable, token, unlock), device revocations,
-enrolment tokens and enrolments (`central.store`) call `record` the same way. No
+enrolment tokens and enrolments (`central.store`) call `record` the same way, and so
+does ingest for a lost card replaced at a kiosk (`central.kiosk_replacements`, actor
+`kiosk:<device>`). No
 password, hash or token is ever written here: only that it happened, and to what.
 A row's `village_id` is the village it concerns; a county account's rows have none
 and are seen only in the county-wide audit (CLI without --village, API without

@@ -17,6 +17,9 @@ fit what is stored before them (`central.recheck_state`: reversal targets, stock
 balances). The caller publishes the ack only after this commit, so an `ok` always
 means "durably stored".
 
+The same transaction keeps `villagers` from enrol and villager_status entries, and
+links a lost card replaced at the kiosk to its new one (`central.kiosk_replacements`).
+
 That transaction is the only one per batch: the checks above use the device row as
 last read, and the transaction re-reads it under its lock and starts over on a fresh
 read if the key or village changed meanwhile. Every refusal is decided on a fresh read.
@@ -52,7 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import audit, db, personal, recheck, recheck_state, rollup
+from central import audit, db, kiosk_replacements, personal, recheck, recheck_state, rollup
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
@@ -342,6 +345,8 @@ def _place(
         ],
     )
     _accept_personal(conn, dev, batch, now_ms)
+    if any(kiosk_replacements.replaces(x) for x in villager_changes):
+        kiosk_replacements.record(conn, dev.device_id, dev.village_id, villager_changes, now_ms)
     conn.execute(
         _SEEN,
         {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},

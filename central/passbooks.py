@@ -15,6 +15,10 @@ passbook id is made for the same household (a `villagers` row written by central
 `source_device = "central"`), and `passbook_links` says old → new. The new id has a
 `.R` in it, which a kiosk never makes (`<device>-<n>`; device ids have no dot).
 
+A kiosk replaces a lost card offline with two entries (an `enrol` whose
+`data.replaces` names the old card, and its revocation); central makes the same link
+and revocation when it ingests them (`central.kiosk_replacements`).
+
 A household's points are its **account**: every passbook linked by replacements.
 Balances in the state (`fold_balances`), central's re-check of a redemption
 (`central.recheck_state`), statements and overdrafts (`central.reports`) count the
@@ -173,20 +177,27 @@ def replace(store: CentralStore, old: str, *, actor: str, now_ms: int) -> str:
                 updated_ms=now_ms, source_device=CENTRAL_SOURCE, source_seq=0,
             )
         )  # fmt: skip
-        _put_revocation(conn, old, village, f"replaced by {new}", actor, now_ms)
-        conn.execute(
-            insert(lk).values(
-                old_passbook_id=old, new_passbook_id=new, village_id=village,
-                replaced_ms=now_ms, replaced_by=actor,
-            )
-        )  # fmt: skip
-        _touch(conn, village, now_ms)
+        link(conn, old, new, village, actor=actor, now_ms=now_ms)
         audit.record(
             conn, actor=actor, action="passbook.replace", target=old, now_ms=now_ms,
             village_id=village, before={"passbook_id": old, "status": status},
             after={"passbook_id": new, "household_name": household, "old_status": "revoked"},
         )  # fmt: skip
         return new
+
+
+def link(conn: Connection, old: str, new: str, village_id: str, *, actor: str, now_ms: int) -> None:
+    """Inside the caller's transaction: revoke `old` at central ("replaced by NEW") and
+    record `old → new`. For `replace`, and for a replacement made at a kiosk
+    (`central.kiosk_replacements`); the caller has checked that neither is linked yet."""
+    _put_revocation(conn, old, village_id, f"replaced by {new}", actor, now_ms)
+    conn.execute(
+        insert(db.passbook_links).values(
+            old_passbook_id=old, new_passbook_id=new, village_id=village_id,
+            replaced_ms=now_ms, replaced_by=actor,
+        )
+    )  # fmt: skip
+    _touch(conn, village_id, now_ms)
 
 
 # --- accounts: passbooks linked by replacements ----------------------------------------

@@ -85,6 +85,13 @@ def migrate_v6(conn: Connection) -> None:
 # --- ingest -------------------------------------------------------------------------------
 
 
+def known(conn: Connection, passbook_id: str) -> bool:
+    """Whether central holds a row for the passbook here: its enrolment's commitment,
+    or an erasure."""
+    found = conn.scalar(select(personal.c.passbook_id).where(personal.c.passbook_id == passbook_id))
+    return found is not None
+
+
 def stored_data(kind: str, data: dict[str, str]) -> dict[str, str]:
     """An entry's data as central stores it: an enrolment keeps no name (a kiosk of
     before version 2 put it there; `villagers` has it)."""
@@ -311,6 +318,7 @@ __all__ = [
     "erase",
     "erased_at",
     "export",
+    "known",
     "migrate_v6",
     "personal",
     "record_commitments",

@@ -12,7 +12,8 @@ entry, with no database state (this module, outside the ingest transaction):
   its points and CO2e are the ones those rules give for its grams — computed by the
   kiosk's own code (`edge.deposits.weighable`, `edge.rules.Category`), not a copy;
 - an award is 1 to `max_award_points` of its rules; a redemption takes points and
-  stock, never gives them; a restock adds stock; an adjustment changes it.
+  stock, never gives them; a restock adds stock; an adjustment changes it; an
+  enrolment that replaces a lost card (`data.replaces`) names another passbook.
 
 What needs earlier entries (stock, balances, reversal targets) is checked inside the
 transaction by `central.recheck_state`. A failure raises `ProtocolError("rejected")`
@@ -174,6 +175,12 @@ def _redeem(seq: int, row: tuple[Any, ...], _rules: Rules | None) -> None:
         )
 
 
+def _enrol(seq: int, row: tuple[Any, ...], _rules: Rules | None) -> None:
+    # A replacement card (`data.replaces`, central.kiosk_replacements) is a new passbook.
+    if row[DATA].get("replaces") == row[PASSBOOK]:
+        raise refuse(seq, f"an enrolment of {row[PASSBOOK]!r} cannot replace that passbook")
+
+
 def _restock(seq: int, row: tuple[Any, ...], _rules: Rules | None) -> None:
     if row[QTY] <= 0:
         raise refuse(seq, f"a restock adds stock, got qty {row[QTY]}")
@@ -185,6 +192,7 @@ def _adjust_stock(seq: int, row: tuple[Any, ...], _rules: Rules | None) -> None:
 
 
 _BY_KIND = {
+    Kind.ENROL.value: _enrol,
     Kind.DEPOSIT.value: _deposit,
     Kind.AWARD.value: _award,
     Kind.REDEEM.value: _redeem,

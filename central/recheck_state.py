@@ -16,7 +16,10 @@ applies to: a batch of deposits costs nothing here.
   most the best prefix of that kiosk's entries central could have put in a snapshot
   (DESIGN §3). Two kiosks spending the same points offline both pass, and the
   overdraft is flagged in reports (`central.reports.overdrafts`), never refused; a
-  redemption of points the passbook never had anywhere is refused.
+  redemption of points the passbook never had anywhere is refused. The passbook's
+  points are its household's account: every card linked by replacements, and the
+  cards this kiosk replaced itself, counted as it counted them even where central
+  could not link them (`central.kiosk_replacements`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
-from central import db, passbooks
+from central import db, kiosk_replacements, passbooks
 from central.recheck import (
     CATEGORY,
     CO2E,
@@ -144,24 +147,38 @@ def _balances(
     redeemed = {r[PASSBOOK] for r in rows if r[KIND] == Kind.REDEEM}
     # A replaced card's points are the household's account (central.passbooks): the
     # new passbook may spend what the old one earned, and the old one what is left.
+    # This kiosk's own replacements count as it counted them, whether central could
+    # link them or not (central.kiosk_replacements): those in this batch, and those
+    # stored, found from the enrolment of each new card below.
     replaced = passbooks.links(conn, village_id)
-    account = passbooks.members(redeemed, replaced)
-    q = (
-        select(_e.c.passbook_id, _e.c.device_id, _e.c.points)
-        .where((_e.c.village_id == village_id) & _e.c.passbook_id.in_(account))
-        .order_by(_e.c.device_id, _e.c.seq)
+    replaced.update(kiosk_replacements.claimed(rows))
+    own_enrol = case(
+        ((_e.c.kind == Kind.ENROL.value) & (_e.c.device_id == device_id), _e.c.data), else_=None
     )
+    found: list[tuple[str, int, str, int]] = []  # device, seq, passbook, points
+    read: set[str] = set()
+    while todo := set(account := passbooks.members(redeemed, replaced)) - read:
+        read |= todo
+        q = select(_e.c.device_id, _e.c.seq, _e.c.passbook_id, _e.c.points, own_enrol).where(
+            (_e.c.village_id == village_id) & _e.c.passbook_id.in_(todo)
+        )
+        for device, seq, member, points, data in conn.execute(q):
+            found.append((device, int(seq), member, int(points)))
+            old = None if data is None else kiosk_replacements.replaces_in(data)
+            if old is not None and replaced.get(old) != member:
+                replaced[old] = member  # its account changed: read the old card's too
+    found.sort()
     own: dict[str, int] = defaultdict(int)  # this kiosk's entries: all of them count
     others: dict[str, int] = defaultdict(int)  # the best snapshot of every other kiosk
     running: dict[tuple[str, str], int] = defaultdict(int)
     best: dict[tuple[str, str], int] = defaultdict(int)  # 0: a snapshot without any
-    for member, device, points in conn.execute(q):
+    for device, _, member, points in found:
         passbook = account[member]
         if device == device_id:
-            own[passbook] += int(points)
+            own[passbook] += points
             continue
         key = (passbook, device)
-        running[key] += int(points)
+        running[key] += points
         best[key] = max(best[key], running[key])
     for (passbook, _), points in best.items():
         others[passbook] += points

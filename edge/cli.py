@@ -93,6 +93,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reason", required=True)
     p.set_defaults(handler=cmd_villager_status)
 
+    p = lsub.add_parser(
+        "replace",
+        parents=[db, staff, js],
+        help="replace a lost card: a new passbook with its balance, the old one revoked",
+    )
+    p.add_argument("--passbook", required=True, help="the lost card's passbook id")
+    p.add_argument("--new-passbook", help="the new passbook id (default: <device>-<n>)")
+    p.set_defaults(handler=cmd_replace)
+
     p = lsub.add_parser("item", parents=[db, staff], help="add or change a catalogue item")
     p.add_argument("--id", dest="item_id", required=True)
     p.add_argument("--name-zh", required=True)
@@ -170,6 +179,8 @@ def _describe(e: Entry) -> str:
         parts.append(f"{e.co2e_g:+d} g CO2e")
     if e.ref_seq:
         parts.append(f"reverses #{e.ref_seq}")
+    if e.data.get("replaces"):
+        parts.append(f"{e.passbook_id} replaces {e.data['replaces']}")
     if e.reason:
         parts.append(f"({e.reason})")
     if e.flags:
@@ -270,6 +281,19 @@ def cmd_villager_status(args: argparse.Namespace) -> int:
             args.passbook, args.status, reason=args.reason, staff_id=_signed_in(ledger, args.staff)
         )
         _emit(args, [e], {})
+    return 0
+
+
+def cmd_replace(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        enrolled, revoked = ledger.replace_passbook(
+            args.passbook,
+            staff_id=_signed_in(ledger, args.staff),
+            new_passbook_id=args.new_passbook,
+        )
+        new = enrolled.passbook_id
+        assert new is not None
+        _emit(args, [enrolled, revoked], {"passbook": new, "balance": ledger.balance(new)})
     return 0
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-TASKS = ("menu", "redeem", "enrol", "award", "reverse", "restock", "report")
-# Tasks that need a villager: a passbook scanned during them selects one.
+TASKS = ("menu", "redeem", "enrol", "award", "reverse", "restock", "report", "replace")
+# Tasks that need a villager: a passbook scanned during them selects one. Replacing a
+# lost card is not one (the card is lost): staff pick the passbook from a list.
 VILLAGER_TASKS = ("redeem", "award")
 
 

@@ -17,7 +17,7 @@ from edge import desk as dk
 from edge import session as ss
 from edge.cards import make_card
 from edge.daemon import Kiosk
-from edge.kiosk_view import villager_info
+from edge.kiosk_view import mask_name, villager_info
 from greenpass.errors import Refused
 
 LANGUAGES = ("zh", "en")
@@ -157,14 +157,59 @@ async def enrol(k: Kiosk, household: str) -> dict[str, Any]:
         staff = require_staff(k)
         e = await _staff_write(k, k.require_ledger().enrol, household, staff_id=staff)
         assert e.passbook_id is not None
-        key = k.device_key
-        card = None
-        if key is not None:
-            ledger = k.require_ledger()
-            card = make_card(
-                "passbook", ledger.village, e.passbook_id, key_id=ledger.device_id, key=key
-            )
+        card = _card(k, e.passbook_id)
         return {"seq": e.seq, "passbook": e.passbook_id, "household": household, "card": card}
+
+    return await k.act(run)
+
+
+def _card(k: Kiosk, passbook_id: str) -> str | None:
+    """The QR text of a new passbook card signed by this kiosk (None without a key)."""
+    key = k.device_key
+    if key is None:
+        return None
+    ledger = k.require_ledger()
+    return make_card("passbook", ledger.village, passbook_id, key_id=ledger.device_id, key=key)
+
+
+def find_passbooks(k: Kiosk, query: str) -> list[dict[str, Any]]:
+    """The village's passbooks whose id or household name holds `query`, names masked,
+    for staff picking a lost card (ledger thread)."""
+    ledger = k.require_ledger()
+    return [
+        {
+            "passbook": f.villager.passbook_id,
+            "name": mask_name(f.villager.household_name),
+            "status": f.villager.status,
+            "replaced_by": f.replaced_by,
+            "balance": ledger.balance(f.villager.passbook_id),
+        }
+        for f in ledger.find_villagers(query[:64])
+    ]
+
+
+async def replace(k: Kiosk, old: str) -> dict[str, Any]:
+    """Replace the lost card `old`; the answer carries the new passbook card's QR text to
+    print, the household's masked name (its full name only for the printed card) and the
+    balance the new passbook carries."""
+
+    async def run() -> dict[str, Any]:
+        staff = require_staff(k)
+        ledger = k.require_ledger()
+        enrolled, _ = await _staff_write(k, ledger.replace_passbook, old, staff_id=staff)
+        new = enrolled.passbook_id
+        assert new is not None
+        name = enrolled.data["household_name"]
+        balance = await k.in_db(ledger.balance, new)
+        return {
+            "seq": enrolled.seq,
+            "old": old,
+            "passbook": new,
+            "household": mask_name(name),
+            "card_name": name,
+            "balance": balance,
+            "card": _card(k, new),
+        }
 
     return await k.act(run)
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import accounts, reversal, villagers
 from edge import catalogue as goods
 from edge import queries as q
-from edge import reversal, villagers
 from edge.active_rules import ActiveRules
 from edge.appender import Appender
 from edge.central_state import CentralState, apply_central_state
@@ -25,7 +25,7 @@ from edge.clock import Clock, SystemClock
 from edge.deposits import DepositHistory, weighable
 from edge.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
 from edge.outbox import Outbox
-from edge.queries import DayReport, DepositLine, Item, Villager
+from edge.queries import DayReport, DepositLine, Found, Item, Villager
 from edge.rows import SELECT_ENTRY, entry_from_row
 from edge.rules import Rules
 from edge.snapshot import apply_snapshot
@@ -157,6 +157,21 @@ class Ledger:
     ) -> Entry:
         return villagers.set_status(
             self.store, self._appender, passbook_id, status, staff_id=staff_id, reason=reason
+        )
+
+    def replace_passbook(
+        self, old: str, *, staff_id: str, new_passbook_id: str | None = None
+    ) -> tuple[Entry, Entry]:
+        """Replace a lost card: a new passbook for the same household carrying the old
+        one's balance, and the old one revoked, in one transaction. Returns the new
+        passbook's `enrol` entry and the old one's `villager_status` entry."""
+        return villagers.replace(
+            self.store,
+            self._appender,
+            self.village,
+            old,
+            staff_id=staff_id,
+            new_passbook_id=new_passbook_id,
         )
 
     # --- points -------------------------------------------------------------------------
@@ -335,6 +350,14 @@ class Ledger:
         """This kiosk's village's villagers with `status`, by passbook id."""
         return q.villagers(self.store.conn, self.village, status)
 
+    def find_villagers(self, query: str, limit: int = 30) -> list[Found]:
+        """This village's passbooks whose id or household name holds `query`."""
+        return q.find_villagers(self.store.conn, self.village, query, limit)
+
+    def replaced_by(self, passbook_id: str) -> str | None:
+        """The passbook that replaced this one at this kiosk, if any."""
+        return accounts.replaced_by(self.store.conn, passbook_id)
+
     def staff(self) -> list[StaffMember]:
         """Every staff member (active or not), by id."""
         return q.staff_members(self.store.conn)
@@ -363,14 +386,19 @@ class Ledger:
             return q.day_report(conn, start)
 
     def statement(self, passbook_id: str) -> list[StatementLine]:
+        """The household's entries at this kiosk with the running balance: those of every
+        card of its account (a card replaced here and the one that replaced it)."""
         with self.store.read() as conn:
             if q.villager(conn, passbook_id) is None:
                 raise Refused("unknown_passbook", f"no villager with passbook {passbook_id!r}")
+            account = accounts.account_of(conn, passbook_id)
+            members = accounts.account_members(conn, account)
+            marks = ", ".join("?" * len(members))
             rows = conn.execute(
-                f"{SELECT_ENTRY} WHERE passbook_id = ? ORDER BY seq", (passbook_id,)
+                f"{SELECT_ENTRY} WHERE passbook_id IN ({marks}) ORDER BY seq", members
             ).fetchall()
             entries = [entry_from_row(r)[0] for r in rows]
-            running = q.balance(conn, passbook_id) - sum(e.points for e in entries)
+            running = q.balance(conn, account) - sum(e.points for e in entries)
         lines = []
         for e in entries:
             running += e.points

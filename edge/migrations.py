@@ -24,6 +24,12 @@ Migration 2 (sync):
 Migration 3 (item pictures):
 - `catalogue.picture`: the item's JPEG thumbnail from central's catalogue (NULL: none;
   the staff screen then shows the coloured initial tile).
+
+Migration 4 (replaced cards):
+- `passbook_links`: a lost card replaced at this kiosk, old passbook → new one, and the
+  seq of the new one's `enrol` entry (whose `data.replaces` names the old). Kept in
+  step with those entries, like `villagers`; the balance of the new passbook counts
+  the old one's until central's snapshot does (`queries.balance`).
 """
 
 from __future__ import annotations
@@ -168,6 +174,17 @@ CREATE TABLE central_state (
         "item pictures",
         """
 ALTER TABLE catalogue ADD COLUMN picture BLOB;
+""",
+    ),
+    (
+        4,
+        "replaced cards",
+        """
+CREATE TABLE passbook_links (
+    old_passbook_id TEXT PRIMARY KEY,
+    new_passbook_id TEXT NOT NULL UNIQUE,
+    enrol_seq       INTEGER NOT NULL
+) STRICT;
 """,
     ),
 ]

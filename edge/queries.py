@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from edge.accounts import ACCOUNT_CTE
 from edge.entries import REVERSIBLE, Entry, Kind
 from edge.rows import SELECT_ENTRY, entry_from_row
 from edge.rules import Rules
@@ -109,6 +110,31 @@ def villager(conn: sqlite3.Connection, passbook_id: str) -> Villager | None:
     return Villager(*row) if row else None
 
 
+@dataclass(frozen=True)
+class Found:
+    """A passbook found by `find_villagers`: the villager, and the card that replaced it
+    at this kiosk (None if none did)."""
+
+    villager: Villager
+    replaced_by: str | None
+
+
+def find_villagers(
+    conn: sqlite3.Connection, village: str, query: str, limit: int = 30
+) -> list[Found]:
+    """The village's passbooks whose id or household name holds `query` (all of them for
+    an empty query), revoked ones last, then by passbook id; at most `limit`."""
+    rows = conn.execute(
+        "SELECT v.passbook_id, v.household_name, v.village, v.status, l.new_passbook_id "
+        "FROM villagers v LEFT JOIN passbook_links l ON l.old_passbook_id = v.passbook_id "
+        "WHERE v.village = ?1 AND (?2 = '' OR instr(lower(v.passbook_id), lower(?2)) > 0 "
+        "OR instr(v.household_name, ?2) > 0) "
+        "ORDER BY v.status = 'revoked', v.passbook_id LIMIT ?3",
+        (village, query.strip(), max(1, limit)),
+    ).fetchall()
+    return [Found(Villager(*r[:4]), r[4]) for r in rows]
+
+
 def villagers(conn: sqlite3.Connection, village: str, status: str) -> list[Villager]:
     rows = conn.execute(
         "SELECT passbook_id, household_name, village, status FROM villagers "
@@ -160,15 +186,25 @@ def catalogue(conn: sqlite3.Connection) -> list[Item]:
     return [i for i in (item(conn, x) for x in ids) if i is not None]
 
 
+_BALANCE_SQL = (
+    ACCOUNT_CTE + "SELECT coalesce((SELECT sum(points) FROM snapshot_balances "
+    "WHERE passbook_id IN account), 0) "
+    "+ coalesce((SELECT sum(points) FROM entries WHERE passbook_id IN account AND seq > "
+    "coalesce((SELECT included_seq FROM snapshot WHERE id = 1), 0)), 0)"
+)
+
+
 def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
-    """Central's snapshot for the passbook plus this kiosk's entries after it (DESIGN §3)."""
-    row = conn.execute(
-        "SELECT coalesce((SELECT points FROM snapshot_balances WHERE passbook_id = ?1), 0) "
-        "+ coalesce((SELECT sum(points) FROM entries WHERE passbook_id = ?1 AND seq > "
-        "coalesce((SELECT included_seq FROM snapshot WHERE id = 1), 0)), 0)",
-        (passbook_id,),
-    ).fetchone()
-    return int(row[0])
+    """Central's snapshot plus this kiosk's entries after it (DESIGN §3), for the
+    passbook's account: a card replaced here counts under the card that replaced it,
+    as central counts it (`central.passbooks.fold_balances`), and has none of its own
+    (`edge.accounts`).
+
+    Before central has the replacement its snapshot still holds the old card's points
+    under the old id, and they are added here; once it has, the snapshot holds the
+    whole account under the new id and nothing under the old, and the sum is the same.
+    """
+    return int(conn.execute(_BALANCE_SQL, (passbook_id,)).fetchone()[0])
 
 
 # --- who may act (checked inside the write transaction) --------------------------------

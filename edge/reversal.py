@@ -8,6 +8,7 @@ or stock already handed out, is refused like any other write.
 
 from __future__ import annotations
 
+from edge import accounts
 from edge import queries as q
 from edge.appender import Appender
 from edge.entries import Entry, Kind
@@ -26,7 +27,8 @@ def reverse(store: Store, appender: Appender, seq: int, *, staff_id: str, reason
         target = q.entry(conn, seq)
         q.check_reversible(conn, target)
         if target.passbook_id is not None and target.points > 0:
-            balance = q.balance(conn, target.passbook_id)
+            # The household's: a card replaced since counts under the one that replaced it.
+            balance = q.balance(conn, accounts.account_of(conn, target.passbook_id))
             if balance < target.points:
                 raise Refused(
                     "insufficient_points",

@@ -14,6 +14,9 @@
     POST /api/staff/enrol      {"household": "张家"}            → passbook id and card QR
     POST /api/staff/reverse    {"seq": 12, "reason": "…"}
     POST /api/staff/restock    {"item": "soap", "qty": 20}
+    POST /api/staff/replace    {"passbook": "K0001-00003"}      a lost card → new passbook
+                                                                and card QR, balance carried
+    GET  /api/staff/passbooks?q=…  the village's passbooks by id or name (names masked)
     GET  /api/catalogue        goods and services with stock (and a picture URL or null)
     GET  /api/catalogue/I/picture  item I's JPEG thumbnail from central's catalogue
     GET  /api/staff/entries    recent entries (to pick one to reverse)
@@ -178,6 +181,14 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         d = await _body(r)
         return await act.restock(k, _field(d, "item", str), _field(d, "qty", int))
 
+    async def replace(r: Request) -> dict[str, Any]:
+        return await act.replace(k, _field(await _body(r), "passbook", str))
+
+    async def passbooks(r: Request) -> dict[str, Any]:
+        act.require_staff(k)
+        query = r.query_params.get("q", "")
+        return {"passbooks": await k.in_db(act.find_passbooks, k, query)}
+
     async def catalogue(r: Request) -> dict[str, Any]:
         return {"items": await k.in_db(act.catalogue, k)}
 
@@ -226,6 +237,8 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         Route("/api/staff/enrol", _guard(enrol), methods=post),
         Route("/api/staff/reverse", _guard(reverse), methods=post),
         Route("/api/staff/restock", _guard(restock), methods=post),
+        Route("/api/staff/replace", _guard(replace), methods=post),
+        Route("/api/staff/passbooks", _guard(passbooks)),
         Route("/api/catalogue", _guard(catalogue)),
         Route("/api/catalogue/{item}/picture", picture),
         Route("/api/staff/entries", _guard(entries)),

@@ -98,6 +98,31 @@ def test_villager_from_enrolment_to_verify(tmp_path: Path) -> None:
     assert "chain intact, 4 entries" in ok(db, "verify", str(db))
 
 
+def test_replace_a_lost_card(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    ok(db, "ledger", "init", "--device-id", "K7", "--village", "V1")
+    ok(db, "ledger", "staff-add", "--id", "A1", "--name", "Wang", "--role", "admin", stdin="1234\n")
+    ok(db, "ledger", "enrol", "--staff", "A1", "--household", "张家", stdin="1234\n")
+    ok(
+        db,
+        "ledger",
+        "deposit",
+        "--passbook",
+        "K7-00001",
+        "--category",
+        "aluminium",
+        "--grams",
+        "1500",
+    )
+    out = ok(db, "ledger", "replace", "--staff", "A1", "--passbook", "K7-00001", stdin="1234\n")
+    assert "#3 enrol  K7-00002 replaces K7-00001" in out
+    assert "#4 villager_status  (replaced by K7-00002)" in out
+    assert "passbook: K7-00002\nbalance: 90" in out
+    r = gp(db, "ledger", "replace", "--staff", "A1", "--passbook", "K7-00001", stdin="1234\n")
+    assert r.returncode == 2 and "already replaced by 'K7-00002'" in r.stderr
+    assert "balance: 90 points" in ok(db, "ledger", "statement", "--passbook", "K7-00002")
+
+
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     ok(db, "ledger", "init", "--device-id", "K7", "--village", "V1")

@@ -53,6 +53,10 @@ GP.ICON_PATHS = {
     '<path d="M24 16c-3-9-13-9-11-3 1 3 11 3 11 3zM24 16c3-9 13-9 11-3-1 3-11 3-11 3z"/>',
   user_plus:
     '<circle cx="20" cy="16" r="8"/><path d="M4 42c0-9 7-14 16-14 5 0 9 1.5 12 4"/><path d="M38 28v12M32 34h12"/>',
+  card_replace:
+    '<rect x="4" y="6" width="26" height="18" rx="3"/><path d="M4 12h26"/>' +
+    '<rect x="18" y="24" width="26" height="18" rx="3"/><path d="M23 36h8"/>' +
+    '<path d="M8 28v4a4 4 0 004 4h2M11 33l3 3-3 3"/>',
   undo: '<path d="M16 8L6 18l10 10"/><path d="M6 18h22a12 12 0 010 24h-8"/>',
   box: '<path d="M6 14l18-8 18 8v20l-18 8-18-8z"/><path d="M6 14l18 8 18-8M24 22v20"/>',
   chart:

@@ -1,8 +1,8 @@
-/* Green Passbook kiosk page: the staff screens (PIN pad, menu and the six tasks).
+/* Green Passbook kiosk page: the staff screens (PIN pad, menu and the seven tasks).
  *
  * The view says who is signed in, the task and the scanned villager
- * (`view.staff`); lists come from GET /api/catalogue, /api/staff/entries and
- * /api/staff/report when a task is entered. What staff type or pick before
+ * (`view.staff`); lists come from GET /api/catalogue, /api/staff/entries,
+ * /api/staff/passbooks and /api/staff/report when a task is entered. What staff type or pick before
  * confirming (PIN digits, a cart, a reason) lives in `local` until it is sent.
  * Outcomes of a POST are shown from its answer: the view only carries the code.
  */
@@ -22,6 +22,7 @@ window.GP = window.GP || {};
   const TASKS = [
     ["redeem", "gift"],
     ["enrol", "user_plus"],
+    ["replace", "card_replace"],
     ["award", "star"],
     ["reverse", "undo"],
     ["restock", "box"],
@@ -344,6 +345,169 @@ window.GP = window.GP || {};
     render();
   };
   GP.actions.print = () => window.print();
+
+  // --- replace a lost card ----------------------------------------------------------------
+  //
+  // The lost card cannot be scanned: staff find the household's passbook by its number
+  // or name (names masked), confirm that the old card stops working, and get the new
+  // card to print, as after an enrolment. The old card's balance goes with it.
+
+  let searchTimer = null;
+  async function loadPassbooks(L) {
+    const q = L.query || "";
+    L.searching = q;
+    const r = await GP.get(`/api/staff/passbooks?q=${encodeURIComponent(q.trim())}`);
+    if (local() !== L || L.searching !== q) return; // left the task, or typed on meanwhile
+    L.passbooks = r.ok ? r.passbooks : [];
+    if (!r.ok) L.error = r;
+    render();
+  }
+  GP.enter.staff_replace = (v, L) => {
+    L.query = "";
+    loadPassbooks(L);
+  };
+  // Typing in the search box asks the kiosk again, once the typing pauses.
+  document.addEventListener("input", (e) => {
+    if (!e.target.closest || !e.target.closest("#replace-q")) return;
+    const L = local();
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadPassbooks(L), 250);
+  });
+
+  // A refusal in this task's own words where the kiosk's general ones would mislead.
+  const REPLACE_MESSAGES = { revoked_passbook: "msg_replace_revoked" };
+  function replaceOutcome(L) {
+    const code = L.error && L.error.code;
+    if (code in REPLACE_MESSAGES) {
+      return `<p class="msg msg-bad" id="outcome">${icon("warn")}<span>${esc(t(REPLACE_MESSAGES[code]))}</span></p>`;
+    }
+    return outcome(L);
+  }
+
+  function passbookRow(p, L) {
+    const gone = p.status === "revoked";
+    const flag = p.replaced_by
+      ? t("replace_replaced", { p: p.replaced_by })
+      : gone
+        ? t("replace_revoked")
+        : "";
+    const picked = L.pick === p.passbook ? " picked" : "";
+    return (
+      `<button type="button" class="row passbook${gone ? " is-revoked" : ""}${picked}" data-act="pick-passbook" ` +
+      `data-arg="${esc(p.passbook)}" data-passbook="${esc(p.passbook)}"${gone ? " disabled" : ""}>` +
+      `${icon("person")}<span class="row-main"><span class="row-name">${esc(p.name)}</span>` +
+      `<span class="row-meta"><span class="pb-no">${esc(p.passbook)}</span>` +
+      (gone ? `<span class="pb-flag">${esc(flag)}</span>` : `<span class="row-stock">${esc(t("balance"))} ${esc(p.balance)}</span>`) +
+      `</span></span></button>`
+    );
+  }
+
+  function replaceDone(v, r) {
+    const qr = r.card
+      ? `<img id="card-qr" class="card-qr" alt="QR" src="${esc(`/api/card.svg?text=${encodeURIComponent(r.card)}`)}">`
+      : `<p class="msg msg-bad" id="no-card">${esc(t("no_card_key"))}</p>`;
+    return {
+      title: staffTitle(v),
+      html:
+        `<section class="staff">${header(v, "replace")}<div class="split enrol-done">` +
+        `<div class="card-preview">${qr}</div><div class="side">` +
+        `<p class="msg msg-ok">${icon("check_circle")}<span>${esc(t("replaced_ok"))}</span></p>` +
+        `<p class="passbook-no" id="new-passbook" aria-label="${esc(t("passbook_no"))}">${esc(r.passbook)}</p>` +
+        `<p class="sum"><span class="household" id="new-household">${esc(r.household)}</span>` +
+        `<span>${esc(t("replace_carried"))} <b id="new-balance">${esc(r.balance)}</b></span></p>` +
+        `<p class="muted" id="old-stopped">${esc(t("replace_old_stopped", { p: r.old }))}</p>` +
+        `<div class="actions">` +
+        (r.card ? `<button class="btn btn-primary" data-act="print" id="print">${icon("printer")}<span>${esc(t("print"))}</span></button>` : "") +
+        `<button class="btn btn-secondary" data-act="replace-again" id="replace-again">${icon("card_replace")}<span>${esc(t("replace_another"))}</span></button>` +
+        `</div></div></div></section>`,
+    };
+  }
+
+  function replaceConfirm(v, p) {
+    const busy = GP.isBusy("/api/staff/replace") ? " disabled" : "";
+    return {
+      title: staffTitle(v),
+      html:
+        `<section class="staff">${header(v, "replace")}` +
+        `<div class="confirm" id="replace-confirm">${icon("warn", "confirm-icon")}` +
+        `<div class="confirm-text"><p class="confirm-title" id="confirm-title">${esc(t("replace_confirm_title", { name: p.name }))}</p>` +
+        `<p id="confirm-old">${esc(t("replace_confirm_old", { p: p.passbook }))}</p>` +
+        `<p id="confirm-balance">${esc(t("replace_confirm_balance", { n: p.balance }))}</p></div>` +
+        `<div class="actions"><button class="btn btn-secondary" data-act="replace-back" id="replace-back">${icon("back")}<span>${esc(t("cancel"))}</span></button>` +
+        `<button class="btn btn-primary" data-act="replace" id="replace-do"${busy}>${icon("card_replace")}<span>${esc(t("replace_do"))}</span></button></div>` +
+        `</div></section>`,
+    };
+  }
+
+  GP.screens.staff_replace = (v, L) => {
+    if (L.replaced) return replaceDone(v, L.replaced);
+    const list = L.passbooks;
+    // A pick the list no longer offers (replaced meanwhile, or searched away) is none.
+    const picked = (list || []).find((p) => p.passbook === L.pick && p.status !== "revoked");
+    if (picked && L.confirm) return replaceConfirm(v, picked);
+    const rows = (list || []).map((p) => passbookRow(p, L)).join("");
+    const empty = list && !list.length ? `<p class="loading" id="replace-none">${esc(t("replace_none"))}</p>` : "";
+    const side = picked
+      ? `<div class="chip" id="picked-passbook">${icon("person")}<b>${esc(picked.name)}</b><span>${esc(picked.passbook)}</span>` +
+        `<span>${esc(t("balance"))} <b>${esc(picked.balance)}</b></span></div>`
+      : `<p class="picked-entry muted" id="picked-passbook">${esc(t("replace_pick"))}</p>`;
+    return {
+      title: staffTitle(v),
+      html:
+        `<section class="staff">${header(v, "replace")}` +
+        `<div class="split"><div class="pick-col">` +
+        `<input id="replace-q" data-bind="query" maxlength="64" value="${esc(L.query || "")}" placeholder="${esc(t("replace_search"))}" autocomplete="off" data-autofocus>` +
+        `<div class="list scroll" id="replace-list">${list ? rows + empty : loading()}</div></div>` +
+        `<div class="side">${side}` +
+        `<button class="btn btn-primary" data-act="replace-next" id="replace-next"${picked ? "" : " disabled"}>${icon("card_replace")}<span>${esc(t("replace_next"))}</span></button>` +
+        replaceOutcome(L) +
+        `</div></div></section>`,
+    };
+  };
+
+  GP.actions["pick-passbook"] = (id) => {
+    const L = local();
+    L.pick = id;
+    L.error = null;
+    render();
+  };
+  GP.actions["replace-next"] = () => {
+    const L = local();
+    if (!L.pick) return;
+    L.confirm = true;
+    render();
+  };
+  GP.actions["replace-back"] = () => {
+    local().confirm = false;
+    render();
+  };
+  GP.actions.replace = async () => {
+    const L = local();
+    if (!L.pick) return;
+    const r = await GP.post("/api/staff/replace", { passbook: L.pick });
+    if (local() !== L) return;
+    L.confirm = false;
+    if (r.ok) {
+      L.replaced = r;
+      L.error = null;
+      L.pick = null;
+      const pc = document.getElementById("print-card");
+      pc.innerHTML = r.card ? cardHtml({ ...r, household: r.card_name }, view()) : "";
+    } else {
+      L.error = r;
+      loadPassbooks(L); // what changed meanwhile (e.g. replaced already) shows in the list
+    }
+    render();
+  };
+  GP.actions["replace-again"] = () => {
+    const L = local();
+    L.replaced = null;
+    L.focused = false;
+    L.query = "";
+    document.getElementById("print-card").innerHTML = "";
+    loadPassbooks(L);
+    render();
+  };
 
   // --- award ------------------------------------------------------------------------------
 

@@ -152,6 +152,9 @@ ROWS: list[tuple[tuple[Any, ...], str]] = [
     (row("mint", passbook_id="P", points=100), "unknown kind 'mint'"),
     (row("enrol", passbook_id="P", staff_id="S1", data={"village": "V1"}),
      "enrol entries need data.household_name"),
+    (row("enrol", passbook_id="P", staff_id="S1",
+         data={"village": "V1", "household_name": "Li", "replaces": "P"}),
+     "an enrolment of 'P' cannot replace that passbook"),
     (row("villager_status", passbook_id="P", points=5, data={"status": "active"}, **STAFF),
      "villager_status entries carry no points, got 5"),
     (row("restock", item_id="rice", qty=0, staff_id="S1"), "a restock adds stock, got qty 0"),
@@ -186,8 +189,9 @@ def test_an_entry_that_is_not_what_its_kind_makes_is_refused(
 
 def test_every_entry_a_real_kiosk_writes_passes(tmp_path: Path) -> None:
     k = new_kiosk(tmp_path, "K1")
-    populate(k)
+    ids = populate(k)
     k.ledger.adjust_stock("rice", -2, staff_id="S1", reason="two bags torn")
+    k.ledger.replace_passbook(ids["wang"], staff_id="S1")  # an enrol with data.replaces
     assert {e.kind for e, _ in k.rows()} == set(Kind)
     for e, _ in k.rows():
         values = tuple(e.kind.value if f == "kind" else getattr(e, f) for f in ROW_FIELDS)
