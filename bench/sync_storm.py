@@ -29,6 +29,7 @@ from bench.sync_drain import PG_DEFAULT, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
 from edge.clock import uuid7
 from edge.entries import GENESIS_H, Entry, Kind, chain_hash
+from edge.personal import PERSONAL_KEY, commitment, household_fields
 from greenpass.errors import TransportError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes, save_private_key
@@ -38,6 +39,10 @@ from tests.mqtt_broker import Broker
 GOAL_RSS_MB = 500
 STORM_TIMEOUT_S = 1800.0
 T0 = 1_764_000_000_000
+
+
+# Enrol data version 2 (edge.personal): a commitment, the name kept beside the chain.
+HOUSEHOLD = commitment(household_fields("H"), bytes(16))
 
 
 def entries_for(device: str, village: str, n: int) -> list[tuple[Entry, bytes]]:
@@ -61,7 +66,7 @@ def entries_for(device: str, village: str, n: int) -> list[tuple[Entry, bytes]]:
             points=0 if seq == 1 else 10,
             co2e_g=0 if seq == 1 else 3913,
             rules_version=None if seq == 1 else "r1",
-            data={"household_name": "H", "village": village} if seq == 1 else {},
+            data={PERSONAL_KEY: HOUSEHOLD, "village": village} if seq == 1 else {},
         )
         prev = chain_hash(prev, e)
         out.append((e, prev))

@@ -269,8 +269,11 @@ def _flush_sqlite(store: CentralStore) -> None:
     """SQLite overwrites what an erasure removed (`secure_delete`, set at connect), but
     the WAL still holds the old pages until a checkpoint copies and truncates it."""
     if store.engine.dialect.name == "sqlite":
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = store.engine.raw_connection()  # outside any transaction: a checkpoint must be
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
 
 def _scrub_audit(conn: Connection, account: list[str]) -> None:

@@ -19,22 +19,25 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import func, select, update
 
-from central import db, passbooks
+from central import db, passbooks, personal
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
 from sync import protocol
 from sync.protocol import StateBody, WireItem, WireVillager
 
 
-def takes_pictures(device: Device) -> bool:
-    """Whether the kiosk's last status names item pictures among what it takes."""
+def features_of(device: Device) -> frozenset[str]:
+    """What the kiosk's last status says it takes in a state beyond version 1's fields."""
     if not device.status_json:
-        return False
+        return frozenset()
     try:
-        features = protocol.decode_status(device.status_json.encode()).features
+        return frozenset(protocol.decode_status(device.status_json.encode()).features)
     except ProtocolError:
-        return False
-    return protocol.FEATURE_ITEM_PICTURES in features
+        return frozenset()
+
+
+def takes_pictures(device: Device) -> bool:
+    return protocol.FEATURE_ITEM_PICTURES in features_of(device)
 
 
 def next_state_version(store: CentralStore, village_id: str) -> int:
@@ -136,6 +139,14 @@ def build_village_states(
                 select(db.issuer_keys).where(db.issuer_keys.c.village_id == village)
             )
         }
+        pe = personal.personal
+        erased = sorted(
+            conn.scalars(
+                select(pe.c.passbook_id).where(
+                    (pe.c.village_id == village) & pe.c.erased_ms.is_not(None)
+                )
+            )
+        )
     revoked = [v.passbook_id for v in villagers if v.status == "revoked"]
     return [
         StateBody(
@@ -150,6 +161,7 @@ def build_village_states(
             rules_text=rules_text,
             issuer_keys=keys,
             revoked=revoked,
+            erased=erased if protocol.FEATURE_ERASURES in features_of(dev) else [],
         )
         for dev in devices
     ]

@@ -60,6 +60,7 @@ class CentralState:
     rules_text: str | None = None  # None: keep the rules installed here
     issuer_keys: Mapping[str, bytes] = field(default_factory=dict)
     revoked: Sequence[str] = ()
+    erased: Sequence[str] = ()  # households whose personal data central erased
 
 
 def state_version(conn: sqlite3.Connection) -> int:
@@ -107,12 +108,20 @@ def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
 
 
 def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> None:
+    # A name central does not have yet (its personal record is still on its way from
+    # the kiosk that enrolled it) does not blank the one this kiosk holds; an erasure
+    # does, and takes the salt with it, so nothing links the commitment to anyone.
     conn.executemany(
         "INSERT INTO villagers (passbook_id, household_name, village, status, updated_ms) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(passbook_id) DO UPDATE SET "
-        "household_name = excluded.household_name, village = excluded.village, "
-        "status = excluded.status, updated_ms = excluded.updated_ms",
+        "household_name = CASE WHEN excluded.household_name = '' AND salt IS NOT NULL "
+        "THEN household_name ELSE excluded.household_name END, "
+        "village = excluded.village, status = excluded.status, updated_ms = excluded.updated_ms",
         [(v.passbook_id, v.household_name, v.village, v.status, now) for v in state.villagers],
+    )
+    conn.executemany(
+        "UPDATE villagers SET household_name = '', salt = NULL WHERE passbook_id = ?",
+        [(p,) for p in state.erased],
     )
     # This kiosk's own status changes that central has not seen yet are newer.
     rows = conn.execute(

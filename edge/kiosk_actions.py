@@ -199,7 +199,8 @@ async def replace(k: Kiosk, old: str) -> dict[str, Any]:
         enrolled, _ = await _staff_write(k, ledger.replace_passbook, old, staff_id=staff)
         new = enrolled.passbook_id
         assert new is not None
-        name = enrolled.data["household_name"]
+        made = await k.in_db(ledger.villager, new)
+        name = "" if made is None else made.household_name
         balance = await k.in_db(ledger.balance, new)
         return {
             "seq": enrolled.seq,

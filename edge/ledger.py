@@ -12,7 +12,7 @@ never stored, so they cannot drift from the ledger.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge import accounts, reversal, villagers
@@ -25,6 +25,7 @@ from edge.clock import Clock, SystemClock
 from edge.deposits import DepositHistory, weighable
 from edge.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
 from edge.outbox import Outbox
+from edge.personal_outbox import check_personal
 from edge.queries import DayReport, DepositLine, Found, Item, Villager
 from edge.rows import SELECT_ENTRY, entry_from_row
 from edge.rules import Rules
@@ -410,8 +411,13 @@ class Ledger:
         return int(seq), bytes(h).hex()
 
     def verify(self) -> ChainReport:
-        """Recompute the whole chain and compare it with the recorded head."""
-        with self.store.read():
-            return check_chain(
+        """Recompute the whole chain and compare it with the recorded head; then check
+        that every name this kiosk enrolled still matches its enrolment's commitment."""
+        with self.store.read() as conn:
+            report = check_chain(
                 self.iter_entries(), device_id=self.device_id, expected_head=self.head()
             )
+            bad = check_personal(conn) if report.ok else None
+        if bad is not None:
+            return replace(report, ok=False, first_bad_seq=bad[0], problem=bad[1])
+        return report

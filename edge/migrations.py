@@ -187,4 +187,11 @@ CREATE TABLE passbook_links (
 ) STRICT;
 """,
     ),
+    (
+        5,
+        "personal data",
+        """
+ALTER TABLE villagers ADD COLUMN salt BLOB;
+""",
+    ),
 ]

@@ -5,13 +5,16 @@ entries, as personal records in a batch (`sync.batch.WirePersonal`), and only to
 central that says in its acks that it takes them: a central from before them refuses
 a batch that carries any. Progress is one number, like the outbox: every enrolment
 up to `synced_seq` has had its record confirmed by an `ok` ack, or had none to send.
-Both numbers live in `meta`.
+Both numbers live in `meta`. `check_personal` is `greenpass verify`'s check that the
+names kept here still match their commitments.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
+from edge.personal import household_fields, matches
 from edge.store import Store
 
 _SYNCED = "personal_synced_seq"
@@ -65,3 +68,22 @@ class PersonalOutbox:
             (self.synced_seq(), upto_seq, limit),
         ).fetchall()
         return [PersonalRecord(r[0], r[1], {"household_name": r[2]}, bytes(r[3])) for r in rows]
+
+
+def check_personal(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The first enrolment whose household name (with its salt, kept beside it) no
+    longer makes the commitment in its entry — a name edited behind the ledger's back
+    — as (seq, problem); None if every one matches. An erased household (no salt) and
+    enrolments from before enrol data version 2 have nothing to check."""
+    rows = conn.execute(
+        "SELECT e.seq, e.passbook_id, json_extract(e.data, '$.personal'), v.household_name, "
+        "v.salt FROM entries e JOIN villagers v ON v.passbook_id = e.passbook_id "
+        "WHERE e.kind = 'enrol' AND v.salt IS NOT NULL ORDER BY e.seq"
+    )
+    for seq, passbook_id, committed, name, salt in rows:
+        if not matches(household_fields(name), bytes(salt), committed or ""):
+            return seq, (
+                f"the household name of passbook {passbook_id} does not match the commitment "
+                f"in its enrolment (entry seq {seq}): it was changed outside the kiosk"
+            )
+    return None

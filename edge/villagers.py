@@ -23,6 +23,7 @@ from edge import accounts
 from edge import queries as q
 from edge.appender import Appender
 from edge.entries import Entry, Kind
+from edge.personal import PERSONAL_KEY, commitment, household_fields, new_salt
 from edge.store import Store
 from greenpass.errors import Refused
 
@@ -68,17 +69,21 @@ def _enrol(
     if q.villager(conn, passbook_id) is not None:
         raise Refused("passbook_exists", f"passbook {passbook_id!r} is already enrolled")
     now = appender.now()
+    # The chain holds a commitment to the name, never the name (edge.personal): the
+    # name and its salt stay in `villagers`, where they can be corrected and erased.
+    salt = new_salt()
     entry = appender.append(
         conn,
         Kind.ENROL,
         now,
         passbook_id=passbook_id,
         staff_id=staff_id,
-        data={"household_name": name, "village": village, **extra},
+        data={PERSONAL_KEY: commitment(household_fields(name), salt), "village": village, **extra},
     )
     conn.execute(
-        "INSERT INTO villagers VALUES (?, ?, ?, 'active', ?, ?)",
-        (passbook_id, name, village, entry.seq, now[0]),
+        "INSERT INTO villagers (passbook_id, household_name, village, status, enrolled_seq, "
+        "updated_ms, salt) VALUES (?, ?, ?, 'active', ?, ?, ?)",
+        (passbook_id, name, village, entry.seq, now[0], salt),
     )
     return entry
 

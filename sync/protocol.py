@@ -56,6 +56,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "CENTRAL_SIGNER",
     "COMPRESS_ABOVE",
     "FEATURES",
+    "FEATURE_ERASURES",
     "FEATURE_ITEM_PICTURES",
     "MAX_BATCH_BYTES",
     "MAX_BODY",
@@ -211,7 +212,10 @@ class Status(msgspec.Struct, kw_only=True):
 # Item pictures in the state's catalogue (WireItem's sixth field): a kiosk from before
 # them decodes an item as exactly five fields and would refuse the whole state.
 FEATURE_ITEM_PICTURES = "item_pictures"
-FEATURES = (FEATURE_ITEM_PICTURES,)
+# Households erased at central (StateBody.erased): the kiosk drops their names and the
+# salts of its own enrolments (edge.personal). Older kiosks refuse the unknown key.
+FEATURE_ERASURES = "erasures"
+FEATURES = (FEATURE_ITEM_PICTURES, FEATURE_ERASURES)
 
 
 class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -244,7 +248,7 @@ class _WireItemV1(msgspec.Struct, array_like=True):
     active: bool
 
 
-class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     v: int = VERSION
     village: str
     device_id: str
@@ -257,6 +261,9 @@ class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rules_text: str | None = None
     issuer_keys: dict[str, bytes] = {}
     revoked: list[str] = []
+    # Passbooks whose household's personal data central erased: sent only to kiosks
+    # that name FEATURE_ERASURES (omitted when empty, so other kiosks never see the key).
+    erased: list[str] = []
 
 
 _json = msgspec.json.Encoder()

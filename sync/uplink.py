@@ -83,6 +83,7 @@ def to_central_state(body: p.StateBody) -> CentralState:
         rules_text=body.rules_text,
         issuer_keys=body.issuer_keys,
         revoked=body.revoked,
+        erased=body.erased,
     )
 
 

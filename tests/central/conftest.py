@@ -24,6 +24,7 @@ from central.store import CentralStore
 from edge.clock import FixedClock
 from edge.entries import Entry
 from edge.ledger import Ledger
+from edge.personal_outbox import PersonalOutbox
 from edge.rules import default_rules
 from sync import protocol
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
@@ -89,15 +90,34 @@ class Kiosk:
         return [r for r in self.ledger.iter_entries(first - 1) if last is None or r[0].seq <= last]
 
     def batch(
-        self, first: int = 1, last: int | None = None, *, key: Ed25519PrivateKey | None = None
+        self,
+        first: int = 1,
+        last: int | None = None,
+        *,
+        key: Ed25519PrivateKey | None = None,
+        personal: bool = True,
     ) -> bytes:
-        """The signed batch of entries first..last (default: to the head)."""
+        """The signed batch of entries first..last (default: to the head), with the
+        personal records of its enrolments as the uplink sends them to a central that
+        takes them (`personal=False`: as to one that does not)."""
         rows = self.rows(first, last)
         prev = self.ledger.outbox.hash_at(first - 1)
         assert prev is not None
-        payload, n = protocol.encode_batch(
-            self.device_id, rows, prev, key or self.key, self.clock.wall_ms(), max_bytes=1 << 30
+        records = (
+            [
+                protocol.WirePersonal(r.passbook_id, r.fields, r.salt)
+                for r in PersonalOutbox(self.ledger.store).pending(
+                    rows[-1][0].seq, protocol.MAX_PERSONAL
+                )
+                if r.seq >= first
+            ]
+            if personal
+            else []
         )
+        payload, n = protocol.encode_batch(
+            self.device_id, rows, prev, key or self.key, self.clock.wall_ms(),
+            max_bytes=1 << 30, personal=records,
+        )  # fmt: skip
         assert n == len(rows)
         return payload
 

@@ -151,7 +151,12 @@ STAFF = {"staff_id": "S1", "reason": "because"}
 ROWS: list[tuple[tuple[Any, ...], str]] = [
     (row("mint", passbook_id="P", points=100), "unknown kind 'mint'"),
     (row("enrol", passbook_id="P", staff_id="S1", data={"village": "V1"}),
-     "enrol entries need data.household_name"),
+     "enrol entries need data.personal"),
+    (row("enrol", passbook_id="P", staff_id="S1", data={"village": "V1", "personal": "Li"}),
+     "data.personal is not a commitment"),
+    (row("enrol", passbook_id="P", staff_id="S1",
+         data={"village": "V1", "personal": "a" * 64, "household_name": "Li"}),
+     "an enrolment with a commitment carries no household name"),
     (row("enrol", passbook_id="P", staff_id="S1",
          data={"village": "V1", "household_name": "Li", "replaces": "P"}),
      "an enrolment of 'P' cannot replace that passbook"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edge.clock import FixedClock
 from edge.entries import Kind
 from edge.ledger import Ledger
+from edge.personal import household_fields, matches
 from greenpass.errors import LedgerError, Refused
 from tests.conftest import make_ledger
 
@@ -169,7 +172,14 @@ def test_enrol_validates_and_generates_ids(ledger) -> None:
     a = ledger.enrol("Wang household", staff_id="S1")
     b = ledger.enrol("Zhao household", staff_id="S1", passbook_id="V1-0042")
     assert (a.passbook_id, b.passbook_id) == ("K1-00001", "V1-0042")
-    assert a.data == {"household_name": "Wang household", "village": "V1"}
+    # The chain holds a commitment, the name stays beside it (edge.personal).
+    assert set(a.data) == {"personal", "village"} and a.data["village"] == "V1"
+    wang = ledger.store.conn.execute(
+        "SELECT household_name, salt FROM villagers WHERE passbook_id = 'K1-00001'"
+    ).fetchone()
+    assert wang[0] == "Wang household"
+    assert matches(household_fields(wang[0]), bytes(wang[1]), a.data["personal"])
+    assert "Wang" not in json.dumps(a.data)
     refused("passbook_exists", ledger, ledger.enrol, "Again", staff_id="S1", passbook_id="V1-0042")
     refused("bad_passbook_id", ledger, ledger.enrol, "X", staff_id="S1", passbook_id="a b")
     refused("bad_name", ledger, ledger.enrol, "  ", staff_id="S1")

@@ -38,12 +38,12 @@ def test_replace_writes_an_enrol_and_a_revocation_in_one_go(
     assert new == "K1-00002"  # the kiosk's own id scheme, after the household's K1-00001
     assert (enrolled.seq, revoked.seq) == (head + 1, head + 2)
     assert enrolled.kind is Kind.ENROL and enrolled.staff_id == "S1"
-    # The same household name as a normal enrolment, the old card named; nothing else.
-    assert enrolled.data == {
-        "household_name": "Li household",
-        "village": "V1",
-        "replaces": villager,
-    }
+    # A commitment to the household name as for a normal enrolment, the old card
+    # named; nothing else (the name itself stays in `villagers`).
+    assert set(enrolled.data) == {"personal", "village", "replaces"}
+    assert (enrolled.data["village"], enrolled.data["replaces"]) == ("V1", villager)
+    made = ledger.villager(new)
+    assert made is not None and made.household_name == "Li household"
     assert enrolled.points == 0
     assert revoked.kind is Kind.VILLAGER_STATUS and revoked.passbook_id == villager
     assert revoked.data == {"status": "revoked"}

@@ -1,0 +1,209 @@
+"""Households' personal data at central (issue 21), on SQLite and PostgreSQL: names
+travel beside the chain and are checked against the enrolments' commitments; export
+gives everything held; erase leaves no name in any table (nor in the SQLite file's
+bytes), the ledger intact, the kiosk's copy blanked, and a late record ignored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from central import audit, db, passbooks, personal, reports
+from central.ingest import ingest
+from central.state import build_state
+from central.store import CentralStore
+from edge.entries import Kind, check_chain
+from edge.personal import commitment, household_fields
+from sync import protocol
+from tests.central.conftest import NOW, Kiosk, populate
+
+NAME = "Li household"
+
+
+def sync(store: CentralStore, k: Kiosk, *, personal_records: bool = True) -> protocol.Ack:
+    first = k.ledger.outbox.acked_seq() + 1
+    result = ingest(store, k.topic, k.batch(first, personal=personal_records), NOW)
+    assert result.ack is not None and result.ack.status == "ok", result.ack
+    k.ledger.outbox.mark_acked(result.ack.acked_seq, NOW)
+    return result.ack
+
+
+def every_text(store: CentralStore) -> str:
+    """Every value of every table, as text: what a name would hide in."""
+    out = []
+    with store.read("dumping") as conn:
+        for table in db.metadata.sorted_tables:
+            for row in conn.execute(select(table)):
+                out.append(repr(tuple(row)))
+    return "\n".join(out)
+
+
+def test_names_travel_beside_the_chain_and_are_checked(store: CentralStore, k1: Kiosk) -> None:
+    ids = populate(k1)
+    li = ids["li"]
+    # A central that has not said it takes personal records gets none: it holds the
+    # enrolment (a commitment, no name) and says in its ack that it takes them.
+    ack = sync(store, k1, personal_records=False)
+    assert protocol.ACCEPT_PERSONAL in ack.accepts
+    assert passbooks.household(store, li) == ""
+    stored = reports.statement(store, li)[0].entry
+    assert stored.kind is Kind.ENROL and set(stored.data) == {"personal", "village"}
+    # The kiosk's resend of an entry central holds brings them (the duplicate path).
+    dup = ingest(store, k1.topic, k1.batch(1, 1), NOW)
+    assert dup.ack is not None and dup.ack.status == "ok"
+    assert passbooks.household(store, li) == NAME
+    # Central's copy is the kiosk's, entry for entry and hash for hash.
+    assert reports.device_chain(store, "K1") == list(k1.ledger.iter_entries())
+    assert check_chain(reports.device_chain(store, "K1"), device_id="K1").ok
+
+
+def test_a_record_that_does_not_match_its_commitment_is_not_taken(
+    store: CentralStore, k1: Kiosk
+) -> None:
+    li = k1.ledger.enrol(NAME, staff_id="S1").passbook_id
+    assert li is not None
+    sync(store, k1, personal_records=False)
+    salt = bytes(k1.ledger.store.conn.execute("SELECT salt FROM villagers").fetchone()[0])
+    forged = protocol.WirePersonal(li, {"household_name": "Somebody else"}, salt)
+    wrong_salt = protocol.WirePersonal(li, {"household_name": NAME}, bytes(16))
+    extra = protocol.WirePersonal(li, {"household_name": NAME, "phone": "1"}, salt)
+    unknown = protocol.WirePersonal("K1-09999", {"household_name": NAME}, salt)
+    rows = list(k1.ledger.iter_entries())
+    payload, _ = protocol.encode_batch(
+        "K1", rows, bytes(32), k1.key, NOW, personal=[forged, wrong_salt, extra, unknown]
+    )
+    result = ingest(store, k1.topic, payload, NOW)
+    assert result.ack is not None and result.ack.status == "ok"  # the entries are fine
+    assert passbooks.household(store, li) == ""  # none of them taken
+    refused = [r for r in audit.rows(store) if r.action == "personal.refused"]
+    assert len(refused) == 4 and all(r.actor == "device:K1" for r in refused)
+    reasons = json.dumps([r.after for r in refused])
+    assert reasons.count("does not match") == 3 and "no enrolment" in reasons
+    assert "Somebody" not in every_text(store)
+
+
+def test_export_gives_everything_held(store: CentralStore, k1: Kiosk) -> None:
+    ids = populate(k1)
+    sync(store, k1)
+    new = passbooks.replace(store, ids["li"], actor="op", now_ms=NOW)
+    found = personal.export(store, new)
+    cards = {c["passbook_id"]: c for c in found["passbooks"]}
+    assert set(cards) == {ids["li"], new}
+    assert cards[ids["li"]]["household_name"] == NAME and cards[ids["li"]]["salt_held"]
+    li_commit = cards[ids["li"]]["commitment"]
+    assert isinstance(li_commit, str) and len(li_commit) == 64
+    assert found["replacements"] == [{"old": ids["li"], "new": new, "at_ms": NOW}]
+    assert found["balance"] == reports.statement(store, new)[-1].balance
+    assert {e["kind"] for e in found["entries"]} >= {"enrol", "deposit", "redeem"}
+    assert any(a["action"] == "passbook.replace" for a in found["audit"])
+    with pytest.raises(Exception, match="no passbook"):
+        personal.export(store, "K1-09999")
+
+
+def test_erase_leaves_no_name_and_the_ledger_whole(
+    store: CentralStore, k1: Kiosk, central_url: str
+) -> None:
+    ids = populate(k1)
+    sync(store, k1)
+    # A replacement at central writes the name into an audit row: erase must find it.
+    new = passbooks.replace(store, ids["li"], actor="op", now_ms=NOW)
+    assert NAME in every_text(store)
+    chain_before = reports.device_chain(store, "K1")
+    totals_before = reports.village_totals(store, "V1")
+
+    erased = personal.erase(store, new, actor="county-op", now_ms=NOW + 1)
+    assert sorted(erased) == sorted([ids["li"], new])
+    assert NAME not in every_text(store)
+    assert "Wang household" in every_text(store)  # only that household
+    if central_url.startswith("sqlite"):
+        raw = Path(central_url.removeprefix("sqlite:///")).read_bytes()
+        assert NAME.encode() not in raw  # nor in the file's free space or its WAL
+    # Points, CO2e and the chain are untouched.
+    assert reports.device_chain(store, "K1") == chain_before
+    assert reports.village_totals(store, "V1") == totals_before
+    assert personal.erased_at(store, new) == NOW + 1
+    last = audit.rows(store)[0]
+    assert (last.action, last.actor, last.target) == ("passbook.erase", "county-op", new)
+
+    # The kiosk's next state blanks the name and drops the salt of its own enrolment.
+    state = build_state(store, "K1", NOW)
+    assert state.erased == []  # K1's status has not said it understands erasures
+    status = protocol.Status(device_id="K1", online=True, features=list(protocol.FEATURES))
+    assert store.record_status(
+        protocol.topic("K1", protocol.STATUS), protocol.encode_status(status), NOW
+    )
+    state = build_state(store, "K1", NOW)
+    assert sorted(state.erased) == sorted(erased)
+    assert k1.apply(state)
+    row = k1.ledger.store.conn.execute(
+        "SELECT household_name, salt FROM villagers WHERE passbook_id = ?", (ids["li"],)
+    ).fetchone()
+    assert tuple(row) == ("", None)
+    k1.ledger.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert NAME.encode() not in Path(k1.ledger.store.path).read_bytes()
+    assert k1.ledger.verify().ok
+
+    # A copy of the record arriving late (a kiosk that had not synced) is ignored.
+    salt = bytes(16)
+    late = protocol.WirePersonal(ids["li"], {"household_name": NAME}, salt)
+    payload, _ = protocol.encode_batch(
+        "K1", list(k1.ledger.iter_entries())[:1], bytes(32), k1.key, NOW, personal=[late]
+    )
+    assert ingest(store, k1.topic, payload, NOW).ack is not None
+    assert NAME not in every_text(store)
+
+
+def test_migration_6_takes_names_out_of_old_enrolments(store: CentralStore, k1: Kiosk) -> None:
+    li = k1.ledger.enrol(NAME, staff_id="S1").passbook_id
+    sync(store, k1)
+    # As a central before migration 6 held an enrolment of a kiosk before version 2.
+    e = db.entries
+    with store.write("faking an old row") as conn:
+        conn.execute(
+            e.update()
+            .where(e.c.passbook_id == li)
+            .values(data=json.dumps({"household_name": NAME, "village": "V1"}))
+        )
+        conn.execute(personal.personal.delete())
+        conn.execute(text("DROP TABLE personal"))
+        conn.execute(db.schema_migrations.delete().where(db.schema_migrations.c.version == 6))
+    db.migrate(store.engine, NOW)
+    with store.read("reading") as conn:
+        data = json.loads(conn.scalar(select(e.c.data).where(e.c.passbook_id == li)))
+    assert data == {"village": "V1"}
+    assert passbooks.household(store, li) == NAME  # the name stays where it can be erased
+
+
+def test_an_enrolment_from_before_version_2_is_taken_without_its_name(
+    store: CentralStore, k1: Kiosk
+) -> None:
+    """A kiosk not yet updated sends the name in the enrolment's data: central keeps
+    the name in `villagers` (erasable) and stores the entry without it."""
+    led = k1.ledger
+    with led.store.write() as conn:
+        e = led._appender.append(
+            conn, Kind.ENROL, led._appender.now(), passbook_id="K1-00001", staff_id="S1",
+            data={"household_name": NAME, "village": "V1"},
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO villagers (passbook_id, household_name, village, status, enrolled_seq,"
+            " updated_ms) VALUES ('K1-00001', ?, 'V1', 'active', ?, 0)",
+            (NAME, e.seq),
+        )
+    sync(store, k1)
+    assert passbooks.household(store, "K1-00001") == NAME
+    stored = reports.statement(store, "K1-00001")[0].entry
+    assert stored.data == {"village": "V1"}
+    assert NAME not in json.dumps(personal.export(store, "K1-00001")["entries"])
+    personal.erase(store, "K1-00001", actor="op", now_ms=NOW)
+    assert NAME not in every_text(store)
+
+
+def test_commitments_are_salted(store: CentralStore) -> None:
+    fields = household_fields(NAME)
+    assert commitment(fields, bytes(16)) != commitment(fields, bytes([1]) * 16)
+    with pytest.raises(ValueError, match="16 bytes"):
+        commitment(fields, b"short")
