@@ -59,7 +59,6 @@ from central import audit, db, kiosk_replacements, personal, recheck, recheck_st
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
-from edge.personal import PERSONAL_KEY
 from greenpass.errors import ProtocolError, StorageError
 from sync import protocol
 from sync.keys import public_key
@@ -308,7 +307,8 @@ def _place(
         conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
         # A kiosk resends an entry central holds to bring personal records of
         # enrolments it sent before this central took them (sync.uplink).
-        _accept_personal(conn, dev, batch, now_ms)
+        if _accept_personal(conn, dev, batch, now_ms):
+            conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
         return _ack(dev, batch, "ok", acked, f"duplicate: already stored up to {acked}"), 0
 
     if batch.first_seq > acked + 1:
@@ -335,15 +335,8 @@ def _place(
         rows = [(*r[:_DATA], personal.stored_data(r[_KIND], r[_DATA])) for r in rows]
     insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     _apply_villagers(conn, dev, villager_changes)
-    personal.record_commitments(
-        conn,
-        dev,
-        [
-            (x.passbook_id or "", x.data.get(PERSONAL_KEY, ""))
-            for x in villager_changes
-            if x.kind is Kind.ENROL
-        ],
-    )
+    personal.keep_erased(conn, {x.passbook_id for x in villager_changes if x.passbook_id})
+    personal.record_commitments(conn, dev, [x for x in villager_changes if x.kind is Kind.ENROL])
     _accept_personal(conn, dev, batch, now_ms)
     if any(kiosk_replacements.replaces(x) for x in villager_changes):
         kiosk_replacements.record(conn, dev.device_id, dev.village_id, villager_changes, now_ms)
@@ -358,16 +351,18 @@ def _place(
     return _ack(dev, batch, "ok", batch.last_seq), len(rows)
 
 
-def _accept_personal(conn: Connection, dev: Device, batch: protocol.Batch, now_ms: int) -> None:
-    """Take the batch's personal records; one that does not match its enrolment's
-    commitment is not taken, and audited (the entries are kept either way)."""
-    for problem in personal.accept(conn, dev, batch.personal, now_ms):
+def _accept_personal(conn: Connection, dev: Device, batch: protocol.Batch, now_ms: int) -> int:
+    """Take the batch's personal records (how many were taken); one that does not match
+    its enrolment's commitment is not taken, and audited (the entries are kept)."""
+    taken, refused = personal.accept(conn, dev, batch.personal, now_ms)
+    for problem in refused:
         log.warning("ingest %s: personal record not taken: %s", dev.device_id, problem)
         audit.record(
             conn, actor=f"device:{dev.device_id}", action="personal.refused",
             target=problem.split(":", 1)[0], now_ms=now_ms, village_id=dev.village_id,
             after={"reason": problem},
         )  # fmt: skip
+    return taken
 
 
 # Column order of the INSERT and the COPY: an entry's row as `protocol.Batch` holds it,
@@ -582,5 +577,6 @@ def dead_letter(
         first_seq=batch.first_seq if batch else 0,
         last_seq=batch.last_seq if batch else 0,
         reason=reason,
+        accepts=[protocol.ACCEPT_PERSONAL],
     )
     return IngestResult(ack, device_id, dev.village_id if dev else None, 0)

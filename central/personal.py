@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -43,8 +44,9 @@ from sqlalchemy import (
 
 from central import audit, db, passbooks
 from central.store import CentralStore, Device
-from edge.entries import Kind
+from edge.entries import Entry, Kind
 from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
+from edge.queries import ID_RE
 from greenpass.errors import CentralError
 from sync.batch import WirePersonal
 
@@ -54,13 +56,16 @@ personal = Table(
     Column("passbook_id", Text, primary_key=True),
     Column("village_id", String(64), ForeignKey("villages.village_id"), nullable=False),
     Column("commitment", String(64)),  # from the enrolment; None before version 2
+    Column("enrolled_by", String(64)),  # the device whose enrolment it is: only it sends the name
     Column("salt", LargeBinary),  # None until a kiosk sent it, and after an erasure
     Column("received_ms", BigInteger),
     Column("erased_ms", BigInteger),
     Column("erased_by", Text),
 )
 
+_data_json = msgspec.json.Encoder(order="sorted")  # as ingest writes `entries.data`
 ERASED = "erased"  # what an erased household's name fields say in an audit row
+_ID = ID_RE  # a passbook id, as edge.queries.check_id takes it
 
 
 def migrate_v6(conn: Connection) -> None:
@@ -78,7 +83,7 @@ def migrate_v6(conn: Connection) -> None:
             conn.execute(
                 update(e)
                 .where((e.c.device_id == device_id) & (e.c.seq == seq))
-                .values(data=json.dumps(data, ensure_ascii=False, sort_keys=True))
+                .values(data=_data_json.encode(data).decode() if data else "{}")
             )
 
 
@@ -100,43 +105,87 @@ def stored_data(kind: str, data: dict[str, str]) -> dict[str, str]:
     return data
 
 
-def record_commitments(
-    conn: Connection, dev: Device, enrolments: Iterable[tuple[str, str]]
-) -> None:
-    """Keep each new enrolment's (passbook, commitment); the first enrolment wins, as in
-    `villagers`."""
-    fresh = {pid: c for pid, c in enrolments if is_commitment(c)}
+def record_commitments(conn: Connection, dev: Device, enrolments: Sequence[Entry]) -> None:
+    """Keep the commitment of each enrolment that took (after `villagers` was kept from
+    this batch): the first enrolment of a passbook in the device's village, not one of
+    a passbook central already has a name or a commitment for, whatever another
+    kiosk's entry claims. A card that replaces an erased one is erased from the start."""
+    fresh = {
+        e.passbook_id: e
+        for e in enrolments
+        if e.passbook_id and is_commitment(e.data.get(PERSONAL_KEY))
+    }
     if not fresh:
         return
+    vl = db.villagers
+    nameless = set(
+        conn.scalars(
+            select(vl.c.passbook_id).where(
+                vl.c.passbook_id.in_(fresh)
+                & (vl.c.village_id == dev.village_id)
+                & (vl.c.household_name == "")
+            )
+        )
+    )
     known = set(
         conn.scalars(select(personal.c.passbook_id).where(personal.c.passbook_id.in_(fresh)))
     )
-    rows = [
-        {"passbook_id": pid, "village_id": dev.village_id, "commitment": c}
-        for pid, c in fresh.items()
-        if pid not in known
-    ]
+    replaced = [e.data["replaces"] for e in fresh.values() if e.data.get("replaces")]
+    erased = set(
+        conn.scalars(
+            select(personal.c.passbook_id).where(
+                personal.c.passbook_id.in_(replaced) & personal.c.erased_ms.is_not(None)
+            )
+        )
+    )
+    rows = []
+    for pid, e in fresh.items():
+        if pid not in nameless or pid in known:
+            continue
+        row: dict[str, Any] = {
+            "passbook_id": pid, "village_id": dev.village_id,
+            "commitment": e.data[PERSONAL_KEY], "enrolled_by": dev.device_id,
+            "erased_ms": None, "erased_by": None,
+        }  # fmt: skip
+        if e.data.get("replaces") in erased:
+            row.update(erased_ms=e.wall_ms, erased_by=f"replaces erased {e.data['replaces']}")
+        rows.append(row)
     if rows:
         conn.execute(insert(personal), rows)
 
 
+def keep_erased(conn: Connection, passbook_ids: Iterable[str]) -> None:
+    """An erased household's name stays erased, whatever a late enrolment from before
+    version 2 (which carries the name) tried to fill in."""
+    ids = list(passbook_ids)
+    if not ids:
+        return
+    erased = select(personal.c.passbook_id).where(
+        personal.c.passbook_id.in_(ids) & personal.c.erased_ms.is_not(None)
+    )
+    vl = db.villagers
+    conn.execute(update(vl).where(vl.c.passbook_id.in_(erased)).values(household_name=""))
+
+
 def accept(
     conn: Connection, dev: Device, records: Sequence[WirePersonal], now_ms: int
-) -> list[str]:
-    """Take a batch's personal records (after its entries, in its transaction); returns
-    what was refused, one line each, for the log (the entries are kept either way)."""
+) -> tuple[int, list[str]]:
+    """Take a batch's personal records (after its entries, in its transaction): how
+    many were taken, and what was refused, one line each (the entries are kept)."""
     if not records:
-        return []
-    ids = [r.passbook for r in records]
+        return 0, []
+    ids = [r.passbook for r in records if _ID.fullmatch(r.passbook)]
     held = {
         r.passbook_id: r
         for r in conn.execute(select(personal).where(personal.c.passbook_id.in_(ids)))
     }
-    refused = []
+    taken, refused = 0, []
     for r in records:
         row = held.get(r.passbook)
-        if row is None or row.village_id != dev.village_id or row.commitment is None:
-            refused.append(f"{r.passbook}: no enrolment with a commitment from this village")
+        if not _ID.fullmatch(r.passbook):
+            refused.append(f"{r.passbook[:64]!r}: not a passbook id")
+        elif row is None or row.commitment is None or row.enrolled_by != dev.device_id:
+            refused.append(f"{r.passbook}: no enrolment with a commitment by this device")
         elif row.erased_ms is not None:
             continue  # erased on request: a late copy from a kiosk does not bring it back
         elif set(r.fields) != {"household_name"} or not matches(r.fields, r.salt, row.commitment):
@@ -152,7 +201,8 @@ def accept(
                 .where(db.villagers.c.passbook_id == r.passbook)
                 .values(household_name=r.fields["household_name"].strip()[:64])
             )
-    return refused
+            taken += 1
+    return taken, refused
 
 
 # --- a household's request ----------------------------------------------------------------
@@ -321,6 +371,7 @@ __all__ = [
     "erase",
     "erased_at",
     "export",
+    "keep_erased",
     "known",
     "migrate_v6",
     "personal",

@@ -95,7 +95,7 @@ def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
             "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?)",
             (state.version, state.included_seq, now),
         )
-        _villagers(conn, state, now)
+        blanked = _villagers(conn, state, now)
         if state.catalogue is not None:
             _catalogue(conn, state.catalogue)
         conn.execute("DELETE FROM issuer_keys")
@@ -104,25 +104,41 @@ def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
             _install_rules(conn, rules, now)
     if rules is not None:
         ledger.rules = rules
+    if blanked:
+        # The erased names are overwritten in the file (secure_delete); the WAL still
+        # holds the pages that had them until a checkpoint copies and truncates it.
+        ledger.store.checkpoint()
     return True
 
 
-def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> None:
+def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> bool:
+    """Merge central's villagers; True if an erasure blanked a name here."""
     # A name central does not have yet (its personal record is still on its way from
     # the kiosk that enrolled it) does not blank the one this kiosk holds; an erasure
     # does, and takes the salt with it, so nothing links the commitment to anyone.
+    # Another name from central (a correction there) replaces ours and its salt: the
+    # salt opened our commitment to the old name only.
     conn.executemany(
         "INSERT INTO villagers (passbook_id, household_name, village, status, updated_ms) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(passbook_id) DO UPDATE SET "
         "household_name = CASE WHEN excluded.household_name = '' AND salt IS NOT NULL "
         "THEN household_name ELSE excluded.household_name END, "
+        "salt = CASE WHEN excluded.household_name NOT IN ('', household_name) "
+        "THEN NULL ELSE salt END, "
         "village = excluded.village, status = excluded.status, updated_ms = excluded.updated_ms",
         [(v.passbook_id, v.household_name, v.village, v.status, now) for v in state.villagers],
     )
-    conn.executemany(
-        "UPDATE villagers SET household_name = '', salt = NULL WHERE passbook_id = ?",
+    # An erased household's cards here include one this kiosk issued to replace an
+    # erased card before central knew of it (`passbook_links`).
+    erased = conn.executemany(
+        "WITH RECURSIVE account(p) AS (SELECT ? UNION "
+        "SELECT l.new_passbook_id FROM passbook_links l JOIN account a ON l.old_passbook_id = a.p) "
+        "UPDATE villagers SET household_name = '', salt = NULL "
+        "WHERE passbook_id IN (SELECT p FROM account) "
+        "AND (household_name != '' OR salt IS NOT NULL)",
         [(p,) for p in state.erased],
     )
+    blanked = erased.rowcount > 0
     # This kiosk's own status changes that central has not seen yet are newer.
     rows = conn.execute(
         "SELECT passbook_id, json_extract(data, '$.status') FROM entries "
@@ -139,6 +155,7 @@ def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> None:
         "status = 'revoked', updated_ms = excluded.updated_ms",
         [(p, now) for p in state.revoked],
     )
+    return blanked
 
 
 def _catalogue(conn: sqlite3.Connection, items: Sequence[ItemRecord]) -> None:

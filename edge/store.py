@@ -9,6 +9,7 @@ loses nothing. Errors from sqlite3 are translated here, at the boundary, into
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,9 @@ from edge.migrations import MIGRATIONS
 from greenpass.errors import IntegrityError, StorageError
 
 BUSY_TIMEOUT_MS = 5_000
+
+
+log = logging.getLogger(__name__)
 
 
 def _explain(exc: sqlite3.Error, path: str) -> StorageError:
@@ -128,6 +132,15 @@ class Store:
                 conn.execute(
                     "INSERT INTO schema_migrations(version, name) VALUES (?, ?)", (version, name)
                 )
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it (after erasing personal data, so
+        the old pages do not linger in the WAL). Best effort: a reader holding an old
+        snapshot makes it partial, and the next automatic checkpoint finishes it."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("%s: checkpoint after an erasure: %s", self.path, exc)
 
     def close(self) -> None:
         self.conn.close()

@@ -35,7 +35,9 @@ def _crypt_uuid(block: Path, seen: int = 0) -> str | None:
         uuid = (block / "dm" / "uuid").read_text(encoding="ascii").strip()
     except OSError:
         uuid = ""
-    if uuid.startswith("CRYPT-"):
+    # dm-verity and dm-integrity are device-mapper "CRYPT-" targets too, but they only
+    # check blocks; they do not hide them.
+    if uuid.startswith("CRYPT-") and not uuid.startswith(("CRYPT-VERITY", "CRYPT-INTEGRITY")):
         return uuid
     slaves = block / "slaves"
     if slaves.is_dir():

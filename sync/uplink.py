@@ -286,14 +286,23 @@ class Uplink:
             # Records of enrolments in this batch or before it, never after: central
             # checks each against the commitment in an enrolment it already holds.
             records = self.personal.pending(last, p.MAX_PERSONAL)
-            if records:
+            # How far an `ok` for this batch confirms them: to its end, unless there
+            # were more than a batch takes (then to the last one sent).
+            covered = last if len(records) < p.MAX_PERSONAL else records[-1].seq
+            while records:
                 wire = [p.WirePersonal(r.passbook_id, r.fields, r.salt) for r in records]
                 payload, n = p.encode_rows(
                     self.device_id, rows[:n], prev_h, self.key, now_ms, personal=wire
                 )
-                covered = last if len(records) < p.MAX_PERSONAL else records[-1].seq
-                last = rows[n - 1][0][1]  # the records may have taken an entry's room
-                self._personal_covers[last] = min(covered, last)
+                if rows[n - 1][0][1] == last:
+                    break
+                # The records took an entry's room: only those of enrolments still in.
+                last = rows[n - 1][0][1]
+                covered = min(covered, last)
+                records = [r for r in records if r.seq <= last]
+                if not records:
+                    payload, n = p.encode_rows(self.device_id, rows[:n], prev_h, self.key, now_ms)
+            self._personal_covers[last] = covered
         t.publish_nowait(p.topic(self.device_id, p.BATCH), payload)
         self.stats.batches_sent += 1
         if len(self._fresh) < 10_000:  # bounded: past it, a backwards gap passes as late

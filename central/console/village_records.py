@@ -106,7 +106,10 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         return Response(
             body.encode(),
             media_type="application/json; charset=utf-8",
-            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+                "Cache-Control": "no-store",  # a household's data stays off shared caches
+            },
         )
 
     @router.post("/villages/{village_id}/passbooks/{passbook_id}/{action}")

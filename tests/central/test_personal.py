@@ -18,7 +18,7 @@ from central.store import CentralStore
 from edge.entries import Kind, check_chain
 from edge.personal import commitment, household_fields
 from sync import protocol
-from tests.central.conftest import NOW, Kiosk, populate
+from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 
 NAME = "Li household"
 
@@ -207,3 +207,44 @@ def test_commitments_are_salted(store: CentralStore) -> None:
     assert commitment(fields, bytes(16)) != commitment(fields, bytes([1]) * 16)
     with pytest.raises(ValueError, match="16 bytes"):
         commitment(fields, b"short")
+
+
+def test_another_kiosk_cannot_name_a_household_it_did_not_enrol(
+    store: CentralStore, k1: Kiosk, tmp_path: Path
+) -> None:
+    li = k1.ledger.enrol(NAME, staff_id="S1").passbook_id
+    zhao = k1.ledger.enrol("Zhao household", staff_id="S1").passbook_id
+    assert li and zhao
+    sync(store, k1, personal_records=False)  # Zhao's name not at central yet either
+    ingest(store, k1.topic, k1.batch(1, 1), NOW)  # Li's comes (the duplicate path)
+    assert passbooks.household(store, li) == NAME
+    k2 = new_kiosk(tmp_path / "k2", "K2")
+    enrol(store, k2)
+    try:
+        # K2 enrols the same passbook ids (a stolen or rogue kiosk of the village) and
+        # sends names that match its own commitments.
+        for pid in (li, zhao):
+            k2.ledger.enrol("Mallory", staff_id="S1", passbook_id=pid)
+        result = ingest(store, k2.topic, k2.batch(), NOW)
+        assert result.ack is not None and result.ack.status == "ok"
+        assert passbooks.household(store, li) == NAME
+        assert passbooks.household(store, zhao) == ""  # still waiting for K1's record
+        refused = [r for r in audit.rows(store) if r.action == "personal.refused"]
+        assert {r.target for r in refused} == {li, zhao}
+        ingest(store, k1.topic, k1.batch(), NOW)  # K1's record for Zhao still counts
+        assert passbooks.household(store, zhao) == "Zhao household"
+    finally:
+        k2.ledger.close()
+
+
+def test_a_card_replacing_an_erased_one_is_erased_too(store: CentralStore, k1: Kiosk) -> None:
+    li = k1.ledger.enrol(NAME, staff_id="S1").passbook_id
+    assert li is not None
+    sync(store, k1)
+    new, _ = k1.ledger.replace_passbook(li, staff_id="S1")  # at the kiosk, not yet synced
+    personal.erase(store, li, actor="op", now_ms=NOW)
+    sync(store, k1)  # the replacement and its personal record arrive after the erasure
+    assert new.passbook_id is not None
+    assert passbooks.household(store, new.passbook_id) == ""
+    assert personal.erased_at(store, new.passbook_id) is not None
+    assert NAME not in every_text(store)

@@ -70,6 +70,11 @@ def test_a_plain_partition_is_not(tmp_path: Path) -> None:
     block(sys_root, "sda2")
     by_number(sys_root, number, block(sys_root, "dm-3", "LVM-xyz", ("sda2",)))
     assert encryption_of(folder, sys_root=sys_root, mountinfo=mounts(tmp_path)).state == "plain"
+    # dm-integrity checks blocks, it does not hide them.
+    sys_root = tmp_path / "sys3"
+    block(sys_root, "sda3")
+    by_number(sys_root, number, block(sys_root, "dm-4", "CRYPT-INTEGRITY-x-gp", ("sda3",)))
+    assert encryption_of(folder, sys_root=sys_root, mountinfo=mounts(tmp_path)).state == "plain"
 
 
 def test_an_anonymous_device_is_found_through_the_mount_table(tmp_path: Path) -> None:
