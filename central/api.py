@@ -53,6 +53,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from central import exports, reports
 from central.api_exports import FromDate, ToDate, export_router, period_of
+from central.api_log import log_router
 from central.api_models import (
     DEVICE_ID_PATTERN,
     ID_PATTERN,
@@ -389,6 +390,7 @@ def create_app(
     app.include_router(operator_router(store, clock))  # central.api_operator (issue 12)
     app.include_router(export_router(store, console_tz))  # central.api_exports (issue 12)
     app.include_router(kiosk)
+    app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
     install_console(app, store, console, clock)
     return app
 

@@ -31,6 +31,7 @@ from greenpass.errors import ConfigError
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
     from central.broker_sync import BrokerSync
     from central.store import CentralStore
+    from central.tlog import LogSettings
     from sync.keys import Ed25519PrivateKey
     from sync.transport import BrokerConfig
 
@@ -116,6 +117,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--worker-id", default="1", help="tells central workers apart (MQTT id)")
     parser.add_argument(
+        "--log-origin",
+        help="the transparency log's name in its checkpoints: a unique, URL-like name, "
+        "e.g. central.county.example/log (default greenpass.local/log)",
+    )
+    parser.add_argument(
+        "--checkpoint-entries",
+        type=int,
+        default=1000,
+        help="sign a log checkpoint after this many new entries (default 1000) …",
+    )
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=10.0,
+        help="… or after this many seconds with new entries (default 10)",
+    )
+    parser.add_argument(
         "--debounce", type=float, default=1.0, help="seconds from a change to its state push"
     )
     parser.add_argument(
@@ -190,6 +208,18 @@ def _store(args: argparse.Namespace) -> CentralStore:
     return CentralStore.open(args.db)
 
 
+def _log_settings(args: argparse.Namespace) -> LogSettings:
+    from central.tlog import DEFAULT_ORIGIN, LogSettings
+
+    if args.checkpoint_entries < 1 or args.checkpoint_seconds <= 0:
+        raise ConfigError("--checkpoint-entries and --checkpoint-seconds must be positive")
+    return LogSettings(
+        origin=args.log_origin or DEFAULT_ORIGIN,
+        every_entries=args.checkpoint_entries,
+        every_s=args.checkpoint_seconds,
+    )
+
+
 def _key(home: Path) -> Ed25519PrivateKey:
     from sync.keys import load_or_create_key
 
@@ -260,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         key,
         debounce_s=args.debounce,
         min_interval_s=args.min_push_interval,
+        log=_log_settings(args),
     )
     stop = threading.Event()
 

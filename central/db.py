@@ -377,6 +377,12 @@ def _v6(conn: Connection) -> None:
     personal.migrate_v6(conn)
 
 
+def _v7(conn: Connection) -> None:
+    from central import tlog  # noqa: PLC0415 - it imports this module (tables, metadata)
+
+    tlog.migrate_v7(conn)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
@@ -385,6 +391,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "operator accounts", _v4),
     (5, "overview rollup", _v5),
     (6, "personal data", _v6),
+    (7, "transparency log", _v7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

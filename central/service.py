@@ -14,9 +14,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from central import tlog
 from central.ingest import ingest
 from central.state import build_village_states
 from central.store import CentralStore
+from greenpass.errors import GreenPassError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
 from sync.receiver import Outgoing, Receiver
@@ -25,6 +27,7 @@ from sync.transport import BrokerConfig
 log = logging.getLogger(__name__)
 
 POLL_CHANGES_S = 2.0
+LOG_EVERY_S = 1.0  # how often the log's sequencer looks for new entries
 
 
 class CentralService:
@@ -37,9 +40,12 @@ class CentralService:
         debounce_s: float = 1.0,
         min_interval_s: float = 5.0,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        log: tlog.LogSettings | None = None,
     ) -> None:
         self.store = store
         self.key = key
+        self.log = log or tlog.LogSettings()
+        self._next_log = 0.0
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self._last_push: dict[str, float] = {}  # village → monotonic time of last push
@@ -107,6 +113,14 @@ class CentralService:
         if now >= self._next_poll:
             self._poll_changes()
             self._next_poll = now + POLL_CHANGES_S
+        if now >= self._next_log:
+            # The log follows ingest a tick behind, in its own transaction (central.tlog).
+            try:
+                appended = tlog.append_pending(self.store, self.key, self.log, self.now_ms())
+            except GreenPassError as exc:  # the database is away: ingest says so too
+                log.warning("transparency log not appended: %s", exc)
+                appended = 0
+            self._next_log = now + (0.0 if appended >= tlog.MAX_APPEND else LOG_EVERY_S)
         # A change is pushed `debounce_s` after it happened, but a village is pushed at
         # most every `min_interval_s`: during a reconnect storm each village changes
         # with every batch, and ingest must keep the processor, not state pushes.
