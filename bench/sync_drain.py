@@ -7,7 +7,10 @@ the clock runs until central has acknowledged the last entry. Printed: entries/s
 against the raw baseline measured in the same run — the same rows inserted
 straight into a SQLite table of the same shape in 500-row durable transactions
 (no network, no signature, no chain: the least storing them can cost).
-Goal: ≥ 20,000 entries/s and ≥ 30 % of raw.
+Goal: ≥ 20,000 entries/s and ≥ 30 % of raw. Each database is drained twice, with
+central's transparency log (the default) and with `--no-log`: the log may cost at most
+10 % of drain throughput (issue 13), and the bench prints how long after the last ack
+a signed checkpoint covered every entry.
 
 "The same shape" is central's own `entries` table (its DDL from `central.db`: the
 same 24 columns, primary key, unique entry id, index, check and foreign key, with
@@ -48,6 +51,7 @@ from tests.mqtt_broker import Broker
 
 GOAL_RATE = 20_000
 GOAL_SHARE = 0.30
+LOG_COST = 0.10  # the transparency log may cost at most this share of drain throughput
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 DRAIN_TIMEOUT_S = 600.0  # 100,000 entries at a fifth of the goal rate
 MAX_REFUSED_IN_A_ROW = 1000
@@ -112,9 +116,13 @@ def raw_rate(led: Ledger, folder: Path) -> float:
     return rate
 
 
-def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
+def drain(
+    source: Path, folder: Path, db_url: str, label: str, *, log: bool = True
+) -> tuple[float, float | None]:
     """Seconds from the uplink's start until central acked the whole backlog (of a fresh
-    copy of the filled kiosk ledger, so every run starts with nothing acked)."""
+    copy of the filled kiosk ledger, so every run starts with nothing acked), and with
+    `log`, the seconds after that until a signed checkpoint of the transparency log
+    covered every entry (central's sequencer follows ingest a tick behind)."""
     from central.store import CentralStore  # noqa: PLC0415 - after the fill, as central would
 
     home = folder / f"home-{label}"
@@ -133,7 +141,8 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
         with central_log.open("ab") as log:
             central = subprocess.Popen(
                 [sys.executable, "-m", "greenpass.cli", "central", "--db", db_url, "--home",
-                 str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
+                 str(home), "--broker", broker.url, "--ca", str(broker.ca_cert),
+                 *([] if log else ["--no-log"])],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -173,6 +182,7 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
                     every_s=0.01,  # the drain's own clock: polled finely
                 )
                 elapsed = time.perf_counter() - t0
+                catch_up = logged_after(db_url, head, central, central_log) if log else None
             finally:
                 up.stop()
                 kiosk.close()
@@ -182,14 +192,34 @@ def drain(source: Path, folder: Path, db_url: str, label: str) -> float:
         stored = store.count_entries("KD")
     if stored != head:
         raise SystemExit(f"{label}: central holds {stored} entries, the kiosk {head}")
-    return elapsed
+    return elapsed, catch_up
 
 
-def fresh_pg(url: str) -> str | None:
+def logged_after(
+    db_url: str, head: int, central: subprocess.Popen[bytes], central_log: Path
+) -> float:
+    """Seconds until central's newest checkpoint covers `head` entries."""
+    from central import tlog  # noqa: PLC0415
+    from central.store import CentralStore  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    with CentralStore.open(db_url) as store:
+
+        def covered() -> bool | None:
+            if central.poll() is not None:
+                raise BenchError(f"central exited while logging:\n{log_tail(central_log)}")
+            found = tlog.latest_checkpoint(store)
+            return True if found is not None and found[0] >= head else None
+
+        wait_until(covered, timeout_s=DRAIN_TIMEOUT_S, what="a checkpoint of every entry")
+    return time.perf_counter() - t0
+
+
+def fresh_pg(url: str, suffix: str = "") -> str | None:
     try:
         import psycopg  # noqa: PLC0415
 
-        name = f"gp_bench_{os.getpid()}"
+        name = f"gp_bench_{os.getpid()}{'_' + suffix if suffix else ''}"
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name}")
@@ -229,23 +259,32 @@ def main(argv: list[str] | None = None) -> int:
         led.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone is complete
         led.close()
         print(f"  raw batched SQLite insert   {raw:10.0f} entries/s")
-        runs = [("SQLite", str(folder / "central.db"))]
-        pg = None if args.no_pg else fresh_pg(args.pg)
-        if pg:
-            runs.append(("PostgreSQL", pg))
+        runs = [("SQLite", str(folder / "central.db"), str(folder / "central-nolog.db"))]
+        pgs = [] if args.no_pg else [fresh_pg(args.pg, "log"), fresh_pg(args.pg, "nolog")]
+        if pgs and all(pgs):
+            runs.append(("PostgreSQL", str(pgs[0]), str(pgs[1])))
         try:
-            for label, url in runs:
-                secs = drain(folder / "kiosk.db", folder, url, label.lower())
-                rate = n / secs
+            for label, url, url_nolog in runs:
+                bare, _ = drain(folder / "kiosk.db", folder, url_nolog, f"{label}-nolog", log=False)
+                secs, catch_up = drain(folder / "kiosk.db", folder, url, label.lower())
+                rate, rate_bare = n / secs, n / bare
                 ok = rate >= GOAL_RATE and rate >= GOAL_SHARE * raw
                 print(
                     f"  drain, central on {label:10} {rate:10.0f} entries/s  ({secs:.1f} s, "
                     f"{rate / raw:.0%} of raw; goal ≥ {GOAL_RATE} and ≥ {GOAL_SHARE:.0%}: "
                     f"{'met' if ok else 'NOT met'})"
                 )
+                cost = 1 - rate / rate_bare
+                print(
+                    f"    same, without the log   {rate_bare:10.0f} entries/s  ({bare:.1f} s); "
+                    f"the log costs {cost:.0%} of drain throughput (goal ≤ {LOG_COST:.0%}: "
+                    f"{'met' if cost <= LOG_COST else 'NOT met'}); its checkpoint covered "
+                    f"every entry {catch_up or 0:.1f} s after the last ack"
+                )
         finally:
-            if pg:
-                drop_pg(args.pg, pg)
+            for pg in pgs:
+                if pg:
+                    drop_pg(args.pg, pg)
     return 0
 
 

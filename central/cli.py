@@ -122,6 +122,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "e.g. central.county.example/log (default greenpass.local/log)",
     )
     parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="keep no transparency log in this worker (for benchmarks: another worker, "
+        "or a later run, appends what it missed)",
+    )
+    parser.add_argument(
         "--checkpoint-entries",
         type=int,
         default=1000,
@@ -208,9 +214,11 @@ def _store(args: argparse.Namespace) -> CentralStore:
     return CentralStore.open(args.db)
 
 
-def _log_settings(args: argparse.Namespace) -> LogSettings:
+def _log_settings(args: argparse.Namespace) -> LogSettings | None:
     from central.tlog import DEFAULT_ORIGIN, LogSettings
 
+    if args.no_log:
+        return None
     if args.checkpoint_entries < 1 or args.checkpoint_seconds <= 0:
         raise ConfigError("--checkpoint-entries and --checkpoint-seconds must be positive")
     return LogSettings(

@@ -40,11 +40,11 @@ class CentralService:
         debounce_s: float = 1.0,
         min_interval_s: float = 5.0,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-        log: tlog.LogSettings | None = None,
+        log: tlog.LogSettings | None = tlog.LogSettings(),  # noqa: B008 - frozen
     ) -> None:
         self.store = store
         self.key = key
-        self.log = log or tlog.LogSettings()
+        self.log = log  # None: this worker keeps no log (`--no-log`, for benchmarks)
         self._next_log = 0.0
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
@@ -113,7 +113,7 @@ class CentralService:
         if now >= self._next_poll:
             self._poll_changes()
             self._next_poll = now + POLL_CHANGES_S
-        if now >= self._next_log:
+        if self.log is not None and now >= self._next_log:
             # The log follows ingest a tick behind, in its own transaction (central.tlog).
             try:
                 appended = tlog.append_pending(self.store, self.key, self.log, self.now_ms())
