@@ -117,11 +117,11 @@ def raw_rate(led: Ledger, folder: Path) -> float:
 
 
 def drain(
-    source: Path, folder: Path, db_url: str, label: str, *, log: bool = True
+    source: Path, folder: Path, db_url: str, label: str, *, with_log: bool = True
 ) -> tuple[float, float | None]:
     """Seconds from the uplink's start until central acked the whole backlog (of a fresh
     copy of the filled kiosk ledger, so every run starts with nothing acked), and with
-    `log`, the seconds after that until a signed checkpoint of the transparency log
+    `with_log`, the seconds after that until a signed checkpoint of the transparency log
     covered every entry (central's sequencer follows ingest a tick behind)."""
     from central.store import CentralStore  # noqa: PLC0415 - after the fill, as central would
 
@@ -142,7 +142,7 @@ def drain(
             central = subprocess.Popen(
                 [sys.executable, "-m", "greenpass.cli", "central", "--db", db_url, "--home",
                  str(home), "--broker", broker.url, "--ca", str(broker.ca_cert),
-                 *([] if log else ["--no-log"])],
+                 *([] if with_log else ["--no-log"])],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -182,7 +182,7 @@ def drain(
                     every_s=0.01,  # the drain's own clock: polled finely
                 )
                 elapsed = time.perf_counter() - t0
-                catch_up = logged_after(db_url, head, central, central_log) if log else None
+                catch_up = logged_after(db_url, head, central, central_log) if with_log else None
             finally:
                 up.stop()
                 kiosk.close()
@@ -211,7 +211,12 @@ def logged_after(
             found = tlog.latest_checkpoint(store)
             return True if found is not None and found[0] >= head else None
 
-        wait_until(covered, timeout_s=DRAIN_TIMEOUT_S, what="a checkpoint of every entry")
+        wait_until(
+            covered,
+            timeout_s=DRAIN_TIMEOUT_S,
+            what="a checkpoint of every entry",
+            seen=lambda: f"the newest checkpoint: {tlog.latest_checkpoint(store)}",
+        )
     return time.perf_counter() - t0
 
 
@@ -265,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("PostgreSQL", str(pgs[0]), str(pgs[1])))
         try:
             for label, url, url_nolog in runs:
-                bare, _ = drain(folder / "kiosk.db", folder, url_nolog, f"{label}-nolog", log=False)
+                bare, _ = drain(
+                    folder / "kiosk.db", folder, url_nolog, f"{label}-nolog", with_log=False
+                )
                 secs, catch_up = drain(folder / "kiosk.db", folder, url, label.lower())
                 rate, rate_bare = n / secs, n / bare
                 ok = rate >= GOAL_RATE and rate >= GOAL_SHARE * raw
