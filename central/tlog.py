@@ -13,10 +13,16 @@ leaves), and it keeps the log free of any data field: a kiosk's enrolments from
 before enrol data version 2 held a household's name, which must never be published
 (docs/privacy.md). A verifier holding the entries recomputes `h` along the chain.
 
-**Storage** (`greenpass.merkle`'s layout): `tlog_nodes` holds every full subtree
-(level 0: the leaf hashes), written once, never changed — about two rows per leaf;
-`tlog_leaves` maps an entry to its index; `tlog_progress` is how far each device's
-entries are in the log; `tlog_head` the size; `tlog_checkpoints` every signed size.
+**Storage**, small enough that the log costs ingest little (`python -m
+bench.sync_drain`): leaf hashes are not stored — a leaf is recomputed from its entry's
+`h` — and of the full subtrees (`greenpass.merkle`'s layout) only those at levels 4,
+8, 12, … are (`tlog_nodes`, about one row per 15 leaves, written once, never changed);
+a node at another level is hashed up from at most 8 below it when a proof needs it.
+`tlog_runs` maps a leaf index to its entry: each sequencer pass appends each device's
+new entries as one contiguous run. `tlog_head` holds the size and the tree's right
+edge (the hashes of the perfect subtrees the size splits into: every left sibling an
+append needs), `tlog_progress` how far each device's entries are logged,
+`tlog_checkpoints` every signed size.
 
 **The sequencer** (`append_pending`) runs in central's service, outside ingest's
 transaction: ingest stays as fast as before, and the log follows a tick later. It
@@ -29,19 +35,20 @@ or `every_s` seconds have passed since the last one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Index,
     Integer,
     LargeBinary,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
-    UniqueConstraint,
     func,
     insert,
     select,
@@ -59,6 +66,7 @@ DEFAULT_ORIGIN = "greenpass.local/log"
 MAX_APPEND = 20_000  # leaves per sequencer transaction: a storm's backlog goes in steps
 
 m = db.metadata
+STEP = 4  # only levels STEP, 2·STEP, … are stored
 tlog_nodes = Table(
     "tlog_nodes",
     m,
@@ -66,14 +74,16 @@ tlog_nodes = Table(
     Column("idx", BigInteger, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
     PrimaryKeyConstraint("level", "idx", name="tlog_nodes_pk"),
+    sqlite_with_rowid=False,
 )
-tlog_leaves = Table(
-    "tlog_leaves",
+tlog_runs = Table(
+    "tlog_runs",
     m,
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_idx", BigInteger, primary_key=True, autoincrement=False),
     Column("device_id", Text, nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    UniqueConstraint("device_id", "seq", name="tlog_leaves_entry"),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Index("tlog_runs_entry", "device_id", "first_seq"),
 )
 tlog_progress = Table(
     "tlog_progress",
@@ -86,6 +96,7 @@ tlog_head = Table(
     m,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("size", BigInteger, nullable=False),
+    Column("edge", LargeBinary, nullable=False),  # the right edge's hashes, 32 bytes each
 )
 tlog_checkpoints = Table(
     "tlog_checkpoints",
@@ -95,12 +106,12 @@ tlog_checkpoints = Table(
     Column("note", Text, nullable=False),
     Column("made_ms", BigInteger, nullable=False),
 )
-TABLES = [tlog_nodes, tlog_leaves, tlog_progress, tlog_head, tlog_checkpoints]
+TABLES = [tlog_nodes, tlog_runs, tlog_progress, tlog_head, tlog_checkpoints]
 
 
 def migrate_v7(conn: Connection) -> None:
     m.create_all(conn, tables=TABLES, checkfirst=False)
-    conn.execute(insert(tlog_head).values(id=1, size=0))
+    conn.execute(insert(tlog_head).values(id=1, size=0, edge=b""))
 
 
 def leaf_bytes(device_id: str, seq: int, h: bytes) -> bytes:
@@ -127,16 +138,27 @@ class LogSettings:
             )
 
 
+def _edge(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the perfect subtrees [0, size) splits into, left to right."""
+    out, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, start >> level))
+            start += 1 << level
+    return out
+
+
 class _Nodes:
-    """`merkle.GetNode` over `tlog_nodes`, fetching what it is asked for in one query
-    per proof (the pairs a proof needs depend only on the sizes)."""
+    """`merkle.GetNode` over what is stored: levels STEP, 2·STEP, … from `tlog_nodes`,
+    leaves from their entries, the rest hashed up from below; what it reads or makes
+    is kept, and `prefetch` reads a proof's stored nodes in one query."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.cache: dict[tuple[int, int], bytes] = {}
 
     def fetch(self, pairs: set[tuple[int, int]]) -> None:
-        missing = list(pairs - set(self.cache))
+        missing = [p for p in pairs - set(self.cache) if p[0] and not p[0] % STEP]
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             rows = self.conn.execute(
@@ -146,13 +168,38 @@ class _Nodes:
             )
             self.cache.update({(r.level, r.idx): bytes(r.hash) for r in rows})
 
+    def leaf(self, index: int) -> bytes:
+        run = self.conn.execute(
+            select(tlog_runs.c.first_idx, tlog_runs.c.device_id, tlog_runs.c.first_seq)
+            .where(tlog_runs.c.first_idx <= index)
+            .order_by(tlog_runs.c.first_idx.desc())
+            .limit(1)
+        ).first()
+        if run is None:
+            raise CentralError(f"transparency log: no leaf {index}")
+        seq = int(run.first_seq) + index - int(run.first_idx)
+        e = db.entries
+        h = self.conn.scalar(
+            select(e.c.h).where((e.c.device_id == run.device_id) & (e.c.seq == seq))
+        )
+        if h is None:
+            raise CentralError(f"transparency log: leaf {index}'s entry is missing")
+        return entry_leaf_hash(str(run.device_id), seq, bytes(h))
+
     def __call__(self, level: int, index: int) -> bytes:
         found = self.cache.get((level, index))
-        if found is None:
+        if found is not None:
+            return found
+        if level == 0:
+            found = self.leaf(index)
+        elif level % STEP == 0:
             self.fetch({(level, index)})
             found = self.cache.get((level, index))
             if found is None:
                 raise CentralError(f"transparency log: node ({level}, {index}) is missing")
+        else:
+            found = merkle.node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
+        self.cache[level, index] = found
         return found
 
     def prefetch(self, build: object, *args: int) -> None:
@@ -164,7 +211,8 @@ class _Nodes:
             return bytes(32)
 
         build(*args, record)  # type: ignore[operator]
-        self.fetch(wanted)
+        below = {(lv - lv % STEP, i << (lv % STEP)) for lv, i in wanted}  # their bases
+        self.fetch(wanted | below)
 
 
 def append_pending(
@@ -174,8 +222,12 @@ def append_pending(
     one is due. Returns the number of leaves appended."""
     d, e = db.devices, db.entries
     with store.write("appending to the transparency log") as conn:
-        q = select(tlog_head.c.size).where(tlog_head.c.id == 1)
-        size = int(conn.scalar(q.with_for_update() if store.postgres else q) or 0)
+        q = select(tlog_head.c.size, tlog_head.c.edge).where(tlog_head.c.id == 1)
+        head = conn.execute(q.with_for_update() if store.postgres else q).one()
+        size, raw = int(head.size), bytes(head.edge)
+        edge = dict(
+            zip(_edge(size), (raw[i : i + 32] for i in range(0, len(raw), 32)), strict=True)
+        )
         logged = {r.device_id: int(r.logged_seq) for r in conn.execute(select(tlog_progress))}
         behind = [
             (r.device_id, logged.get(r.device_id, 0), int(r.acked_seq))
@@ -183,6 +235,7 @@ def append_pending(
             if int(r.acked_seq) > logged.get(r.device_id, 0)
         ]
         leaves: list[tuple[str, int, bytes]] = []
+        runs: list[dict[str, Any]] = []
         for device_id, after, upto in behind:
             room = MAX_APPEND - len(leaves)
             if room <= 0:
@@ -192,37 +245,52 @@ def append_pending(
                 .where((e.c.device_id == device_id) & (e.c.seq > after) & (e.c.seq <= upto))
                 .order_by(e.c.seq)
                 .limit(room)
-            )
-            leaves += [(device_id, int(r.seq), bytes(r.h)) for r in rows]
+            ).all()
+            if rows:
+                runs.append({"first_idx": size + len(leaves), "device_id": device_id,
+                             "first_seq": int(rows[0].seq), "count": len(rows)})  # fmt: skip
+                leaves += [(device_id, int(r.seq), bytes(r.h)) for r in rows]
         if leaves:
-            nodes = merkle.new_full_nodes(size, [entry_leaf_hash(*x) for x in leaves], _Nodes(conn))
-            conn.execute(
-                insert(tlog_nodes), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
+            # Every left sibling an append needs is on the old right edge (or made here).
+            made = merkle.new_full_nodes(
+                size, [entry_leaf_hash(*x) for x in leaves], lambda lv, i: edge[lv, i]
             )
-            conn.execute(
-                insert(tlog_leaves),
-                [{"idx": size + n, "device_id": x[0], "seq": x[1]} for n, x in enumerate(leaves)],
-            )
-            last: dict[str, int] = {}
-            for device_id, seq, _ in leaves:
-                last[device_id] = seq
-            for device_id, seq in last.items():
-                if device_id in logged:
+            kept = [{"level": lv, "idx": i, "hash": h} for lv, i, h in made if lv and not lv % STEP]
+            if kept:
+                conn.execute(insert(tlog_nodes), kept)
+            conn.execute(insert(tlog_runs), runs)
+            for run in runs:
+                seq = run["first_seq"] + run["count"] - 1
+                if run["device_id"] in logged:
                     conn.execute(
                         update(tlog_progress)
-                        .where(tlog_progress.c.device_id == device_id)
+                        .where(tlog_progress.c.device_id == run["device_id"])
                         .values(logged_seq=seq)
                     )
                 else:
-                    conn.execute(insert(tlog_progress).values(device_id=device_id, logged_seq=seq))
+                    conn.execute(
+                        insert(tlog_progress).values(device_id=run["device_id"], logged_seq=seq)
+                    )
             size += len(leaves)
-            conn.execute(update(tlog_head).where(tlog_head.c.id == 1).values(size=size))
-        _maybe_checkpoint(conn, size, key, settings, now_ms)
+            known = {**edge, **{(lv, i): h for lv, i, h in made}}
+            edge = {pair: known[pair] for pair in _edge(size)}
+            conn.execute(
+                update(tlog_head)
+                .where(tlog_head.c.id == 1)
+                .values(size=size, edge=b"".join(edge.values()))
+            )
+        root = merkle.stored_root(size, lambda lv, i: edge[lv, i])
+        _maybe_checkpoint(conn, size, root, key, settings, now_ms)
     return len(leaves)
 
 
 def _maybe_checkpoint(
-    conn: Connection, size: int, key: Ed25519PrivateKey, settings: LogSettings, now_ms: int
+    conn: Connection,
+    size: int,
+    root: bytes,
+    key: Ed25519PrivateKey,
+    settings: LogSettings,
+    now_ms: int,
 ) -> None:
     c = tlog_checkpoints
     last = conn.execute(select(c.c.size, c.c.made_ms).order_by(c.c.size.desc()).limit(1)).first()
@@ -234,7 +302,6 @@ def _maybe_checkpoint(
     )
     if not due:
         return
-    root = merkle.stored_root(size, _Nodes(conn))
     cp = checkpoint.Checkpoint(settings.origin, size, root)
     note = checkpoint.sign(cp, settings.origin, key).decode()
     conn.execute(insert(c).values(size=size, root=root, note=note, made_ms=now_ms))
@@ -270,12 +337,17 @@ def inclusion(
     (default: the newest checkpoint's) includes it."""
     with store.read("proving an inclusion", snapshot=True) as conn:
         size = _checked_size(conn, size)
-        index = conn.scalar(
-            select(tlog_leaves.c.idx).where(
-                (tlog_leaves.c.device_id == device_id) & (tlog_leaves.c.seq == seq)
-            )
-        )
-        if index is None or int(index) >= size:
+        r = tlog_runs
+        run = conn.execute(
+            select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
+            .where((r.c.device_id == device_id) & (r.c.first_seq <= seq))
+            .order_by(r.c.first_seq.desc())
+            .limit(1)
+        ).first()
+        index = None
+        if run is not None and seq < int(run.first_seq) + int(run.entries):
+            index = int(run.first_idx) + seq - int(run.first_seq)
+        if index is None or index >= size:
             raise CentralError(f"entry {device_id}:{seq} is not in the log at size {size}")
         nodes = _Nodes(conn)
         nodes.prefetch(merkle.inclusion_proof, int(index), size)

@@ -5,6 +5,7 @@ never fork the log, and the public routes serve it all without a login."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.central.test_api import ADMIN, SETTINGS
 
 KEY = generate_key()
 SETTINGS_LOG = tlog.LogSettings(origin="central.test/log", every_entries=5, every_s=3600)
+EVERY = tlog.LogSettings(origin="central.test/log", every_entries=1)  # a checkpoint each time
 
 
 def sync(store: CentralStore, k: Kiosk) -> None:
@@ -139,8 +141,9 @@ def test_two_workers_appending_at_once_never_fork_the_log(
         st.close()
     assert not errors, errors
     with store.read("counting") as conn:
-        leaves = conn.scalar(select(func.count()).select_from(tlog.tlog_leaves))
-    assert leaves == k1.head_seq
+        leaves = conn.scalar(select(func.sum(tlog.tlog_runs.c.count)))
+        size = conn.scalar(select(tlog.tlog_head.c.size))
+    assert leaves == size == k1.head_seq
     found = tlog.latest_checkpoint(store)
     assert found is not None
     assert opened(found[1]).root_hash == merkle.root(list(leaves_of(k1).values()))
@@ -174,3 +177,38 @@ def test_the_public_routes(store: CentralStore, k1: Kiosk) -> None:
             ("/log/proof/consistency?from=3&to=2", 422),
         ]:
             assert c.get(path).status_code == status, path
+
+
+def test_a_log_of_hundreds_of_entries_proves_every_one_at_every_checkpoint(
+    store: CentralStore, k1: Kiosk
+) -> None:
+    """Enough leaves (and appends of odd sizes) that the stored levels (4, 8) and the
+    nodes hashed up from leaves and from them all serve proofs."""
+    pid = k1.ledger.enrol("Li household", staff_id="S1").passbook_id
+    assert pid is not None
+    sizes = []
+    for step in (1, 6, 17, 40, 96, 141):  # appended in passes of these sizes
+        for _ in range(step):
+            k1.clock.advance(11 * 60_000)
+            k1.ledger.deposit(pid, "paper", 200)
+        sync(store, k1)
+        tlog.append_pending(
+            store, KEY, tlog.LogSettings(origin="central.test/log", every_entries=1), NOW
+        )
+        sizes.append(tlog.latest_checkpoint(store)[0])  # type: ignore[index]
+    leaves = list(leaves_of(k1).values())
+    assert sizes[-1] == len(leaves) == 302
+    for size in sizes:
+        root = merkle.root(leaves[:size])
+        for index in range(0, size, 7):
+            proof = tlog.inclusion(store, "K1", index + 1, size)
+            path = [bytes.fromhex(p) for p in proof["proof"]]  # type: ignore[union-attr]
+            assert merkle.verify_inclusion(leaves[index], index, size, path, root), (index, size)
+    for old, new in itertools.pairwise(sizes):
+        proof = [bytes.fromhex(p) for p in tlog.consistency(store, old, new)["proof"]]  # type: ignore[union-attr]
+        assert merkle.verify_consistency(
+            old, new, merkle.root(leaves[:old]), merkle.root(leaves[:new]), proof
+        )
+    with store.read("counting") as conn:
+        stored = conn.scalar(select(func.count()).select_from(tlog.tlog_nodes))
+    assert stored == 302 // 16 + 302 // 256  # levels 4 and 8 only
