@@ -11,6 +11,7 @@ connects to the broker (retained, so a kiosk that comes online later gets it).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -45,7 +46,8 @@ class CentralService:
         self.store = store
         self.key = key
         self.log = log  # None: this worker keeps no log (`--no-log`, for benchmarks)
-        self._next_log = 0.0
+        self._log_stop = threading.Event()
+        self._log_thread: threading.Thread | None = None
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self._last_push: dict[str, float] = {}  # village → monotonic time of last push
@@ -65,12 +67,42 @@ class CentralService:
 
     def start(self) -> None:
         self.receiver.start()
+        self._start_log()
+
+    def _start_log(self) -> None:
+        if self.log is not None and self._log_thread is None:
+            self._log_stop.clear()
+            self._log_thread = threading.Thread(
+                target=self._log_loop, name="central-log", daemon=True
+            )
+            self._log_thread.start()
 
     def stop(self) -> None:
+        self._log_stop.set()
         self.receiver.stop()
+        if self._log_thread is not None:
+            self._log_thread.join(30)
+            self._log_thread = None
 
     def run(self) -> None:
-        self.receiver.run()
+        self._start_log()
+        try:
+            self.receiver.run()
+        finally:
+            self._log_stop.set()
+
+    def _log_loop(self) -> None:
+        """The log's sequencer, in a thread of its own: ingest (the receiver's thread)
+        never waits for it, and it follows ingest about a second behind (central.tlog)."""
+        assert self.log is not None
+        while not self._log_stop.is_set():
+            try:
+                appended = tlog.append_pending(self.store, self.key, self.log, self.now_ms())
+            except GreenPassError as exc:  # the database is away: ingest says so too
+                log.warning("transparency log not appended: %s", exc)
+                appended = 0
+            if appended < tlog.MAX_APPEND:
+                self._log_stop.wait(LOG_EVERY_S)
 
     # --- handlers (the receiver's thread) -----------------------------------------------
 
@@ -113,14 +145,6 @@ class CentralService:
         if now >= self._next_poll:
             self._poll_changes()
             self._next_poll = now + POLL_CHANGES_S
-        if self.log is not None and now >= self._next_log:
-            # The log follows ingest a tick behind, in its own transaction (central.tlog).
-            try:
-                appended = tlog.append_pending(self.store, self.key, self.log, self.now_ms())
-            except GreenPassError as exc:  # the database is away: ingest says so too
-                log.warning("transparency log not appended: %s", exc)
-                appended = 0
-            self._next_log = now + (0.0 if appended >= tlog.MAX_APPEND else LOG_EVERY_S)
         # A change is pushed `debounce_s` after it happened, but a village is pushed at
         # most every `min_interval_s`: during a reconnect storm each village changes
         # with every batch, and ingest must keep the processor, not state pushes.

@@ -34,7 +34,7 @@ or `every_s` seconds have passed since the last one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -215,96 +215,118 @@ class _Nodes:
         self.fetch(wanted | below)
 
 
+@dataclass
+class _Plan:
+    """What one append will write, worked out from a read snapshot, outside the lock."""
+
+    size: int  # the log's size it was planned on
+    leaves: int = 0
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    new_size: int = 0
+    edge: bytes = b""
+    root: bytes = merkle.EMPTY_ROOT
+    checkpoint_due: bool = False
+
+
 def append_pending(
     store: CentralStore, key: Ed25519PrivateKey, settings: LogSettings, now_ms: int
 ) -> int:
     """Append the entries stored since the last call to the log; sign a checkpoint when
-    one is due. Returns the number of leaves appended."""
-    d, e = db.devices, db.entries
+    one is due. Returns the number of leaves appended (0 if another worker appended
+    meanwhile: the next call takes what is left)."""
+    with store.read("reading what the log lacks", snapshot=True) as conn:
+        plan = _plan(conn, settings, now_ms)
+    if not plan.leaves and not plan.checkpoint_due:
+        return 0
+    # Hashing is done: the write lock is held only to check and write.
     with store.write("appending to the transparency log") as conn:
-        q = select(tlog_head.c.size, tlog_head.c.edge).where(tlog_head.c.id == 1)
-        head = conn.execute(q.with_for_update() if store.postgres else q).one()
-        size, raw = int(head.size), bytes(head.edge)
-        edge = dict(
-            zip(_edge(size), (raw[i : i + 32] for i in range(0, len(raw), 32)), strict=True)
-        )
-        logged = {r.device_id: int(r.logged_seq) for r in conn.execute(select(tlog_progress))}
-        behind = [
-            (r.device_id, logged.get(r.device_id, 0), int(r.acked_seq))
-            for r in conn.execute(select(d.c.device_id, d.c.acked_seq).order_by(d.c.device_id))
-            if int(r.acked_seq) > logged.get(r.device_id, 0)
-        ]
-        leaves: list[tuple[str, int, bytes]] = []
-        runs: list[dict[str, Any]] = []
-        for device_id, after, upto in behind:
-            room = MAX_APPEND - len(leaves)
-            if room <= 0:
-                break
-            rows = conn.execute(
-                select(e.c.seq, e.c.h)
-                .where((e.c.device_id == device_id) & (e.c.seq > after) & (e.c.seq <= upto))
-                .order_by(e.c.seq)
-                .limit(room)
-            ).all()
-            if rows:
-                runs.append({"first_idx": size + len(leaves), "device_id": device_id,
-                             "first_seq": int(rows[0].seq), "count": len(rows)})  # fmt: skip
-                leaves += [(device_id, int(r.seq), bytes(r.h)) for r in rows]
-        if leaves:
-            # Every left sibling an append needs is on the old right edge (or made here).
-            made = merkle.new_full_nodes(
-                size, [entry_leaf_hash(*x) for x in leaves], lambda lv, i: edge[lv, i]
-            )
-            kept = [{"level": lv, "idx": i, "hash": h} for lv, i, h in made if lv and not lv % STEP]
-            if kept:
-                conn.execute(insert(tlog_nodes), kept)
-            conn.execute(insert(tlog_runs), runs)
-            for run in runs:
+        q = select(tlog_head.c.size).where(tlog_head.c.id == 1)
+        if int(conn.scalar(q.with_for_update() if store.postgres else q) or 0) != plan.size:
+            return 0  # another worker appended first: never two leaves at one index
+        if plan.leaves:
+            if plan.nodes:
+                conn.execute(insert(tlog_nodes), plan.nodes)
+            conn.execute(insert(tlog_runs), plan.runs)
+            for run in plan.runs:
                 seq = run["first_seq"] + run["count"] - 1
-                if run["device_id"] in logged:
-                    conn.execute(
-                        update(tlog_progress)
-                        .where(tlog_progress.c.device_id == run["device_id"])
-                        .values(logged_seq=seq)
-                    )
-                else:
+                done = conn.execute(
+                    update(tlog_progress)
+                    .where(tlog_progress.c.device_id == run["device_id"])
+                    .values(logged_seq=seq)
+                )
+                if not done.rowcount:
                     conn.execute(
                         insert(tlog_progress).values(device_id=run["device_id"], logged_seq=seq)
                     )
-            size += len(leaves)
-            known = {**edge, **{(lv, i): h for lv, i, h in made}}
-            edge = {pair: known[pair] for pair in _edge(size)}
             conn.execute(
                 update(tlog_head)
                 .where(tlog_head.c.id == 1)
-                .values(size=size, edge=b"".join(edge.values()))
+                .values(size=plan.new_size, edge=plan.edge)
             )
-        root = merkle.stored_root(size, lambda lv, i: edge[lv, i])
-        _maybe_checkpoint(conn, size, root, key, settings, now_ms)
-    return len(leaves)
+        if plan.checkpoint_due:
+            cp = checkpoint.Checkpoint(settings.origin, plan.new_size, plan.root)
+            note = checkpoint.sign(cp, settings.origin, key).decode()
+            conn.execute(
+                insert(tlog_checkpoints).values(
+                    size=plan.new_size, root=plan.root, note=note, made_ms=now_ms
+                )
+            )
+    return plan.leaves
 
 
-def _maybe_checkpoint(
-    conn: Connection,
-    size: int,
-    root: bytes,
-    key: Ed25519PrivateKey,
-    settings: LogSettings,
-    now_ms: int,
-) -> None:
+def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
+    d, e = db.devices, db.entries
+    head = conn.execute(select(tlog_head.c.size, tlog_head.c.edge).where(tlog_head.c.id == 1)).one()
+    size, raw = int(head.size), bytes(head.edge)
+    hashes = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    edge = dict(zip(_edge(size), hashes, strict=True))
+    plan = _Plan(size=size, new_size=size, edge=raw)
+    pr = tlog_progress
+    logged = {r[0]: int(r[1]) for r in conn.execute(select(pr.c.device_id, pr.c.logged_seq))}
+    leaves: list[bytes] = []
+    for device_id, upto in conn.execute(
+        select(d.c.device_id, d.c.acked_seq).order_by(d.c.device_id)
+    ):
+        after = int(logged.get(device_id, 0))
+        room = MAX_APPEND - len(leaves)
+        if upto <= after or room <= 0:
+            continue
+        rows = conn.execute(
+            select(e.c.seq, e.c.h)
+            .where((e.c.device_id == device_id) & (e.c.seq > after) & (e.c.seq <= upto))
+            .order_by(e.c.seq)
+            .limit(room)
+        ).all()
+        if rows:
+            plan.runs.append({"first_idx": size + len(leaves), "device_id": device_id,
+                              "first_seq": int(rows[0][0]), "count": len(rows)})  # fmt: skip
+            prefix = LEAF_PREFIX + device_id.encode() + b"\x00"
+            leaves += [merkle.leaf_hash(prefix + seq.to_bytes(8, "big") + h) for seq, h in rows]
+    if leaves:
+        # Every left sibling an append needs is on the old right edge (or made here).
+        made = merkle.new_full_nodes(size, leaves, lambda lv, i: edge[lv, i])
+        plan.nodes = [
+            {"level": lv, "idx": i, "hash": h} for lv, i, h in made if lv and not lv % STEP
+        ]
+        plan.leaves, plan.new_size = len(leaves), size + len(leaves)
+        known = {**edge, **{(lv, i): h for lv, i, h in made}}
+        edge = {pair: known[pair] for pair in _edge(plan.new_size)}
+        plan.edge = b"".join(edge.values())
+    plan.root = merkle.stored_root(plan.new_size, lambda lv, i: edge[lv, i])
     c = tlog_checkpoints
     last = conn.execute(select(c.c.size, c.c.made_ms).order_by(c.c.size.desc()).limit(1)).first()
-    if size == 0 or (last is not None and int(last.size) >= size):
-        return
-    due = last is None or (
-        size - int(last.size) >= settings.every_entries
-        or now_ms - int(last.made_ms) >= settings.every_s * 1000
+    plan.checkpoint_due = plan.new_size > 0 and (
+        last is None
+        or (
+            plan.new_size > int(last.size)
+            and (
+                plan.new_size - int(last.size) >= settings.every_entries
+                or now_ms - int(last.made_ms) >= settings.every_s * 1000
+            )
+        )
     )
-    if not due:
-        return
-    cp = checkpoint.Checkpoint(settings.origin, size, root)
-    note = checkpoint.sign(cp, settings.origin, key).decode()
-    conn.execute(insert(c).values(size=size, root=root, note=note, made_ms=now_ms))
+    return plan
 
 
 # --- reading: what the public routes serve ----------------------------------------------
