@@ -5,22 +5,10 @@ counted twice, and balances come back down so kiosk B sees points earned at A.""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from central import reports
 from edge.ledger import Ledger
-from tests.mqtt_broker import Broker
 from tests.sync.harness import T0, Kiosk, World, wait_for
-
-
-@pytest.fixture
-def world(tmp_path: Path, broker: Broker, central_url: str) -> Iterator[World]:
-    w = World(tmp_path, broker, central_url)  # central on SQLite, then PostgreSQL
-    yield w
-    w.close()
 
 
 def deposits(k: Kiosk, passbook: str, n: int, category: str = "paper") -> None:

@@ -4,22 +4,9 @@ kiosk computes from its own ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from central import tlog
 from greenpass import checkpoint, merkle
-from tests.mqtt_broker import Broker
 from tests.sync.harness import World, wait_for
-
-
-@pytest.fixture
-def world(tmp_path: Path, broker: Broker, central_url: str) -> Iterator[World]:
-    w = World(tmp_path, broker, central_url)
-    yield w
-    w.close()
 
 
 def test_synced_entries_reach_a_signed_checkpoint(world: World) -> None:

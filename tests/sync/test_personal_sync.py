@@ -5,24 +5,13 @@ reaches the kiosk with the next state and leaves no name in either database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from central import passbooks, personal
 from greenpass.errors import CentralError
-from tests.mqtt_broker import Broker
 from tests.sync.harness import World, wait_for
 
 NAME = "Zhang household"
-
-
-@pytest.fixture
-def world(tmp_path: Path, broker: Broker, central_url: str) -> Iterator[World]:
-    w = World(tmp_path, broker, central_url)
-    yield w
-    w.close()
 
 
 def name_at_central(world: World, passbook: str) -> str:
