@@ -16,6 +16,7 @@ The same operations as `greenpass central village|rules|catalogue|passbook|audit
     POST /passbooks/{passbook_id}/replace           a lost card: a new passbook, 201
     GET  /passbooks/{passbook_id}/personal-data     all held about the household (PIPL)
     POST /passbooks/{passbook_id}/erase             erase its name; points stay
+    POST /passbooks/{passbook_id}/correct           {"household_name"}: correct its name
     GET  /audit?village_id=V&limit=N&before_id=I    newest first
 
 Who did it is the caller's account (`central.auth.current_actor`), written to the
@@ -38,6 +39,8 @@ from central.api_operator_models import (
     AuditOut,
     CatalogueIn,
     CatalogueOut,
+    CorrectionIn,
+    CorrectionOut,
     ErasureOut,
     PassbookOut,
     ReplacementOut,
@@ -279,6 +282,25 @@ def operator_router(store: CentralStore, clock: Any) -> APIRouter:
             return personal.export(store, passbook_id)
         except CentralError as exc:
             _refused(exc)
+
+    @r.post(
+        "/passbooks/{passbook_id}/correct",
+        response_model=CorrectionOut,
+        responses=_responses(404, 409),
+    )
+    def correct_personal(
+        passbook_id: PassbookId, body: CorrectionIn, actor: CurrentActor
+    ) -> CorrectionOut:
+        """Correct the household's name on every passbook of its account (`409` once
+        erased); kiosks take it with their next state; audited as `passbook.correct`."""
+        village = passbook_village(passbook_id, actor)
+        try:
+            cards = personal.correct(
+                store, passbook_id, body.household_name, actor=str(actor), now_ms=clock()
+            )
+        except (CentralError, ConfigError) as exc:
+            _refused(exc, "household_name")
+        return CorrectionOut(passbook_id=passbook_id, village_id=village, corrected=cards)
 
     @r.post("/passbooks/{passbook_id}/erase", response_model=ErasureOut, responses=_responses(404))
     def erase_personal(passbook_id: PassbookId, actor: CurrentActor) -> ErasureOut:

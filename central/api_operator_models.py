@@ -133,6 +133,18 @@ class ReplacementOut(BaseModel):
     balance: int = Field(description="The household's points, carried to the new passbook")
 
 
+class CorrectionIn(_In):
+    household_name: str = Field(
+        min_length=1, max_length=64, description="The household's name as it should be"
+    )
+
+
+class CorrectionOut(BaseModel):
+    passbook_id: str
+    village_id: str
+    corrected: list[str] = Field(description="The household's passbooks now under this name")
+
+
 class ErasureOut(BaseModel):
     passbook_id: str
     village_id: str

@@ -1,6 +1,7 @@
-"""`greenpass central passbook export ID` and `passbook erase ID`: a household's
-requests under the Personal Information Protection Law (docs/privacy.md), from the
-command line. The names are fixed: other tools call them."""
+"""`greenpass central passbook export ID`, `passbook erase ID` and `passbook correct
+ID --household NAME`: a household's requests under the Personal Information Protection
+Law (docs/privacy.md), from the command line. The names are fixed: other tools call
+them."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def register(group: argparse._SubParsersAction[argparse.ArgumentParser], leaf: L
     p.add_argument("passbook_id", metavar="ID", help="any of the household's passbooks")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_erase)
+    p = leaf(group, "correct", "correct a household's name (every card of its account)")
+    p.add_argument("passbook_id", metavar="ID", help="any of the household's passbooks")
+    p.add_argument("--household", required=True, help="the household's name as it should be")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_correct)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -55,4 +61,19 @@ def _erase(args: argparse.Namespace) -> int:
             f"erased the household name of {', '.join(erased)}; their points and CO2e stay "
             "under these ids, and kiosks drop the name with their next state"
         )
+    return 0
+
+
+def _correct(args: argparse.Namespace) -> int:
+    from central import personal
+
+    with _store(args) as store:
+        cards = personal.correct(
+            store, args.passbook_id, args.household, actor=cli_actor(), now_ms=_now_ms()
+        )
+    if args.json:
+        _print_json({"passbook_id": args.passbook_id, "corrected": cards})
+    else:
+        print(f"the household name of {', '.join(cards)} is corrected; kiosks take it with "
+              "their next state")  # fmt: skip
     return 0

@@ -8,9 +8,11 @@ which carried the name itself) and the salt that opens it, as a kiosk sent it in
 batch's personal records. A record whose name and salt do not make the commitment is
 not taken: the name would not be the one the kiosk enrolled.
 
-**Erase** blanks the name, drops the salt and marks the passbook erased, for every
-passbook of the household's account (cards linked by replacements): entries, points
-and CO2e stay under the pseudonymous ids, and the commitments then link to nobody.
+**Correct** sets another name on every card of the account and drops the salts (they
+opened the commitment to the old name). **Erase** blanks the name, drops the salt and
+marks the passbook erased, for every passbook of the household's account (cards
+linked by replacements): entries, points and CO2e stay under the pseudonymous ids,
+and the commitments then link to nobody.
 It also takes the name out of the audit rows that named it and out of any dead letter
 whose payload carried it, and a kiosk's personal record arriving later for an erased
 passbook is ignored, so the name does not come back.
@@ -47,7 +49,7 @@ from central.store import CentralStore, Device
 from edge.entries import Entry, Kind
 from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
 from edge.queries import ID_RE
-from greenpass.errors import CentralError
+from greenpass.errors import CentralError, ConfigError
 from sync.batch import WirePersonal
 
 personal = Table(
@@ -273,6 +275,45 @@ def export(store: CentralStore, passbook_id: str) -> dict[str, Any]:
     }
 
 
+def correct(
+    store: CentralStore, passbook_id: str, name: str, *, actor: str, now_ms: int
+) -> list[str]:
+    """Correct the household's name on every card of its account; returns the cards.
+    The enrolments' commitments stay (they are in the chain) but their salts go: they
+    opened a commitment to the old name, and now open nothing. Kiosks take the new
+    name, and drop their salt, with the next state."""
+    name = name.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise ConfigError("a household name is 1 to 64 printable characters", key="household_name")
+    vl = db.villagers
+    with store.write("correcting a household's name") as conn:
+        account = _account(conn, passbook_id)
+        rows = conn.execute(
+            select(vl.c.village_id, vl.c.household_name).where(vl.c.passbook_id.in_(account))
+        ).all()
+        if any(
+            conn.scalars(
+                select(personal.c.erased_ms).where(
+                    personal.c.passbook_id.in_(account) & personal.c.erased_ms.is_not(None)
+                )
+            )
+        ):
+            raise CentralError(f"passbook {passbook_id!r}: the household's data was erased")
+        before = sorted({r.household_name for r in rows})
+        conn.execute(update(vl).where(vl.c.passbook_id.in_(account)).values(household_name=name))
+        conn.execute(update(personal).where(personal.c.passbook_id.in_(account)).values(salt=None))
+        villages = {r.village_id for r in rows}
+        v = db.villages
+        conn.execute(update(v).where(v.c.village_id.in_(villages)).values(changed_ms=now_ms))
+        audit.record(
+            conn, actor=actor, action="passbook.correct", target=passbook_id, now_ms=now_ms,
+            village_id=min(villages) if villages else None,
+            before={"passbooks": account, LEGACY_NAME_KEY: ", ".join(before)},
+            after={"passbooks": account, LEGACY_NAME_KEY: name},
+        )  # fmt: skip
+    return account
+
+
 def erased_at(store: CentralStore, passbook_id: str) -> int | None:
     """When the passbook's personal data was erased (ms), or None."""
     with store.read("reading an erasure") as conn:
@@ -368,6 +409,7 @@ __all__ = [
     "ERASED",
     "PERSONAL_KEY",
     "accept",
+    "correct",
     "erase",
     "erased_at",
     "export",

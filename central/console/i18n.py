@@ -157,10 +157,12 @@ ZH: dict[str, str] = {
     "done_erase": "已删除这户的个人信息：积分和减碳记录仍在，只以存折号记。",
     "personal_data": "个人信息",
     "personal_hint": "这户的户名只为找到存折而保存。按《个人信息保护法》，农户可要求查看"
-    "（导出）或删除；删除后积分和减碳记录仍以存折号保留，各设备下次同步时去掉户名。",
+    "（导出）、更正或删除；删除后积分和减碳记录仍以存折号保留，各设备下次同步时去掉户名。",
     "export_personal": "导出个人信息（JSON）",
     "erase_confirm": "输入存折号 {passbook} 以确认",
     "erase_personal": "删除个人信息",
+    "correct_name": "更正户名",
+    "done_correct": "户名已更正；本村设备下次同步时更新。",
     "erased_on": "已于 {when} 删除",
     "cannot_change": "无法修改：{reason}",
     "statement": "对账单",
@@ -353,12 +355,14 @@ EN: dict[str, str] = {
     "the passbook ids only.",
     "personal_data": "Personal data",
     "personal_hint": "The household name is kept only to find the passbook. Under the "
-    "Personal Information Protection Law a household may see it (export) or have it "
-    "erased; its points and CO2e then stay under the passbook ids, and kiosks drop the "
-    "name at their next state.",
+    "Personal Information Protection Law a household may see it (export), have it "
+    "corrected or erased; once erased, its points and CO2e stay under the passbook ids, "
+    "and kiosks drop the name at their next state.",
     "export_personal": "Export personal data (JSON)",
     "erase_confirm": "Type the passbook id {passbook} to confirm",
     "erase_personal": "Erase personal data",
+    "correct_name": "Correct the name",
+    "done_correct": "The household name is corrected; kiosks take it at their next state.",
     "erased_on": "erased on {when}",
     "cannot_change": "Cannot change: {reason}",
     "statement": "Statement",

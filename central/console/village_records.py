@@ -24,7 +24,7 @@ from greenpass.errors import CentralError, ConfigError
 
 AUDIT_PAGE = 50
 STATEMENT_LINES = 200  # the newest; the whole statement is an export
-ACTIONS = ("revoke", "reinstate", "replace", "erase")
+ACTIONS = ("revoke", "reinstate", "replace", "erase", "correct")
 
 
 def as_text(value: Any) -> str:
@@ -136,6 +136,10 @@ def install(router: APIRouter, pages: VillagePages) -> None:
                 if form.get("confirm", "").strip() != passbook_id:
                     raise ConfigError("type the passbook id to confirm the erasure")
                 personal.erase(store, passbook_id, actor=actor, now_ms=now)
+            elif action == "correct":
+                personal.correct(
+                    store, passbook_id, form.get("household", ""), actor=actor, now_ms=now
+                )
             else:
                 target = passbooks.replace(store, passbook_id, actor=actor, now_ms=now)
         except ConfigError as exc:

@@ -33,19 +33,31 @@ def test_the_console_exports_and_erases_a_household(site: Site) -> None:
     assert any(e["kind"] == "deposit" for e in held["entries"])
 
     csrf = site.csrf(page)
+    r = c.post(f"{page}/correct", data={"csrf": csrf, "household": "Lee household"})
+    assert r.status_code == 200 and "Lee household" in r.text, r.text
+    assert passbooks.household(site.store, li) == "Lee household"
+    assert (
+        site.client.post(
+            f"{page}/correct", data={"csrf": csrf, "household": " "}, follow_redirects=False
+        ).status_code
+        == 422
+    )
+    personal_correct = audit.rows(site.store, village_id="V1")[0]
+    assert personal_correct.action == "passbook.correct"
+    LI_NOW = "Lee household"
     for form, status in [
         ({"csrf": csrf, "confirm": "not-it"}, 422),  # the id typed wrong
         ({"csrf": "", "confirm": li}, 403),  # no CSRF token
     ]:
         r = c.post(f"{page}/erase", data=form, follow_redirects=False)
         assert r.status_code == status, r.text
-    assert passbooks.household(site.store, li) == LI  # nothing erased by either
+    assert passbooks.household(site.store, li) == LI_NOW  # nothing erased by either
     r = c.post(f"{page}/erase", data={"csrf": csrf, "confirm": li}, follow_redirects=False)
     assert r.status_code == 303
     r = c.get(r.headers["location"])
-    assert 'data-testid="done"' in r.text and LI not in r.text
+    assert 'data-testid="done"' in r.text and LI_NOW not in r.text
     assert 'data-testid="erase"' not in r.text  # done once
-    assert LI not in every_text(site.store)
+    assert LI not in every_text(site.store) and LI_NOW not in every_text(site.store)
     row = audit.rows(site.store, village_id="V1")[0]
     assert (row.action, row.actor, row.target) == ("passbook.erase", "v1", li)
 
@@ -71,10 +83,20 @@ def test_the_api_exports_and_erases(site: Site) -> None:
     assert (
         site.client.get("/api/v1/passbooks/NOPE-1/personal-data", headers=county).status_code == 404
     )
+    r = site.client.post(
+        f"/api/v1/passbooks/{wang}/correct", headers=county, json={"household_name": "Wong"}
+    )
+    assert r.status_code == 200 and r.json()["corrected"] == [wang], r.text
+    bad = site.client.post(f"/api/v1/passbooks/{wang}/correct", headers=county, json={})
+    assert bad.status_code == 422
     r = site.client.post(f"/api/v1/passbooks/{wang}/erase", headers=county)
     assert r.status_code == 200, r.text
     assert r.json() == {"passbook_id": wang, "village_id": "V1", "erased": [wang]}
-    assert "Wang household" not in every_text(site.store)
+    assert "Wang household" not in every_text(site.store) and "Wong" not in every_text(site.store)
+    gone = site.client.post(
+        f"/api/v1/passbooks/{wang}/correct", headers=county, json={"household_name": "X"}
+    )
+    assert gone.status_code == 409
 
 
 def test_the_cli_exports_and_erases(site: Site, central_url: str, tmp_path: Path) -> None:
@@ -95,10 +117,13 @@ def test_the_cli_exports_and_erases(site: Site, central_url: str, tmp_path: Path
     out = tmp_path / "zhao.json"
     assert str(out) in gp("export", zhao, "--out", str(out)).stdout
     assert json.loads(out.read_text(encoding="utf-8"))["passbook_id"] == zhao
+    fixed = json.loads(gp("correct", zhao, "--household", "赵家", "--json").stdout)
+    assert fixed == {"passbook_id": zhao, "corrected": [zhao]}
+    assert passbooks.household(site.store, zhao) == "赵家"
     assert json.loads(gp("erase", zhao, "--json").stdout) == {
         "passbook_id": zhao,
         "erased": [zhao],
     }
-    assert "Zhao household" not in every_text(site.store)
+    assert "Zhao household" not in every_text(site.store) and "赵家" not in every_text(site.store)
     row = audit.rows(site.store)[0]
     assert row.action == "passbook.erase" and row.actor.startswith("cli:")

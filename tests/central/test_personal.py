@@ -17,6 +17,7 @@ from central.state import build_state
 from central.store import CentralStore
 from edge.entries import Kind, check_chain
 from edge.personal import commitment, household_fields
+from greenpass.errors import CentralError, ConfigError
 from sync import protocol
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 
@@ -248,3 +249,34 @@ def test_a_card_replacing_an_erased_one_is_erased_too(store: CentralStore, k1: K
     assert passbooks.household(store, new.passbook_id) == ""
     assert personal.erased_at(store, new.passbook_id) is not None
     assert NAME not in every_text(store)
+
+
+def test_a_correction_renames_every_card_and_reaches_the_kiosk(
+    store: CentralStore, k1: Kiosk
+) -> None:
+    li = k1.ledger.enrol(NAME, staff_id="S1").passbook_id
+    assert li is not None
+    sync(store, k1)
+    new = passbooks.replace(store, li, actor="op", now_ms=NOW)
+    cards = personal.correct(store, new, "  Lee household ", actor="op", now_ms=NOW)
+    assert sorted(cards) == sorted([li, new])
+    assert {passbooks.household(store, p) for p in cards} == {"Lee household"}
+    with store.read("reading") as conn:
+        salts = conn.scalars(select(personal.personal.c.salt)).all()
+    assert salts == [None]  # it opened the commitment to the old name only
+    row = audit.rows(store)[0]
+    assert row.action == "passbook.correct" and row.after["household_name"] == "Lee household"  # type: ignore[index]
+    # The kiosk takes the new name and drops its salt; its ledger still verifies.
+    assert k1.apply(build_state(store, "K1", NOW))
+    v = k1.ledger.villager(li)
+    assert v is not None and v.household_name == "Lee household"
+    salt = k1.ledger.store.conn.execute(
+        "SELECT salt FROM villagers WHERE passbook_id = ?", (li,)
+    ).fetchone()[0]
+    assert salt is None and k1.ledger.verify().ok
+    with pytest.raises(ConfigError):
+        personal.correct(store, li, " ", actor="op", now_ms=NOW)
+    personal.erase(store, li, actor="op", now_ms=NOW)
+    with pytest.raises(CentralError, match="erased"):
+        personal.correct(store, li, "Again", actor="op", now_ms=NOW)
+    assert NAME not in every_text(store) and "Lee household" not in every_text(store)
