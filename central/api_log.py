@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from central import tlog
@@ -42,7 +42,10 @@ class ConsistencyOut(BaseModel):
 
 
 _MISSING: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No checkpoint covers it, or no such entry"}
+    404: {
+        "model": Problem,
+        "description": "No checkpoint covers it, no such entry, or from > to",
+    }
 }
 
 
@@ -54,10 +57,17 @@ def log_router(store: CentralStore) -> APIRouter:
 
     @r.get(
         "/checkpoint",
-        response_class=PlainTextResponse,
-        responses={404: {"model": Problem, "description": "The log has no checkpoint yet"}},
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "The signed checkpoint"},
+            404: {
+                "model": Problem,
+                "content": {"application/json": {}},
+                "description": "The log has no checkpoint yet",
+            },
+        },
     )
-    def get_checkpoint() -> PlainTextResponse:
+    def get_checkpoint() -> Response:
         """The newest checkpoint: a C2SP tlog-checkpoint body in a signed note, signed
         with central's key (the one that signs the kiosks' states)."""
         found = tlog.latest_checkpoint(store)
@@ -80,14 +90,14 @@ def log_router(store: CentralStore) -> APIRouter:
         "/proof/consistency",
         response_model=ConsistencyOut,
         response_model_by_alias=True,
-        responses={**_MISSING, 422: {"model": Problem, "description": "from > to"}},
+        responses=_MISSING,
     )
     def get_consistency(
         from_: Annotated[int, Query(alias="from", ge=1, le=MAX_SIZE)],
         to: Annotated[int, Query(ge=1, le=MAX_SIZE)],
     ) -> ConsistencyOut:
-        if from_ > to:
-            raise HTTPException(422, "from must not be more than to")
+        if from_ > to:  # no such proof, as for a size no checkpoint covers
+            raise HTTPException(404, "from must not be more than to")
         try:
             return ConsistencyOut.model_validate(tlog.consistency(store, from_, to))
         except CentralError as exc:
