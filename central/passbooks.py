@@ -158,7 +158,10 @@ def replace(store: CentralStore, old: str, *, actor: str, now_ms: int) -> str:
         done = _replaced_by(conn, old)
         if done is not None:
             raise CentralError(f"passbook {old!r} was already replaced by {done!r}")
-        if not household:
+        from central import personal  # noqa: PLC0415 - it imports this module
+
+        erased = personal.erased_in(conn, old)
+        if not household and not erased:
             raise CentralError(
                 f"passbook {old!r}: its enrolment has not reached central yet (only a status "
                 "change has); replace it once the kiosk that enrolled it has synced"
@@ -178,6 +181,8 @@ def replace(store: CentralStore, old: str, *, actor: str, now_ms: int) -> str:
             )
         )  # fmt: skip
         link(conn, old, new, village, actor=actor, now_ms=now_ms)
+        if erased:  # a household whose name was erased gets its card, still nameless
+            personal.mark_erased(conn, new, village, f"replaces erased {old}", now_ms)
         audit.record(
             conn, actor=actor, action="passbook.replace", target=old, now_ms=now_ms,
             village_id=village, before={"passbook_id": old, "status": status},

@@ -314,6 +314,21 @@ def correct(
     return account
 
 
+def erased_in(conn: Connection, passbook_id: str) -> bool:
+    """Inside a transaction: was the passbook's household's data erased?"""
+    found = conn.scalar(select(personal.c.erased_ms).where(personal.c.passbook_id == passbook_id))
+    return found is not None
+
+
+def mark_erased(conn: Connection, passbook_id: str, village_id: str, why: str, now_ms: int) -> None:
+    """A new card of an erased household starts erased (no name will be taken for it)."""
+    conn.execute(
+        insert(personal).values(
+            passbook_id=passbook_id, village_id=village_id, erased_ms=now_ms, erased_by=why
+        )
+    )
+
+
 def erased_at(store: CentralStore, passbook_id: str) -> int | None:
     """When the passbook's personal data was erased (ms), or None."""
     with store.read("reading an erasure") as conn:
@@ -412,9 +427,11 @@ __all__ = [
     "correct",
     "erase",
     "erased_at",
+    "erased_in",
     "export",
     "keep_erased",
     "known",
+    "mark_erased",
     "migrate_v6",
     "personal",
     "record_commitments",

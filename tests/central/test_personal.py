@@ -280,3 +280,16 @@ def test_a_correction_renames_every_card_and_reaches_the_kiosk(
     with pytest.raises(CentralError, match="erased"):
         personal.correct(store, li, "Again", actor="op", now_ms=NOW)
     assert NAME not in every_text(store) and "Lee household" not in every_text(store)
+
+
+def test_an_erased_household_can_still_replace_a_lost_card(store: CentralStore, k1: Kiosk) -> None:
+    ids = populate(k1)
+    sync(store, k1)
+    li = ids["li"]
+    balance = reports.statement(store, li)[-1].balance
+    personal.erase(store, li, actor="op", now_ms=NOW)
+    new = passbooks.replace(store, li, actor="op", now_ms=NOW + 1)
+    assert passbooks.household(store, new) == ""
+    assert personal.erased_at(store, new) is not None  # no name will be taken for it
+    assert reports.statement(store, new)[-1].balance == balance
+    assert NAME not in every_text(store)
