@@ -7,7 +7,7 @@
 
 Hashes are lower-case hex. A proof is checked against a checkpoint's root with
 `greenpass.merkle.verify_inclusion` / `verify_consistency`; the leaf is
-`central.tlog.entry_leaf_hash(device, seq, h)` of the entry's chain hash `h`.
+`greenpass.tlog_leaf.entry_leaf_hash(device, seq, h)` of the entry's chain hash `h`.
 """
 
 from __future__ import annotations

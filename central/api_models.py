@@ -30,6 +30,16 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LogFaultOut(BaseModel):
+    """Why a kiosk distrusts central's transparency log (docs/trust.md)."""
+
+    code: str = Field(description="log_bad_checkpoint / log_not_extended / log_entry_changed …")
+    message: str = Field(description="For a person; names the device and the seq")
+    seq: int = Field(description="The kiosk's entry concerned; 0: the checkpoint itself")
+    size: int = Field(description="The size of the checkpoint concerned")
+    since_ms: int = Field(description="Kiosk's wall clock when it found it")
+
+
 class Health(BaseModel):
     """What the kiosk last said about itself (its retained MQTT status)."""
 
@@ -43,6 +53,13 @@ class Health(BaseModel):
         description="Size of the kiosk's data disk; None: its software does not report it"
     )
     last_error: str
+    log_size: int = Field(
+        0, description="Size of central's log checkpoint the kiosk accepted last (0: none)"
+    )
+    log_seq: int = Field(0, description="The kiosk's entries up to this seq are proven in it")
+    log_fault: LogFaultOut | None = Field(
+        None, description="Set when the kiosk's check of central's log failed"
+    )
 
 
 class DeviceOut(BaseModel):
@@ -88,6 +105,17 @@ class DeviceOut(BaseModel):
                 free_disk_bytes=status.free_disk_bytes,
                 disk_bytes=status.disk_bytes,
                 last_error=status.last_error,
+                log_size=status.log_size,
+                log_seq=status.log_seq,
+                log_fault=None
+                if status.log_fault is None
+                else LogFaultOut(
+                    code=status.log_fault.code,
+                    message=status.log_fault.message,
+                    seq=status.log_fault.seq,
+                    size=status.log_fault.size,
+                    since_ms=status.log_fault.since_ms,
+                ),
             ),
         )
 

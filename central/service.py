@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from central import tlog
+from central import log_proofs, tlog
 from central.ingest import ingest
 from central.state import build_village_states
 from central.store import CentralStore
@@ -53,6 +53,9 @@ class CentralService:
         self._last_push: dict[str, float] = {}  # village → monotonic time of last push
         self.now_ms = now_ms
         self._dirty: dict[str, float] = {}  # village → monotonic time of first change
+        # device → its village: a kiosk whose own entries are in a newer checkpoint than
+        # it holds (log_proofs.wants_proofs) gets its state alone, at the next tick.
+        self._proofs_due: dict[str, str] = {}
         self._pushed: set[str] = set()  # devices this process has pushed a state to
         self._features: dict[str, frozenset[str]] = {}  # what each kiosk says it takes
         self._changes: dict[str, int] = {}  # village → changed_ms last seen
@@ -121,7 +124,8 @@ class CentralService:
         device_id = p.device_of(topic, p.STATUS)
         if device_id is None:
             return
-        features = frozenset(p.decode_status(payload).features)  # record_status decoded it
+        status = p.decode_status(payload)  # record_status decoded it
+        features = frozenset(status.features)
         changed = self._features.get(device_id, features) != features
         self._features[device_id] = features
         if device_id not in self._pushed or changed:
@@ -131,6 +135,12 @@ class CentralService:
             device = self.store.device(device_id)
             if device is not None and device.status == "active":
                 self._dirty.setdefault(device.village_id, 0.0)
+        elif p.FEATURE_LOG_PROOFS in features and log_proofs.wants_proofs(
+            self.store, device_id, status
+        ):
+            device = self.store.device(device_id)
+            if device is not None and device.status == "active":
+                self._proofs_due[device_id] = device.village_id
 
     def _poll_changes(self) -> None:
         """Villages changed by someone else: another central worker's ingest, or an
@@ -159,11 +169,18 @@ class CentralService:
             del self._dirty[village]
             self._last_push[village] = now
             out.extend(self.village_states(village))
+        for device, village in list(self._proofs_due.items()):
+            if village in self._dirty:
+                del self._proofs_due[device]  # its village's push is coming: it is in it
+            elif now - self._last_push.get(village, -1e9) >= self.min_interval_s:
+                del self._proofs_due[device]
+                self._last_push[village] = now
+                out.extend(self.village_states(village, only=device))
         return out
 
-    def village_states(self, village_id: str) -> list[Outgoing]:
+    def village_states(self, village_id: str, *, only: str | None = None) -> list[Outgoing]:
         out = []
-        for body in build_village_states(self.store, village_id, self.now_ms()):
+        for body in build_village_states(self.store, village_id, self.now_ms(), only=only):
             self._pushed.add(body.device_id)
             out.append(
                 Outgoing(

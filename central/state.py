@@ -12,28 +12,37 @@ central workers never publish one version with different content, and a kiosk
 counter is taken before the snapshot is read: of two states built at once, the
 higher version may hold the slightly older snapshot. Both are correct for the kiosk
 (each is consistent with its own `included_seq`); the next push brings it up to date.
+
+A kiosk that names `FEATURE_LOG_PROOFS` also gets, read in the same snapshot, central's
+newest log checkpoint and the proofs to check it by (`central.log_proofs`).
 """
 
 from __future__ import annotations
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
-from central import db, passbooks, personal
+from central import db, log_proofs, passbooks, personal, tlog
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
 from sync import protocol
-from sync.protocol import StateBody, WireItem, WireVillager
+from sync.protocol import StateBody, StateLog, Status, WireItem, WireVillager
+
+
+def status_of(device: Device) -> Status | None:
+    """The kiosk's last status, or None (none yet, or one this version cannot read)."""
+    if not device.status_json:
+        return None
+    try:
+        return protocol.decode_status(device.status_json.encode())
+    except ProtocolError:
+        return None
 
 
 def features_of(device: Device) -> frozenset[str]:
     """What the kiosk's last status says it takes in a state beyond version 1's fields."""
-    if not device.status_json:
-        return frozenset()
-    try:
-        return frozenset(protocol.decode_status(device.status_json.encode()).features)
-    except ProtocolError:
-        return frozenset()
+    status = status_of(device)
+    return frozenset() if status is None else frozenset(status.features)
 
 
 def takes_pictures(device: Device) -> bool:
@@ -139,6 +148,7 @@ def build_village_states(
                 select(db.issuer_keys).where(db.issuer_keys.c.village_id == village)
             )
         }
+        logs = _logs(conn, devices)
         pe = personal.personal
         erased = sorted(
             conn.scalars(
@@ -162,6 +172,26 @@ def build_village_states(
             issuer_keys=keys,
             revoked=revoked,
             erased=erased if protocol.FEATURE_ERASURES in features_of(dev) else [],
+            log=logs.get(dev.device_id),
         )
         for dev in devices
     ]
+
+
+def _logs(conn: Connection, devices: list[Device]) -> dict[str, StateLog]:
+    """The log proofs of each kiosk that takes them (central.log_proofs), once the log
+    has a checkpoint."""
+    statuses = {d.device_id: status_of(d) for d in devices}
+    takers = {
+        device: status
+        for device, status in statuses.items()
+        if status is not None and protocol.FEATURE_LOG_PROOFS in status.features
+    }
+    newest = log_proofs.newest_checkpoint(conn) if takers else None
+    if newest is None:
+        return {}
+    nodes = tlog.Nodes(conn)
+    return {
+        device: log_proofs.state_log(conn, nodes, newest, device, status)
+        for device, status in takers.items()
+    }

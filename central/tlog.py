@@ -1,7 +1,8 @@
 """Central's public transparency log: every stored entry appended to an RFC 9162
 Merkle tree in central's database, signed checkpoints, and proofs (docs/trust.md).
 
-**Leaves.** One per entry, in the order the log's sequencer takes them:
+**Leaves.** One per entry, in the order the log's sequencer takes them
+(`greenpass.tlog_leaf`, which kiosks import too):
 
     leaf bytes = "greenpass-leaf-v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ seq (8 bytes, big-endian) ‖ h
 
@@ -60,8 +61,8 @@ from central import db
 from central.store import CentralStore
 from greenpass import checkpoint, merkle
 from greenpass.errors import CentralError, ConfigError
+from greenpass.tlog_leaf import device_prefix
 
-LEAF_PREFIX = b"greenpass-leaf-v1\x00"
 DEFAULT_ORIGIN = "greenpass.local/log"
 MAX_APPEND = 20_000  # leaves per sequencer transaction: a storm's backlog goes in steps
 
@@ -114,14 +115,6 @@ def migrate_v7(conn: Connection) -> None:
     conn.execute(insert(tlog_head).values(id=1, size=0, edge=b""))
 
 
-def leaf_bytes(device_id: str, seq: int, h: bytes) -> bytes:
-    return LEAF_PREFIX + device_id.encode() + b"\x00" + seq.to_bytes(8, "big") + h
-
-
-def entry_leaf_hash(device_id: str, seq: int, h: bytes) -> bytes:
-    return merkle.leaf_hash(leaf_bytes(device_id, seq, h))
-
-
 @dataclass(frozen=True)
 class LogSettings:
     origin: str = DEFAULT_ORIGIN  # the checkpoints' origin line and key name
@@ -148,10 +141,11 @@ def _edge(size: int) -> list[tuple[int, int]]:
     return out
 
 
-class _Nodes:
+class Nodes:
     """`merkle.GetNode` over what is stored: levels STEP, 2·STEP, … from `tlog_nodes`,
     leaves from their entries, the rest hashed up from below; what it reads or makes
-    is kept, and `prefetch` reads a proof's stored nodes in one query."""
+    is kept, and `prefetch` reads a proof's stored nodes in one query. One per read
+    transaction (its cache is of that snapshot)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -169,22 +163,42 @@ class _Nodes:
             self.cache.update({(r.level, r.idx): bytes(r.hash) for r in rows})
 
     def leaf(self, index: int) -> bytes:
-        run = self.conn.execute(
-            select(tlog_runs.c.first_idx, tlog_runs.c.device_id, tlog_runs.c.first_seq)
-            .where(tlog_runs.c.first_idx <= index)
-            .order_by(tlog_runs.c.first_idx.desc())
-            .limit(1)
-        ).first()
-        if run is None:
-            raise CentralError(f"transparency log: no leaf {index}")
-        seq = int(run.first_seq) + index - int(run.first_idx)
-        e = db.entries
-        h = self.conn.scalar(
-            select(e.c.h).where((e.c.device_id == run.device_id) & (e.c.seq == seq))
+        """Leaf `index`, recomputed from its entry; the other leaves of its block of
+        2^STEP come with it (every node below a stored level is hashed from one block,
+        and a proof asks for several of them), in a query per run it crosses."""
+        low = index - index % (1 << STEP)
+        high = low + (1 << STEP)
+        r = tlog_runs
+        cols = (r.c.first_idx, r.c.device_id, r.c.first_seq, r.c.count.label("entries"))
+        runs = list(
+            self.conn.execute(
+                select(*cols).where(r.c.first_idx <= low).order_by(r.c.first_idx.desc()).limit(1)
+            )
         )
-        if h is None:
+        runs += self.conn.execute(
+            select(*cols).where((r.c.first_idx > low) & (r.c.first_idx < high))
+        )
+        e = db.entries
+        for run in runs:
+            first_idx, first_seq = int(run.first_idx), int(run.first_seq)
+            start, end = max(low, first_idx), min(high, first_idx + int(run.entries))
+            if start >= end:
+                continue
+            prefix = device_prefix(str(run.device_id))
+            seqs = (first_seq + start - first_idx, first_seq + end - 1 - first_idx)
+            for seq, h in self.conn.execute(
+                select(e.c.seq, e.c.h).where(
+                    (e.c.device_id == run.device_id) & e.c.seq.between(*seqs)
+                )
+            ):
+                at = first_idx + int(seq) - first_seq
+                self.cache[0, at] = merkle.leaf_hash(
+                    prefix + int(seq).to_bytes(8, "big") + bytes(h)
+                )
+        found = self.cache.get((0, index))
+        if found is None:
             raise CentralError(f"transparency log: leaf {index}'s entry is missing")
-        return entry_leaf_hash(str(run.device_id), seq, bytes(h))
+        return found
 
     def __call__(self, level: int, index: int) -> bytes:
         found = self.cache.get((level, index))
@@ -301,7 +315,7 @@ def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
         if rows:
             plan.runs.append({"first_idx": size + len(leaves), "device_id": device_id,
                               "first_seq": int(rows[0][0]), "count": len(rows)})  # fmt: skip
-            prefix = LEAF_PREFIX + device_id.encode() + b"\x00"
+            prefix = device_prefix(device_id)
             leaves += [merkle.leaf_hash(prefix + seq.to_bytes(8, "big") + h) for seq, h in rows]
     if leaves:
         # Every left sibling an append needs is on the old right edge (or made here).
@@ -371,7 +385,7 @@ def inclusion(
             index = int(run.first_idx) + seq - int(run.first_seq)
         if index is None or index >= size:
             raise CentralError(f"entry {device_id}:{seq} is not in the log at size {size}")
-        nodes = _Nodes(conn)
+        nodes = Nodes(conn)
         nodes.prefetch(merkle.inclusion_proof, int(index), size)
         proof = merkle.inclusion_proof(int(index), size, nodes)
         leaf = nodes(0, int(index))
@@ -387,7 +401,7 @@ def consistency(store: CentralStore, old: int, new: int) -> dict[str, object]:
         new = _checked_size(conn, new)
         if not 0 < old <= new:
             raise CentralError(f"a consistency proof needs 0 < from <= to, got {old}, {new}")
-        nodes = _Nodes(conn)
+        nodes = Nodes(conn)
         nodes.prefetch(merkle.consistency_proof, old, new)
         proof = merkle.consistency_proof(old, new, nodes)
     return {"from": old, "to": new, "proof": [p.hex() for p in proof]}

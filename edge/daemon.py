@@ -37,7 +37,14 @@ from edge.cards import read_card
 from edge.clock import Clock, SystemClock
 from edge.config import KioskConfig
 from edge.devices import Devices
-from edge.kiosk_view import Status, build_view, categories_of, passbook_refusal, villager_info
+from edge.kiosk_view import (
+    Status,
+    build_view,
+    categories_of,
+    log_fault_of,
+    passbook_refusal,
+    villager_info,
+)
 from edge.ledger import Ledger
 from edge.uplink_handle import UplinkFactory, UplinkHandle
 from greenpass.errors import GreenPassError, HardwareError, Refused
@@ -346,15 +353,18 @@ class Kiosk:
             log.critical("kiosk: %s; exiting so that systemd restarts the kiosk", failed)
             self.fatal = failed
             self.fatal_event.set()
-        backlog = self.status.backlog
+        backlog, log_fault = self.status.backlog, self.status.log_fault
         if now_ms - self._backlog_ms >= BACKLOG_EVERY_MS:
             self._backlog_ms = now_ms
             b = await self.in_db(self.require_ledger().outbox.backlog)
             backlog = b.depth
             self.categories = await self.in_db(categories_of, self.require_ledger())
+            # The uplink records it in the file (sync.log_check): read it from there.
+            log_fault = await self.in_db(log_fault_of, self.require_ledger())
         self.status = self.status.with_(
             online=online,
             backlog=backlog,
+            log_fault=log_fault,
             clock_ok=self.clock.clock_ok(),
             sync_fault=None if fault is None else (fault.code, fault.message),
         )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from edge.ledger import Ledger
+from edge.log_record import current_fault
 
 if TYPE_CHECKING:
     from edge.daemon import Kiosk
@@ -27,6 +28,7 @@ class Status:
     scanner: str = "ok"  # ok / disconnected / error
     clock_ok: bool = True
     sync_fault: tuple[str, str] | None = None  # code, message (docs/sync.md)
+    log_fault: tuple[str, str] | None = None  # code, message of a failed log check
 
     def with_(self, **changes: Any) -> Status:
         return replace(self, **changes)
@@ -67,6 +69,13 @@ def passbook_refusal(ledger: Ledger, passbook_id: str) -> str:
     if v.status != "active":
         return "inactive_villager"
     return ""
+
+
+def log_fault_of(ledger: Ledger) -> tuple[str, str] | None:
+    """The current fault of this kiosk's check of central's log (sync.log_check), as
+    the uplink recorded it in the file (call on the ledger's thread)."""
+    f = current_fault(ledger.store.conn)
+    return None if f is None else (f.code, f.message)
 
 
 def categories_of(ledger: Ledger) -> list[dict[str, Any]]:
@@ -138,5 +147,9 @@ def build_view(k: Kiosk) -> dict[str, Any]:
             "sync_fault": None
             if st.sync_fault is None
             else {"code": st.sync_fault[0], "message": st.sync_fault[1]},
+            # Central's log failed this kiosk's check: for staff to report, not a stop.
+            "log_fault": None
+            if st.log_fault is None
+            else {"code": st.log_fault[0], "message": st.log_fault[1]},
         },
     }

@@ -30,6 +30,15 @@ Migration 4 (replaced cards):
   seq of the new one's `enrol` entry (whose `data.replaces` names the old). Kept in
   step with those entries, like `villagers`; the balance of the new passbook counts
   the old one's until central's snapshot does (`queries.balance`).
+
+Migration 6 (log check, `sync.log_check`, `edge.log_record`):
+- `log_check`: the last checkpoint of central's transparency log this kiosk accepted
+  (as central signed it; its origin is pinned from the first), how far its own
+  entries are proven in it (`checked_seq`), and since when central has owed proofs
+  of entries it acknowledged (`owed_ms`). No row: no checkpoint accepted yet.
+- `log_faults`: every failed check, the current one with `cleared_ms` NULL (at most
+  one), with the checkpoint that failed as evidence. Reset by a technician
+  (`greenpass sync log --reset`), never deleted.
 """
 
 from __future__ import annotations
@@ -192,6 +201,36 @@ CREATE TABLE passbook_links (
         "personal data",
         """
 ALTER TABLE villagers ADD COLUMN salt BLOB;
+""",
+    ),
+    (
+        6,
+        "log check",
+        """
+CREATE TABLE log_check (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    origin      TEXT NOT NULL,
+    size        INTEGER NOT NULL CHECK (size > 0),
+    root        BLOB NOT NULL CHECK (length(root) = 32),
+    note        TEXT NOT NULL,
+    checked_seq INTEGER NOT NULL CHECK (checked_seq >= 0),
+    accepted_ms INTEGER NOT NULL,
+    owed_ms     INTEGER
+) STRICT;
+
+CREATE TABLE log_faults (
+    id         INTEGER PRIMARY KEY,
+    code       TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    since_ms   INTEGER NOT NULL,
+    evidence   TEXT NOT NULL DEFAULT '',
+    cleared_ms INTEGER
+) STRICT;
+
+CREATE UNIQUE INDEX log_faults_one_current ON log_faults ((cleared_ms IS NULL))
+    WHERE cleared_ms IS NULL;
 """,
     ),
 ]

@@ -4,8 +4,9 @@ Checks, in the order a technician would look: the ledger file (SQLite's own
 `integrity_check`, then the hash chain), disk space, whether that disk is encrypted
 (a warning: the ledger holds households' names), the clock, the scale, the
 scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
-credentials), the running kiosk's sync fault, the sync backlog, and the broker
-CA certificate's expiry.
+credentials), the running kiosk's sync fault, its check of central's log (a log
+fault, read from the ledger file), the sync backlog, and the broker CA
+certificate's expiry.
 
 When the kiosk daemon is running, its devices are busy: the doctor then asks the
 kiosk's own page (`/api/view`) how the scale and scanner are, instead of opening
@@ -340,6 +341,43 @@ def check_sync_fault(view: dict[str, Any]) -> Finding:
     return Finding("sync", "fail", f"{code}: {fault.get('message', '')} (running kiosk)", fix)
 
 
+# What to do about each log fault (`sync.protocol.LOG_FAULTS`; docs/trust.md).
+KEEP = (
+    "the kiosk works on; send the operator the output of `greenpass sync log` (the "
+    "evidence), and reset only when they say so: greenpass sync log --reset"
+)
+LOG_FAULT_FIX = {
+    "log_bad_checkpoint": f"did central change its key or its log's name? {KEEP}",
+    "log_not_extended": f"central's log lost or rewrote history (restored from a backup?): {KEEP}",
+    "log_entry_changed": f"central holds this kiosk's entry differently: {KEEP}",
+    "log_entry_missing": f"central's log leaves out this kiosk's entry: {KEEP}",
+    "log_late": "central does not log what it acknowledged: the operator checks that a "
+    "central worker keeps the log; it clears itself once central proves the entries",
+}
+
+
+def check_log(db: Path) -> Finding:
+    """This kiosk's check of central's transparency log, from the ledger file (the
+    uplink records it there, so this works with the kiosk stopped too)."""
+    from edge.ledger import Ledger  # noqa: PLC0415
+    from edge.log_record import accepted, current_fault  # noqa: PLC0415
+    from sync.protocol import STICKY_LOG_FAULTS  # noqa: PLC0415
+
+    with Ledger.open(db) as ledger, ledger.store.read() as conn:
+        acc, fault = accepted(conn), current_fault(conn)
+    if fault is not None:
+        level: Level = "fail" if fault.code in STICKY_LOG_FAULTS else "warn"
+        fix = LOG_FAULT_FIX.get(fault.code, KEEP)
+        return Finding("log", level, f"{fault.code}: {fault.message}", fix)
+    if acc is None:
+        return _ok("log", "no checkpoint of central's log checked yet")
+    return _ok(
+        "log",
+        f"central's log checked: checkpoint of size {acc.size} accepted, this kiosk's "
+        f"entries proven up to seq {acc.checked_seq}",
+    )
+
+
 def check_backlog(db: Path, now_ms: int) -> Finding:
     from edge.ledger import Ledger  # noqa: PLC0415
 
@@ -410,6 +448,7 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
         found.append(check_broker(cfg, device_id, opts.timeout_s, view))
         if view is not None:
             found.append(check_sync_fault(view))
+        found.append(check_log(db))
         found.append(check_backlog(db, clock.wall_ms()))
     if cfg.sync.ca_cert is not None:
         found.append(check_certificate(cfg.sync.ca_cert, dt.datetime.now(dt.UTC)))

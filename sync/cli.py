@@ -1,4 +1,5 @@
-"""`greenpass sync …`: run the kiosk's uplink in the foreground, show its backlog."""
+"""`greenpass sync …`: run the kiosk's uplink in the foreground, show its backlog and
+its check of central's log."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from edge import log_record
 from edge.cli import DB_ENV
 from edge.ledger import Ledger
 from greenpass.errors import ConfigError
@@ -34,6 +36,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_run)
     p = ssub.add_parser("status", parents=[db], help="acked seq, backlog, oldest unsynced entry")
     p.set_defaults(handler=_status)
+    p = ssub.add_parser(
+        "log",
+        parents=[db],
+        help="this kiosk's check of central's log: the checkpoint accepted, the fault and "
+        "its evidence",
+    )
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="clear the log fault and forget the accepted checkpoint (once the operator "
+        "has looked at it): the next one is taken as new",
+    )
+    p.set_defaults(handler=_log)
     p = ssub.add_parser(
         "enrol",
         parents=[db],
@@ -111,4 +126,48 @@ def _status(args: argparse.Namespace) -> int:
     if b.oldest_unsynced_ms is not None:
         age_s = max(0, time.time() - b.oldest_unsynced_ms / 1000)
         print(f"oldest      {age_s / 3600:.1f} h unsynced")
+    return 0
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _log(args: argparse.Namespace) -> int:
+    """What `sync.log_check` holds, for the operator (and the evidence to keep)."""
+    with _ledger(args) as ledger:
+        if args.reset:
+            cleared = log_record.reset(ledger.store, ledger.clock.wall_ms())
+            what = "no fault" if cleared is None else f"fault {cleared.code} cleared"
+            print(f"{what}; the accepted checkpoint is forgotten: the next one from central")
+            print("is taken as new, and this kiosk's entries are proven again from seq 1")
+            return 0
+        with ledger.store.read() as conn:
+            acc = log_record.accepted(conn)
+            history = log_record.fault_history(conn)
+    if acc is None:
+        print("checkpoint  none accepted yet")
+    else:
+        print(f"log         {acc.origin}")
+        print(f"checkpoint  size {acc.size}, accepted {_when(acc.accepted_ms)}")
+        print(f"proven      this kiosk's entries up to seq {acc.checked_seq}")
+    current = [f for f in history if f.cleared_ms is None]
+    print(f"fault       {current[0].code if current else 'none'}")
+    if current:
+        f = current[0]
+        print(f"since       {_when(f.since_ms)}")
+        if f.seq:
+            print(f"about       entry {f.seq}, in the checkpoint of size {f.size}")
+        else:
+            print(f"about       the checkpoint {f'of size {f.size}' if f.size else 'central sent'}")
+        print(f"message     {f.message}")
+        if f.evidence:
+            print("\nthe checkpoint that failed, as central signed it:\n" + f.evidence)
+    if acc is not None:
+        print("\nthe checkpoint accepted last, as central signed it:\n" + acc.note)
+    if len(history) > len(current):
+        print(f"{len(history) - len(current)} earlier fault(s), cleared:")
+        for f in history:
+            if f.cleared_ms is not None:
+                print(f"  {_when(f.since_ms)}  {f.code}: {f.message}")
     return 0

@@ -11,8 +11,9 @@ Pure: no network, no database. Both ends import it, so it is the contract:
                                                 kiosk's last will
 
 Batches and states travel in the signed envelope of `sync.envelope`. This module
-holds the topics, acks, statuses and states, and re-exports the batch and
-envelope names, so `protocol.X` names any part of the protocol.
+holds the topics, acks, statuses and states, and re-exports the batch, envelope
+and log-check (`sync.log_wire`) names, so `protocol.X` names any part of the
+protocol.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sync.envelope import (
     seal,
 )
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
+from sync.log_wire import LOG_FAULTS, STICKY_LOG_FAULTS, LogFault, StateLog, WireRun
 
 __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for each
     "ACCEPT_PERSONAL",
@@ -58,6 +60,8 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "FEATURES",
     "FEATURE_ERASURES",
     "FEATURE_ITEM_PICTURES",
+    "FEATURE_LOG_PROOFS",
+    "LOG_FAULTS",
     "MAX_BATCH_BYTES",
     "MAX_BODY",
     "MAX_ENTRIES",
@@ -69,6 +73,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "SHARED_BATCH_SUBSCRIPTION",
     "STATE",
     "STATUS",
+    "STICKY_LOG_FAULTS",
     "SYNC_FAULTS",
     "TOPIC_ROOT",
     "VERSION",
@@ -76,12 +81,15 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "Batch",
     "BatchBody",
     "Envelope",
+    "LogFault",
     "StateBody",
+    "StateLog",
     "Status",
     "SyncFault",
     "WireEntry",
     "WireItem",
     "WirePersonal",
+    "WireRun",
     "WireVillager",
     "check_signature",
     "decode_ack",
@@ -207,6 +215,13 @@ class Status(msgspec.Struct, kw_only=True):
     # What this kiosk's software takes in central's state beyond version 1's fields
     # (`FEATURES`): central sends an addition only to kiosks that name it here.
     features: list[str] = []
+    # The cross-check of central's log (sync.log_check): the size of the checkpoint this
+    # kiosk accepted last, how far its own entries are proven in it (1 … log_seq), and
+    # why it distrusts the log, if it does. Central builds the next state's proofs from
+    # the first two.
+    log_size: int = 0
+    log_seq: int = 0
+    log_fault: LogFault | None = None
 
 
 # Item pictures in the state's catalogue (WireItem's sixth field): a kiosk from before
@@ -215,7 +230,10 @@ FEATURE_ITEM_PICTURES = "item_pictures"
 # Households erased at central (StateBody.erased): the kiosk drops their names and the
 # salts of its own enrolments (edge.personal). Older kiosks refuse the unknown key.
 FEATURE_ERASURES = "erasures"
-FEATURES = (FEATURE_ITEM_PICTURES, FEATURE_ERASURES)
+# Proofs of central's transparency log (StateBody.log, sync.log_wire): older kiosks
+# refuse the unknown key.
+FEATURE_LOG_PROOFS = "log_proofs"
+FEATURES = (FEATURE_ITEM_PICTURES, FEATURE_ERASURES, FEATURE_LOG_PROOFS)
 
 
 class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -264,6 +282,9 @@ class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
     # Passbooks whose household's personal data central erased: sent only to kiosks
     # that name FEATURE_ERASURES (omitted when empty, so other kiosks never see the key).
     erased: list[str] = []
+    # Central's newest checkpoint and proofs for this kiosk to check it by: sent only to
+    # kiosks that name FEATURE_LOG_PROOFS (omitted when None).
+    log: StateLog | None = None
 
 
 _json = msgspec.json.Encoder()

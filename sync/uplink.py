@@ -19,6 +19,10 @@ there is harmless. With nothing left to send it resends its last acked entry,
 which central re-acks as a duplicate. The fault stands until central's next
 sane `ok`. The thread runs under a `Supervisor`: a crash is a fault too, and
 the uplink is restarted; `failed` says when it gave up.
+
+Each state from central is first cross-checked against central's transparency log
+(`sync.log_check`); what the check holds goes into the status (`log_size`, `log_seq`,
+`log_fault`), at once when it changes.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from sync import protocol as p
 from sync.acks import judge_ack, refusal_fault
 from sync.faults import Faults
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
+from sync.log_check import LogChecker
 from sync.supervisor import RestartPolicy, Supervisor
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
@@ -131,6 +136,7 @@ class Uplink:
         self._supervisor: Supervisor | None = None
         self._transport: Transport | None = None  # the live connection (`online`)
         self.faults = Faults(self.device_id, ledger.clock.wall_ms)
+        self.log_check = LogChecker(ledger, central_key)
         self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
         self.personal = PersonalOutbox(ledger.store)
         # A sent batch's last seq → the enrolment seq its personal records went up to.
@@ -266,7 +272,9 @@ class Uplink:
                         paused_until = time.monotonic() + pause_s
                 elif msg.topic.endswith(p.STATE):
                     self._on_state(msg)
-            if self.faults.take_due() or time.monotonic() - last_status >= self.status_every_s:
+            due = self.faults.take_due()
+            due = self.log_check.take_due() or due
+            if due or time.monotonic() - last_status >= self.status_every_s:
                 self._publish_status(t, online=True)
                 last_status = time.monotonic()
 
@@ -391,6 +399,9 @@ class Uplink:
     def _on_state(self, msg: Message) -> None:
         try:
             body = p.decode_state(msg.payload, self.central_key, self.device_id)
+            # Central's log is judged first; a failure is a log fault, not a refusal: the
+            # state is still applied (sync.log_check says why).
+            self.log_check.check(body)
             if self.ledger.apply_state(to_central_state(body)):
                 self.stats.states_applied += 1
         except GreenPassError as exc:
@@ -408,6 +419,7 @@ class Uplink:
         except OSError:
             free = total = None
         health = self.health() if self.health is not None else {}
+        log_size, log_seq, log_fault = self.log_check.status()
         return p.encode_status(
             p.Status(
                 device_id=self.device_id,
@@ -425,6 +437,9 @@ class Uplink:
                 last_error=self.stats.last_error,
                 sync_fault=self.faults.current,
                 features=list(p.FEATURES),
+                log_size=log_size,
+                log_seq=log_seq,
+                log_fault=log_fault,
             )
         )
 

@@ -9,7 +9,10 @@ An alert is raised when, at central's clock:
 - ``scale`` / ``scanner``: reported as ``error`` or ``disconnected``;
 - ``disk``: less than `disk_free_mb` MB free, or less than `disk_free_percent` of its
   disk free (only when the kiosk reports its disk's size: older ones send no
-  ``disk_bytes`` and are judged by MB alone).
+  ``disk_bytes`` and are judged by MB alone);
+- ``log``: its check of central's transparency log failed (a log fault: central
+  rewrote history, forked its log, or changed or dropped one of the kiosk's entries;
+  docs/trust.md). Shown with its code and the kiosk's seq it names.
 
 Revoked kiosks are listed, without alerts: nobody expects to hear from them.
 """
@@ -88,6 +91,8 @@ def _row(d: DeviceOut, limits: Alerts, now_ms: int) -> KioskRow:
                 share is not None and share * 100 < limits.disk_free_percent
             ):
                 found.append("disk")
+            if d.health.log_fault is not None:
+                found.append("log")
     return KioskRow(d, seen, online, backlog_age, tuple(found))
 
 

@@ -62,6 +62,8 @@ ZH: dict[str, str] = {
     "alert_scale": "秤故障",
     "alert_scanner": "扫码器故障",
     "alert_disk": "磁盘不足",
+    "alert_log": "中心账本核对失败",
+    "checkpoint": "检查点",
     "thresholds": "警报阈值：离线超过 {offline} 小时，积压超过 {backlog} 小时，"
     "剩余磁盘少于 {disk} MB 或 {percent} %。",
     "forbidden": "无权访问",
@@ -253,6 +255,8 @@ EN: dict[str, str] = {
     "alert_scale": "scale fault",
     "alert_scanner": "scanner fault",
     "alert_disk": "disk low",
+    "alert_log": "central's log failed its check",
+    "checkpoint": "checkpoint",
     "thresholds": "Alerts: offline over {offline} h, backlog older than {backlog} h, "
     "free disk under {disk} MB or {percent} %.",
     "forbidden": "Not allowed",

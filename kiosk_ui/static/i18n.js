@@ -77,6 +77,8 @@ GP.STRINGS = {
     clock_bad: "时钟未同步",
     sync_fault: "同步故障",
     sync_fault_staff: "同步故障：记录暂时传不到中心，都还保存在本机。请告诉技术员：",
+    log_fault: "账本异常",
+    log_fault_staff: "中心账本核对失败：中心的账本与本机记录不符。本机记录完好，照常使用。请告诉技术员：",
     // staff
     staff: "工作人员",
     pin_title: "请输入密码",
@@ -253,6 +255,8 @@ GP.STRINGS = {
     clock_bad: "Clock not synchronised",
     sync_fault: "Sync fault",
     sync_fault_staff: "Sync fault: records cannot reach central for now; all are kept on this kiosk. Tell the technician:",
+    log_fault: "Log fault",
+    log_fault_staff: "Central's log failed this kiosk's check: it disagrees with the records here. They are all kept and the kiosk works as usual. Tell the technician:",
     staff: "Staff",
     pin_title: "Enter your PIN",
     pin_clear: "Clear",

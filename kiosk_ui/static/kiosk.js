@@ -298,6 +298,10 @@ window.GP = window.GP || {};
       // In place of online / offline: either way nothing reaches central. Short here,
       // for everyone; its code and message are on the staff menu (staff.js).
       items.push(statusItem("sync", "warn", t("sync_fault"), "bad"));
+    } else if (st.log_fault && st.online !== false) {
+      // Central's log failed this kiosk's check (sync.log_check): in place of "online"
+      // (sync goes on; offline would still show), its code and message on the staff menu.
+      items.push(statusItem("log", "warn", t("log_fault"), "bad"));
     } else if (st.online === true || st.online === false) {
       items.push(
         statusItem("network", st.online ? "cloud" : "cloud_off", t(st.online ? "online" : "offline"), st.online ? "ok" : "warn"),

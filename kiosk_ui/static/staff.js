@@ -176,6 +176,16 @@ window.GP = window.GP || {};
     );
   }
 
+  /** A failed check of central's log, for staff to report (docs/trust.md). */
+  function logFault(v) {
+    const f = (v.status || {}).log_fault;
+    if (!f) return "";
+    return (
+      `<p class="msg msg-bad sync-fault" id="log-fault" data-code="${esc(f.code)}">${icon("warn")}` +
+      `<span>${esc(t("log_fault_staff"))} <code>${esc(f.code)}</code> ${esc(f.message)}</span></p>`
+    );
+  }
+
   GP.screens.staff_menu = (v) => {
     const s = v.staff;
     const tiles = TASKS.map(
@@ -188,7 +198,8 @@ window.GP = window.GP || {};
         `<section class="staff">${header(v, "menu")}` +
         `<p class="staff-who" id="staff-who">${esc(s.name)} <span class="role">${esc(s.role)}</span></p>` +
         syncFault(v) +
-        `<div class="tasks${v.status && v.status.sync_fault ? " tasks-low" : ""}">${tiles}</div></section>`,
+        logFault(v) +
+        `<div class="tasks${v.status && (v.status.sync_fault || v.status.log_fault) ? " tasks-low" : ""}">${tiles}</div></section>`,
     };
   };
 

@@ -367,11 +367,26 @@ def test_devices_show_their_kiosk_status(app_api: Api, k1: Kiosk) -> None:
         "free_disk_bytes": 123456789,
         "disk_bytes": None,  # a kiosk from before it reported its disk's size
         "last_error": "camera",
+        "log_size": 0,  # … or checked central's log
+        "log_seq": 0,
+        "log_fault": None,
     }
     newer = status.replace(b'"last_error"', b'"disk_bytes":987654321,"last_error"')
     assert app_api.store.record_status("gp/v1/dev/K1/status", newer, NOW + 8)
     (k1_out,) = app_api.client.get("/api/v1/devices?village_id=V1", headers=AUTH).json()
     assert k1_out["health"]["disk_bytes"] == 987654321
+    fault = b'"log_size":9,"log_seq":4,"log_fault":{"code":"log_entry_missing",'
+    fault += b'"message":"K1: skips entry K1:5","since_ms":1,"seq":5,"size":9},"last_error"'
+    assert app_api.store.record_status(
+        "gp/v1/dev/K1/status", status.replace(b'"last_error"', fault), NOW + 9
+    )
+    (k1_out,) = app_api.client.get("/api/v1/devices?village_id=V1", headers=AUTH).json()
+    health = k1_out["health"]
+    assert (health["log_size"], health["log_seq"]) == (9, 4)
+    assert health["log_fault"] == {
+        "code": "log_entry_missing", "message": "K1: skips entry K1:5", "seq": 5, "size": 9,
+        "since_ms": 1,
+    }  # fmt: skip
 
 
 def test_totals_statement_and_export_after_ingest(

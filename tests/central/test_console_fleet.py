@@ -118,3 +118,35 @@ def test_a_bad_alert_setting_names_its_key(tmp_path: Path, text: str, key: str) 
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert key in str(caught.value) and "console.toml" in str(caught.value)
+
+
+def test_a_log_fault_is_an_alert_naming_the_device_and_seq(site: Site) -> None:
+    """A kiosk whose check of central's log failed (sync.log_check) says so in its
+    status; the Fleet page raises it with the code and the kiosk's seq."""
+    fault = protocol.LogFault(
+        code="log_entry_changed", seq=3, size=40, since_ms=NOW,
+        message="K1: central's log of size 40 does not hold entry K1:3 as this kiosk has it",
+    )  # fmt: skip
+    status = protocol.Status(
+        device_id="K1", online=True, ts_ms=NOW, free_disk_bytes=8 * GB, disk_bytes=16 * GB,
+        scale="ok", scanner="ok", log_size=32, log_seq=2, log_fault=fault,
+    )  # fmt: skip
+    topic = protocol.topic("K1", protocol.STATUS)
+    assert site.store.record_status(topic, protocol.encode_status(status), NOW)
+    (row,) = kiosk_rows(site.store, "V1", Alerts(), NOW)
+    assert row.alerts == ("log",)
+    health = row.device.health
+    assert health is not None and health.log_fault is not None
+    assert (health.log_size, health.log_seq, health.log_fault.seq) == (32, 2, 3)
+    c = site.login("county")
+    html = c.get("/fleet").text
+    assert "中心账本核对失败" in html and "log_entry_changed · K1:3" in html
+    assert "does not hold entry K1:3" in html  # the kiosk's message, on hover
+    # A fault about the checkpoint itself names its size.
+    about = protocol.LogFault(code="log_not_extended", size=41, message="K1: forked")
+    status = protocol.Status(device_id="K1", online=True, ts_ms=NOW, log_fault=about)
+    assert site.store.record_status(topic, protocol.encode_status(status), NOW)
+    c.post("/lang", data={"lang": "en", "next": "/fleet", "csrf": site.csrf("/fleet")})
+    html = c.get("/fleet").text
+    assert "central&#39;s log failed its check" in html
+    assert "log_not_extended · checkpoint 41" in html

@@ -19,6 +19,7 @@ from central.ingest import ingest
 from central.store import CentralStore
 from greenpass import checkpoint, merkle
 from greenpass.errors import ProtocolError
+from greenpass.tlog_leaf import entry_leaf_hash
 from sync.keys import generate_key
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 from tests.central.test_api import ADMIN, SETTINGS
@@ -37,7 +38,7 @@ def sync(store: CentralStore, k: Kiosk) -> None:
 def leaves_of(*kiosks: Kiosk) -> dict[tuple[str, int], bytes]:
     """What each kiosk computes for its own entries, from its own ledger."""
     return {
-        (e.device_id, e.seq): tlog.entry_leaf_hash(e.device_id, e.seq, h)
+        (e.device_id, e.seq): entry_leaf_hash(e.device_id, e.seq, h)
         for k in kiosks
         for e, h in k.ledger.iter_entries()
     }

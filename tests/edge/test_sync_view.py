@@ -148,6 +148,8 @@ def test_a_ledger_from_before_pictures_migrates_keeping_its_items(
         conn.execute("ALTER TABLE catalogue DROP COLUMN picture")  # as migration 2 left it
         conn.execute("DROP TABLE passbook_links")  # migration 4 came later still
         conn.execute("ALTER TABLE villagers DROP COLUMN salt")  # and migration 5
+        conn.execute("DROP TABLE log_check")  # and migration 6
+        conn.execute("DROP TABLE log_faults")
         conn.execute("DELETE FROM schema_migrations WHERE version >= 3")
     with Ledger.open(path, clock) as ledger:
         soap = ledger.item("soap")

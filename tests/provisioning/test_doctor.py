@@ -15,20 +15,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edge import log_record
 from edge.clock import FixedClock
 from edge.config import KioskConfig, load_kiosk_config
+from edge.ledger import Ledger
 from provisioning.doctor import (
+    LOG_FAULT_FIX,
     SYNC_FAULT_FIX,
     DoctorOptions,
     Finding,
     check_certificate,
+    check_log,
     check_sync_fault,
     healthy,
     run,
 )
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from sync.config import SyncConfig
-from sync.protocol import SYNC_FAULTS
+from sync.protocol import LOG_FAULTS, SYNC_FAULTS
 from tests.kiosk.conftest import start_kiosk, stop_kiosk
 
 OK_CLOCK = FixedClock(ok=True)
@@ -127,6 +131,38 @@ def test_every_sync_fault_has_its_fix() -> None:
     assert check_sync_fault({"status": {"sync_fault": None}}).level == "ok"
 
 
+def test_a_log_fault_from_the_ledger_file(home: KioskHome) -> None:
+    """The check of central's log (sync.log_check) is read from the file: it is there
+    with the kiosk stopped too. A fault fails (log_late only warns), with its fix."""
+    assert set(LOG_FAULT_FIX) == set(LOG_FAULTS)
+    db = home.folder / "kiosk.db"
+    assert check_log(db) == Finding("log", "ok", "no checkpoint of central's log checked yet")
+    with Ledger.open(db) as ledger:
+        with ledger.store.write() as conn:
+            log_record.save_accepted(
+                conn, log_record.Accepted("central.test/log", 40, bytes(32), "note", 7, 1, None)
+            )
+        found = check_log(db)
+        assert found.level == "ok" and "size 40" in found.detail and "seq 7" in found.detail
+        with ledger.store.write() as conn:
+            log_record.raise_fault(
+                conn,
+                log_record.LogFaultRecord(
+                    "log_entry_changed", "K0001: central's log ... entry K0001:3 ...", 3, 41, 5
+                ),
+            )
+        found = check_log(db)
+        assert found.level == "fail"
+        assert found.detail.startswith("log_entry_changed: K0001:") and "K0001:3" in found.detail
+        assert "greenpass sync log --reset" in found.fix
+        log_record.reset(ledger.store, 6)
+        with ledger.store.write() as conn:
+            log_record.raise_fault(
+                conn, log_record.LogFaultRecord("log_late", "K0001: late", 8, 40, 7)
+            )
+    assert check_log(db).level == "warn"
+
+
 def test_broker_down(tmp_path: Path) -> None:
     sync = SyncConfig(
         broker_url="mqtts://127.0.0.1:1",  # nothing listens on port 1
@@ -140,6 +176,7 @@ def test_broker_down(tmp_path: Path) -> None:
     found = by_check(run(cfg_of(home2), DoctorOptions(clock=OK_CLOCK, min_free_mb=1, timeout_s=2)))
     assert found["broker"].level == "fail"
     assert "check the network" in found["broker"].fix
+    assert found["log"].level == "ok"  # nothing checked yet
     assert found["backlog"].level == "ok"  # nothing old yet
 
 

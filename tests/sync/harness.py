@@ -10,6 +10,7 @@ from pathlib import Path
 
 from central.service import CentralService
 from central.store import CentralStore
+from central.tlog import LogSettings
 from edge.clock import FixedClock
 from edge.ledger import Ledger
 from edge.rules import default_rules
@@ -20,6 +21,7 @@ from tests.conftest import PIN
 from tests.mqtt_broker import Broker
 
 T0 = 1_764_000_000_000
+DEFAULT_LOG = LogSettings()
 
 
 def wait_for(what: str, cond: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -97,7 +99,9 @@ class World:
             keepalive_s=keepalive_s,
         )
 
-    def start_central(self, worker: str = "1", debounce_s: float = 0.2) -> CentralService:
+    def start_central(
+        self, worker: str = "1", debounce_s: float = 0.2, log: LogSettings = DEFAULT_LOG
+    ) -> CentralService:
         """A central worker with its own database connection, as a separate process has."""
         store = CentralStore.open(self.db_url)
         self.stores.append(store)
@@ -107,6 +111,7 @@ class World:
             self.central_key,
             debounce_s=debounce_s,
             min_interval_s=0.5,
+            log=log,
         )
         service.receiver.tick_s = 0.05
         service.receiver.backoff = Backoff(0.05, 0.5)

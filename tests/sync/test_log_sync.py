@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from central import tlog
 from greenpass import checkpoint, merkle
+from greenpass.tlog_leaf import entry_leaf_hash
 from tests.sync.harness import World, wait_for
 
 
@@ -32,5 +33,5 @@ def test_synced_entries_reach_a_signed_checkpoint(world: World) -> None:
     cp = checkpoint.open_checkpoint(
         found[1].encode(), origin, world.central_key.public_key(), origin=origin
     )
-    leaves = [tlog.entry_leaf_hash("K1", e.seq, h) for e, h in k.ledger.iter_entries()]
+    leaves = [entry_leaf_hash("K1", e.seq, h) for e, h in k.ledger.iter_entries()]
     assert cp.root_hash == merkle.root(leaves)

@@ -1,0 +1,127 @@
+"""The log proofs in a kiosk's state: what lets the kiosk cross-check central's
+transparency log (issue 13; docs/trust.md, "Kiosks cross-check central").
+
+Built for a kiosk that names `FEATURE_LOG_PROOFS`, from what its last status says
+it holds: the checkpoint it accepted (`log_size`) and how far its own entries are
+proven (`log_seq`). The state's `log` then carries
+
+- the newest signed checkpoint,
+- the consistency proof from `log_size` to it (none when equal, or when the kiosk
+  holds none yet),
+- `upto_seq`, how far this device's entries are in that checkpoint's tree,
+- range proofs for the next runs of its entries after `log_seq` (a run: one device's
+  entries one sequencer pass appended, consecutive leaves), at most `RUNS_PER_STATE`
+  runs and `ENTRIES_PER_STATE` entries. The kiosk proves them in seq order and moves
+  its `log_seq` over what it proved; as every checkpoint it accepts extends the last,
+  an entry proven once is in every later one, so each entry is checked once and, over
+  successive states, every one is.
+
+Everything is read in the caller's snapshot (the state's), with one `tlog.Nodes`
+shared by the village's kiosks: they ask for the same tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, select
+
+from central import tlog
+from central.store import CentralStore
+from greenpass import merkle
+from sync.protocol import StateLog, Status, WireRun
+
+RUNS_PER_STATE = 16  # each run's proof is at most ~2·log2(size) hashes of 32 bytes
+ENTRIES_PER_STATE = 20_000  # leaves a kiosk recomputes for one state (a few ms on a Pi)
+
+
+@dataclass(frozen=True)
+class Newest:
+    size: int
+    note: bytes
+
+
+def newest_checkpoint(conn: Connection) -> Newest | None:
+    c = tlog.tlog_checkpoints
+    row = conn.execute(select(c.c.size, c.c.note).order_by(c.c.size.desc()).limit(1)).first()
+    return None if row is None else Newest(int(row.size), str(row.note).encode())
+
+
+def logged_upto(conn: Connection, device_id: str, size: int) -> int:
+    """The last of this device's seqs at a leaf below `size` (0: none)."""
+    r = tlog.tlog_runs
+    run = conn.execute(
+        select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
+        .where((r.c.device_id == device_id) & (r.c.first_idx < size))
+        .order_by(r.c.first_seq.desc())
+        .limit(1)
+    ).first()
+    if run is None:
+        return 0
+    return int(run.first_seq) + min(int(run.entries), size - int(run.first_idx)) - 1
+
+
+def state_log(
+    conn: Connection, nodes: tlog.Nodes, newest: Newest, device_id: str, status: Status
+) -> StateLog:
+    size = newest.size
+    held, proven = max(0, status.log_size), max(0, status.log_seq)
+    consistency = merkle.consistency_proof(held, size, nodes) if 0 < held < size else []
+    r = tlog.tlog_runs
+    rows = conn.execute(
+        select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
+        .where(
+            (r.c.device_id == device_id)
+            & (r.c.first_seq + r.c.count > proven + 1)
+            & (r.c.first_idx < size)
+        )
+        .order_by(r.c.first_seq)
+        .limit(RUNS_PER_STATE)
+    )
+    runs: list[WireRun] = []
+    budget = ENTRIES_PER_STATE
+    for row in rows:
+        first_idx, first_seq = int(row.first_idx), int(row.first_seq)
+        skip = max(0, proven + 1 - first_seq)  # the part the kiosk has proven already
+        count = min(int(row.entries), size - first_idx) - skip
+        count = min(count, budget)
+        if count <= 0:
+            break
+        start = first_idx + skip
+        nodes.prefetch(merkle.range_proof, start, start + count, size)
+        proof = merkle.range_proof(start, start + count, size, nodes)
+        runs.append(WireRun(start, first_seq + skip, count, proof))
+        budget -= count
+    return StateLog(
+        checkpoint=newest.note,
+        from_size=held,
+        from_seq=proven,
+        consistency=consistency,
+        upto_seq=logged_upto(conn, device_id, size),
+        runs=runs,
+    )
+
+
+def wants_proofs(store: CentralStore, device_id: str, status: Status) -> bool:
+    """Whether a kiosk's status shows entries of its own in a newer checkpoint than the
+    one it holds: then it gets a state now, not at its village's next change (which
+    may be tomorrow). Only its new entries count: a kiosk still proving older ones
+    catches up with the states its village gets anyway, rather than pulling one a
+    minute while other kiosks grow the log. None while it reports a log fault."""
+    if status.log_fault is not None:
+        return False
+    c, r = tlog.tlog_checkpoints, tlog.tlog_runs
+    with store.read("checking a kiosk's log proofs") as conn:
+        size = int(conn.scalar(select(func.max(c.c.size))) or 0)
+        if size <= status.log_size:
+            return False
+        newer = conn.scalar(
+            select(r.c.first_idx)
+            .where(
+                (r.c.device_id == device_id)
+                & (r.c.first_idx < size)
+                & (r.c.first_idx + r.c.count > status.log_size)
+            )
+            .limit(1)
+        )
+    return newer is not None

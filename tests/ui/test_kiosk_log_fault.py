@@ -1,0 +1,80 @@
+"""A log fault on the page (sync.log_check found central's log wrong): a short mark in
+the status strip in place of "online", the code and message on the staff menu; nothing
+stops. The fault is
+what the uplink records in the ledger file; it is written there by hand here (the
+checking itself is tests/sync/test_log_check.py and test_log_crosscheck.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from edge import log_record
+from edge.ledger import Ledger
+from simulator.kiosk_home import STAFF_PIN
+from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
+from tests.kiosk.synced import BROKER_USERS, DEVICE, synced_home
+from tests.mqtt_broker import Broker
+from tests.ui.kiosk_pages import UI_KIOSK_KEYS, assert_fits, open_page, shot, text, wait_screen
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with Broker(tmp_path / "broker", BROKER_USERS) as running:
+        yield running
+
+
+@pytest.fixture
+def kiosk(broker: Broker, tmp_path: Path) -> Iterator[RunningKiosk]:
+    home = synced_home(
+        tmp_path / DEVICE, broker.url, broker.ca_cert, extra_kiosk_keys=UI_KIOSK_KEYS
+    )
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        k.wait_view("online", lambda v: v["status"]["online"] is True, timeout=20)
+        yield k
+    finally:
+        stop_kiosk(k)
+
+
+def test_the_strip_and_the_staff_menu_show_a_log_fault(
+    page_800x480: Page, kiosk: RunningKiosk, screenshot_dir: Path
+) -> None:
+    page = open_page(page_800x480, kiosk)
+    wait_screen(page, "idle")
+    assert page.locator("[data-status=log]").count() == 0
+    message = f"{DEVICE}: central's log of size 40 does not hold entry {DEVICE}:3 as it is here"
+    with Ledger.open(kiosk.home.folder / "kiosk.db") as ledger, ledger.store.write() as conn:
+        log_record.raise_fault(
+            conn, log_record.LogFaultRecord("log_entry_changed", message, 3, 40, 0)
+        )
+    page.wait_for_selector("[data-status=log]", timeout=10_000)
+    assert text(page, "[data-status=log]") == "账本异常"
+    assert page.locator("[data-status=network]").count() == 0  # in place of "online"
+    assert_fits(page)
+    shot(page, screenshot_dir, "log-fault")
+
+    kiosk.scan("staff 王丽")
+    wait_screen(page, "staff_pin")
+    for digit in STAFF_PIN:
+        page.click(f"[data-key='{digit}']")
+    page.click("#pin-ok")
+    wait_screen(page, "staff_menu")
+    fault = page.locator("#log-fault")
+    assert fault.get_attribute("data-code") == "log_entry_changed"
+    assert f"entry {DEVICE}:3" in fault.inner_text() and "请告诉技术员" in fault.inner_text()
+    assert_fits(page)
+    shot(page, screenshot_dir, "staff-log-fault")
+
+    # A technician's reset (`greenpass sync log --reset`): the mark goes.
+    with Ledger.open(kiosk.home.folder / "kiosk.db") as ledger:
+        log_record.reset(ledger.store, 1)
+    page.wait_for_selector("#log-fault", state="detached", timeout=10_000)
+    assert page.locator("[data-status=log]").count() == 0
+    assert text(page, "[data-status=network]") == "在线"
