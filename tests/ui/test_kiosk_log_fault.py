@@ -6,41 +6,23 @@ checking itself is tests/sync/test_log_check.py and test_log_crosscheck.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pytest
 
 from edge import log_record
 from edge.ledger import Ledger
 from simulator.kiosk_home import STAFF_PIN
-from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
-from tests.kiosk.synced import BROKER_USERS, DEVICE, synced_home
-from tests.mqtt_broker import Broker
-from tests.ui.kiosk_pages import UI_KIOSK_KEYS, assert_fits, open_page, shot, text, wait_screen
+from tests.kiosk.conftest import RunningKiosk
+from tests.kiosk.synced import DEVICE
+from tests.ui import synced_fixtures
+from tests.ui.kiosk_pages import assert_fits, open_page, shot, text, wait_screen
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    with Broker(tmp_path / "broker", BROKER_USERS) as running:
-        yield running
-
-
-@pytest.fixture
-def kiosk(broker: Broker, tmp_path: Path) -> Iterator[RunningKiosk]:
-    home = synced_home(
-        tmp_path / DEVICE, broker.url, broker.ca_cert, extra_kiosk_keys=UI_KIOSK_KEYS
-    )
-    k = start_kiosk(home, tmp_path / "kiosk.log")
-    try:
-        k.wait_view("online", lambda v: v["status"]["online"] is True, timeout=20)
-        yield k
-    finally:
-        stop_kiosk(k)
+# An online kiosk and its broker (tests/ui/synced_fixtures.py).
+broker, kiosk = synced_fixtures.broker, synced_fixtures.kiosk
 
 
 def test_the_strip_and_the_staff_menu_show_a_log_fault(
