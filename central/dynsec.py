@@ -43,7 +43,7 @@ from typing import Any
 
 from central.files import write_private
 from greenpass.errors import CentralError, ConfigError, TransportError
-from sync.protocol import device_client_id
+from sync.protocol import STATE, device_client_id, topic
 from sync.transport import BrokerConfig, Transport
 
 log = logging.getLogger(__name__)
@@ -319,6 +319,13 @@ class BrokerAdmin:
         (answer,) = self.run([{"command": "listRoles", "verbose": False, "count": -1}])
         return set(answer.get("data", {}).get("roles", []))
 
+    def clear_state(self, device_id: str) -> None:
+        """Delete the retained state of a device that is gone: it holds its village's
+        names and balances, and central sends a revoked device no state that would
+        replace it (an empty retained message deletes it, MQTT 3.3.1.3)."""
+        assert self._t is not None, "use BrokerAdmin in a with block"
+        self._t.publish(_no_state(device_id), b"", retain=True, timeout_s=self.timeout_s)
+
     def sync(self, devices: Sequence[DeviceLogin]) -> SyncReport:
         """Make the broker's clients exactly central and `devices`.
 
@@ -388,6 +395,8 @@ class BrokerAdmin:
                 commands.append({"command": "deleteRole", "rolename": role})
         if commands:
             self.run(commands)
+        for username in report.deleted:
+            self.clear_state(username)
         if report.stuck:
             log.warning(
                 "broker: %d active devices are not in the broker and their passwords cannot "
@@ -397,6 +406,10 @@ class BrokerAdmin:
                 ", ".join(report.stuck[:10]),
             )
         return report
+
+
+def _no_state(device_id: str) -> str:
+    return topic(device_id, STATE)
 
 
 def _role_acl_commands(role: str, acls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -188,15 +188,27 @@ def test_a_device_in_centrals_share_group_delays_no_batch(configured: Configured
 def test_a_revoked_device_is_dropped_at_once_and_stays_out(configured: ConfiguredBroker) -> None:
     b = configured
     k1, k2 = b.client("K1"), b.client("K2")
+    # The states central left retained for both (a state holds the village's names).
+    central = b.client("central")
+    for device in ("K1", "K2"):
+        code = central.publish_wait(f"gp/v1/dev/{device}/down/state", b"state", retain=True)
+        assert not code.is_failure, code
     out = b.gp("central", "revoke", "--device", "K2", "--broker-dir", str(b.folder))
     assert "the broker has dropped K2" in out.stdout
     assert _gone(k2), "a revoked device kept its connection"
     with pytest.raises(BrokerRefused):
         b.client("K2")
     assert k1.is_connected(), "revoking K2 dropped K1"
+    # K1 still finds its retained state; K2's is gone with it (below, in the broker's
+    # saved retained messages: a revoked device can no longer look).
+    k1.subscribe_wait("gp/v1/dev/K1/down/state")
+    assert [m.payload for m in k1.messages(1.0)] == [b"state"]
     # Survives a broker restart: the plugin saved the change to its file (the broker,
     # started as root, runs as an account that can write it).
     b.stop()
+    saved = b"".join(p.read_bytes() for p in (b.folder / "data").glob("*.db"))
+    assert b"gp/v1/dev/K1/down/state" in saved
+    assert b"gp/v1/dev/K2/down/state" not in saved
     b.start()
     with pytest.raises(BrokerRefused):
         b.client("K2")
