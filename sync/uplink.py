@@ -39,7 +39,6 @@ from pathlib import Path
 
 from edge.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.ledger import Ledger
-from edge.personal_outbox import PersonalOutbox
 from greenpass import __version__
 from greenpass.errors import BadAck, GreenPassError, TransportError
 from sync import protocol as p
@@ -47,6 +46,7 @@ from sync.acks import judge_ack, refusal_fault
 from sync.faults import Faults
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
 from sync.log_check import LogChecker
+from sync.personal_sender import PersonalSender
 from sync.supervisor import RestartPolicy, Supervisor
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
@@ -138,9 +138,7 @@ class Uplink:
         self.faults = Faults(self.device_id, ledger.clock.wall_ms)
         self.log_check = LogChecker(ledger, central_key)
         self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
-        self.personal = PersonalOutbox(ledger.store)
-        # A sent batch's last seq → the enrolment seq its personal records went up to.
-        self._personal_covers: dict[int, int] = {}
+        self.personal = PersonalSender(ledger.store, self.device_id, key)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -251,7 +249,7 @@ class Uplink:
             if (
                 not inflight
                 and now >= paused_until
-                and (self.faults.current is not None or self._personal_due())
+                and (self.faults.current is not None or self.personal.due(outbox.acked_seq()))
             ):
                 # Nothing left to send, but central must say whether the link works, or
                 # must still get personal records of enrolments it already holds:
@@ -289,52 +287,13 @@ class Uplink:
             raise TransportError(f"ledger has no entry {first - 1} to chain from")
         now_ms = self.ledger.clock.wall_ms()
         payload, n = p.encode_rows(self.device_id, rows, prev_h, self.key, now_ms)
+        payload, n = self.personal.encode(rows, n, payload, prev_h, now_ms)
         last: int = rows[n - 1][0][1]
-        if self.personal.central_accepts():
-            # Records of enrolments in this batch or before it, never after: central
-            # checks each against the commitment in an enrolment it already holds.
-            records = self.personal.pending(last, p.MAX_PERSONAL)
-            # How far an `ok` for this batch confirms them: to its end, unless there
-            # were more than a batch takes (then to the last one sent).
-            covered = last if len(records) < p.MAX_PERSONAL else records[-1].seq
-            while records:
-                wire = [p.WirePersonal(r.passbook_id, r.fields, r.salt) for r in records]
-                payload, n = p.encode_rows(
-                    self.device_id, rows[:n], prev_h, self.key, now_ms, personal=wire
-                )
-                if rows[n - 1][0][1] == last:
-                    break
-                # The records took an entry's room: only those of enrolments still in.
-                last = rows[n - 1][0][1]
-                covered = min(covered, last)
-                records = [r for r in records if r.seq <= last]
-                if not records:
-                    payload, n = p.encode_rows(self.device_id, rows[:n], prev_h, self.key, now_ms)
-            self._personal_covers[last] = covered
         t.publish_nowait(p.topic(self.device_id, p.BATCH), payload)
         self.stats.batches_sent += 1
         if len(self._fresh) < 10_000:  # bounded: past it, a backwards gap passes as late
             self._fresh.add(first)
         return last
-
-    def _personal_due(self) -> bool:
-        """Personal records of enrolments central already holds, not yet confirmed."""
-        if not self.personal.central_accepts():
-            return False
-        return bool(self.personal.pending(self.ledger.outbox.acked_seq(), 1))
-
-    def _on_personal_ack(self, ack: p.Ack) -> None:
-        if p.ACCEPT_PERSONAL in ack.accepts:
-            self.personal.set_central_accepts(True)
-        elif ack.status == "ok" or (ack.status == "rejected" and self._personal_covers):
-            # A central that does not take them (an older one, or one rolled back):
-            # send none, so that it does not refuse the batches that carried them.
-            self.personal.set_central_accepts(False)
-            self._personal_covers.clear()
-        if ack.status == "ok":
-            done = [k for k in self._personal_covers if k <= ack.acked_seq]
-            if done:
-                self.personal.mark_synced(max(self._personal_covers.pop(k) for k in done))
 
     def _on_ack(
         self, msg: Message, inflight: deque[tuple[int, int, float]]
@@ -360,7 +319,7 @@ class Uplink:
             return acked + 1, self.fault_backoff.next_delay()
         ack = judged.ack
         self.stats.acks += 1
-        self._on_personal_ack(ack)
+        self.personal.on_ack(ack)
         if judged.late:
             self.stats.late_acks += 1
             log.debug("uplink %s: a late %s ack ignored", self.device_id, ack.status)
