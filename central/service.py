@@ -119,12 +119,10 @@ class CentralService:
         return out
 
     def on_status(self, topic: str, payload: bytes) -> None:
-        if not self.store.record_status(topic, payload, self.now_ms()):
+        status = self.store.record_status(topic, payload, self.now_ms())
+        if status is None:
             return
-        device_id = p.device_of(topic, p.STATUS)
-        if device_id is None:
-            return
-        status = p.decode_status(payload)  # record_status decoded it
+        device_id = status.device_id  # the topic's, record_status checked
         features = frozenset(status.features)
         changed = self._features.get(device_id, features) != features
         self._features[device_id] = features

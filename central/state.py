@@ -39,16 +39,6 @@ def status_of(device: Device) -> Status | None:
         return None
 
 
-def features_of(device: Device) -> frozenset[str]:
-    """What the kiosk's last status says it takes in a state beyond version 1's fields."""
-    status = status_of(device)
-    return frozenset() if status is None else frozenset(status.features)
-
-
-def takes_pictures(device: Device) -> bool:
-    return protocol.FEATURE_ITEM_PICTURES in features_of(device)
-
-
 def next_state_version(store: CentralStore, village_id: str) -> int:
     """Take the next value of the village's state counter (committed at once)."""
     v = db.villages
@@ -148,7 +138,10 @@ def build_village_states(
                 select(db.issuer_keys).where(db.issuer_keys.c.village_id == village)
             )
         }
-        logs = _logs(conn, devices)
+        # What each kiosk's last status says it takes beyond version 1's fields.
+        statuses = {d.device_id: status_of(d) for d in devices}
+        takes = {k: frozenset(st.features if st else ()) for k, st in statuses.items()}
+        logs = _logs(conn, statuses)
         pe = personal.personal
         erased = sorted(
             conn.scalars(
@@ -167,21 +160,23 @@ def build_village_states(
             issued_ms=now_ms,
             balances=balances,
             villagers=villagers,
-            catalogue=(pictured if takes_pictures(dev) else plain) or None,
+            catalogue=(
+                pictured if protocol.FEATURE_ITEM_PICTURES in takes[dev.device_id] else plain
+            )
+            or None,
             rules_text=rules_text,
             issuer_keys=keys,
             revoked=revoked,
-            erased=erased if protocol.FEATURE_ERASURES in features_of(dev) else [],
+            erased=erased if protocol.FEATURE_ERASURES in takes[dev.device_id] else [],
             log=logs.get(dev.device_id),
         )
         for dev in devices
     ]
 
 
-def _logs(conn: Connection, devices: list[Device]) -> dict[str, StateLog]:
+def _logs(conn: Connection, statuses: dict[str, Status | None]) -> dict[str, StateLog]:
     """The log proofs of each kiosk that takes them (central.log_proofs), once the log
     has a checkpoint."""
-    statuses = {d.device_id: status_of(d) for d in devices}
     takers = {
         device: status
         for device, status in statuses.items()

@@ -483,17 +483,18 @@ class CentralStore:
             )
             return int(result.rowcount or 0)
 
-    def record_status(self, topic: str, payload: bytes, now_ms: int) -> bool:
-        """Keep an active device's retained status; False (ignored) for anything else."""
+    def record_status(self, topic: str, payload: bytes, now_ms: int) -> protocol.Status | None:
+        """Keep an active device's retained status and return it; None (ignored) for
+        anything else."""
         device_id = protocol.device_of(topic, protocol.STATUS)
         if device_id is None or len(payload) > MAX_STATUS_BYTES:
-            return False
+            return None
         try:
             status = protocol.decode_status(payload)
         except ProtocolError:
-            return False
+            return None
         if status.device_id != device_id:
-            return False
+            return None
         d = db.devices
         with self.write("recording a device status") as conn:
             done = conn.execute(
@@ -501,7 +502,7 @@ class CentralStore:
                 .where((d.c.device_id == device_id) & (d.c.status == "active"))
                 .values(status_json=_status_json.encode(status).decode(), last_seen_ms=now_ms)
             )
-            return done.rowcount == 1
+            return status if done.rowcount == 1 else None
 
     # --- counts (for health pages and tests) --------------------------------------------
 

@@ -297,15 +297,19 @@ def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
     edge = dict(zip(_edge(size), hashes, strict=True))
     plan = _Plan(size=size, new_size=size, edge=raw)
     pr = tlog_progress
-    logged = {r[0]: int(r[1]) for r in conn.execute(select(pr.c.device_id, pr.c.logged_seq))}
+    after_seq = func.coalesce(pr.c.logged_seq, 0)
+    # Only the devices with entries the log lacks: asked every second by every worker.
+    behind = conn.execute(
+        select(d.c.device_id, after_seq, d.c.acked_seq)
+        .select_from(d.outerjoin(pr, pr.c.device_id == d.c.device_id))
+        .where(d.c.acked_seq > after_seq)
+        .order_by(d.c.device_id)
+    ).all()
     leaves: list[bytes] = []
-    for device_id, upto in conn.execute(
-        select(d.c.device_id, d.c.acked_seq).order_by(d.c.device_id)
-    ):
-        after = int(logged.get(device_id, 0))
+    for device_id, after, upto in behind:
         room = MAX_APPEND - len(leaves)
-        if upto <= after or room <= 0:
-            continue
+        if room <= 0:
+            break
         rows = conn.execute(
             select(e.c.seq, e.c.h)
             .where((e.c.device_id == device_id) & (e.c.seq > after) & (e.c.seq <= upto))

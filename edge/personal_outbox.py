@@ -32,6 +32,9 @@ class PersonalRecord:
 class PersonalOutbox:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Read once: the uplink, the only writer of both, keeps them here after.
+        self._accepts: bool | None = None
+        self._synced: int | None = None
 
     def _meta(self, key: str) -> str | None:
         row = self.store.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -42,19 +45,25 @@ class PersonalOutbox:
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def central_accepts(self) -> bool:
-        return self._meta(_ACCEPTS) == "1"
+        if self._accepts is None:
+            self._accepts = self._meta(_ACCEPTS) == "1"
+        return self._accepts
 
     def set_central_accepts(self, accepts: bool) -> None:
         if self.central_accepts() != accepts:
             self._set(_ACCEPTS, "1" if accepts else "0")
+            self._accepts = accepts
 
     def synced_seq(self) -> int:
-        return int(self._meta(_SYNCED) or 0)
+        if self._synced is None:
+            self._synced = int(self._meta(_SYNCED) or 0)
+        return self._synced
 
     def mark_synced(self, seq: int) -> None:
         """Central confirmed the records of every enrolment up to `seq`; never backwards."""
         if seq > self.synced_seq():
             self._set(_SYNCED, str(seq))
+            self._synced = seq
 
     def pending(self, upto_seq: int, limit: int) -> list[PersonalRecord]:
         """The records of enrolments after `synced_seq` up to `upto_seq`, oldest first.

@@ -68,7 +68,9 @@ class WirePersonal(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     salt: bytes
 
 
-class BatchBody(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+class _BatchBodyV1(msgspec.Struct, array_like=True):
+    """A batch as centrals from before personal records decode it: nine elements."""
+
     v: int
     device_id: str
     first_seq: int
@@ -78,22 +80,13 @@ class BatchBody(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     boots: list[str]
     rules: list[str]
     entries: list[WireEntry]
+
+
+class BatchBody(_BatchBodyV1, forbid_unknown_fields=True):
     # Sent only to a central whose acks say it takes them (`ACCEPT_PERSONAL`): one from
     # before them refuses a body with a tenth element (and msgspec writes an
     # array-like struct's trailing defaults, so an empty list goes as `_BatchBodyV1`).
     personal: list[WirePersonal] = []
-
-
-class _BatchBodyV1(msgspec.Struct, array_like=True):
-    v: int
-    device_id: str
-    first_seq: int
-    prev_h: bytes
-    last_h: bytes
-    sent_ms: int
-    boots: list[str]
-    rules: list[str]
-    entries: list[WireEntry]
 
 
 MAX_PERSONAL = 200  # personal records in one batch; the rest go with the next

@@ -27,6 +27,9 @@ class PersonalSender:
         self.device_id, self.key = device_id, key
         # A sent batch's last seq → the enrolment seq its personal records went up to.
         self._covers: dict[int, int] = {}
+        # (acked_seq, synced_seq) when nothing was due: asked on every idle poll, and
+        # only an ack, a confirmation or an erasure changes the answer.
+        self._none_due: tuple[int, int] | None = None
 
     def encode(
         self, rows: Rows, n: int, payload: bytes, prev_h: bytes, now_ms: int
@@ -58,7 +61,15 @@ class PersonalSender:
 
     def due(self, acked_seq: int) -> bool:
         """Records of enrolments central already holds, not yet confirmed."""
-        return self.outbox.central_accepts() and bool(self.outbox.pending(acked_seq, 1))
+        if not self.outbox.central_accepts():
+            return False
+        key = (acked_seq, self.outbox.synced_seq())
+        if key == self._none_due:
+            return False
+        if self.outbox.pending(acked_seq, 1):
+            return True
+        self._none_due = key
+        return False
 
     def on_ack(self, ack: p.Ack) -> None:
         if p.ACCEPT_PERSONAL in ack.accepts:

@@ -243,17 +243,6 @@ class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     status: str
 
 
-class WireItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
-    item_id: str
-    name_zh: str
-    name_en: str
-    points_price: int
-    active: bool
-    # A JPEG thumbnail (at most 96×96, central.catalogue_file), sent only to kiosks that
-    # name FEATURE_ITEM_PICTURES. Decoding takes five elements or six.
-    picture: bytes | None = None
-
-
 class _WireItemV1(msgspec.Struct, array_like=True):
     """An item as kiosks from before item pictures decode it: exactly five elements
     (their WireItem forbids more). msgspec writes an array-like struct's trailing
@@ -264,6 +253,12 @@ class _WireItemV1(msgspec.Struct, array_like=True):
     name_en: str
     points_price: int
     active: bool
+
+
+class WireItem(_WireItemV1, forbid_unknown_fields=True):
+    # A JPEG thumbnail (at most 96×96, central.catalogue_file), sent only to kiosks that
+    # name FEATURE_ITEM_PICTURES. Decoding takes five elements or six.
+    picture: bytes | None = None
 
 
 class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
