@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench bench-sync bench-console clean
+.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench bench-sync bench-console bench-evidence clean
 
 all: test
 
@@ -56,6 +56,11 @@ bench-sync: bootstrap
 ## 2,000,000 entries (SQLite), against raw SQL over the same data (about 2.5 min)
 bench-console: bootstrap
 	$(BIN)/python -m bench.console
+
+## bench-evidence: an evidence pack of 100,000 entries written by central and verified
+## offline (goal: under 60 s), against reading and hashing its entries once
+bench-evidence: bootstrap
+	$(BIN)/python -m bench.evidence_pack
 
 clean:
 	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache .hypothesis demo-data build *.egg-info

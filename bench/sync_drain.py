@@ -58,10 +58,14 @@ DRAIN_TIMEOUT_S = 600.0  # 100,000 entries at a fifth of the goal rate
 MAX_REFUSED_IN_A_ROW = 1000
 
 
-def fill(path: Path, entries: int, seed: int = 3) -> Ledger:
+def fill(
+    path: Path, entries: int, seed: int = 3, *, device_id: str = "KD", village: str = "V1"
+) -> Ledger:
     rng = random.Random(seed)
     clock = FixedClock()
-    led = Ledger.create(path, device_id="KD", village="V1", rules=default_rules(), clock=clock)
+    led = Ledger.create(
+        path, device_id=device_id, village=village, rules=default_rules(), clock=clock
+    )
     led.store.conn.execute("PRAGMA synchronous=OFF")  # filling only; measured part is central's
     led.add_staff("S1", name="Bench", role="admin", pin="2468")
     people = [led.enrol(f"H{n}", staff_id="S1").passbook_id or "" for n in range(500)]

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from central.cli_accounts import register_accounts
+from central.cli_evidence import register as register_evidence
 from central.cli_operator import cli_actor, register_operator
 from greenpass.errors import ConfigError
 
@@ -204,6 +205,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_public_key)
     register_operator(csub, child)  # village, rules, catalogue, passbook, audit
     register_accounts(csub, child)  # account add|list|disable|unlock|token
+    register_evidence(child)  # evidence --village V --from --to --out
 
 
 def _store(args: argparse.Namespace) -> CentralStore:

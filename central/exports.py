@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from central import db, reports, rules_versions
 from central.store import CentralStore
@@ -208,14 +208,19 @@ class _Sums:
 
 def totals(store: CentralStore, village_id: str, period: Period) -> dict[str, _Sums]:
     """Sums per category over `period` ("" for awards and redemptions), net of reversals."""
+    with store.read("reading village totals") as conn:
+        return totals_in(conn, village_id, period)
+
+
+def totals_in(conn: Connection, village_id: str, period: Period) -> dict[str, _Sums]:
+    """`totals` in the caller's transaction (an evidence pack's snapshot)."""
     e = db.entries
     q = reports.totals_query(village_id)
     if period.start_ms is not None:
         q = q.where(e.c.wall_ms >= period.start_ms)
     if period.end_ms is not None:
         q = q.where(e.c.wall_ms < period.end_ms)
-    with store.read("reading village totals") as conn:
-        groups = conn.execute(q).all()
+    groups = conn.execute(q).all()
     out: dict[str, _Sums] = defaultdict(_Sums)
     for r in groups:
         kind, sign = r.kind, 1
@@ -236,7 +241,10 @@ def totals(store: CentralStore, village_id: str, period: Period) -> dict[str, _S
 
 def totals_as_api(store: CentralStore, village_id: str, period: Period) -> dict[str, Any]:
     """`totals` in the shape of `reports.village_totals` (the JSON totals route)."""
-    sums = totals(store, village_id, period)
+    return sums_as_api(village_id, totals(store, village_id, period))
+
+
+def sums_as_api(village_id: str, sums: dict[str, _Sums]) -> dict[str, Any]:
     cats = {k: s for k, s in sums.items() if k}
     return {
         "village_id": village_id,

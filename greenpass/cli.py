@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "provisioning.provision_cli",
     "provisioning.field_cli",
     "provisioning.cards_cli",
+    "greenpass.evidence_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

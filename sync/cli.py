@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -47,6 +48,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="clear the log fault and forget the accepted checkpoint (once the operator "
         "has looked at it): the next one is taken as new",
+    )
+    p.add_argument(
+        "--note",
+        action="store_true",
+        help="print only the checkpoint accepted last, as central signed it (to keep, or to "
+        "compare with an evidence pack: `greenpass verify-evidence --checkpoint FILE`)",
     )
     p.set_defaults(handler=_log)
     p = ssub.add_parser(
@@ -145,6 +152,12 @@ def _log(args: argparse.Namespace) -> int:
         with ledger.store.read() as conn:
             acc = log_record.accepted(conn)
             history = log_record.fault_history(conn)
+    if args.note:
+        if acc is None:
+            print("no checkpoint accepted yet", file=sys.stderr)
+            return 1
+        sys.stdout.write(acc.note)
+        return 0
     if acc is None:
         print("checkpoint  none accepted yet")
     else:

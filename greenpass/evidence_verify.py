@@ -1,0 +1,439 @@
+"""`greenpass verify-evidence`: check an evidence pack offline, trusting only central's
+public key (docs/trust.md, "Evidence packs").
+
+Each check recomputes what the pack states and says where it differs, naming the
+entry (`K1:17`, device and seq):
+
+- checkpoint: signed by the key given, of the log the manifest names;
+- forks: any other checkpoint given (from a kiosk, `greenpass sync log --note`, or an
+  earlier pack) of the same size has the same root;
+- chains: each device's entries are consecutive, none twice, and each hashes from
+  the one before to its stated `h` (from the pack's starting hash);
+- origin: every signed head verifies with the device's key on the recomputed hash,
+  and covers (through the chain) every entry in the period;
+- log: each device's proof places the leaves recomputed from its entries in the
+  checkpoint's tree, every entry in the period among them;
+- rules and factors: each rules version named is in the pack and parses, and the
+  factor table says what those rules say;
+- pricing: points and CO2e of each deposit recomputed by its rules version, awards
+  within their limit, redemptions negative, each reversal the exact negation of the
+  entry it cancels;
+- totals: recomputed from the entries in the period, compared with central's.
+
+Exit status: 0 all verified; 1 a discrepancy; 3 nothing wrong, but some entries'
+device origin rests on central's word alone (see `origin`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.entries import GENESIS_H, REVERSIBLE, Entry, Kind, chain_hash
+from edge.personal import PERSONAL_KEY
+from edge.rules import Rules, parse_rules
+from greenpass import checkpoint, heads, merkle_multi
+from greenpass.errors import ConfigError, GreenPassError
+from greenpass.evidence import FACTOR_COLUMNS, Pack, PackEntry, Totals, read_pack, totals_of
+from greenpass.tlog_leaf import entry_leaf_hash
+
+EXIT_OK, EXIT_DISCREPANCY, EXIT_UNPROVEN = 0, 1, 3
+MAX_NAMED = 5  # entries named per failed check; the count says how many more
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    failed: int = 0
+    unproven: int = 0
+
+    def ok(self, check: str, detail: str) -> None:
+        self.lines.append(f"ok     {check:<11} {detail}")
+
+    def fail(self, check: str, problems: Sequence[str]) -> None:
+        self.failed += 1
+        more = f" (and {len(problems) - MAX_NAMED} more)" if len(problems) > MAX_NAMED else ""
+        self.lines.append(f"FAIL   {check:<11} {'; '.join(problems[:MAX_NAMED])}{more}")
+
+    def note(self, check: str, detail: str) -> None:
+        self.lines.append(f"note   {check:<11} {detail}")
+
+
+@dataclass
+class _Ctx:
+    pack: Pack
+    report: Report
+    start_ms: int
+    end_ms: int
+    village: str
+    hashes: dict[tuple[str, int], bytes] = field(default_factory=dict)  # recomputed
+    by_key: dict[tuple[str, int], Entry] = field(default_factory=dict)
+    per_device: dict[str, list[PackEntry]] = field(default_factory=dict)
+
+    def in_period(self, p: PackEntry) -> bool:
+        return p.village_id == self.village and self.start_ms <= p.entry.wall_ms < self.end_ms
+
+    @property
+    def period_entries(self) -> list[PackEntry]:
+        return [p for p in self.pack.entries if self.in_period(p)]
+
+
+def _public_key(hex_key: str, what: str) -> Ed25519PublicKey:
+    try:
+        raw = bytes.fromhex(hex_key)
+        if len(raw) != 32:
+            raise ValueError("not 32 bytes")
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} must be 64 hex digits (an Ed25519 public key)") from exc
+
+
+def verify_pack(path: Path, central_key: str, others: Sequence[Path] = ()) -> tuple[Report, Totals]:
+    key = _public_key(central_key, "--central-key")
+    pack = read_pack(path)
+    m = pack.manifest
+    try:
+        ctx = _Ctx(pack, Report(), int(m["start_ms"]), int(m["end_ms"]), str(m["village"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"manifest.json lacks the village or period: {exc}") from exc
+    cp = _check_checkpoint(ctx, key)
+    _check_forks(ctx, key, cp, others)
+    _check_chains(ctx)
+    _check_origin(ctx)
+    _check_log(ctx, cp)
+    known = _check_rules(ctx)
+    _check_pricing(ctx, known)
+    totals = _check_totals(ctx)
+    return ctx.report, totals
+
+
+def _check_checkpoint(ctx: _Ctx, key: Ed25519PublicKey) -> checkpoint.Checkpoint | None:
+    origin = str(ctx.pack.manifest.get("log_origin", ""))
+    try:
+        cp = checkpoint.open_checkpoint(ctx.pack.checkpoint, origin, key, origin=origin)
+    except GreenPassError as exc:
+        ctx.report.fail("checkpoint", [f"{exc} (the key given: central's?)"])
+        return None
+    ctx.report.ok("checkpoint", f"log {origin}, size {cp.size}, signed by the key given")
+    return cp
+
+
+def _check_forks(
+    ctx: _Ctx, key: Ed25519PublicKey, cp: checkpoint.Checkpoint | None, others: Sequence[Path]
+) -> None:
+    if cp is None or not others:
+        return
+    problems, compared = [], 0
+    for other in others:
+        try:
+            seen = checkpoint.open_checkpoint(other.read_bytes(), cp.origin, key, origin=cp.origin)
+        except (OSError, GreenPassError) as exc:
+            problems.append(f"{other}: {exc}")
+            continue
+        if seen.size == cp.size:
+            compared += 1
+            if seen.root_hash != cp.root_hash:
+                problems.append(
+                    f"{other}: central signed two trees of size {cp.size} with different "
+                    "roots — its log is forked"
+                )
+        else:
+            ctx.report.note(
+                "forks",
+                f"{other}: size {seen.size}, not the pack's {cp.size}: compare them with "
+                f"GET /log/proof/consistency?from={min(seen.size, cp.size)}"
+                f"&to={max(seen.size, cp.size)}",
+            )
+    if problems:
+        ctx.report.fail("forks", problems)
+    elif compared:
+        ctx.report.ok("forks", f"{compared} other checkpoint(s) of size {cp.size}: same root")
+
+
+def _check_chains(ctx: _Ctx) -> None:
+    problems: list[str] = []
+    devices: dict[str, list[PackEntry]] = defaultdict(list)
+    for p in ctx.pack.entries:
+        devices[p.entry.device_id].append(p)
+    listed = {str(d.get("device_id")) for d in ctx.pack.devices}
+    for device_id, rows in devices.items():
+        rows.sort(key=lambda p: p.entry.seq)
+        if device_id not in listed:
+            problems.append(f"{rows[0].name}: device {device_id} is not in devices.json")
+        try:
+            prev = bytes.fromhex(ctx.pack.chains.get(device_id, ""))
+        except ValueError:
+            prev = b""
+        if rows[0].entry.seq == 1:
+            prev = prev if prev else GENESIS_H
+        if len(prev) != 32 or (rows[0].entry.seq == 1 and prev != GENESIS_H):
+            problems.append(f"{rows[0].name}: no valid starting hash in chains.json")
+            prev = GENESIS_H
+        first_bad = None
+        for n, p in enumerate(rows):
+            want = rows[0].entry.seq + n
+            if p.entry.seq != want:
+                what = "appears twice" if p.entry.seq < want else f"follows {want - 1}: missing"
+                problems.append(f"{device_id}:{want if p.entry.seq > want else p.entry.seq} {what}")
+                break
+            h = p.h if p.redacted else chain_hash(prev, p.entry)
+            if p.redacted and (p.entry.kind != Kind.ENROL or p.entry.points or p.entry.grams):
+                problems.append(f"{p.name}: only an old enrolment may be given by hash alone")
+            if h != p.h and first_bad is None:
+                first_bad = p.name
+                problems.append(f"{p.name}: does not hash to its recorded h (changed)")
+            ctx.hashes[p.entry.device_id, p.entry.seq] = h
+            ctx.by_key[p.entry.device_id, p.entry.seq] = p.entry
+            prev = h
+        ctx.per_device[device_id] = rows
+    n = len(ctx.pack.entries)
+    if problems:
+        ctx.report.fail("chains", problems)
+    else:
+        ctx.report.ok("chains", f"{len(devices)} device(s), {n} entries hash from one to the next")
+
+
+def _check_origin(ctx: _Ctx) -> None:
+    keys = {str(d.get("device_id")): str(d.get("public_key", "")) for d in ctx.pack.devices}
+    problems: list[str] = []
+    signed = 0
+    unproven: list[str] = []
+    for device_id, rows in ctx.per_device.items():
+        try:
+            pub = _public_key(keys.get(device_id, ""), f"device {device_id}'s key")
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        good: set[int] = set()
+        for item in ctx.pack.heads.get(device_id, []):
+            seq, sig = int(item[0]), bytes.fromhex(str(item[1]))
+            h = ctx.hashes.get((device_id, seq))
+            if h is None or not heads.head_verifies(pub, device_id, seq, h, sig):
+                problems.append(f"{device_id}:{seq}: its signed head does not verify")
+            else:
+                good.add(seq)
+                signed += 1
+        # An entry is the device's if a verified head at or after it is reached through
+        # hashes recomputed all the way (a redacted entry's hash is only stated).
+        covered_from: int | None = None
+        for p in reversed(rows):
+            if p.entry.seq in good:
+                covered_from = p.entry.seq
+            if covered_from is None and ctx.in_period(p):
+                unproven.append(p.name)
+            if p.redacted:
+                covered_from = None
+    if problems:
+        ctx.report.fail("origin", problems)
+    elif unproven:
+        ctx.report.unproven = len(unproven)
+        ctx.report.note(
+            "origin",
+            f"{len(unproven)} entries in the period are under no signed head "
+            f"({', '.join(sorted(unproven)[:MAX_NAMED])}…): written before kiosks signed "
+            "their heads, or before an enrolment given by hash alone; they rest on central's word",
+        )
+    else:
+        ctx.report.ok("origin", f"{signed} signed head(s) cover every entry in the period")
+
+
+def _check_log(ctx: _Ctx, cp: checkpoint.Checkpoint | None) -> None:
+    if cp is None:
+        ctx.report.fail("log", ["no trusted checkpoint to prove entries against"])
+        return
+    problems: list[str] = []
+    proven: set[tuple[str, int]] = set()
+    for device_id, proof in ctx.pack.proofs.items():
+        try:
+            runs = [(int(a), int(b), int(c)) for a, b, c in proof["runs"]]
+            hashes = [bytes.fromhex(x) for x in proof["hashes"]]
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"device {device_id}: malformed proof")
+            continue
+        indices, leaves, names = [], [], []
+        for first_seq, first_index, count in runs:
+            for k in range(count):
+                h = ctx.hashes.get((device_id, first_seq + k))
+                if h is None:
+                    problems.append(f"{device_id}:{first_seq + k}: proven, but not in the pack")
+                    break
+                indices.append(first_index + k)
+                leaves.append(entry_leaf_hash(device_id, first_seq + k, h))
+                names.append((device_id, first_seq + k))
+        order = sorted(range(len(indices)), key=indices.__getitem__)
+        indices = [indices[i] for i in order]
+        leaves = [leaves[i] for i in order]
+        if indices and not merkle_multi.verify_multi(
+            indices, leaves, cp.size, hashes, cp.root_hash
+        ):
+            problems.append(
+                f"device {device_id}: its {len(indices)} entries are not in the checkpoint's "
+                "tree at the places given"
+            )
+            continue
+        proven.update(names)
+    missing = [p.name for p in ctx.period_entries if (p.entry.device_id, p.entry.seq) not in proven]
+    problems += [f"{name}: not proven to be in the log" for name in missing]
+    if problems:
+        ctx.report.fail("log", problems)
+    else:
+        ctx.report.ok("log", f"{len(proven)} entries proven in the checkpoint's tree")
+
+
+def _check_rules(ctx: _Ctx) -> dict[str, Rules]:
+    problems: list[str] = []
+    known: dict[str, Rules] = {}
+    for name, text in ctx.pack.rules.items():
+        try:
+            parsed = parse_rules(text, name)
+        except GreenPassError as exc:
+            problems.append(str(exc))
+            continue
+        if parsed.version in known:
+            problems.append(f"{name}: a second text for rules version {parsed.version}")
+        known[parsed.version] = parsed
+    named = {p.entry.rules_version for p in ctx.pack.entries if p.entry.rules_version}
+    problems += [
+        f"rules version {v} is named but not in the pack" for v in sorted(named - set(known))
+    ]
+    rows = list(csv.DictReader(io.StringIO(ctx.pack.factors_csv)))
+    listed = set()
+    for row in rows:
+        rules = known.get(row.get("rules_version", ""))
+        cat = rules.category(row.get("category", "")) if rules else None
+        listed.add((row.get("rules_version"), row.get("category")))
+        if rules is None or cat is None:
+            problems.append(
+                f"factors.csv: {row.get('rules_version')}/{row.get('category')} is in no rules"
+            )
+        elif row != _factor_row(rules, cat.key):
+            problems.append(
+                f"factors.csv: {rules.version}/{cat.key} differs from rules/{rules.version}.toml"
+            )
+    for version, rules in known.items():
+        problems += [
+            f"factors.csv lacks {version}/{key}"
+            for key in rules.categories
+            if (version, key) not in listed
+        ]
+    if problems:
+        ctx.report.fail("rules", problems)
+    else:
+        ctx.report.ok("rules", f"{len(known)} rules version(s); factor table matches them")
+    return known
+
+
+def _milli(value: int) -> str:
+    return f"{value // 1000}.{value % 1000:03d}"
+
+
+def _factor_row(rules: Rules, key: str) -> dict[str, str]:
+    cat = rules.categories[key]
+    values = (
+        rules.version, key, cat.name_zh, cat.name_en, _milli(cat.points_per_tonne),
+        _milli(cat.co2e_g_per_kg), cat.factor_source, cat.proxy, rules.factors_source,
+    )  # fmt: skip
+    return dict(zip(FACTOR_COLUMNS, values, strict=True))
+
+
+def factors_csv(rules: Sequence[Rules]) -> str:
+    """The pack's factor table: one row per rules version and category."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=FACTOR_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rules:
+        for key in r.categories:
+            w.writerow(_factor_row(r, key))
+    return out.getvalue()
+
+
+def _price(e: Entry, rules: Rules | None) -> str | None:
+    """What is wrong with a deposit's or award's numbers under its rules, if anything."""
+    if rules is None:
+        return f"rules {e.rules_version} unknown"
+    if e.kind == Kind.AWARD:
+        ok = 1 <= e.points <= rules.max_award_points
+        return (
+            None
+            if ok
+            else f"award of {e.points} points, the rules allow 1..{rules.max_award_points}"
+        )
+    cat = rules.category(e.category or "")
+    grams = e.grams or 0
+    if cat is None or not cat.min_grams <= grams <= cat.max_grams:
+        return f"{grams} g of {e.category} is outside rules {rules.version}"
+    if e.points != cat.points_for(grams):
+        return (
+            f"{e.points} points for {grams} g, rules {rules.version} give {cat.points_for(grams)}"
+        )
+    if e.co2e_g != cat.co2e_for(grams):
+        factor = _milli(cat.co2e_g_per_kg)
+        return f"{e.co2e_g} g CO2e for {grams} g, factor {factor} gives {cat.co2e_for(grams)}"
+    return None
+
+
+def _reversal(e: Entry, target: Entry | None) -> str | None:
+    if target is None:
+        return f"cancels seq {e.ref_seq}, which is not in the pack"
+    if target.kind not in REVERSIBLE:
+        return f"cancels a {target.kind} entry, which cannot be reversed"
+    pairs = [(e.grams, target.grams), (e.points, target.points), (e.co2e_g, target.co2e_g),
+             (e.qty, target.qty)]  # fmt: skip
+    if any(a != (None if b is None else -b) for a, b in pairs) or e.category != target.category:
+        return f"is not the exact negation of seq {e.ref_seq}"
+    return None
+
+
+_CHECKS: dict[Kind, Callable[[Entry, Rules | None], str | None]] = {
+    Kind.DEPOSIT: _price,
+    Kind.AWARD: _price,
+}
+
+
+def _check_pricing(ctx: _Ctx, known: dict[str, Rules]) -> None:
+    problems: list[str] = []
+    checked = 0
+    reversed_: set[tuple[str, int]] = set()
+    for p in ctx.period_entries:
+        e = p.entry
+        wrong: str | None = None
+        if e.kind in _CHECKS:
+            wrong = _CHECKS[e.kind](e, known.get(e.rules_version or ""))
+        elif e.kind == Kind.REDEEM and (e.points >= 0 or (e.qty or 0) >= 0):
+            wrong = "a redemption must take points and stock"
+        elif e.kind == Kind.REVERSAL:
+            target_key = (e.device_id, e.ref_seq or 0)
+            wrong = _reversal(e, ctx.by_key.get(target_key))
+            if wrong is None and target_key in reversed_:
+                wrong = f"reverses seq {e.ref_seq} a second time"
+            reversed_.add(target_key)
+        elif e.kind == Kind.ENROL and not p.redacted and PERSONAL_KEY not in e.data:
+            wrong = "an enrolment without its household's commitment"
+        if wrong:
+            problems.append(f"{p.name}: {wrong}")
+        checked += 1
+    if problems:
+        ctx.report.fail("pricing", problems)
+    else:
+        ctx.report.ok("pricing", f"{checked} entries: points and CO2e recomputed by their rules")
+
+
+def _check_totals(ctx: _Ctx) -> Totals:
+    totals = totals_of((p.entry for p in ctx.period_entries), ctx.by_key)
+    mine, stated = totals.as_json(), ctx.pack.totals
+    differ = [
+        f"{k}: central says {stated.get(k)!r}, the entries give {v!r}"
+        for k, v in mine.items()
+        if stated.get(k) != v
+    ]
+    if differ:
+        ctx.report.fail("totals", differ)
+    else:
+        ctx.report.ok("totals", "central's totals are the entries' sums")
+    return totals
