@@ -383,6 +383,12 @@ def _v7(conn: Connection) -> None:
     tlog.migrate_v7(conn)
 
 
+def _v8(conn: Connection) -> None:
+    from central import heads  # noqa: PLC0415 - it imports this module (tables, metadata)
+
+    heads.migrate_v8(conn)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
@@ -392,6 +398,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "overview rollup", _v5),
     (6, "personal data", _v6),
     (7, "transparency log", _v7),
+    (8, "device heads", _v8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

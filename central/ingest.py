@@ -3,9 +3,10 @@
 Checks run cheapest and least trusting first: the topic names a device; the envelope
 parses within the size limit; the device is enrolled and active; it signed the batch
 itself; the signature verifies against its enrolled key (before anything is
-decompressed); the body decodes and its chain ends at the `last_h` it claims; each
-entry is storable; each entry means what it says, priced by the rules version it
-names (`central.recheck`: a signature proves who sent an entry, not that it is right).
+decompressed); the body decodes and its chain ends at the `last_h` it claims; the
+signed head it carries, if any, verifies against the same key; each entry is
+storable; each entry means what it says, priced by the rules version it names
+(`central.recheck`: a signature proves who sent an entry, not that it is right).
 A failure writes a dead letter (what arrived, why) and returns an ack saying so;
 nothing of the batch enters `entries`.
 
@@ -17,8 +18,9 @@ fit what is stored before them (`central.recheck_state`: reversal targets, stock
 balances). The caller publishes the ack only after this commit, so an `ok` always
 means "durably stored".
 
-The same transaction keeps `villagers` from enrol and villager_status entries, and
-links a lost card replaced at the kiosk to its new one (`central.kiosk_replacements`).
+The same transaction keeps `villagers` from enrol and villager_status entries, links
+a lost card replaced at the kiosk to its new one (`central.kiosk_replacements`), and
+keeps the batch's signed head (`central.heads`) once its entry is stored and matches.
 
 That transaction is the only one per batch: the checks above use the device row as
 last read, and the transaction re-reads it under its lock and starts over on a fresh
@@ -55,11 +57,21 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from central import audit, db, kiosk_replacements, personal, recheck, recheck_state, rollup
+from central import (
+    audit,
+    db,
+    heads,
+    kiosk_replacements,
+    personal,
+    recheck,
+    recheck_state,
+    rollup,
+)
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
 from edge.entries import Entry, Kind
 from greenpass.errors import ProtocolError, StorageError
+from greenpass.heads import head_verifies
 from sync import protocol
 from sync.keys import public_key
 
@@ -149,7 +161,15 @@ def _opened(env: protocol.Envelope, dev: Device) -> protocol.Batch:
 
 
 def _checked(store: CentralStore, batch: protocol.Batch, dev: Device) -> protocol.Batch:
-    """`batch` if it holds nothing central refuses, entry by entry."""
+    """`batch` if it holds nothing central refuses: its signed head, then entry by entry."""
+    if batch.head_sig and not head_verifies(
+        public_key(dev.public_key), dev.device_id, batch.last_seq, batch.hashes[-1], batch.head_sig
+    ):
+        raise ProtocolError(
+            "bad_signature",
+            f"the signed head of entries ..{batch.last_seq} does not verify against "
+            f"device {dev.device_id!r}'s enrolled key",
+        )
     check_entries(batch, dev.village_id)
     recheck.check_meaning(store, batch, dev.village_id)
     return batch
@@ -253,6 +273,10 @@ def _store_batch(
     raise AssertionError("unreachable")
 
 
+# What this central takes in a batch beyond its first version, named in every ack.
+ACCEPTS = (protocol.ACCEPT_PERSONAL, protocol.ACCEPT_HEADS)
+
+
 def _ack(
     dev: Device, batch: protocol.Batch, status: str, acked: int, reason: str = ""
 ) -> protocol.Ack:
@@ -264,7 +288,7 @@ def _ack(
         first_seq=batch.first_seq,
         last_seq=batch.last_seq,
         reason=reason,
-        accepts=[protocol.ACCEPT_PERSONAL],
+        accepts=list(ACCEPTS),
     )
 
 
@@ -305,6 +329,8 @@ def _place(
                 "different content (a replay or a rewritten ledger)",
             )
         conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
+        if batch.head_sig:  # its entry is stored with the hash it signs (checked above)
+            heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, now_ms)
         # A kiosk resends an entry central holds to bring personal records of
         # enrolments it sent before this central took them (sync.uplink).
         if _accept_personal(conn, dev, batch, now_ms):
@@ -344,6 +370,8 @@ def _place(
         _SEEN,
         {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},
     )
+    if batch.head_sig:  # of the entry just stored, the new acked_seq
+        heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, now_ms)
     # Last on purpose: every kiosk of the village writes these rows (the rollup's and the
     # village's), so on PostgreSQL their locks are held only from here to the commit.
     rollup.add(conn, dev.device_id, dev.village_id, rows)
@@ -577,6 +605,6 @@ def dead_letter(
         first_seq=batch.first_seq if batch else 0,
         last_seq=batch.last_seq if batch else 0,
         reason=reason,
-        accepts=[protocol.ACCEPT_PERSONAL],
+        accepts=list(ACCEPTS),
     )
     return IngestResult(ack, device_id, dev.village_id if dev else None, 0)

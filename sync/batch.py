@@ -8,7 +8,9 @@ are indexed. The body is MessagePack in a signed `sync.envelope.Envelope`.
 
 Central checks the signature on the bytes as received, then the schema, then
 rebuilds each entry, recomputes the chain from `prev_h` and compares the result
-with `last_h`. Pure: no network, no database.
+with `last_h`. A batch may also carry the kiosk's signature over its last entry's
+place in the chain (`head_sig`, `greenpass.heads`), which central keeps after the
+batch is gone. Pure: no network, no database.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import msgspec
 
 from edge.entries import CANONICAL_VERSION, Entry, Kind
+from greenpass import heads
 from greenpass.errors import ProtocolError
 from sync.envelope import DECODE_ERRORS, VERSION, Envelope, inflate, pack, seal
 from sync.keys import Ed25519PrivateKey
@@ -82,11 +85,20 @@ class _BatchBodyV1(msgspec.Struct, array_like=True):
     entries: list[WireEntry]
 
 
-class BatchBody(_BatchBodyV1, forbid_unknown_fields=True):
+class _BatchBodyV2(_BatchBodyV1):
+    """A batch as centrals from before signed heads decode it: ten elements."""
+
     # Sent only to a central whose acks say it takes them (`ACCEPT_PERSONAL`): one from
     # before them refuses a body with a tenth element (and msgspec writes an
     # array-like struct's trailing defaults, so an empty list goes as `_BatchBodyV1`).
     personal: list[WirePersonal] = []
+
+
+class BatchBody(_BatchBodyV2, forbid_unknown_fields=True):
+    # The kiosk's signature of its last entry's head (`greenpass.heads`), sent only to a
+    # central whose acks say it takes them (`ACCEPT_HEADS`): one from before them
+    # refuses an eleventh element, so a body without it goes as `_BatchBodyV2` or V1.
+    head_sig: bytes = b""
 
 
 MAX_PERSONAL = 200  # personal records in one batch; the rest go with the next
@@ -121,6 +133,10 @@ class Batch:
     rows: list[tuple[Any, ...]] = field(repr=False)
     hashes: list[bytes] = field(repr=False)
     personal: list[WirePersonal] = field(default_factory=list, repr=False)
+    # The kiosk's signature of (device_id, last_seq, hashes[-1]), `greenpass.heads`;
+    # empty when the batch carries none (a kiosk from before them). Not checked here:
+    # the device's key is central's to know.
+    head_sig: bytes = field(default=b"", repr=False)
 
     def entry(self, n: int) -> Entry:
         r = self.rows[n]
@@ -189,12 +205,14 @@ def encode_batch(
     *,
     max_bytes: int = MAX_BATCH_BYTES,
     personal: Sequence[WirePersonal] = (),
+    sign_head: bool = False,
 ) -> tuple[bytes, int]:
     """`encode_rows` for (Entry, hash) pairs."""
     fields = [(_entry_fields(e), h) for e, h in rows]
     return encode_rows(
-        device_id, fields, prev_h, key, sent_ms, max_bytes=max_bytes, personal=personal
-    )
+        device_id, fields, prev_h, key, sent_ms,
+        max_bytes=max_bytes, personal=personal, sign_head=sign_head,
+    )  # fmt: skip
 
 
 def encode_rows(
@@ -206,12 +224,14 @@ def encode_rows(
     *,
     max_bytes: int = MAX_BATCH_BYTES,
     personal: Sequence[WirePersonal] = (),
+    sign_head: bool = False,
 ) -> tuple[bytes, int]:
     """Sign the longest prefix of `rows` (contiguous entries after `prev_h`, each its
     field values in ROW_FIELDS order, the kind as its string value, and its hash) whose
     body fits `max_bytes`; returns (payload, number of entries taken). One entry always
     goes, however large, so an oversized entry cannot stall the queue. `personal`
-    records go with it whole (at most MAX_PERSONAL, a few KiB)."""
+    records go with it whole (at most MAX_PERSONAL, a few KiB). `sign_head` adds the
+    signed head of the last entry taken (only for a central that takes it)."""
     if not rows:
         raise ValueError("a batch needs at least one entry")
     if len(personal) > MAX_PERSONAL:
@@ -219,10 +239,16 @@ def encode_rows(
     n = len(rows)
     while True:
         wire, boots, rules = _wire(rows[:n])
-        head = (VERSION, device_id, rows[0][0][1], prev_h, rows[n - 1][1], sent_ms, boots, rules)
-        body = pack.encode(
-            BatchBody(*head, wire, list(personal)) if personal else _BatchBodyV1(*head, wire)
-        )
+        last_h = rows[n - 1][1]
+        head = (VERSION, device_id, rows[0][0][1], prev_h, last_h, sent_ms, boots, rules)
+        # The shortest body that carries what is present: an older central refuses more.
+        if sign_head:
+            sig = heads.sign_head(key, device_id, rows[n - 1][0][1], last_h)
+            body = pack.encode(BatchBody(*head, wire, list(personal), sig))
+        elif personal:
+            body = pack.encode(_BatchBodyV2(*head, wire, list(personal)))
+        else:
+            body = pack.encode(_BatchBodyV1(*head, wire))
         if len(body) <= max_bytes or n == 1:
             return seal("batch", device_id, body, key), n
         n = max(1, n * max_bytes // len(body) * 9 // 10)
@@ -289,6 +315,8 @@ def decode_batch(env: Envelope) -> Batch:
         raise ProtocolError("rejected", f"a batch holds 1..{MAX_ENTRIES} entries")
     if body.first_seq < 1 or len(body.prev_h) != 32 or len(body.last_h) != 32:
         raise ProtocolError("rejected", "bad first_seq or hash length")
+    if body.head_sig and len(body.head_sig) != heads.SIGNATURE_SIZE:
+        raise ProtocolError("rejected", f"a head signature of {len(body.head_sig)} bytes")
     n_kinds, boots, rules = len(_KINDS), body.boots, body.rules
     n_boots, n_rules = len(boots), len(rules)
     rows: list[tuple[Any, ...]] = []
@@ -337,5 +365,6 @@ def decode_batch(env: Envelope) -> Batch:
     if len(body.personal) > MAX_PERSONAL:
         raise ProtocolError("rejected", f"a batch holds at most {MAX_PERSONAL} personal records")
     return Batch(
-        device, body.first_seq, seq - 1, body.prev_h, body.sent_ms, rows, hashes, body.personal
-    )
+        device, body.first_seq, seq - 1, body.prev_h, body.sent_ms, rows, hashes, body.personal,
+        body.head_sig,
+    )  # fmt: skip

@@ -32,10 +32,18 @@ class PersonalSender:
         self._none_due: tuple[int, int] | None = None
 
     def encode(
-        self, rows: Rows, n: int, payload: bytes, prev_h: bytes, now_ms: int
+        self,
+        rows: Rows,
+        n: int,
+        payload: bytes,
+        prev_h: bytes,
+        now_ms: int,
+        *,
+        sign_head: bool = False,
     ) -> tuple[bytes, int]:
-        """The batch of `rows[:n]` (already encoded as `payload`) with the personal
-        records it should carry; (payload, entries taken)."""
+        """The batch of `rows[:n]` (already encoded as `payload`, with the signed head
+        if `sign_head`) with the personal records it should carry; (payload, entries
+        taken). Every re-encoding keeps `sign_head`, so no batch loses its head."""
         if not self.outbox.central_accepts():
             return payload, n
         last: int = rows[n - 1][0][1]
@@ -46,8 +54,9 @@ class PersonalSender:
         while records:
             wire = [p.WirePersonal(r.passbook_id, r.fields, r.salt) for r in records]
             payload, n = p.encode_rows(
-                self.device_id, rows[:n], prev_h, self.key, now_ms, personal=wire
-            )
+                self.device_id, rows[:n], prev_h, self.key, now_ms,
+                personal=wire, sign_head=sign_head,
+            )  # fmt: skip
             if rows[n - 1][0][1] == last:
                 break
             # The records took an entry's room: only those of enrolments still in.
@@ -55,7 +64,9 @@ class PersonalSender:
             covered = min(covered, last)
             records = [r for r in records if r.seq <= last]
             if not records:
-                payload, n = p.encode_rows(self.device_id, rows[:n], prev_h, self.key, now_ms)
+                payload, n = p.encode_rows(
+                    self.device_id, rows[:n], prev_h, self.key, now_ms, sign_head=sign_head
+                )
         self._covers[last] = covered
         return payload, n
 

@@ -51,6 +51,7 @@ from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
 from sync.log_wire import LOG_FAULTS, STICKY_LOG_FAULTS, LogFault, StateLog, WireRun
 
 __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for each
+    "ACCEPT_HEADS",
     "ACCEPT_PERSONAL",
     "ACK",
     "ACK_STATUSES",
@@ -154,13 +155,16 @@ class Ack(msgspec.Struct, kw_only=True):
     first_seq: int = 0
     last_seq: int = 0
     reason: str = ""
-    # What this central takes in a batch beyond its first version (`ACCEPT_PERSONAL`).
+    # What this central takes in a batch beyond its first version (`ACCEPT_PERSONAL`,
+    # `ACCEPT_HEADS`).
     # Kiosks from before it ignore the field (an ack is not forbid_unknown_fields).
     accepts: list[str] = []
 
 
 # Personal records beside the entries (sync.batch.WirePersonal, BatchBody.personal).
 ACCEPT_PERSONAL = "personal_v1"
+# The signed head of a batch's last entry (BatchBody.head_sig, greenpass.heads).
+ACCEPT_HEADS = "heads_v1"
 
 ACK_STATUSES = frozenset({"ok", "gap", "bad_chain", "bad_signature", "rejected"})
 MAX_ACK_PAYLOAD = 16 * 1024  # an ack is a few hundred bytes; more is not one

@@ -44,6 +44,7 @@ from greenpass.errors import BadAck, GreenPassError, TransportError
 from sync import protocol as p
 from sync.acks import judge_ack, refusal_fault
 from sync.faults import Faults
+from sync.head_signing import HeadSigning
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
 from sync.log_check import LogChecker
 from sync.personal_sender import PersonalSender
@@ -139,6 +140,7 @@ class Uplink:
         self.log_check = LogChecker(ledger, central_key)
         self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
         self.personal = PersonalSender(ledger.store, self.device_id, key)
+        self.heads = HeadSigning(ledger.store)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -285,9 +287,9 @@ class Uplink:
         prev_h = outbox.hash_at(first - 1)
         if prev_h is None:  # cannot happen while seqs are gapless; refuse to guess
             raise TransportError(f"ledger has no entry {first - 1} to chain from")
-        now_ms = self.ledger.clock.wall_ms()
-        payload, n = p.encode_rows(self.device_id, rows, prev_h, self.key, now_ms)
-        payload, n = self.personal.encode(rows, n, payload, prev_h, now_ms)
+        now_ms, signed = self.ledger.clock.wall_ms(), self.heads.enabled()
+        payload, n = p.encode_rows(self.device_id, rows, prev_h, self.key, now_ms, sign_head=signed)
+        payload, n = self.personal.encode(rows, n, payload, prev_h, now_ms, sign_head=signed)
         last: int = rows[n - 1][0][1]
         t.publish_nowait(p.topic(self.device_id, p.BATCH), payload)
         self.stats.batches_sent += 1
@@ -320,6 +322,7 @@ class Uplink:
         ack = judged.ack
         self.stats.acks += 1
         self.personal.on_ack(ack)
+        self.heads.on_ack(ack)
         if judged.late:
             self.stats.late_acks += 1
             log.debug("uplink %s: a late %s ack ignored", self.device_id, ack.status)

@@ -96,10 +96,12 @@ class Kiosk:
         *,
         key: Ed25519PrivateKey | None = None,
         personal: bool = True,
+        sign_head: bool = False,
     ) -> bytes:
         """The signed batch of entries first..last (default: to the head), with the
         personal records of its enrolments as the uplink sends them to a central that
-        takes them (`personal=False`: as to one that does not)."""
+        takes them (`personal=False`: as to one that does not), and with its signed
+        head if `sign_head` (as to a central whose acks said `heads_v1`)."""
         rows = self.rows(first, last)
         prev = self.ledger.outbox.hash_at(first - 1)
         assert prev is not None
@@ -116,7 +118,7 @@ class Kiosk:
         )
         payload, n = protocol.encode_batch(
             self.device_id, rows, prev, key or self.key, self.clock.wall_ms(),
-            max_bytes=1 << 30, personal=records,
+            max_bytes=1 << 30, personal=records, sign_head=sign_head,
         )  # fmt: skip
         assert n == len(rows)
         return payload
