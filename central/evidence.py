@@ -197,9 +197,9 @@ def _gather(conn: Connection, village_id: str, period: exports.Period) -> _Parts
             if entry.rules_version:
                 versions.add(entry.rules_version)
         heads[device_id] = [
-            [int(s), bytes(sig).hex()]
-            for s, sig in conn.execute(
-                select(hd.c.seq, hd.c.sig)
+            [int(s), bytes(sig).hex(), bytes(pub).hex()]
+            for s, sig, pub in conn.execute(
+                select(hd.c.seq, hd.c.sig, hd.c.public_key)
                 .where((hd.c.device_id == device_id) & hd.c.seq.between(lo, end))
                 .order_by(hd.c.seq)
             )
@@ -208,7 +208,7 @@ def _gather(conn: Connection, village_id: str, period: exports.Period) -> _Parts
     in_period = sum(n for *_, n in ranges.values())
     _check_covered(ranges, proofs)
     return _Parts(
-        cp, note, _devices(conn, list(ranges)), lines, chains, heads, proofs,
+        cp, note, _devices(conn, heads), lines, chains, heads, proofs,
         _rules(conn, village_id, versions), in_period,
     )  # fmt: skip
 
@@ -256,26 +256,25 @@ def _check_covered(
             )
 
 
-def _devices(conn: Connection, device_ids: list[str]) -> list[dict[str, Any]]:
+def _devices(conn: Connection, heads: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    """Each kiosk's enrolment record: its key now, and every key its heads in the pack
+    were kept with (a kiosk re-enrolled with a new key signed its older heads with the
+    old one)."""
     d = db.devices
+    cols = (d.c.device_id, d.c.village_id, d.c.public_key, d.c.status, d.c.enrolled_ms)
     rows = conn.execute(
-        select(
-            d.c.device_id,
-            d.c.village_id,
-            d.c.public_key,
-            d.c.status,
-            d.c.enrolled_ms,
-            d.c.revoked_ms,
-        )
-        .where(d.c.device_id.in_(device_ids))
-        .order_by(d.c.device_id)
+        select(*cols, d.c.revoked_ms).where(d.c.device_id.in_(list(heads))).order_by(d.c.device_id)
     )
-    return [
-        {"device_id": r.device_id, "village_id": r.village_id, "status": r.status,
-         "public_key": bytes(r.public_key).hex(), "enrolled_ms": r.enrolled_ms,
-         "revoked_ms": r.revoked_ms}
-        for r in rows
-    ]  # fmt: skip
+    out = []
+    for r in rows:
+        key = bytes(r.public_key).hex()
+        earlier = sorted({h[2] for h in heads[r.device_id]} - {key})
+        out.append(
+            {"device_id": r.device_id, "village_id": r.village_id, "status": r.status,
+             "public_key": key, "public_keys": [key, *earlier], "enrolled_ms": r.enrolled_ms,
+             "revoked_ms": r.revoked_ms}
+        )  # fmt: skip
+    return out
 
 
 def _rules(conn: Connection, village_id: str, versions: set[str]) -> list[Rules]:

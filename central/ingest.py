@@ -330,7 +330,7 @@ def _place(
             )
         conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
         if batch.head_sig:  # its entry is stored with the hash it signs (checked above)
-            heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, now_ms)
+            heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, dev.public_key, now_ms)
         # A kiosk resends an entry central holds to bring personal records of
         # enrolments it sent before this central took them (sync.uplink).
         if _accept_personal(conn, dev, batch, now_ms):
@@ -371,7 +371,7 @@ def _place(
         {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},
     )
     if batch.head_sig:  # of the entry just stored, the new acked_seq
-        heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, now_ms)
+        heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, dev.public_key, now_ms)
     # Last on purpose: every kiosk of the village writes these rows (the rollup's and the
     # village's), so on PostgreSQL their locks are held only from here to the commit.
     rollup.add(conn, dev.device_id, dev.village_id, rows)

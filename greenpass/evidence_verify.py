@@ -200,21 +200,26 @@ def _check_chains(ctx: _Ctx) -> None:
 
 
 def _check_origin(ctx: _Ctx) -> None:
-    keys = {str(d.get("device_id")): str(d.get("public_key", "")) for d in ctx.pack.devices}
+    keys = {
+        str(d.get("device_id")): [str(k) for k in d.get("public_keys", [d.get("public_key")])]
+        for d in ctx.pack.devices
+    }
     problems: list[str] = []
     signed = 0
     unproven: list[str] = []
     for device_id, rows in ctx.per_device.items():
-        try:
-            pub = _public_key(keys.get(device_id, ""), f"device {device_id}'s key")
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
         good: set[int] = set()
         for item in ctx.pack.heads.get(device_id, []):
-            seq, sig = int(item[0]), bytes.fromhex(str(item[1]))
+            try:
+                seq, sig, key = int(item[0]), bytes.fromhex(str(item[1])), str(item[2])
+                pub = _public_key(key, f"the key of {device_id}:{seq}'s head")
+            except (ConfigError, ValueError, TypeError, IndexError):
+                problems.append(f"{device_id}: a malformed signed head")
+                continue
             h = ctx.hashes.get((device_id, seq))
-            if h is None or not heads.head_verifies(pub, device_id, seq, h, sig):
+            if key not in keys.get(device_id, []):
+                problems.append(f"{device_id}:{seq}: its head's key is not the device's")
+            elif h is None or not heads.head_verifies(pub, device_id, seq, h, sig):
                 problems.append(f"{device_id}:{seq}: its signed head does not verify")
             else:
                 good.add(seq)

@@ -132,7 +132,9 @@ class Kiosk:
         return self.ledger.apply_state(to_central_state(state))
 
 
-def new_kiosk(tmp_path: Path, device_id: str, clock: FixedClock | None = None) -> Kiosk:
+def new_kiosk(
+    tmp_path: Path, device_id: str, clock: FixedClock | None = None, village: str = "V1"
+) -> Kiosk:
     clk = clock or FixedClock()
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{device_id}.db"
@@ -140,7 +142,7 @@ def new_kiosk(tmp_path: Path, device_id: str, clock: FixedClock | None = None) -
         ledger = make_ledger(path, clk)
     else:
         ledger = Ledger.create(
-            path, device_id=device_id, village="V1", rules=default_rules(), clock=clk
+            path, device_id=device_id, village=village, rules=default_rules(), clock=clk
         )
         ledger.add_staff("S1", name="Staff One", role="admin", pin=PIN)
     return Kiosk(ledger, generate_key(), clk)

@@ -15,16 +15,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from central import evidence, exports, personal
+from central import evidence, exports, personal, tlog
 from central.ingest import ingest
 from central.store import CentralStore
 from edge.entries import Kind
 from greenpass import checkpoint
 from greenpass import evidence as ev
 from greenpass.cli import main
+from greenpass.errors import CentralError, ConfigError
 from greenpass.evidence_verify import EXIT_DISCREPANCY, EXIT_OK, EXIT_UNPROVEN, verify_pack
 from sync.keys import generate_key, public_bytes, save_private_key
-from tests.central.conftest import NOW, Kiosk, populate
+from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 from tests.central.forge import forged_batch
 
 KEY = generate_key()
@@ -36,7 +37,7 @@ NAMES = ("Li household", "Wang household", "Zhao household")
 
 def sync(store: CentralStore, k: Kiosk, *, heads: bool = True) -> None:
     first = k.ledger.outbox.acked_seq() + 1
-    result = ingest(store, k.topic, k.batch(first, heads=heads), NOW)
+    result = ingest(store, k.topic, k.batch(first, sign_head=heads), NOW)
     assert result.ack is not None and result.ack.status == "ok", result.ack
     k.ledger.outbox.mark_acked(result.ack.acked_seq, NOW)
 
@@ -102,11 +103,9 @@ def test_a_pack_verifies_offline_and_its_totals_are_centrals(
     assert [line.split()[1] for line in lines] == [
         "checkpoint", "chains", "origin", "log", "rules", "pricing", "totals"
     ]  # fmt: skip
-    report, totals = verify_pack(pack, CENTRAL_HEX)
+    _, totals = verify_pack(pack, CENTRAL_HEX)
     want = exports.totals_as_api(store, "V1", exports.Period(DAY, DAY, TZ))
-    assert {k: v for k, v in totals.as_json().items()} == {
-        k: want[k] for k in totals.as_json()
-    }
+    assert {k: v for k, v in totals.as_json().items()} == {k: want[k] for k in totals.as_json()}
     assert totals.deposits == 5  # six deposits, one reversed
     with zipfile.ZipFile(pack) as z:
         names = set(z.namelist())
@@ -253,13 +252,40 @@ def test_head_signatures_prove_origin(pack: Path, tmp_path: Path) -> None:
 
     def garble(text: str) -> str:
         heads = json.loads(text)
-        seq, sig = heads["K1"][0]
-        heads["K1"][0] = [seq, sig[:-2] + ("00" if sig[-2:] != "00" else "11")]
+        seq, sig, key = heads["K1"][0]
+        heads["K1"][0] = [seq, sig[:-2] + ("00" if sig[-2:] != "00" else "11"), key]
         return json.dumps(heads)
 
     code, lines = verdict(edited(pack, tmp_path / "g.zip", ev.HEADS, garble))
     assert code == EXIT_DISCREPANCY
     assert "signed head does not verify" in failed(lines, "origin")
+
+
+def test_a_kiosk_re_enrolled_with_a_new_key_keeps_its_older_heads(
+    store: CentralStore, k1: Kiosk, tmp_path: Path
+) -> None:
+    ids = populate(k1)
+    sync(store, k1)
+    old = public_bytes(k1.key).hex()
+    k1.key = generate_key()  # the kiosk's disk replaced: a new key, the same ledger
+    enrol(store, k1)
+    k1.clock.advance(60_000)
+    k1.ledger.deposit(ids["wang"], "paper", 1200)
+    sync(store, k1)
+    path = write(store, tmp_path / "rekeyed.zip").path
+    with zipfile.ZipFile(path) as z:
+        (device,) = json.loads(z.read(ev.DEVICES))
+    assert device["public_keys"] == [public_bytes(k1.key).hex(), old]
+    code, lines = verdict(path)
+    assert code == EXIT_OK, lines
+
+    def foreign(text: str) -> str:  # a head's key that is not the device's
+        heads = json.loads(text)
+        heads["K1"][0][2] = public_bytes(generate_key()).hex()
+        return json.dumps(heads)
+
+    _, lines = verdict(edited(path, tmp_path / "f.zip", ev.HEADS, foreign))
+    assert "key is not the device's" in failed(lines, "origin")
 
 
 def test_changed_totals_and_proofs_are_caught(pack: Path, tmp_path: Path) -> None:
@@ -268,16 +294,50 @@ def test_changed_totals_and_proofs_are_caught(pack: Path, tmp_path: Path) -> Non
         t["co2e_g"] += 1
         return json.dumps(t)
 
-    code, lines = verdict(edited(pack, tmp_path / "t.zip", ev.TOTALS, more))
+    _, lines = verdict(edited(pack, tmp_path / "t.zip", ev.TOTALS, more))
     assert "co2e_g: central says" in failed(lines, "totals")
+
+    def moved(text: str) -> str:  # the entries claimed one leaf later
+        p = json.loads(text)
+        p["K1"]["runs"][0][1] += 1
+        return json.dumps(p)
+
+    _, lines = verdict(edited(pack, tmp_path / "q.zip", ev.PROOFS, moved))
+    assert "device K1" in failed(lines, "log")
+
+
+def test_a_village_among_others_is_proven_by_shared_hashes(
+    store: CentralStore, k1: Kiosk, tmp_path: Path
+) -> None:
+    """Another village's kiosk syncs between K1's batches: K1's leaves are scattered, its
+    proof has hashes, and bending any of them is caught."""
+    k2 = new_kiosk(tmp_path / "k2", "K2", village="V2")
+    store.create_village("V2")
+    enrol(store, k2, "V2")
+    ids = populate(k1)
+    other = populate(k2)
+    for n in range(3):
+        for k, who in ((k1, ids), (k2, other)):
+            k.clock.advance(40_000)
+            k.ledger.deposit(who["li"], "paper", 900 + n)
+            sync(store, k)
+            tlog.append_pending(store, KEY, tlog.LogSettings("central.test/log", 1000, 3600), NOW)
+    path = write(store, tmp_path / "mixed.zip").path
+    code, lines = verdict(path)
+    assert code == EXIT_OK, lines
+    assert not any(r["device_id"] == "K2" for r in entry_lines(path))
+    with zipfile.ZipFile(path) as z:
+        proofs = json.loads(z.read(ev.PROOFS))
+    assert list(proofs) == ["K1"] and len(proofs["K1"]["runs"]) > 1 and proofs["K1"]["hashes"]
 
     def bend(text: str) -> str:
         p = json.loads(text)
-        p["K1"]["hashes"][0] = "00" * 32
+        p["K1"]["hashes"][-1] = "00" * 32
         return json.dumps(p)
 
-    code, lines = verdict(edited(pack, tmp_path / "q.zip", ev.PROOFS, bend))
+    code, lines = verdict(edited(path, tmp_path / "b.zip", ev.PROOFS, bend))
     assert "device K1" in failed(lines, "log")
+    k2.ledger.close()
 
 
 def test_no_household_name_is_in_a_pack_before_or_after_erasure(
@@ -325,8 +385,6 @@ def test_an_old_enrolment_with_a_name_is_in_the_pack_by_hash_alone(
 
 
 def test_a_pack_needs_a_village_and_an_ordered_period(store: CentralStore, tmp_path: Path) -> None:
-    from greenpass.errors import CentralError, ConfigError
-
     with pytest.raises(CentralError, match="no village"):
         evidence.write_pack(store, KEY, "NOPE", DAY, DAY, tmp_path / "n.zip",
                             origin="o", default_tz=TZ, now_ms=NOW)  # fmt: skip
