@@ -44,7 +44,8 @@ def test_names_reach_central_beside_the_entries_and_an_erasure_comes_back(
     # acks said so, and the record followed on its own.
     wait_for("the name at central", lambda: name_at_central(world, zhang) == NAME)
     assert uplink.personal.outbox.central_accepts()
-    assert uplink.personal.outbox.synced_seq() >= 1
+    # Central commits before it acks: the kiosk marks the record confirmed a moment later.
+    wait_for("the record confirmed", lambda: uplink.personal.outbox.synced_seq() >= 1)
     # A later enrolment's record goes in the same batch as its entry.
     li = k.ledger.enrol("Li household", staff_id="S1").passbook_id
     assert li is not None
