@@ -127,33 +127,39 @@ def _check_checkpoint(ctx: _Ctx, key: Ed25519PublicKey) -> checkpoint.Checkpoint
 def _check_forks(
     ctx: _Ctx, key: Ed25519PublicKey, cp: checkpoint.Checkpoint | None, others: Sequence[Path]
 ) -> None:
+    """Every checkpoint given, and the pack's, side by side: central must never have
+    signed two trees of one size (kiosks shown different logs each accept their own)."""
     if cp is None or not others:
         return
-    problems, compared = [], 0
+    problems: list[str] = []
+    seen: dict[int, tuple[bytes, str]] = {cp.size: (cp.root_hash, "the pack's")}
+    compared = 0
     for other in others:
         try:
-            seen = checkpoint.open_checkpoint(other.read_bytes(), cp.origin, key, origin=cp.origin)
+            got = checkpoint.open_checkpoint(other.read_bytes(), cp.origin, key, origin=cp.origin)
         except (OSError, GreenPassError) as exc:
             problems.append(f"{other}: {exc}")
             continue
-        if seen.size == cp.size:
+        first = seen.setdefault(got.size, (got.root_hash, str(other)))
+        if first[1] != str(other):
             compared += 1
-            if seen.root_hash != cp.root_hash:
+            if first[0] != got.root_hash:
                 problems.append(
-                    f"{other}: central signed two trees of size {cp.size} with different "
-                    "roots — its log is forked"
+                    f"{other} and {first[1]}: central signed two trees of size {got.size} "
+                    "with different roots — its log is forked"
                 )
-        else:
-            ctx.report.note(
-                "forks",
-                f"{other}: size {seen.size}, not the pack's {cp.size}: compare them with "
-                f"GET /log/proof/consistency?from={min(seen.size, cp.size)}"
-                f"&to={max(seen.size, cp.size)}",
-            )
+    sizes = sorted(seen)
     if problems:
         ctx.report.fail("forks", problems)
     elif compared:
-        ctx.report.ok("forks", f"{compared} other checkpoint(s) of size {cp.size}: same root")
+        ctx.report.ok("forks", f"{compared} checkpoint(s) of a size seen twice: the same root")
+    if len(sizes) > 1 and not problems:
+        ctx.report.note(
+            "forks",
+            f"checkpoints of sizes {', '.join(map(str, sizes))}: those of different sizes are "
+            f"compared by consistency proofs, e.g. GET /log/proof/consistency?from={sizes[0]}"
+            f"&to={sizes[-1]}",
+        )
 
 
 def _check_chains(ctx: _Ctx) -> None:

@@ -242,6 +242,16 @@ def test_a_forked_log_is_caught_by_comparing_checkpoints(pack: Path, tmp_path: P
     code, lines = verdict(pack, same, kiosk_k2)
     assert code == EXIT_DISCREPANCY
     assert "forked" in failed(lines, "forks")
+    # Two kiosks' checkpoints of another size than the pack's are compared with each other.
+    bigger = checkpoint.Checkpoint(cp.origin, cp.size + 5, bytes(32))
+    k4, k5 = tmp_path / "k4.checkpoint", tmp_path / "k5.checkpoint"
+    k4.write_bytes(checkpoint.sign(bigger, cp.origin, KEY))
+    k5.write_bytes(checkpoint.sign(checkpoint.Checkpoint(cp.origin, cp.size + 5, b"\1" * 32),
+                                   cp.origin, KEY))  # fmt: skip
+    code, lines = verdict(pack, k4)
+    assert code == EXIT_OK and any("consistency" in x for x in lines)
+    code, lines = verdict(pack, k4, k5)
+    assert f"two trees of size {cp.size + 5}" in failed(lines, "forks")
 
 
 def test_head_signatures_prove_origin(pack: Path, tmp_path: Path) -> None:

@@ -411,8 +411,12 @@ def test_the_cli_shows_the_evidence_and_resets(
     assert "log         central.test/log" in out and "up to seq 2" in out
     assert "fault       log_bad_checkpoint" in out and "the checkpoint central sent" in out
     assert forged.sign().decode() in out and log.sign().decode() in out  # the evidence
+    assert main(["sync", "log", "--db", path, "--note"]) == 0
+    assert capsys.readouterr().out == log.sign().decode()  # exactly as central signed it
     assert main(["sync", "log", "--db", path, "--reset"]) == 0
     assert "fault log_bad_checkpoint cleared" in capsys.readouterr().out
+    assert main(["sync", "log", "--db", path, "--note"]) == 1  # none accepted now
+    assert "no checkpoint accepted" in capsys.readouterr().err
     assert main(["sync", "log", "--db", path]) == 0
     out = capsys.readouterr().out
     assert "fault       none" in out and "1 earlier fault(s), cleared" in out
