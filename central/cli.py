@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from central.cli_accounts import register_accounts
 from central.cli_evidence import register as register_evidence
 from central.cli_operator import cli_actor, register_operator
+from central.cli_registry import register as register_registry
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
@@ -206,6 +207,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     register_operator(csub, child)  # village, rules, catalogue, passbook, audit
     register_accounts(csub, child)  # account add|list|disable|unlock|token
     register_evidence(child)  # evidence --village V --from --to --out
+    register_registry(child)  # registry issue|account|transfer|retire|reconcile|show
 
 
 def _store(args: argparse.Namespace) -> CentralStore:

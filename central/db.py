@@ -389,6 +389,12 @@ def _v8(conn: Connection) -> None:
     heads.migrate_v8(conn)
 
 
+def _v9(conn: Connection) -> None:
+    from central import registry_db  # noqa: PLC0415 - it imports this module (metadata)
+
+    registry_db.migrate_v9(conn)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
@@ -399,6 +405,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "personal data", _v6),
     (7, "transparency log", _v7),
     (8, "device heads", _v8),
+    (9, "reduction registry", _v9),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

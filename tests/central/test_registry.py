@@ -1,0 +1,180 @@
+"""The reduction registry (issue 14) on SQLite and PostgreSQL: a village's month issued
+once from verified deposits, with its evidence pack; units transferred and retired
+exactly once; reversals after issuance covered from the buffer pool; bad requests
+refused with nothing changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from central.methodology import default_methodology
+from sqlalchemy import func, select
+
+from central import registry
+from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
+from central.store import CentralStore
+from greenpass.errors import ConfigError, ConflictError
+from greenpass.evidence_verify import verify_pack
+from sync.keys import generate_key, public_bytes
+from tests.central.conftest import Kiosk, populate
+from tests.central.test_evidence import sync
+
+KEY = generate_key()
+TZ = ZoneInfo("Asia/Shanghai")
+LATER = 1_770_000_000_000  # 2026-02-02: January has ended
+PERIOD = "2026-01"
+IID = "GP-V1-202601"
+
+
+def a_month(k: Kiosk) -> dict[str, str]:
+    """Several days of deposits at one kiosk, all in January 2026."""
+    ids = populate(k)
+    for _day in range(6):
+        k.clock.advance(86_400_000)
+        for who, cat in (("li", "paper"), ("wang", "cardboard"), ("li", "plastic_pet")):
+            k.ledger.deposit(ids[who], cat, 9_000)
+            k.clock.advance(60_000)
+    return ids
+
+
+def issue(store: CentralStore, tmp_path: Path, now_ms: int = LATER) -> registry.Issued:
+    return registry.issue(
+        store, KEY, "V1", PERIOD, default_methodology(), tmp_path / "registry",
+        actor="county", now_ms=now_ms, default_tz=TZ,
+    )  # fmt: skip
+
+
+def counts(store: CentralStore) -> tuple[int, int]:
+    with store.read() as conn:
+        return (
+            int(conn.scalar(select(func.count()).select_from(registry_blocks)) or 0),
+            int(conn.scalar(select(func.count()).select_from(registry_issued_entries)) or 0),
+        )
+
+
+def blocks(store: CentralStore) -> list[tuple[int, int, str, int | None]]:
+    b = registry_blocks
+    with store.read() as conn:
+        rows = conn.execute(
+            select(b.c.first, b.c.last, b.c.account_id, b.c.retirement_id).order_by(b.c.first)
+        ).all()
+    return [(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
+
+
+def assert_whole(store: CentralStore, units: int) -> None:
+    """Every unit 1..units is in exactly one block."""
+    expected = 1
+    for first, last, _a, _r in blocks(store):
+        assert first == expected and last >= first
+        expected = last + 1
+    assert expected == units + 1
+
+
+@pytest.fixture
+def issued(store: CentralStore, k1: Kiosk, tmp_path: Path) -> registry.Issued:
+    a_month(k1)
+    sync(store, k1)
+    return issue(store, tmp_path)
+
+
+def test_a_month_is_issued_once_with_its_evidence(
+    store: CentralStore, issued: registry.Issued, tmp_path: Path, k1: Kiosk
+) -> None:
+    assert issued.issuance_id == IID and issued.issued is not None and issued.buffer is not None
+    assert issued.issued.first == 1 and issued.buffer.first == issued.issued.last + 1
+    report, _ = verify_pack(issued.pack, public_bytes(KEY).hex())
+    assert not report.failed and not report.unproven
+    # The reversed cardboard deposit is not issued; every other deposit of January is.
+    deposits = [e for e, _ in k1.ledger.iter_entries() if e.kind == "deposit"]
+    reversed_ = {e.ref_seq for e, _ in k1.ledger.iter_entries() if e.kind == "reversal"}
+    assert issued.entries == len([e for e in deposits if e.seq not in reversed_])
+    method = default_methodology()
+    gross = sum(
+        method.reduction_g(e.category or "", "V1", e.grams or 0)
+        for e in deposits
+        if e.seq not in reversed_
+    )
+    assert issued.gross_g == gross
+    total, buffer_n, issued_n = method.split(gross)
+    assert (issued.issued.count, issued.buffer.count) == (issued_n, buffer_n)
+    assert_whole(store, total)
+
+    before = counts(store)
+    with pytest.raises(ConflictError, match="issued already"):
+        issue(store, tmp_path)
+    assert counts(store) == before
+    with pytest.raises(ConfigError, match="has not ended"):
+        registry.issue(store, KEY, "V1", "2026-02", default_methodology(), tmp_path,
+                       actor="x", now_ms=LATER, default_tz=TZ)  # fmt: skip
+
+
+def test_units_move_and_retire_exactly_once(store: CentralStore, issued: registry.Issued) -> None:
+    assert issued.issued is not None and issued.issued.count >= 4
+    registry.add_account(store, "acme", "Acme Cement", actor="county", now_ms=LATER)
+    with pytest.raises(ConflictError):
+        registry.add_account(store, "acme", "again", actor="county", now_ms=LATER)
+    first_two = Serials(IID, 1, 2)
+    assert registry.transfer(store, first_two, "acme", actor="county", now_ms=LATER) == "village:V1"
+    before = blocks(store)
+    # Units one does not hold as one account, unknown accounts, the buffer: refused.
+    with pytest.raises(ConfigError, match="several accounts"):
+        registry.transfer(store, Serials(IID, 1, 3), "acme", actor="x", now_ms=LATER)
+    with pytest.raises(ConfigError, match="no registry account"):
+        registry.transfer(store, Serials(IID, 3, 3), "nobody", actor="x", now_ms=LATER)
+    assert issued.buffer is not None
+    with pytest.raises(ConfigError, match="buffer pool"):
+        registry.transfer(store, issued.buffer, "acme", actor="x", now_ms=LATER)
+    with pytest.raises(ConfigError, match="no such serials"):
+        registry.transfer(store, Serials(IID, 1, 10**9), "acme", actor="x", now_ms=LATER)
+    assert blocks(store) == before
+
+    rid = registry.retire(store, Serials(IID, 2, 2), beneficiary="Acme Cement",
+                          purpose="2026 Q1 offset", actor="acme", now_ms=LATER)  # fmt: skip
+    with pytest.raises(ConflictError, match="retired once"):
+        registry.retire(store, Serials(IID, 2, 2), beneficiary="Acme", purpose="again",
+                        actor="acme", now_ms=LATER)  # fmt: skip
+    with pytest.raises(ConflictError, match="retired"):
+        registry.transfer(store, Serials(IID, 1, 2), "village:V1", actor="x", now_ms=LATER)
+    assert (2, 2, "acme", rid) in blocks(store)
+    assert (1, 1, "acme", None) in blocks(store)
+    total = issued.buffer.last
+    assert_whole(store, total)
+    shown = registry.summary(store)
+    assert shown["retirements"][0]["serials"] == f"{IID}-2-2"
+    assert shown["issuances"][0]["units"] == total
+
+
+def test_a_reversal_after_issuance_is_covered_from_the_buffer(
+    store: CentralStore, issued: registry.Issued, k1: Kiosk, tmp_path: Path
+) -> None:
+    assert issued.buffer is not None
+    paper = next(e for e, _ in k1.ledger.iter_entries() if e.category == "paper")
+    k1.ledger.reverse(paper.seq, staff_id="S1", reason="found to be wet cardboard")
+    sync(store, k1)
+    done = registry.cover_reversals(store, actor="county", now_ms=LATER)
+    reduction = default_methodology().reduction_g("paper", "V1", paper.grams or 0)
+    need = -(-reduction // 1000)
+    assert done and f"K1:{paper.seq}" in done[0] and f"{need} buffer unit" in done[0]
+    retired = [b for b in blocks(store) if b[2] == "buffer:V1" and b[3] is not None]
+    assert sum(b[1] - b[0] + 1 for b in retired) == need
+    assert registry.cover_reversals(store, actor="county", now_ms=LATER) == []  # once
+
+
+def test_an_entry_outside_the_checkpoint_is_left_out(store: CentralStore, k1: Kiosk) -> None:
+    a_month(k1)
+    sync(store, k1)
+    start, end = 1_767_196_800_000, 1_769_875_200_000  # January 2026 in Shanghai
+    with store.read() as conn:
+        rows, left_out = registry._eligible(conn, "V1", start, end, size=0)
+    assert rows == [] and left_out and left_out[0].startswith("K1:")
+
+
+def test_serials_parse_and_refuse() -> None:
+    s = parse_serials("GP-dong-cun-202611-3-250")
+    assert (s.issuance_id, s.first, s.last, s.count) == ("GP-dong-cun-202611", 3, 250, 248)
+    assert str(s) == "GP-dong-cun-202611-3-250"
+    for bad in ("GP-V1-202611-5-4", "V1-202611-1-2", "GP-V1-2026-1-2", "GP-V1-202611-0-2"):
+        with pytest.raises(ConfigError):
+            parse_serials(bad)
