@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from greenpass.errors import RulesError
+from greenpass.errors import ConfigError, RulesError
 
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "default-rules.toml"
 
@@ -111,7 +111,12 @@ _CATEGORY_KEYS = {
 
 
 class _Reader:
-    """Reads typed values out of the parsed TOML, naming key and line on any error."""
+    """Reads typed values out of the parsed TOML, naming key and line on any error.
+
+    Other config files in the same style reuse it (`central.methodology`), raising
+    their own subclass of ConfigError through `error`."""
+
+    error: type[ConfigError] = RulesError
 
     def __init__(self, text: str, path: str) -> None:
         self.text = text
@@ -138,9 +143,9 @@ class _Reader:
                 return no
         return header_line
 
-    def fail(self, table: str, key: str | None, message: str) -> RulesError:
+    def fail(self, table: str, key: str | None, message: str) -> ConfigError:
         dotted = ".".join(p for p in (table, key) if p)
-        return RulesError(
+        return self.error(
             message, path=self.path, key=dotted or None, line=self.line_of(table, key)
         )
 

@@ -2,7 +2,8 @@
 
     GreenPassError                      root: `except GreenPassError` catches all of ours
     ├── ConfigError (ValueError)        a config or rules file is wrong; names the key and line
-    │   └── RulesError
+    │   ├── RulesError                  a village rules file (edge.rules)
+    │   └── MethodologyError            a reduction-unit methodology file (central.methodology)
     ├── LedgerError                     the ledger cannot do what was asked
     │   ├── Refused                     a business rule said no; carries a `code` the UI shows
     │   ├── StorageError (OSError)      the database file could not be read or written
@@ -52,6 +53,10 @@ class ConfigError(GreenPassError, ValueError):
 
 class RulesError(ConfigError):
     """A village rules file is invalid."""
+
+
+class MethodologyError(ConfigError):
+    """A methodology file (what a deposit earns in reduction units) is invalid."""
 
 
 class LedgerError(GreenPassError):

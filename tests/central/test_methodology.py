@@ -1,0 +1,400 @@
+"""The methodology file: the shipped one parses and covers every waste category, the
+issuable reduction is never negative and follows each village's mix, the unit split is
+integer-exact, and a malformed file is refused naming its key and line."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from central.methodology import (
+    DEFAULT_METHODOLOGY_PATH,
+    CategoryFactors,
+    Mix,
+    default_methodology,
+    load_methodology,
+    parse_methodology,
+)
+from edge.rules import default_rules
+from greenpass.errors import ConfigError, MethodologyError
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = DEFAULT_METHODOLOGY_PATH.read_text(encoding="utf-8")
+PAPER_SOURCE = BASE.split("\n[categories.paper]\n", 1)[1].split("\nlandfill_source = ", 1)[1]
+PAPER_SOURCE_LINE = "landfill_source = " + PAPER_SOURCE.split("\n", 1)[0] + "\n"
+
+
+def _broken(old: str, new: str) -> str:
+    assert old in BASE, old
+    return BASE.replace(old, new, 1)
+
+
+def _line(text: str, needle: str) -> int:
+    return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
+
+
+def _with_mix(text: str, village: str, landfill: str, incineration: str, dumping: str) -> str:
+    return text + (
+        f"\n[villages.{village}]\n"
+        f"mix = {{ landfill = {landfill}, incineration = {incineration}, "
+        f"open_dumping = {dumping} }}\n"
+        'source = "county records"\n'
+    )
+
+
+# --- the shipped file ------------------------------------------------------------------
+
+
+def test_the_shipped_file_parses_and_cites_every_number() -> None:
+    m = default_methodology()
+    assert m.version == "gp-recyclables-2026.12"
+    assert m.name_zh and m.name_en
+    assert m.text == BASE  # kept verbatim, so issued units can name the exact text
+    assert m.vintage == "deposit_month" and m.timezone == "Asia/Shanghai"
+    assert (m.uncertainty_permille, m.buffer_permille) == (100, 100)
+    mix = m.default_mix
+    assert (mix.landfill_permille, mix.incineration_permille, mix.open_dumping_permille) == (
+        500,
+        400,
+        100,
+    )
+    assert mix.source.startswith("PROXY")
+    assert m.village_mixes == {}
+    for c in m.categories.values():
+        assert set(c.sources) == {
+            "recycling",
+            "landfill",
+            "incineration",
+            "incineration_credit",
+            "open_dumping",
+        }
+        assert all(s.strip() for s in c.sources.values()), c.key
+    # every reference listed in [sources] is cited by some number (PROXY in capitals)
+    cited = " ".join([mix.source, *(s for c in m.categories.values() for s in c.sources.values())])
+    assert {"ipcc2006_v5", "ar5_gwp", "mee_grid_2022", "tchobanoglous1993"} <= set(m.sources)
+    assert [ref for ref in m.sources if ref not in cited.replace("PROXY", "proxy")] == []
+
+
+def test_every_category_of_the_default_rules_is_covered() -> None:
+    m = default_methodology()
+    rules = default_rules()
+    assert set(m.categories) == set(rules.categories)
+    assert all(m.covers(k) for k in rules.categories)
+
+
+def test_the_default_numbers() -> None:
+    """The worked example of docs/methodology.md, and which categories earn nothing."""
+    m = default_methodology()
+    paper = m.categories["paper"]
+    assert (
+        paper.recycling_g_per_kg,
+        paper.landfill_g_per_kg,
+        paper.incineration_g_per_kg,
+        paper.incineration_credit_g_per_kg,
+        paper.open_dumping_g_per_kg,
+    ) == (102, 1107, 28, 845, 492)
+    # (500 × 1107 + 400 × (28 − 845) + 100 × 492 − 1000 × 102) // 1000
+    assert m.reduction_per_kg_g("paper", "V1") == 173
+    assert m.reduction_g("paper", "V1", 2500) == 432
+    earned = {k for k in m.categories if m.reduction_per_kg_g(k, "V1") > 0}
+    assert earned == {
+        "paper",
+        "cardboard",
+        "plastic_pet",
+        "plastic_hdpe",
+        "plastic_mixed",
+        "kitchen",
+    }
+
+
+def test_an_unknown_category_earns_nothing_and_says_so() -> None:
+    m = default_methodology()
+    assert not m.covers("gold")
+    assert m.reduction_per_kg_g("gold", "V1") == 0
+    assert m.reduction_g("gold", "V1", 10_000) == 0
+
+
+# --- the reduction -----------------------------------------------------------------------
+
+
+def test_a_village_mix_overrides_the_default() -> None:
+    m = parse_methodology(_with_mix(BASE, "V9", "1.0", "0.0", "0.0"))
+    assert m.mix_for("V9").landfill_permille == 1000
+    assert m.mix_for("V1") is m.default_mix
+    assert m.reduction_per_kg_g("paper", "V9") == 1107 - 102
+    assert m.reduction_per_kg_g("paper", "V1") == 173
+    # all to a waste-to-energy plant: paper's lost power outweighs its fossil carbon
+    m = parse_methodology(_with_mix(BASE, "V8", "0", "1", "0"))
+    assert m.reduction_per_kg_g("paper", "V8") == 0
+    assert m.reduction_per_kg_g("plastic_hdpe", "V8") == 2763 - 1809 - 102
+
+
+def test_village_ids_are_kiosk_ids() -> None:
+    m = parse_methodology(_with_mix(BASE, '"cun-3.east"', "0.2", "0.8", "0"))
+    assert set(m.village_mixes) == {"cun-3.east"}
+
+
+@given(
+    factors=st.lists(st.integers(min_value=0, max_value=50_000), min_size=5, max_size=5),
+    shares=st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=2),
+    grams=st.integers(min_value=0, max_value=10**8),
+)
+def test_the_reduction_is_never_negative(factors: list[int], shares: list[int], grams: int) -> None:
+    low, high = sorted(shares)
+    mix = Mix(low, high - low, 1000 - high, "s")
+    recycling, landfill, incineration, credit, dumping = factors
+    cat = CategoryFactors(
+        "x", recycling, landfill, incineration, credit, dumping, MappingProxyType({})
+    )
+    per_kg = cat.reduction_per_kg_g(mix)
+    assert per_kg >= 0
+    exact = (
+        mix.landfill_permille * landfill
+        + mix.incineration_permille * (incineration - credit)
+        + mix.open_dumping_permille * dumping
+        - 1000 * recycling
+    )
+    assert per_kg == max(0, exact // 1000)
+    m = dataclasses.replace(
+        default_methodology(), categories=MappingProxyType({"x": cat}), default_mix=mix
+    )
+    assert 0 <= m.reduction_g("x", "V1", grams) == grams * per_kg // 1000
+
+
+def test_entries_are_floored_on_their_own() -> None:
+    m = default_methodology()
+    assert m.reduction_g("paper", "V1", 5) == 0  # 5 × 173 / 1000 = 0.865 g
+    # two entries never earn more than their weight deposited at once
+    assert m.reduction_g("paper", "V1", 5) * 2 <= m.reduction_g("paper", "V1", 10) == 1
+    with pytest.raises(ValueError, match="negative"):
+        m.reduction_g("paper", "V1", -1)
+
+
+# --- the split ---------------------------------------------------------------------------
+
+
+def _split(gross_g: int, uncertainty: str = "0.0", buffer: str = "0.10") -> tuple[int, int, int]:
+    text = _broken("uncertainty_deduction = 0.10", f"uncertainty_deduction = {uncertainty}")
+    text = text.replace("buffer_share = 0.10", f"buffer_share = {buffer}", 1)
+    return parse_methodology(text).split(gross_g)
+
+
+def test_split_edge_cases() -> None:
+    assert _split(0) == (0, 0, 0)
+    assert _split(999) == (0, 0, 0)  # below a whole kg: nothing issued
+    assert _split(1000) == (1, 1, 0)  # one unit: the buffer's tenth rounds up to it
+    assert _split(10_000) == (10, 1, 9)  # exactly 10 kg
+    assert _split(10_999) == (10, 1, 9)  # the 999 g remainder is not issued
+    assert _split(11_000) == (11, 2, 9)  # 1.1 buffer units round up to 2
+    assert _split(11_000, buffer="0") == (11, 0, 11)
+    # the uncertainty deduction comes first: 1,112 g → 1,000 g → 1 unit
+    assert _split(1112, uncertainty="0.10") == (1, 1, 0)
+    assert _split(1111, uncertainty="0.10") == (0, 0, 0)
+    assert default_methodology().split(500 * 432) == (194, 20, 174)  # docs: a month of paper
+    with pytest.raises(ValueError, match="negative"):
+        default_methodology().split(-1)
+
+
+@given(
+    gross=st.integers(min_value=0, max_value=10**13),
+    uncertainty=st.integers(min_value=0, max_value=999),
+    buffer=st.integers(min_value=0, max_value=999),
+)
+def test_split_always_adds_up(gross: int, uncertainty: int, buffer: int) -> None:
+    m = dataclasses.replace(
+        default_methodology(), uncertainty_permille=uncertainty, buffer_permille=buffer
+    )
+    total, held, issued = m.split(gross)
+    assert issued + held == total
+    assert min(total, held, issued) >= 0
+    assert total * 1000 <= gross * (1000 - uncertainty) // 1000 < (total + 1) * 1000
+    assert held * 1000 >= total * buffer > (held - 1) * 1000  # rounded up, by less than one
+
+
+# --- vintage -----------------------------------------------------------------------------
+
+
+def test_vintage_is_the_local_calendar_month() -> None:
+    m = default_methodology()
+
+    def ms(month: int, day: int, hour: int, year: int = 2026) -> int:
+        return int(datetime(year, month, day, hour, tzinfo=UTC).timestamp() * 1000)
+
+    assert m.vintage_of(ms(1, 31, 16) - 1) == "2026-01"  # 23:59:59.999 in Shanghai
+    assert m.vintage_of(ms(1, 31, 16)) == "2026-02"  # midnight in Shanghai
+    assert m.vintage_of(ms(12, 31, 16)) == "2027-01"
+
+
+# --- malformed files ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "needle", "message"),
+    [
+        (
+            'vintage = "deposit_month"',
+            'colour = "green"\nvintage = "deposit_month"',
+            "colour",
+            "colour",
+            "unknown key",
+        ),
+        (
+            "landfill = 1.107\n",
+            "landfil = 1.107\n",
+            "categories.paper.landfil",
+            "landfil =",
+            "unknown key",
+        ),
+        ("landfill = 1.107\n", "landfill = -1.107\n", "categories.paper.landfill", "-1.107", "≥ 0"),
+        (
+            "open_dumping = 0.492\n",
+            "open_dumping = 0.4925\n",
+            "categories.paper.open_dumping",
+            "0.4925",
+            "3 decimals",
+        ),
+        (
+            "incineration = 2.304\n",
+            'incineration = "2.3"\n',
+            "categories.plastic_pet.incineration",
+            '"2.3"',
+            "number",
+        ),
+        (
+            PAPER_SOURCE_LINE,
+            'landfill_source = " "\n',
+            "categories.paper.landfill_source",
+            'landfill_source = " "',
+            "empty",
+        ),
+        (
+            "mix = { landfill = 0.5, incineration = 0.4, open_dumping = 0.1 }",
+            "mix = { landfill = 0.5, incineration = 0.4, open_dumping = 0.2 }",
+            "baseline.mix",
+            "open_dumping = 0.2 }",
+            "add up to 1 (they add up to 1.1)",
+        ),
+        (
+            "mix = { landfill = 0.5, incineration = 0.4, open_dumping = 0.1 }",
+            "mix = { landfill = 1.5, incineration = -0.4, open_dumping = -0.1 }",
+            "baseline.mix.landfill",
+            "landfill = 1.5",
+            "at most 1",
+        ),
+        (
+            "mix = { landfill = 0.5, incineration = 0.4, open_dumping = 0.1 }",
+            "mix = { landfill = 0.5, incineration = 0.4, dumping = 0.1 }",
+            "baseline.mix.dumping",
+            "dumping = 0.1 }",
+            "unknown key",
+        ),
+        (
+            "mix = { landfill = 0.5, incineration = 0.4, open_dumping = 0.1 }",
+            "mix = { landfill = 0.6, incineration = 0.4 }",
+            "baseline.mix",
+            "landfill = 0.6",
+            "missing required key 'open_dumping'",
+        ),
+        (
+            "uncertainty_deduction = 0.10",
+            "uncertainty_deduction = 1",
+            "uncertainty_deduction",
+            "uncertainty_deduction = 1",
+            "below 1",
+        ),
+        (
+            "buffer_share = 0.10",
+            "buffer_share = -0.05",
+            "buffer_share",
+            "buffer_share = -0.05",
+            "≥ 0",
+        ),
+        (
+            'vintage = "deposit_month"',
+            'vintage = "deposit_day"',
+            "vintage",
+            "deposit_day",
+            "deposit_month",
+        ),
+        (
+            'timezone = "Asia/Shanghai"',
+            'timezone = "Mars/Olympus"',
+            "timezone",
+            "Mars/Olympus",
+            "time zone",
+        ),
+        ('version = "gp-recyclables-2026.12"', 'version = ""', "version", 'version = ""', "empty"),
+        ("\n[sources]\n", "\n[sources]\nBad-Id = 'x'\n", "sources.Bad-Id", "Bad-Id", "source ids"),
+    ],
+)
+def test_malformed_files_name_key_and_line(
+    old: str, new: str, key: str, needle: str, message: str
+) -> None:
+    text = _broken(old, new)
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(text, "meth.toml")
+    err = info.value
+    assert err.key == key, str(err)
+    assert err.line == _line(text, needle), str(err)
+    assert f"meth.toml:{err.line}" in str(err) and key in str(err) and message in str(err)
+
+
+@pytest.mark.parametrize(
+    ("old", "table"),
+    [
+        (PAPER_SOURCE_LINE, "[categories.paper]"),  # a factor without its source
+        ("recycling = 0.102\n", "[categories.paper]"),  # a source without its factor
+        ('source = "PROXY: no published', "[baseline]"),  # a mix without its source
+    ],
+)
+def test_a_missing_key_names_its_table(old: str, table: str) -> None:
+    text = _broken(old, "# " + old)
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(text, "meth.toml")
+    assert info.value.key == table.strip("[]")
+    assert "missing required key" in str(info.value)
+    assert info.value.line == _line(text, table)
+
+
+def test_village_tables_are_checked_like_the_baseline() -> None:
+    text = _with_mix(BASE, "V9", "0.5", "0.5", "0.1")
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(text)
+    assert info.value.key == "villages.V9.mix" and "add up to 1" in str(info.value)
+    assert info.value.line == len(text.splitlines()) - 1
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(_with_mix(BASE, "-x", "1", "0", "0"))
+    assert info.value.key == "villages.-x" and "village ids" in str(info.value)
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(
+            _with_mix(BASE, "V9", "1", "0", "0").replace('source = "county records"\n', "")
+        )
+    assert info.value.key == "villages.V9" and "'source'" in str(info.value)
+
+
+def test_toml_syntax_errors_and_unreadable_files(tmp_path: Path) -> None:
+    text = _broken("recycling = 0.102\n", "recycling = = 0.102\n")
+    with pytest.raises(MethodologyError) as info:
+        parse_methodology(text)
+    assert info.value.line == _line(text, "recycling = = 0.102")
+    with pytest.raises(MethodologyError, match="cannot read"):
+        load_methodology(tmp_path / "nope.toml")
+    assert issubclass(MethodologyError, ConfigError) and issubclass(MethodologyError, ValueError)
+
+
+# --- docs --------------------------------------------------------------------------------
+
+
+def test_every_key_is_documented() -> None:
+    doc = (ROOT / "docs" / "methodology.md").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^([a-z_0-9]+) =", BASE, re.M))
+    assert {"uncertainty_deduction", "mix", "incineration_credit", "ipcc2006_v5"} <= keys
+    assert not [k for k in keys if f"`{k}`" not in doc]
+    assert "central/data/methodology-default.toml" in doc
