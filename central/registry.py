@@ -26,12 +26,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from central import audit, db, evidence, exports, log_proofs
 from central.methodology import Methodology
+from central.registry_buffer import cover_reversals
 from central.registry_db import (
     Serials,
     check_period,
@@ -43,22 +44,18 @@ from central.registry_db import (
     registry_methodologies,
     registry_retirements,
 )
+from central.registry_units import (
+    buffer_account,
+    issuer_account,
+    retire,
+    transfer,
+)
 from central.store import CentralStore
 from central.tlog import DEFAULT_ORIGIN
 from edge.entries import Kind
 from greenpass.errors import CentralError, ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
 from sync.keys import public_bytes
-
-BUFFER_PURPOSE = "buffer pool: covers the reversal of"
-
-
-def issuer_account(village_id: str) -> str:
-    return f"village:{village_id}"
-
-
-def buffer_account(village_id: str) -> str:
-    return f"buffer:{village_id}"
 
 
 @dataclass(frozen=True)
@@ -255,174 +252,6 @@ def _issue_in(
     return issued_n, buffer_n, len(rows), gross, left_out
 
 
-# --- transfer and retire --------------------------------------------------------------------
-
-
-def _locked_blocks(conn: Connection, s: Serials, postgres: bool) -> list[Any]:
-    """The blocks holding units `s`, checked to cover them all. On PostgreSQL the
-    issuance's row is locked first: every change to its blocks queues there, and the
-    blocks are read by a statement that starts after the queue, so it sees the blocks
-    the one before wrote (READ COMMITTED), never the ones it deleted."""
-    if postgres:
-        i = registry_issuances
-        conn.execute(
-            select(i.c.issuance_id).where(i.c.issuance_id == s.issuance_id).with_for_update()
-        )
-    b = registry_blocks
-    q = (
-        select(b.c.first, b.c.last, b.c.account_id, b.c.retirement_id)
-        .where((b.c.issuance_id == s.issuance_id) & (b.c.first <= s.last) & (b.c.last >= s.first))
-        .order_by(b.c.first)
-    )
-    rows = conn.execute(q).all()
-    expected = s.first
-    for r in rows:
-        if r.first > expected:
-            break
-        expected = r.last + 1
-    if not rows or rows[0].first > s.first or expected <= s.last:
-        raise ConfigError(f"{s} are not units of an issuance (no such serials)")
-    return rows
-
-
-def _move(
-    conn: Connection, s: Serials, postgres: bool, *, to: str, retirement_id: int | None,
-    allow_buffer: bool = False,
-) -> str:  # fmt: skip
-    """Give units `s` to `to` (or retire them where they are), splitting the blocks they
-    cross; returns the account that held them."""
-    rows = _locked_blocks(conn, s, postgres)
-    holders = {r.account_id for r in rows}
-    if len(holders) != 1:
-        raise ConfigError(f"{s} are held by several accounts ({', '.join(sorted(holders))})")
-    (holder,) = holders
-    if any(r.retirement_id is not None for r in rows):
-        raise ConflictError(f"{s} include retired units: a unit is retired once")
-    if holder.startswith("buffer:") and not allow_buffer:
-        raise ConfigError(f"{s} are in the buffer pool: they cover reversals, not trade")
-    b = registry_blocks
-    conn.execute(
-        delete(b).where((b.c.issuance_id == s.issuance_id) & b.c.first.in_([r.first for r in rows]))
-    )
-    pieces = []
-    if rows[0].first < s.first:
-        pieces.append((rows[0].first, s.first - 1, holder, None))
-    pieces.append((s.first, s.last, to, retirement_id))
-    if rows[-1].last > s.last:
-        pieces.append((s.last + 1, rows[-1].last, holder, None))
-    conn.execute(
-        insert(b),
-        [{"issuance_id": s.issuance_id, "first": f, "last": la, "account_id": a,
-          "retirement_id": rid} for f, la, a, rid in pieces],
-    )  # fmt: skip
-    return holder
-
-
-def transfer(store: CentralStore, s: Serials, to: str, *, actor: str, now_ms: int) -> str:
-    """Move units `s` to account `to`; returns who held them."""
-    a = registry_accounts
-    with store.write("transferring units") as conn:
-        kind = conn.scalar(select(a.c.kind).where(a.c.account_id == to))
-        if kind is None:
-            raise ConfigError(f"no registry account {to!r} (add it: registry account add)")
-        if kind == "buffer":
-            raise ConfigError("units are not transferred into a buffer pool")
-        holder = _move(conn, s, store.postgres, to=to, retirement_id=None)
-        if holder == to:
-            raise ConfigError(f"{to} holds {s} already")
-        audit.record(conn, actor=actor, action="registry.transfer", target=str(s), now_ms=now_ms,
-                     before={"account": holder}, after={"account": to})  # fmt: skip
-    return holder
-
-
-def retire(
-    store: CentralStore, s: Serials, *, beneficiary: str, purpose: str, actor: str, now_ms: int
-) -> int:
-    """Retire units `s` for `beneficiary`; returns the retirement's id (its certificate)."""
-    if not beneficiary.strip() or not purpose.strip():
-        raise ConfigError("a retirement names its beneficiary and its purpose")
-    with store.write("retiring units") as conn:
-        return _retire_in(conn, store.postgres, s, beneficiary.strip(), purpose.strip(),
-                          actor, now_ms)  # fmt: skip
-
-
-def _retire_in(
-    conn: Connection, postgres: bool, s: Serials, beneficiary: str, purpose: str, actor: str,
-    now_ms: int, *, allow_buffer: bool = False,
-) -> int:  # fmt: skip
-    holder = _locked_blocks(conn, s, postgres)[0].account_id
-    rid = conn.execute(
-        insert(registry_retirements).values(
-            issuance_id=s.issuance_id, first=s.first, last=s.last, account_id=holder,
-            beneficiary=beneficiary, purpose=purpose, made_ms=now_ms, actor=actor,
-        ).returning(registry_retirements.c.retirement_id)
-    ).scalar_one()  # fmt: skip
-    _move(conn, s, postgres, to=holder, retirement_id=int(rid), allow_buffer=allow_buffer)
-    audit.record(conn, actor=actor, action="registry.retire", target=str(s), now_ms=now_ms,
-                 after={"account": holder, "beneficiary": beneficiary, "purpose": purpose,
-                        "retirement": int(rid)})  # fmt: skip
-    return int(rid)
-
-
-def cover_reversals(store: CentralStore, *, actor: str, now_ms: int) -> list[str]:
-    """Retire buffer units for every issued deposit reversed since its issuance: as many
-    whole units as its reduction, rounded up, from its issuance's pool first, then its
-    village's other issuances'. Each in one transaction that first re-reads, locked,
-    whether it is still uncovered, so two runs at once never cover one reversal twice.
-    Returns what was covered (and any shortfall)."""
-    ie, r = registry_issued_entries, db.entries
-    with store.read("finding reversals of issued entries") as conn:
-        due = conn.execute(
-            select(ie.c.device_id, ie.c.seq)
-            .where(ie.c.covered_units.is_(None) & exists().where(
-                (r.c.device_id == ie.c.device_id) & (r.c.ref_seq == ie.c.seq)
-                & (r.c.kind == Kind.REVERSAL.value)))
-        ).all()  # fmt: skip
-    done = []
-    for device_id, seq in due:
-        with store.write("covering a reversal from the buffer pool") as conn:
-            q = (
-                select(ie.c.issuance_id, ie.c.reduction_g, registry_issuances.c.village_id)
-                .join(registry_issuances, registry_issuances.c.issuance_id == ie.c.issuance_id)
-                .where((ie.c.device_id == device_id) & (ie.c.seq == seq)
-                       & ie.c.covered_units.is_(None))
-            )  # fmt: skip
-            row = conn.execute(q.with_for_update(of=ie) if store.postgres else q).first()
-            if row is None:
-                continue  # another run covered it
-            need = -(-int(row.reduction_g) // 1000)
-            what = f"{device_id}:{seq}"
-            got = _draw_buffer(conn, store.postgres, row.village_id, row.issuance_id, need,
-                               what, actor, now_ms)  # fmt: skip
-            conn.execute(update(ie).where((ie.c.device_id == device_id) & (ie.c.seq == seq))
-                         .values(covered_units=got))  # fmt: skip
-        short = f" (SHORT by {need - got}: the buffer pool is empty)" if got < need else ""
-        done.append(f"{what} reversed after {row.issuance_id}: {got} buffer unit(s) retired{short}")
-    return done
-
-
-def _draw_buffer(
-    conn: Connection, postgres: bool, village_id: str, iid: str, need: int, what: str,
-    actor: str, now_ms: int,
-) -> int:  # fmt: skip
-    b, got = registry_blocks, 0
-    while got < need:
-        row = conn.execute(
-            select(b.c.issuance_id, b.c.first, b.c.last)
-            .where((b.c.account_id == buffer_account(village_id)) & b.c.retirement_id.is_(None))
-            .order_by((b.c.issuance_id != iid), b.c.issuance_id, b.c.first)
-            .limit(1)
-        ).first()
-        if row is None:
-            break
-        n = min(need - got, int(row.last) - int(row.first) + 1)
-        s = Serials(str(row.issuance_id), int(row.first), int(row.first) + n - 1)
-        _retire_in(conn, postgres, s, buffer_account(village_id), f"{BUFFER_PURPOSE} {what}",
-                   actor, now_ms, allow_buffer=True)  # fmt: skip
-        got += n
-    return got
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -447,8 +276,14 @@ def summary(store: CentralStore) -> dict[str, Any]:
             dict(r._mapping) for r in conn.execute(select(rt).order_by(rt.c.retirement_id))
         ]
         held = holdings(conn)
-        units = dict(conn.execute(select(func.sum(i.c.units), func.count())).one()._mapping)
+        units, count = conn.execute(select(func.sum(i.c.units), func.count())).one()
     for r in retirements:
         r["serials"] = str(Serials(r["issuance_id"], r["first"], r["last"]))
     return {"issuances": issuances, "holdings": held, "retirements": retirements,
-            "totals": {"units": units}}  # fmt: skip
+            "totals": {"issuances": int(count), "units": int(units or 0)}}  # fmt: skip
+
+
+__all__ = [
+    "add_account", "buffer_account", "cover_reversals", "holdings", "issue", "issuer_account",
+    "retire", "summary", "transfer",
+]  # fmt: skip

@@ -5,19 +5,21 @@ refused with nothing changed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from central.methodology import default_methodology
 from sqlalchemy import func, select
 
-from central import registry
+from central import cli_operator, registry
+from central.methodology import default_methodology
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
+from greenpass.cli import main
 from greenpass.errors import ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
-from sync.keys import generate_key, public_bytes
+from sync.keys import generate_key, public_bytes, save_private_key
 from tests.central.conftest import Kiosk, populate
 from tests.central.test_evidence import sync
 
@@ -178,3 +180,42 @@ def test_serials_parse_and_refuse() -> None:
     for bad in ("GP-V1-202611-5-4", "V1-202611-1-2", "GP-V1-2026-1-2", "GP-V1-202611-0-2"):
         with pytest.raises(ConfigError):
             parse_serials(bad)
+
+
+def test_the_command_line_issues_transfers_and_retires(
+    store: CentralStore, k1: Kiosk, tmp_path: Path, central_url: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    a_month(k1)
+    sync(store, k1)
+    home = tmp_path / "home"
+    home.mkdir()
+    save_private_key(home / "central.key", KEY)
+    monkeypatch.setattr(cli_operator, "_now_ms", lambda: LATER)
+    base = ["central", "registry"]
+    db = ["--db", central_url, "--home", str(home)]
+    assert main([*base, "issue", *db, "--village", "V1", "--period", PERIOD]) == 0
+    out = capsys.readouterr().out
+    assert f"issued {IID}" in out and "to village:V1: GP-V1-202601-1-" in out
+    assert (home / "registry" / f"{IID}.zip").exists()
+    assert main([*base, "issue", *db, "--village", "V1", "--period", PERIOD]) == 2
+    assert "issued already" in capsys.readouterr().err
+    assert main([*base, "account", "add", *db, "acme", "--name", "Acme Cement"]) == 0
+    assert main([*base, "transfer", *db, f"{IID}-1-3", "--to", "acme"]) == 0
+    assert "3 unit(s) GP-V1-202601-1-3 moved from village:V1 to acme" in capsys.readouterr().out
+    assert main([*base, "retire", *db, f"{IID}-1-2", "--beneficiary", "Acme Cement",
+                 "--purpose", "2026 offset"]) == 0  # fmt: skip
+    assert "retired for Acme Cement: retirement 1" in capsys.readouterr().out
+    assert main([*base, "retire", *db, f"{IID}-2-3", "--beneficiary", "x", "--purpose", "y"]) == 2
+    assert "retired once" in capsys.readouterr().err
+    assert main([*base, "transfer", *db, "GP-V1-2026-1", "--to", "acme"]) == 2
+    assert "not a serial range" in capsys.readouterr().err
+    assert main([*base, "reconcile", *db]) == 0
+    assert "0 reversal(s)" in capsys.readouterr().out
+    assert main([*base, "show", *db, "--account", "acme", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(h["serials"], h["retirement"]) for h in shown["holdings"]] == [
+        (f"{IID}-1-2", 1), (f"{IID}-3-3", None)
+    ]  # fmt: skip
+    assert main([*base, "show", *db]) == 0
+    assert "acme" in capsys.readouterr().out

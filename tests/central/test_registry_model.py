@@ -60,6 +60,7 @@ def test_random_operations_match_the_model(
     template: tuple[Path, int, int], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     path, issued, total = template
+    done = {"moved": 0, "retired": 0, "refused": 0}
 
     class Registry(RuleBasedStateMachine):
         @initialize()
@@ -88,8 +89,10 @@ def test_random_operations_match_the_model(
                 registry.transfer(self.store, Serials(IID, first, last), to, actor="m", now_ms=1)
             except (ConfigError, ConflictError):
                 assert not ok
+                done["refused"] += 1
                 return
             assert ok
+            done["moved"] += 1
             for u in range(first, last + 1):
                 self.model[u][0] = to
 
@@ -103,8 +106,10 @@ def test_random_operations_match_the_model(
                                 purpose="P", actor="m", now_ms=1)  # fmt: skip
             except (ConfigError, ConflictError):
                 assert not ok
+                done["refused"] += 1
                 return
             assert ok
+            done["retired"] += 1
             for u in range(first, last + 1):
                 self.model[u][1] = True
 
@@ -125,6 +130,7 @@ def test_random_operations_match_the_model(
 
     Registry.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
     Registry.TestCase().runTest()
+    assert min(done.values()) > 10, done  # every outcome was exercised, many times
 
 
 def _racer(url: str, seed: int, total: int, out: multiprocessing.Queue[tuple[str, str]]) -> None:
