@@ -5,6 +5,7 @@
     greenpass central registry account add ID --name NAME
     greenpass central registry transfer SERIALS --to ACCOUNT
     greenpass central registry retire SERIALS --beneficiary WHO --purpose WHY
+    greenpass central registry certificate ID --out CERT.json [--pdf CERT.pdf] --public-url URL
     greenpass central registry reconcile
     greenpass central registry show [--account ID] [--json]
 """
@@ -58,6 +59,17 @@ def register(child: Child) -> None:
     p.add_argument("--beneficiary", required=True, help="on whose behalf they are retired")
     p.add_argument("--purpose", required=True, help="what they offset")
     p.set_defaults(handler=_retire)
+    p = leaf("certificate", "a retirement's certificate: signed JSON (checks offline) and a PDF")
+    p.add_argument("retirement_id", type=int, metavar="ID", help="the retirement's number")
+    p.add_argument("--out", type=Path, required=True, metavar="CERT.json", help="JSON to write")
+    p.add_argument("--pdf", type=Path, metavar="CERT.pdf", help="also the PDF, for people")
+    p.add_argument(
+        "--public-url",
+        required=True,
+        metavar="URL",
+        help="central's public address, for the QR code (e.g. https://central.county.example)",
+    )
+    p.set_defaults(handler=_certificate)
     p = leaf("reconcile", "cover deposits reversed after their issuance from the buffer pool")
     p.set_defaults(handler=_reconcile)
     p = leaf("show", "issuances, holdings and retirements")
@@ -126,6 +138,31 @@ def _retire(args: argparse.Namespace) -> int:
         rid = registry.retire(store, s, beneficiary=args.beneficiary, purpose=args.purpose,
                               actor=cli_actor(), now_ms=_now_ms())  # fmt: skip
     print(f"{s.count} unit(s) {s} retired for {args.beneficiary}: retirement {rid}")
+    return 0
+
+
+def _certificate(args: argparse.Namespace) -> int:
+    import json
+
+    from central import registry_certificate
+    from sync.keys import load_private_key
+
+    key_file = args.home / "central.key"
+    if not key_file.exists():
+        raise ConfigError(f"no central key at {key_file}: give central's --home")
+    with _store(args) as store:
+        doc = registry_certificate.document(
+            store, load_private_key(key_file), args.retirement_id, args.public_url
+        )
+    args.out.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"certificate of retirement {args.retirement_id} ({doc['retirement']['serials']}) "
+          f"in {args.out}")  # fmt: skip
+    if args.pdf:
+        registry_certificate.write_pdf(doc, args.pdf)
+        print(f"for people: {args.pdf}")
+    pack = args.home / "registry" / doc["issuance"]["pack"]  # where `issue` keeps it
+    print(f"check it: greenpass verify-evidence {pack if pack.exists() else pack.name} "
+          f"--central-key {doc['central_key']} --certificate {args.out}")  # fmt: skip
     return 0
 
 

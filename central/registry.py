@@ -18,6 +18,7 @@ all of it and none is retired; the blocks it crosses are split, never copied.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -117,9 +118,11 @@ def _keep_methodology(conn: Connection, method: Methodology, now_ms: int) -> Non
 
 def _eligible(
     conn: Connection, village_id: str, start_ms: int, end_ms: int, size: int
-) -> tuple[list[tuple[str, int, str, int]], list[str]]:
-    """(device, seq, category, grams) of the month's issuable deposits, and the names of
-    those left out because the checkpoint does not hold them."""
+) -> tuple[list[tuple[str, int, str, int]], list[str], list[str]]:
+    """(device, seq, category, grams) of the month's issuable deposits; the names of
+    those left out because the checkpoint does not hold them; and of those reversed.
+    Both lists go in the issuance (`excluded`): a verifier of its evidence pack, where a
+    reversal after the month is not, recomputes the units without them."""
     e, r, ie = db.entries, aliased(db.entries), registry_issued_entries
     reversed_ = exists().where(
         (r.c.device_id == e.c.device_id)
@@ -128,23 +131,26 @@ def _eligible(
     )
     issued = exists().where((ie.c.device_id == e.c.device_id) & (ie.c.seq == e.c.seq))
     rows = conn.execute(
-        select(e.c.device_id, e.c.seq, e.c.category, e.c.grams)
+        select(e.c.device_id, e.c.seq, e.c.category, e.c.grams, reversed_.label("rev"))
         .where(
             (e.c.village_id == village_id) & (e.c.kind == Kind.DEPOSIT.value)
-            & (e.c.wall_ms >= start_ms) & (e.c.wall_ms < end_ms) & ~reversed_ & ~issued
+            & (e.c.wall_ms >= start_ms) & (e.c.wall_ms < end_ms) & ~issued
         )
         .order_by(e.c.device_id, e.c.seq)
     ).all()  # fmt: skip
     logged: dict[str, int] = {}
-    out, left_out = [], []
-    for device_id, seq, category, grams in rows:
+    out, left_out, reversed_out = [], [], []
+    for device_id, seq, category, grams, rev in rows:
+        if rev:
+            reversed_out.append(f"{device_id}:{seq}")
+            continue
         if device_id not in logged:
             logged[device_id] = log_proofs.logged_upto(conn, device_id, size)
         if seq <= logged[device_id]:
             out.append((str(device_id), int(seq), str(category), int(grams)))
         else:
             left_out.append(f"{device_id}:{seq}")
-    return out, left_out
+    return out, left_out, reversed_out
 
 
 def issue(
@@ -212,7 +218,7 @@ def _issue_in(
 ) -> tuple[int, int, int, int, list[str]]:  # fmt: skip
     assert p.start_ms is not None and p.end_ms is not None
     _keep_methodology(conn, method, now_ms)
-    rows, left_out = _eligible(conn, village_id, p.start_ms, p.end_ms, size)
+    rows, left_out, reversed_out = _eligible(conn, village_id, p.start_ms, p.end_ms, size)
     reductions = [method.reduction_g(cat, village_id, grams) for _d, _s, cat, grams in rows]
     gross = sum(reductions)
     total, buffer_n, issued_n = method.split(gross)
@@ -226,7 +232,7 @@ def _issue_in(
             issuance_id=iid, village_id=village_id, period=period, methodology=method.version,
             entries=len(rows), gross_g=gross, units=total, buffer_units=buffer_n,
             checkpoint_size=size, pack_sha256=digest, pack_name=pack_name, made_ms=now_ms,
-            actor=actor,
+            actor=actor, excluded=json.dumps(sorted([*left_out, *reversed_out])),
         )
     )  # fmt: skip
     conn.execute(

@@ -73,6 +73,9 @@ registry_issuances = Table(
     Column("checkpoint_size", BigInteger, nullable=False),
     Column("pack_sha256", String(64), nullable=False),
     Column("pack_name", Text, nullable=False),
+    # JSON list of "device:seq": the month's deposits not issued (reversed, or not yet in
+    # the checkpoint), so its units can be recomputed from the pack alone
+    Column("excluded", Text, nullable=False),
     Column("made_ms", BigInteger, nullable=False),
     Column("actor", Text, nullable=False),
     UniqueConstraint("village_id", "period", name="registry_issuances_once"),

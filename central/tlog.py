@@ -36,6 +36,7 @@ or `every_s` seconds have passed since the last one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -289,6 +290,29 @@ def append_pending(
     return plan.leaves
 
 
+def _grow(
+    size: int, edge: dict[tuple[int, int], bytes], leaves: list[bytes]
+) -> tuple[list[dict[str, Any]], dict[tuple[int, int], bytes]]:
+    """Append `leaves` to the tree of `size` whose right edge is `edge`: the stored
+    levels' new nodes, and the new edge. The edge is a stack of perfect subtrees of
+    falling level, so an append is a binary counter's carry: each carry makes one full
+    node from its left sibling on the stack (`merkle.new_full_nodes` does the same with
+    a lookup per node; this is the sequencer's hot loop, a few µs per leaf)."""
+    stack = [(lv, i, edge[lv, i]) for lv, i in _edge(size)]
+    nodes: list[dict[str, Any]] = []
+    index = size
+    for leaf in leaves:
+        level, idx, value = 0, index, leaf
+        while stack and stack[-1][0] == level:
+            value = sha256(b"\x01" + stack.pop()[2] + value).digest()
+            level, idx = level + 1, idx >> 1
+            if not level % STEP:
+                nodes.append({"level": level, "idx": idx, "hash": value})
+        stack.append((level, idx, value))
+        index += 1
+    return nodes, {(lv, i): h for lv, i, h in stack}
+
+
 def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
     d, e = db.devices, db.entries
     head = conn.execute(select(tlog_head.c.size, tlog_head.c.edge).where(tlog_head.c.id == 1)).one()
@@ -310,26 +334,30 @@ def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
         room = MAX_APPEND - len(leaves)
         if room <= 0:
             break
-        rows = conn.execute(
-            select(e.c.seq, e.c.h)
-            .where((e.c.device_id == device_id) & (e.c.seq > after) & (e.c.seq <= upto))
+        # A device's stored entries are consecutive (ingest stores no gap), so only the
+        # hashes are read, in seq order: the sequencer's largest read, one column of it.
+        first, want = int(after) + 1, min(room, int(upto) - int(after))
+        found = conn.scalars(
+            select(e.c.h)
+            .where((e.c.device_id == device_id) & (e.c.seq >= first) & (e.c.seq <= upto))
             .order_by(e.c.seq)
             .limit(room)
         ).all()
-        if rows:
+        if len(found) != want:
+            raise CentralError(
+                f"transparency log: {device_id}'s entries {first}..{upto} are not all stored"
+            )
+        if found:
             plan.runs.append({"first_idx": size + len(leaves), "device_id": device_id,
-                              "first_seq": int(rows[0][0]), "count": len(rows)})  # fmt: skip
-            prefix = device_prefix(device_id)
-            leaves += [merkle.leaf_hash(prefix + seq.to_bytes(8, "big") + h) for seq, h in rows]
+                              "first_seq": first, "count": want})  # fmt: skip
+            prefix = b"\x00" + device_prefix(device_id)  # RFC 9162's leaf prefix, then ours
+            leaves += [
+                sha256(prefix + seq.to_bytes(8, "big") + h).digest()
+                for seq, h in enumerate(found, first)
+            ]
     if leaves:
-        # Every left sibling an append needs is on the old right edge (or made here).
-        made = merkle.new_full_nodes(size, leaves, lambda lv, i: edge[lv, i])
-        plan.nodes = [
-            {"level": lv, "idx": i, "hash": h} for lv, i, h in made if lv and not lv % STEP
-        ]
+        plan.nodes, edge = _grow(size, edge, leaves)
         plan.leaves, plan.new_size = len(leaves), size + len(leaves)
-        known = {**edge, **{(lv, i): h for lv, i, h in made}}
-        edge = {pair: known[pair] for pair in _edge(plan.new_size)}
         plan.edge = b"".join(edge.values())
     plan.root = merkle.stored_root(plan.new_size, lambda lv, i: edge[lv, i])
     c = tlog_checkpoints

@@ -35,6 +35,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="another checkpoint central signed (a kiosk's, from `greenpass sync log "
         "--note`): one of the same size with another root proves a forked log (repeatable)",
     )
+    p.add_argument(
+        "--certificate",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CERT.json",
+        help="a retirement certificate (`greenpass central registry certificate`): its units "
+        "are recomputed from this pack's deposits by its methodology (repeatable)",
+    )
     p.set_defaults(handler=_verify)
 
 
@@ -58,7 +67,7 @@ def _verify(args: argparse.Namespace) -> int:
     from greenpass import evidence_verify as ev  # noqa: PLC0415 - the CLI starts fast
 
     print(f"verifying {args.pack}", flush=True)
-    report, totals = ev.verify_pack(args.pack, args.central_key, args.checkpoint)
+    report, totals = ev.verify_pack(args.pack, args.central_key, args.checkpoint, args.certificate)
     for line in report.lines:
         print(line)
     _print_totals(totals)

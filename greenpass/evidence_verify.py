@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.entries import GENESIS_H, REVERSIBLE, Entry, Kind, chain_hash
 from edge.personal import PERSONAL_KEY
 from edge.rules import Rules, parse_rules
-from greenpass import checkpoint, heads, merkle_multi
+from greenpass import certificate, checkpoint, heads, merkle_multi
 from greenpass.errors import ConfigError, GreenPassError
 from greenpass.evidence import FACTOR_COLUMNS, Pack, PackEntry, Totals, read_pack, totals_of
 from greenpass.tlog_leaf import entry_leaf_hash
@@ -94,7 +94,9 @@ def _public_key(hex_key: str, what: str) -> Ed25519PublicKey:
         raise ConfigError(f"{what} must be 64 hex digits (an Ed25519 public key)") from exc
 
 
-def verify_pack(path: Path, central_key: str, others: Sequence[Path] = ()) -> tuple[Report, Totals]:
+def verify_pack(
+    path: Path, central_key: str, others: Sequence[Path] = (), certificates: Sequence[Path] = ()
+) -> tuple[Report, Totals]:
     key = _public_key(central_key, "--central-key")
     pack = read_pack(path)
     m = pack.manifest
@@ -110,7 +112,34 @@ def verify_pack(path: Path, central_key: str, others: Sequence[Path] = ()) -> tu
     known = _check_rules(ctx)
     _check_pricing(ctx, known)
     totals = _check_totals(ctx)
+    for cert in certificates:
+        _check_certificate(ctx, key, path, cert)
     return ctx.report, totals
+
+
+def _check_certificate(ctx: _Ctx, key: Ed25519PublicKey, path: Path, cert: Path) -> None:
+    doc = certificate.read(cert)
+    if not certificate.signed_by(doc, key):
+        ctx.report.fail("certificate", [f"{cert}: not signed by the key given"])
+        return
+    reversed_in_pack = {
+        (p.entry.device_id, p.entry.ref_seq or 0)
+        for p in ctx.pack.entries
+        if p.entry.kind == Kind.REVERSAL
+    }
+    deposits = [p.entry for p in ctx.period_entries]
+    problems = certificate.check_against_pack(
+        doc, path, ctx.pack.manifest, deposits, reversed_in_pack
+    )
+    if problems:
+        ctx.report.fail("certificate", [f"{cert}: {x}" for x in problems])
+        return
+    r = doc["retirement"]
+    ctx.report.ok(
+        "certificate",
+        f"{r['serials']} retired for {r['beneficiary']}: units of this pack's deposits by "
+        f"methodology {doc['issuance']['methodology']}",
+    )
 
 
 def _check_checkpoint(ctx: _Ctx, key: Ed25519PublicKey) -> checkpoint.Checkpoint | None:

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from central import cli_operator, registry
+from central import cli_operator, registry, registry_certificate
 from central.methodology import default_methodology
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
+from greenpass import certificate
 from greenpass.cli import main
 from greenpass.errors import ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
@@ -169,7 +170,7 @@ def test_an_entry_outside_the_checkpoint_is_left_out(store: CentralStore, k1: Ki
     sync(store, k1)
     start, end = 1_767_196_800_000, 1_769_875_200_000  # January 2026 in Shanghai
     with store.read() as conn:
-        rows, left_out = registry._eligible(conn, "V1", start, end, size=0)
+        rows, left_out, _ = registry._eligible(conn, "V1", start, end, size=0)
     assert rows == [] and left_out and left_out[0].startswith("K1:")
 
 
@@ -219,3 +220,48 @@ def test_the_command_line_issues_transfers_and_retires(
     ]  # fmt: skip
     assert main([*base, "show", *db]) == 0
     assert "acme" in capsys.readouterr().out
+
+
+def test_a_retirement_certificate_verifies_against_its_evidence_pack(
+    store: CentralStore, issued: registry.Issued, tmp_path: Path
+) -> None:
+    registry.add_account(store, "acme", "Acme Cement", actor="county", now_ms=LATER)
+    registry.transfer(store, Serials(IID, 1, 5), "acme", actor="county", now_ms=LATER)
+    rid = registry.retire(store, Serials(IID, 2, 4), beneficiary="Acme Cement 安可水泥",
+                          purpose="2026 offset", actor="acme", now_ms=LATER)  # fmt: skip
+    doc = registry_certificate.document(store, KEY, rid, "https://central.test")
+    cert = tmp_path / "cert.json"
+    cert.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    central = public_bytes(KEY).hex()
+    report, _ = verify_pack(issued.pack, central, certificates=[cert])
+    assert not report.failed, report.lines
+    assert any(x.startswith("ok     certificate") and f"{IID}-2-4" in x for x in report.lines)
+    pdf = tmp_path / "cert.pdf"
+    registry_certificate.write_pdf(doc, pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+    def check(changed: dict[str, object], key: object = KEY) -> str:
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps(certificate.sign(changed, key)), encoding="utf-8")  # type: ignore[arg-type]
+        report, _ = verify_pack(issued.pack, central, certificates=[forged])
+        return next(x for x in report.lines if x.startswith("FAIL   certificate"))
+
+    # Altered after signing: the signature no longer holds.
+    edited = json.loads(json.dumps(doc))
+    edited["retirement"]["units"] = 999
+    cert.write_text(json.dumps(edited), encoding="utf-8")
+    report, _ = verify_pack(issued.pack, central, certificates=[cert])
+    assert any("not signed by the key given" in x for x in report.lines)
+    # A dishonest central signing more units than the deposits make: recomputed, caught.
+    more = json.loads(json.dumps(doc))
+    more["issuance"]["gross_g"] += 50_000
+    more["issuance"]["units"] += 45
+    assert "certificate says" in check({k: v for k, v in more.items() if k != "signature"})
+    beyond = json.loads(json.dumps(doc))
+    beyond["retirement"]["last"] = beyond["issuance"]["units"] + 1
+    assert "are not units" in check({k: v for k, v in beyond.items() if k != "signature"})
+    other_pack = json.loads(json.dumps(doc))
+    other_pack["issuance"]["pack_sha256"] = "00" * 32
+    assert "another evidence pack" in check(
+        {k: v for k, v in other_pack.items() if k != "signature"}
+    )
