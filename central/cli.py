@@ -303,6 +303,7 @@ def _run(args: argparse.Namespace) -> int:
         debounce_s=args.debounce,
         min_interval_s=args.min_push_interval,
         log=_log_settings(args),
+        log_process_url=str(args.db),
     )
     stop = threading.Event()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from central import log_proofs, tlog
 from central.ingest import ingest
+from central.sequencer import LOG_EVERY_S, Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
 from greenpass.errors import GreenPassError
@@ -28,7 +29,6 @@ from sync.transport import BrokerConfig
 log = logging.getLogger(__name__)
 
 POLL_CHANGES_S = 2.0
-LOG_EVERY_S = 1.0  # how often the log's sequencer looks for new entries
 
 
 class CentralService:
@@ -42,12 +42,18 @@ class CentralService:
         min_interval_s: float = 5.0,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         log: tlog.LogSettings | None = tlog.LogSettings(),  # noqa: B008 - frozen
+        log_process_url: str | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.log = log  # None: this worker keeps no log (`--no-log`, for benchmarks)
         self._log_stop = threading.Event()
         self._log_thread: threading.Thread | None = None
+        # The database's URL: the sequencer then runs in a child process on it
+        # (`central.sequencer`, what `greenpass central` does), else in a thread here.
+        self._sequencer = (
+            Sequencer(log_process_url, key, log) if log is not None and log_process_url else None
+        )
         self.debounce_s = debounce_s
         self.min_interval_s = min_interval_s
         self._last_push: dict[str, float] = {}  # village → monotonic time of last push
@@ -73,7 +79,9 @@ class CentralService:
         self._start_log()
 
     def _start_log(self) -> None:
-        if self.log is not None and self._log_thread is None:
+        if self._sequencer is not None:
+            self._sequencer.start()
+        elif self.log is not None and self._log_thread is None:
             self._log_stop.clear()
             self._log_thread = threading.Thread(
                 target=self._log_loop, name="central-log", daemon=True
@@ -83,6 +91,8 @@ class CentralService:
     def stop(self) -> None:
         self._log_stop.set()
         self.receiver.stop()
+        if self._sequencer is not None:
+            self._sequencer.stop()
         if self._log_thread is not None:
             self._log_thread.join(30)
             self._log_thread = None
@@ -93,6 +103,8 @@ class CentralService:
             self.receiver.run()
         finally:
             self._log_stop.set()
+            if self._sequencer is not None:
+                self._sequencer.stop()
 
     def _log_loop(self) -> None:
         """The log's sequencer, in a thread of its own: ingest (the receiver's thread)

@@ -25,8 +25,10 @@ edge (the hashes of the perfect subtrees the size splits into: every left siblin
 append needs), `tlog_progress` how far each device's entries are logged,
 `tlog_checkpoints` every signed size.
 
-**The sequencer** (`append_pending`) runs in central's service, outside ingest's
-transaction: ingest stays as fast as before, and the log follows a tick later. It
+**The sequencer** (`append_pending`) runs beside central's service — in a child
+process under `greenpass central` (`central.sequencer`), in a thread when the service
+is run in-process — outside ingest's transaction: ingest stays as fast as before, and
+the log follows a tick later. It
 locks `tlog_head` for its whole transaction (FOR UPDATE on PostgreSQL, SQLite's
 BEGIN IMMEDIATE), so two central workers never append the same size twice: the log
 cannot fork. A checkpoint is signed with central's key when `every_entries` entries
