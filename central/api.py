@@ -34,6 +34,7 @@ import csv
 import io
 import itertools
 import logging
+import pathlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ from central.api_models import (
     VillageTotalsOut,
 )
 from central.api_operator import operator_router
+from central.api_registry import registry_router
 from central.auth import FORBIDDEN, Actor, Auth, CurrentActor, current_actor, require_county
 from central.auth import require_village as may_see
 from central.console import ConsoleSettings
@@ -162,6 +164,7 @@ def create_app(
     clock: Callable[[], int] = wall_ms,
     limits: HttpLimits | None = None,
     console: ConsoleSettings | None = None,
+    registry_packs: pathlib.Path | None = None,
 ) -> FastAPI:
     """The API over `store`. `on_devices_changed` runs after each enrolment and
     revocation (central rewrites the broker's password file and reloads it there);
@@ -391,6 +394,7 @@ def create_app(
     app.include_router(export_router(store, console_tz))  # central.api_exports (issue 12)
     app.include_router(kiosk)
     app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
+    app.include_router(registry_router(store, registry_packs))  # public, no login (issue 14)
     install_console(app, store, console, clock)
     return app
 

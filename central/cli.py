@@ -398,6 +398,7 @@ def _serve_http(
         on_devices_changed=None if broker_sync is None else (lambda: _devices_changed(broker_sync)),
         limits=HttpLimits(enrol_per_minute=args.enrol_rate),
         console=load_settings(args.home / "console.toml"),
+        registry_packs=args.home / "registry",  # where `registry issue` keeps them
     )
     server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
     logging.getLogger(__name__).info(

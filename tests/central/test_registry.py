@@ -10,9 +10,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from central import cli_operator, registry, registry_certificate
+from central.api import create_app
 from central.methodology import default_methodology
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
@@ -22,6 +24,7 @@ from greenpass.errors import ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
 from sync.keys import generate_key, public_bytes, save_private_key
 from tests.central.conftest import Kiosk, populate
+from tests.central.test_api import ADMIN, SETTINGS
 from tests.central.test_evidence import sync
 
 KEY = generate_key()
@@ -265,3 +268,26 @@ def test_a_retirement_certificate_verifies_against_its_evidence_pack(
     assert "another evidence pack" in check(
         {k: v for k, v in other_pack.items() if k != "signature"}
     )
+
+
+def test_the_public_registry_needs_no_login_and_names_no_household(
+    store: CentralStore, issued: registry.Issued
+) -> None:
+    registry.add_account(store, "acme", "Acme Cement", actor="county", now_ms=LATER)
+    registry.transfer(store, Serials(IID, 1, 3), "acme", actor="county", now_ms=LATER)
+    rid = registry.retire(store, Serials(IID, 1, 2), beneficiary="Acme Cement",
+                          purpose="2026 offset", actor="acme", now_ms=LATER)  # fmt: skip
+    client = TestClient(create_app(store, admin_token=ADMIN, enrolment=SETTINGS,
+                                   registry_packs=issued.pack.parent))  # fmt: skip
+    found = client.get("/registry/json").json()
+    assert [i["issuance_id"] for i in found["issuances"]] == [IID]
+    assert found["retirements"][0]["serials"] == f"{IID}-1-2"
+    page = client.get("/registry")
+    assert page.status_code == 200 and f"id=retirement-{rid}" in page.text
+    assert "Acme Cement" in page.text and f"/registry/packs/{IID}.zip" in page.text
+    for name in ("Li household", "Wang household"):
+        assert name not in page.text and name not in json.dumps(found)
+    got = client.get(f"/registry/packs/{IID}.zip")
+    assert got.status_code == 200 and got.content == issued.pack.read_bytes()
+    for bad in ("..%2Fcentral.db", "GP-V1-202601.txt", "GP-V2-202601.zip"):
+        assert client.get(f"/registry/packs/{bad}").status_code == 404
