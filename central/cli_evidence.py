@@ -75,6 +75,11 @@ def _evidence(args: argparse.Namespace) -> int:
         f"totals: {t['deposits']} deposits, points issued {t['points_issued']}, redeemed "
         f"{t['points_redeemed']}, CO2e {t['co2e_g']} g"
     )
+    if not done.in_period:
+        print(
+            f"note: {args.village} has no entries in those local days (its time zone's, "
+            "e.g. Asia/Shanghai, UTC+8): check --from and --to"
+        )
     from greenpass.evidence import read_pack
 
     manifest = read_pack(done.path).manifest
