@@ -32,7 +32,7 @@ from greenpass import evidence as ev
 from greenpass import merkle_multi
 from greenpass.checkpoint import Checkpoint, parse_body
 from greenpass.errors import CentralError, ConfigError
-from greenpass.evidence_verify import factors_csv
+from greenpass.evidence_pricing import factors_csv
 from sync.keys import public_bytes
 
 CATCH_UP_ROUNDS = 200  # sequencer passes (20,000 entries each) before giving up

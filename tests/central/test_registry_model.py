@@ -5,6 +5,7 @@ serials on PostgreSQL never retire a unit twice or lose one."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import random
 import shutil
@@ -28,8 +29,8 @@ from tests.central.test_registry import IID, LATER, a_month, blocks, issue
 ACCOUNTS = ("village:V1", "acme", "zenith")
 
 
-def issued_store(folder: Path, url: str | None = None) -> tuple[str, int, int]:
-    """A central with January issued; (url, units issued to the village, all units)."""
+def month_store(folder: Path, url: str | None = None) -> str:
+    """A central holding January's deposits of one kiosk, not issued yet."""
     folder.mkdir(parents=True, exist_ok=True)
     url = url or str(folder / "central.db")
     with CentralStore.open(url, now_ms=LATER) as store:
@@ -38,10 +39,17 @@ def issued_store(folder: Path, url: str | None = None) -> tuple[str, int, int]:
         enrol(store, k)
         a_month(k)
         sync(store, k)
+        k.ledger.close()
+    return url
+
+
+def issued_store(folder: Path, url: str | None = None) -> tuple[str, int, int]:
+    """A central with January issued; (url, units issued to the village, all units)."""
+    url = month_store(folder, url)
+    with CentralStore.open(url, now_ms=LATER) as store:
         done = issue(store, folder)
         for account in ACCOUNTS[1:]:
             registry.add_account(store, account, account.title(), actor="t", now_ms=LATER)
-        k.ledger.close()
     assert done.issued is not None and done.buffer is not None
     return url, done.issued.last, done.buffer.last
 
@@ -189,3 +197,32 @@ def test_processes_racing_never_retire_a_unit_twice(pg_url: str, tmp_path: Path)
             r = by_rid[rid]
             assert r["first"] <= first and last <= r["last"]
     assert any(kind == "refused" for kind, _ in results)  # they did collide
+
+
+def _issuer(url: str, folder: str, out: multiprocessing.Queue[str]) -> None:
+    with CentralStore.open(url, now_ms=LATER) as store:
+        try:
+            done = issue(store, Path(folder))
+            out.put(f"issued {done.issuance_id}")
+        except ConflictError as exc:
+            out.put(f"refused {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which fails
+            out.put(f"error {type(exc).__name__}: {exc}")
+
+
+def test_two_operators_issuing_one_month_at_once_issue_it_once(pg_url: str, tmp_path: Path) -> None:
+    month_store(tmp_path, pg_url)
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[str] = ctx.Queue()
+    procs = [ctx.Process(target=_issuer, args=(pg_url, str(tmp_path), out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    said = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert [x.split()[0] for x in said] == ["issued", "refused", "refused"], said
+    with CentralStore.open(pg_url, now_ms=LATER) as store:
+        (issuance,) = registry.summary(store)["issuances"]
+    packs = list((tmp_path / "registry").iterdir())
+    assert [p.name for p in packs] == [f"{IID}.zip"]  # the losers left nothing behind
+    assert hashlib.sha256(packs[0].read_bytes()).hexdigest() == issuance["pack_sha256"]
