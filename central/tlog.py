@@ -134,16 +134,6 @@ class LogSettings:
             )
 
 
-def _edge(size: int) -> list[tuple[int, int]]:
-    """(level, index) of the perfect subtrees [0, size) splits into, left to right."""
-    out, start = [], 0
-    for level in range(size.bit_length() - 1, -1, -1):
-        if size >> level & 1:
-            out.append((level, start >> level))
-            start += 1 << level
-    return out
-
-
 class Nodes:
     """`merkle.GetNode` over what is stored: levels STEP, 2·STEP, … from `tlog_nodes`,
     leaves from their entries, the rest hashed up from below; what it reads or makes
@@ -295,23 +285,14 @@ def append_pending(
 def _grow(
     size: int, edge: dict[tuple[int, int], bytes], leaves: list[bytes]
 ) -> tuple[list[dict[str, Any]], dict[tuple[int, int], bytes]]:
-    """Append `leaves` to the tree of `size` whose right edge is `edge`: the stored
-    levels' new nodes, and the new edge. The edge is a stack of perfect subtrees of
-    falling level, so an append is a binary counter's carry: each carry makes one full
-    node from its left sibling on the stack (`merkle.new_full_nodes` does the same with
-    a lookup per node; this is the sequencer's hot loop, a few µs per leaf)."""
-    stack = [(lv, i, edge[lv, i]) for lv, i in _edge(size)]
-    nodes: list[dict[str, Any]] = []
-    index = size
-    for leaf in leaves:
-        level, idx, value = 0, index, leaf
-        while stack and stack[-1][0] == level:
-            value = sha256(b"\x01" + stack.pop()[2] + value).digest()
-            level, idx = level + 1, idx >> 1
-            if not level % STEP:
-                nodes.append({"level": level, "idx": idx, "hash": value})
-        stack.append((level, idx, value))
-        index += 1
+    """Append `leaves` to the tree of `size` whose right edge is `edge`: the new nodes
+    of the stored levels, and the new edge."""
+    stack = [(lv, i, edge[lv, i]) for lv, i in merkle.edge(size)]
+    nodes = [
+        {"level": lv, "idx": i, "hash": h}
+        for lv, i, h in merkle.carries(size, stack, leaves)
+        if lv and not lv % STEP
+    ]
     return nodes, {(lv, i): h for lv, i, h in stack}
 
 
@@ -320,7 +301,7 @@ def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
     head = conn.execute(select(tlog_head.c.size, tlog_head.c.edge).where(tlog_head.c.id == 1)).one()
     size, raw = int(head.size), bytes(head.edge)
     hashes = [raw[i : i + 32] for i in range(0, len(raw), 32)]
-    edge = dict(zip(_edge(size), hashes, strict=True))
+    edge = dict(zip(merkle.edge(size), hashes, strict=True))
     plan = _Plan(size=size, new_size=size, edge=raw)
     pr = tlog_progress
     after_seq = func.coalesce(pr.c.logged_seq, 0)

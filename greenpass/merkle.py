@@ -29,7 +29,7 @@ rows at once, then call it again with a dict: the pairs depend only on the sizes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -136,32 +136,52 @@ def consistency_proof(old_size: int, new_size: int, get: GetNode) -> list[bytes]
     return proof
 
 
+def edge(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the perfect subtrees [0, size) splits into, left to right: the
+    tree's right edge, every left sibling an append can need."""
+    out, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append((level, start >> level))
+            start += 1 << level
+    return out
+
+
+Node = tuple[int, int, bytes]  # (level, index, hash)
+
+
+def carries(size: int, stack: list[Node], leaf_hashes: Iterable[bytes]) -> Iterator[Node]:
+    """Append `leaf_hashes` to the tree of `size` whose right edge is `stack` (its
+    nodes in `edge(size)` order; updated in place to the new edge): yields every full
+    node the append completes, each leaf first, in the order they complete. The edge
+    is a stack of falling levels, so an append is a binary counter's carry: each carry
+    hashes one node from its left sibling on top of the stack."""
+    index = size
+    for leaf in leaf_hashes:
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"leaf hash has {len(leaf)} bytes, not {HASH_SIZE}")
+        level, idx, value = 0, index, leaf
+        yield level, idx, value
+        while stack and stack[-1][0] == level:
+            value = hashlib.sha256(b"\x01" + stack.pop()[2] + value).digest()
+            level, idx = level + 1, idx >> 1
+            yield level, idx, value
+        stack.append((level, idx, value))
+        index += 1
+
+
 def new_full_nodes(
     size_before: int, leaf_hashes: Sequence[bytes], get: GetNode
 ) -> list[tuple[int, int, bytes]]:
     """The ``(level, index, hash)`` of every full subtree completed by appending
     `leaf_hashes` to a tree of `size_before` leaves, in the order they complete.
 
-    `get` reads the nodes already stored (only left siblings of the new ones); nodes
-    made earlier in this same batch are looked up here, so a batch can be written in
-    one transaction after this returns."""
+    `get` reads the tree's right edge before the append (the only left siblings the
+    new nodes can have); the batch can be written in one transaction after this."""
     if size_before < 0:
         raise ValueError(f"tree size {size_before} is negative")
-    made: dict[tuple[int, int], bytes] = {}
-    nodes: list[tuple[int, int, bytes]] = []
-    for offset, leaf in enumerate(leaf_hashes):
-        if len(leaf) != HASH_SIZE:
-            raise ValueError(f"leaf hash has {len(leaf)} bytes, not {HASH_SIZE}")
-        level, index, value = 0, size_before + offset, leaf
-        while True:
-            made[level, index] = value
-            nodes.append((level, index, value))
-            if not index & 1:  # a left child: its parent waits for a right sibling
-                break
-            left = made.get((level, index - 1))
-            value = node_hash(left if left is not None else get(level, index - 1), value)
-            level, index = level + 1, index >> 1
-    return nodes
+    stack = [(lv, i, get(lv, i)) for lv, i in edge(size_before)]
+    return list(carries(size_before, stack, leaf_hashes))
 
 
 RangeRoot = Callable[[int, int], bytes]
