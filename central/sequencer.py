@@ -17,12 +17,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central import tlog
+from central.store import CentralStore
 from greenpass.errors import GreenPassError
 
 log = logging.getLogger(__name__)
@@ -36,22 +40,37 @@ def _raw(key: Ed25519PrivateKey) -> bytes:
     )
 
 
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def loop(
+    store: CentralStore,
+    key: Ed25519PrivateKey,
+    settings: tlog.LogSettings,
+    now_ms: Callable[[], int],
+    stop: Stop,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Append what ingest stored, about once a second, until `stop` is set or `alive`
+    says the process it serves is gone: the child's loop and the in-process thread's."""
+    while not stop.is_set() and alive():
+        try:
+            appended = tlog.append_pending(store, key, settings, now_ms())
+        except GreenPassError as exc:  # the database is away: ingest says so too
+            log.warning("transparency log not appended: %s", exc)
+            appended = 0
+        if appended < tlog.MAX_APPEND:
+            stop.wait(LOG_EVERY_S)
+
+
 def _run(url: str, raw_key: bytes, settings: tlog.LogSettings, stop: Event, parent: int) -> None:
-    import time  # noqa: PLC0415 - the child's own clock
-
-    from central.store import CentralStore  # noqa: PLC0415 - opened in the child
-
     key = Ed25519PrivateKey.from_private_bytes(raw_key)
     try:
         with CentralStore.open(url) as store:
-            while not stop.is_set() and os.getppid() == parent:
-                try:
-                    appended = tlog.append_pending(store, key, settings, time.time_ns() // 10**6)
-                except GreenPassError as exc:  # the database is away: ingest says so too
-                    log.warning("transparency log not appended: %s", exc)
-                    appended = 0
-                if appended < tlog.MAX_APPEND:
-                    stop.wait(LOG_EVERY_S)
+            loop(store, key, settings, lambda: time.time_ns() // 10**6, stop,
+                 alive=lambda: os.getppid() == parent)  # fmt: skip
     except KeyboardInterrupt:
         return
 

@@ -15,12 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from central import log_proofs, tlog
+from central import log_proofs, sequencer, tlog
 from central.ingest import ingest
-from central.sequencer import LOG_EVERY_S, Sequencer
+from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
-from greenpass.errors import GreenPassError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
 from sync.receiver import Outgoing, Receiver
@@ -110,14 +109,7 @@ class CentralService:
         """The log's sequencer, in a thread of its own: ingest (the receiver's thread)
         never waits for it, and it follows ingest about a second behind (central.tlog)."""
         assert self.log is not None
-        while not self._log_stop.is_set():
-            try:
-                appended = tlog.append_pending(self.store, self.key, self.log, self.now_ms())
-            except GreenPassError as exc:  # the database is away: ingest says so too
-                log.warning("transparency log not appended: %s", exc)
-                appended = 0
-            if appended < tlog.MAX_APPEND:
-                self._log_stop.wait(LOG_EVERY_S)
+        sequencer.loop(self.store, self.key, self.log, self.now_ms, self._log_stop)
 
     # --- handlers (the receiver's thread) -----------------------------------------------
 
