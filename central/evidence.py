@@ -30,7 +30,7 @@ from edge.personal import PERSONAL_KEY
 from edge.rules import Rules
 from greenpass import evidence as ev
 from greenpass import merkle_multi
-from greenpass.checkpoint import Checkpoint, parse_body
+from greenpass.checkpoint import Checkpoint
 from greenpass.errors import CentralError, ConfigError
 from greenpass.evidence_pricing import factors_csv
 from sync.keys import public_bytes
@@ -46,6 +46,7 @@ class Written:
     devices: int
     size: int  # the checkpoint's
     totals: dict[str, Any]
+    central_key: str  # hex, as the pack's verify line names it
 
 
 def _origin_of(note: str) -> str:
@@ -92,6 +93,7 @@ def write_pack(
     with store.read("reading the evidence", snapshot=True) as conn:
         parts = _gather(conn, village_id, period)
         sums = exports.sums_as_api(village_id, exports.totals_in(conn, village_id, period))
+    central_key = public_bytes(key.public_key()).hex()
     manifest = {
         "format": ev.FORMAT,
         "village": village_id,
@@ -102,14 +104,17 @@ def write_pack(
         "end_ms": period.end_ms,
         "made_ms": now_ms,
         "log_origin": parts.cp.origin,
-        "central_key": public_bytes(key.public_key()).hex(),
+        "central_key": central_key,
         "checkpoint_size": parts.cp.size,
         "entries": len(parts.lines),
         "entries_in_period": parts.in_period,
         "devices": len(parts.devices),
     }
     _write_zip(out, manifest, parts, sums)
-    return Written(out, len(parts.lines), parts.in_period, len(parts.devices), parts.cp.size, sums)
+    return Written(
+        out, len(parts.lines), parts.in_period, len(parts.devices), parts.cp.size, sums,
+        central_key,
+    )  # fmt: skip
 
 
 @dataclass
@@ -156,15 +161,14 @@ def _ranges(
 
 
 def _gather(conn: Connection, village_id: str, period: exports.Period) -> _Parts:
+    c = tlog.tlog_checkpoints
     newest = conn.execute(
-        select(tlog.tlog_checkpoints.c.size, tlog.tlog_checkpoints.c.note)
-        .order_by(tlog.tlog_checkpoints.c.size.desc())
-        .limit(1)
+        select(c.c.size, c.c.root, c.c.note).order_by(c.c.size.desc()).limit(1)
     ).first()
     if newest is None:
         raise CentralError("the transparency log has no checkpoint: nothing to prove entries by")
     note = str(newest.note)
-    cp = parse_body(note.split("\n\n", 1)[0].encode() + b"\n", _origin_of(note))
+    cp = Checkpoint(_origin_of(note), int(newest.size), bytes(newest.root))
     e, hd = db.entries, device_heads
     ranges = _ranges(conn, village_id, period)
     lines: list[str] = []

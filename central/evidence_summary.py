@@ -9,11 +9,7 @@ from html import escape
 from typing import Any
 
 from edge.rules import Rules
-
-
-def _kg(grams: int) -> str:
-    sign = "-" if grams < 0 else ""
-    return f"{sign}{abs(grams) // 1000:,}.{abs(grams) % 1000:03d}"
+from greenpass.evidence import kg
 
 
 def _names(rules: Sequence[Rules]) -> dict[str, tuple[str, str]]:
@@ -24,8 +20,8 @@ def _names(rules: Sequence[Rules]) -> dict[str, tuple[str, str]]:
     return names
 
 
-def verify_line(manifest: dict[str, Any], pack_name: str) -> str:
-    return f"greenpass verify-evidence {pack_name} --central-key {manifest['central_key']}"
+def verify_line(central_key: str, pack_name: str) -> str:
+    return f"greenpass verify-evidence {pack_name} --central-key {central_key}"
 
 
 def summary_html(
@@ -38,7 +34,7 @@ def summary_html(
     made = datetime.fromtimestamp(manifest["made_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(
         f"<tr><td>{escape(names.get(k, (k, k))[0])}<br><small>{escape(names.get(k, (k, k))[1])}"
-        f"</small></td><td class=n>{_kg(g)}</td></tr>"
+        f"</small></td><td class=n>{kg(g)}</td></tr>"
         for k, g in totals["grams_by_category"].items()
     )
     sources = "".join(
@@ -74,7 +70,7 @@ code{{background:#eef;padding:.1em .3em;word-break:break-all}}
 <p>投放次数 Deposits: <b>{totals["deposits"]:,}</b><br>
 发放积分 Points issued: <b>{totals["points_issued"]:,}</b><br>
 兑换积分 Points redeemed: <b>{totals["points_redeemed"]:,}</b><br>
-减排 CO2e: <b>{_kg(totals["co2e_g"])} kg</b></p>
+减排 CO2e: <b>{kg(totals["co2e_g"])} kg</b></p>
 <p>撤销已抵扣：每笔撤销计入其当天、原条目的类别。<br>
 <small>Net of reversals: a reversal counts on its own day, under what it cancels.</small></p>
 <h2>如何核验 How to check</h2>
@@ -83,7 +79,7 @@ code{{background:#eef;padding:.1em .3em;word-break:break-all}}
 <small>This pack holds every entry of the village and period, each kiosk's key and signatures,
 a signed checkpoint of central's public log and a proof that every entry is in it. Anyone can
 recompute signatures, chains, points, CO2e and totals offline with:</small></p>
-<p><code>{escape(verify_line(manifest, "THIS-FILE.zip"))}</code></p>
+<p><code>{escape(verify_line(manifest["central_key"], "THIS-FILE.zip"))}</code></p>
 <p>请通过可信渠道（而非本包）核对中心公钥。<br><small>Check central's key through a channel
 you trust, not from this pack.</small></p>
 <p>检查点 Checkpoint: 日志 log <code>{escape(str(manifest["log_origin"]))}</code>,
@@ -106,7 +102,7 @@ checkpoint of log {manifest["log_origin"]} at size {manifest["checkpoint_size"]}
 
 Check it offline, with the Green Passbook package alone:
 
-    {verify_line(manifest, "THIS-FILE.zip")}
+    {verify_line(manifest["central_key"], "THIS-FILE.zip")}
 
 Take central's public key from its operator by a channel you trust, not from this
 pack (the manifest repeats it only for reading). summary.html is for people; the

@@ -182,6 +182,12 @@ def read_pack(path: Path) -> Pack:
 # --- totals: the verifier's and the summary's, from entries --------------------------
 
 
+def kg(grams: int) -> str:
+    """Integer grams as kilograms with three decimals, e.g. -1,234.500 (for reading)."""
+    sign = "-" if grams < 0 else ""
+    return f"{sign}{abs(grams) // 1000:,}.{abs(grams) % 1000:03d}"
+
+
 @dataclass
 class Totals:
     grams_by_category: dict[str, int] = field(default_factory=lambda: defaultdict(int))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from greenpass.evidence import Totals
+from greenpass.evidence import Totals, kg
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,8 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _kg(grams: int) -> str:
-    sign = "-" if grams < 0 else ""
-    return f"{sign}{abs(grams) // 1000}.{abs(grams) % 1000:03d} kg"
+    return f"{kg(grams)} kg"
 
 
 def _print_totals(t: Totals) -> None:
