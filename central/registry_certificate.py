@@ -22,7 +22,7 @@ from central.registry_db import (
 from central.store import CentralStore
 from greenpass import certificate
 from greenpass.errors import CentralError
-from provisioning.cards import find_cjk_fonts
+from provisioning.cards import draw_qr, find_cjk_fonts
 from sync.keys import Ed25519PrivateKey, public_bytes
 
 
@@ -106,14 +106,7 @@ def write_pdf(doc: dict[str, Any], path: Path) -> None:
         pdf.set_font("cjk", size=11)
         pdf.text(72, y, str(value)[:70])
         y += 9
-    qr = segno.make(doc["url"], error="m")
-    matrix = list(qr.matrix)
-    size = 45.0
-    m = size / len(matrix)
-    for r, row in enumerate(matrix):
-        for c, dark in enumerate(row):
-            if dark:
-                pdf.rect(145 + c * m, 160 + r * m, m * 1.02, m * 1.02, style="F")
+    draw_qr(pdf, 145, 160, 45.0, list(segno.make(doc["url"], error="m").matrix))
     pdf.set_font("cjk", size=8)
     pdf.text(20, 170, "公开登记簿 Public registry:")
     pdf.text(20, 175, doc["url"][:90])

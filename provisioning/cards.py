@@ -263,6 +263,23 @@ def find_cjk_fonts() -> dict[str, FontFace]:
 # --- the sheet ------------------------------------------------------------------------
 
 
+def draw_qr(pdf: FPDF, x: float, y: float, size: float, matrix: Sequence[Sequence[int]]) -> None:
+    """A QR symbol as vector squares, its top-left module at (x, y), `size` mm wide."""
+    m = size / len(matrix)
+    pdf.set_fill_color(0, 0, 0)
+    for r, row in enumerate(matrix):
+        c = 0
+        while c < len(row):  # one rectangle per run of dark modules
+            if row[c]:
+                start = c
+                while c < len(row) and row[c]:
+                    c += 1
+                # A hair taller than a module, so rows meet without a hairline gap.
+                pdf.rect(x + start * m, y + r * m, (c - start) * m, m * 1.02, style="F")
+            else:
+                c += 1
+
+
 def card_origin(slot: int) -> tuple[float, float]:
     """Top-left corner (mm) of the card in `slot` (0..9) of a page, row by row."""
     row, col = divmod(slot % PER_PAGE, COLS)
@@ -358,20 +375,7 @@ class _Sheet:
         self.fitted(left + 3, top - 3.5, f"{self.footer} · {number}/{pages}", CARD_W - 6, 7)
 
     def qr(self, x: float, y: float, matrix: Sequence[Sequence[int]]) -> None:
-        """The QR symbol as vector squares, its top-left module at (x, y), QR_SIZE wide."""
-        m = QR_SIZE / len(matrix)
-        self.pdf.set_fill_color(0, 0, 0)
-        for r, row in enumerate(matrix):
-            c = 0
-            while c < len(row):  # one rectangle per run of dark modules
-                if row[c]:
-                    start = c
-                    while c < len(row) and row[c]:
-                        c += 1
-                    # A hair taller than a module, so rows meet without a hairline gap.
-                    self.pdf.rect(x + start * m, y + r * m, (c - start) * m, m * 1.02, style="F")
-                else:
-                    c += 1
+        draw_qr(self.pdf, x, y, QR_SIZE, matrix)
 
     def card(self, slot: int, card: PrintedCard, village_name: str) -> None:
         pdf = self.pdf
