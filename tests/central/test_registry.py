@@ -20,7 +20,7 @@ from central.registry_db import Serials, parse_serials, registry_blocks, registr
 from central.store import CentralStore
 from greenpass import certificate
 from greenpass.cli import main
-from greenpass.errors import ConfigError, ConflictError
+from greenpass.errors import CentralError, ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
 from sync.keys import generate_key, public_bytes, save_private_key
 from tests.central.conftest import Kiosk, populate
@@ -291,3 +291,22 @@ def test_the_public_registry_needs_no_login_and_names_no_household(
     assert got.status_code == 200 and got.content == issued.pack.read_bytes()
     for bad in ("..%2Fcentral.db", "GP-V1-202601.txt", "GP-V2-202601.zip"):
         assert client.get(f"/registry/packs/{bad}").status_code == 404
+
+
+def test_bad_requests_are_refused_and_change_nothing(
+    store: CentralStore, issued: registry.Issued, tmp_path: Path
+) -> None:
+    before = (blocks(store), counts(store))
+    for period in ("2026-13", "26-01", "2026-1"):
+        with pytest.raises(ConfigError, match="YYYY-MM"):
+            registry.issue(store, KEY, "V1", period, default_methodology(), tmp_path,
+                           actor="x", now_ms=LATER, default_tz=TZ)  # fmt: skip
+    with pytest.raises(CentralError, match="no retirement 99"):
+        registry_certificate.document(store, KEY, 99, "https://c.test")
+    with pytest.raises(ConfigError, match="beneficiary"):
+        registry.retire(store, Serials(IID, 1, 1), beneficiary=" ", purpose="p", actor="x",
+                        now_ms=LATER)  # fmt: skip
+    with pytest.raises(ConfigError, match="account id"):
+        registry.add_account(store, "buffer:V1", "sneaky", actor="x", now_ms=LATER)
+    assert (blocks(store), counts(store)) == before
+    assert main(["verify-evidence", str(issued.pack), "--central-key", "not-hex"]) == 2
