@@ -2,6 +2,8 @@
 
 A **county** account sees and changes every village; a **village** account only its own
 (`central.auth` turns an account into an `Actor` and answers 403 outside its village).
+A **buyer** account is an enterprise's login to the reduction registry: it sees and acts
+on its own registry account's units only, and no village at all (docs/registry.md).
 
 - Passwords are stored as scrypt strings (``scrypt$N$r$p$salt$hash``, the standard
   library's `hashlib.scrypt`: memory-hard, no C extension to build on a Pi or a county
@@ -32,10 +34,11 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from central import audit, db
+from central.registry_db import registry_accounts
 from central.store import CentralStore
 from greenpass.errors import CentralError
 
-ROLES = ("county", "village")
+ROLES = ("county", "village", "buyer")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # scrypt reads it all: bound what one login attempt costs
@@ -71,6 +74,7 @@ class Account:
     disabled_ms: int | None
     failed_logins: int
     locked_until_ms: int | None
+    registry_account: str | None = None  # only for a buyer account
 
 
 # --- passwords ------------------------------------------------------------------------------
@@ -133,6 +137,7 @@ def _account(m: Any) -> Account:
         disabled_ms=None if m["disabled_ms"] is None else int(m["disabled_ms"]),
         failed_logins=int(m["failed_logins"]),
         locked_until_ms=None if m["locked_until_ms"] is None else int(m["locked_until_ms"]),
+        registry_account=m["registry_account"],
     )
 
 
@@ -155,6 +160,7 @@ class Accounts:
         now_ms: int,
         *,
         village_id: str | None = None,
+        registry_account: str | None = None,
         actor: str,
     ) -> Account:
         if not NAME_RE.fullmatch(name):
@@ -163,11 +169,18 @@ class Accounts:
                 "at most 64, starting with a letter or digit"
             )
         if role not in ROLES:
-            raise CentralError(f"role {role!r}: give county or village")
+            raise CentralError(f"role {role!r}: give county, village or buyer")
         if role == "village" and not village_id:
             raise CentralError("a village account needs --village")
-        if role == "county" and village_id:
-            raise CentralError("a county account sees every village: give no --village")
+        if role != "village" and village_id:
+            raise CentralError(f"a {role} account belongs to no village: give no --village")
+        if role == "buyer" and not registry_account:
+            raise CentralError(
+                "a buyer account needs --registry-account: the enterprise's account in the "
+                "registry (greenpass central registry account add)"
+            )
+        if role != "buyer" and registry_account:
+            raise CentralError("only a buyer account has a --registry-account")
         hashed = hash_password(check_new_password(password))
         a = db.accounts
         with self.store.write("adding an account") as conn:
@@ -176,6 +189,8 @@ class Accounts:
                     f"no village {village_id!r} at central: add it first (greenpass "
                     "central village add)"
                 )
+            if registry_account is not None:
+                _require_buyer_account(conn, registry_account)
             if conn.execute(select(a.c.name).where(a.c.name == name)).first() is not None:
                 raise CentralError(f"an account {name!r} already exists")
             try:
@@ -188,13 +203,16 @@ class Accounts:
                         active=True,
                         created_ms=now_ms,
                         failed_logins=0,
+                        registry_account=registry_account,
                     )
                 )
             except DBIntegrityError as exc:  # a second `add` of the same name at once
                 raise CentralError(f"an account {name!r} already exists") from exc
             audit.record(
                 conn, actor=actor, action="account.add", target=name, village_id=village_id,
-                now_ms=now_ms, after={"role": role, "village_id": village_id},
+                now_ms=now_ms, after={"role": role, "village_id": village_id,
+                                      **({"registry_account": registry_account}
+                                         if registry_account else {})},
             )  # fmt: skip
         return _must(self.get(name))
 
@@ -380,6 +398,18 @@ def _locked(until_ms: int, now_ms: int) -> LoginRefused:
 
 def _villages(conn: Connection) -> set[str]:
     return set(conn.scalars(select(db.villages.c.village_id)))
+
+
+def _require_buyer_account(conn: Connection, account_id: str) -> None:
+    r = registry_accounts
+    kind = conn.scalar(select(r.c.kind).where(r.c.account_id == account_id))
+    if kind is None:
+        raise CentralError(
+            f"no registry account {account_id!r}: add it first (greenpass central registry "
+            "account add)"
+        )
+    if kind != "buyer":
+        raise CentralError(f"registry account {account_id!r} is a {kind}'s, not a buyer's")
 
 
 def _require_active(conn: Connection, name: str) -> str | None:

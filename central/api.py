@@ -71,14 +71,18 @@ from central.api_models import (
 )
 from central.api_operator import operator_router
 from central.api_registry import registry_router
+from central.api_registry_ops import registry_ops_router
 from central.auth import FORBIDDEN, Actor, Auth, CurrentActor, current_actor, require_county
 from central.auth import require_village as may_see
 from central.console import ConsoleSettings
 from central.console import install as install_console
 from central.dynsec import device_password
 from central.http_guard import HttpLimits, guard, thread_limit
+from central.methodology import Methodology, default_methodology
+from central.registry_desk import RegistryDesk
 from central.store import CentralStore, Device
 from greenpass.errors import CentralError, ConfigError, StorageError
+from sync.keys import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +169,16 @@ def create_app(
     limits: HttpLimits | None = None,
     console: ConsoleSettings | None = None,
     registry_packs: pathlib.Path | None = None,
+    registry_key: Ed25519PrivateKey | None = None,
+    methodology: Methodology | None = None,
 ) -> FastAPI:
     """The API over `store`. `on_devices_changed` runs after each enrolment and
     revocation (central rewrites the broker's password file and reloads it there);
     `clock` gives central's time in ms (tests move it to expire tokens); `limits`
     bound bodies, enrolment attempts and threads (`central.http_guard`); `console`
-    sets the web console's alert thresholds and time zone (`central.console`)."""
+    sets the web console's alert thresholds and time zone (`central.console`);
+    `registry_packs`, `registry_key` and `methodology` let accounts issue units and
+    fetch certificates (`central.registry_desk`; without a key those answer 503)."""
     if len(admin_token) < MIN_ADMIN_TOKEN:
         raise ConfigError(
             f"the admin token must be at least {MIN_ADMIN_TOKEN} characters", key="admin_token"
@@ -395,7 +403,12 @@ def create_app(
     app.include_router(kiosk)
     app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
     app.include_router(registry_router(store, registry_packs))  # public, no login (issue 14)
-    install_console(app, store, console, clock)
+    desk = RegistryDesk(
+        store, clock, registry_packs, registry_key, methodology or default_methodology(),
+        console_tz,
+    )  # fmt: skip
+    app.include_router(registry_ops_router(desk))  # accounts, buyers included (issue 14)
+    install_console(app, store, console, clock, desk)
     return app
 
 

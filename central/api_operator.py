@@ -318,7 +318,7 @@ def operator_router(store: CentralStore, clock: Any) -> APIRouter:
         actor: CurrentActor,
         village_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> list[AuditOut]:
         if village_id is None:
             require_county(actor)  # a village account sees only its own village's

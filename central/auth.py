@@ -12,8 +12,15 @@ Every route that needs a caller takes an `Actor`:
 `CurrentActor` (API routes) reads ``Authorization: Bearer``: an account's API token
 (`greenpass central account token NAME`), or the bootstrap admin token (below).
 `ConsoleActor` (console pages) reads the session cookie and sends a browser without
-one to the login page. The cookie is not an API credential: a script cannot be
-tricked by a page into using it, so the JSON API needs no CSRF token.
+one to the login page.
+
+**Buyers** (an enterprise's login to the reduction registry) are refused by both: 403
+from `CurrentActor`, and `ConsoleActor` sends them to their holdings (``/units``). Only
+the registry's routes take `RegistryActor` / `RegistryConsoleActor`, which let them in;
+so a new page or route is closed to buyers unless it says otherwise.
+
+The cookie is not an API credential: a script cannot be tricked by a page into using
+it, so the JSON API needs no CSRF token.
 
 **The admin token** (``HOME/admin.token``) is only for bootstrapping: it acts as a
 county account named ``admin-token`` while central has no active county account, and
@@ -62,12 +69,17 @@ class Actor:
     """The caller: an account's name, its role, and for a village account its village."""
 
     name: str
-    role: str  # county / village
+    role: str  # county / village / buyer
     village: str | None = None
+    registry_account: str | None = None  # a buyer's account in the registry
 
     @property
     def county(self) -> bool:
         return self.role == "county"
+
+    @property
+    def buyer(self) -> bool:
+        return self.role == "buyer"
 
     def can_see(self, village_id: str) -> bool:
         return self.county or self.village == village_id
@@ -77,7 +89,7 @@ class Actor:
 
     @classmethod
     def of(cls, account: Account) -> Actor:
-        return cls(account.name, account.role, account.village_id)
+        return cls(account.name, account.role, account.village_id, account.registry_account)
 
 
 @dataclass(frozen=True)
@@ -149,10 +161,11 @@ bearer = HTTPBearer(
 )
 
 
-def current_actor(
+def registry_actor(
     request: Request,
     cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Actor:
+    """Any account, buyers included: for the registry's routes only."""
     actor = auth_of(request).from_bearer("" if cred is None else cred.credentials)
     if actor is None:
         raise HTTPException(
@@ -161,6 +174,16 @@ def current_actor(
     return actor
 
 
+def current_actor(actor: Annotated[Actor, Depends(registry_actor)]) -> Actor:
+    """An operator: a county or village account. A buyer gets 403."""
+    if actor.buyer:
+        raise HTTPException(
+            403, f"account {actor.name!r} is a buyer's: it may use the registry's routes only"
+        )
+    return actor
+
+
+RegistryActor = Annotated[Actor, Depends(registry_actor)]
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
@@ -182,8 +205,11 @@ def console_session(request: Request) -> ConsoleSession | None:
     return auth_of(request).from_session(request.cookies.get(SESSION_COOKIE))
 
 
-def console_actor(request: Request) -> ConsoleSession:
-    """The logged-in console user, or a redirect to the login page."""
+BUYER_HOME = "/units"
+
+
+def registry_console_actor(request: Request) -> ConsoleSession:
+    """The logged-in console user, buyers included, or a redirect to the login page."""
     session = console_session(request)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -191,6 +217,16 @@ def console_actor(request: Request) -> ConsoleSession:
     return session
 
 
+def console_actor(
+    session: Annotated[ConsoleSession, Depends(registry_console_actor)],
+) -> ConsoleSession:
+    """A logged-in operator; a buyer is sent to their holdings."""
+    if session.actor.buyer:
+        raise HTTPException(303, "a buyer's console", headers={"Location": BUYER_HOME})
+    return session
+
+
+RegistryConsoleActor = Annotated[ConsoleSession, Depends(registry_console_actor)]
 ConsoleActor = Annotated[ConsoleSession, Depends(console_actor)]
 
 

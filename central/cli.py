@@ -32,6 +32,7 @@ from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
     from central.broker_sync import BrokerSync
+    from central.methodology import Methodology
     from central.store import CentralStore
     from central.tlog import LogSettings
     from sync.keys import Ed25519PrivateKey
@@ -116,6 +117,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=10,
         help="enrolment attempts a minute from one address, also the burst (default 10)",
+    )
+    parser.add_argument(
+        "--methodology",
+        type=Path,
+        metavar="FILE",
+        help="the methodology the console and API issue reduction units by "
+        "(default: the shipped one; docs/methodology.md)",
     )
     parser.add_argument("--worker-id", default="1", help="tells central workers apart (MQTT id)")
     parser.add_argument(
@@ -282,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _methodology(args)  # a bad file stops central before anything starts
     if args.no_broker:
         return _run_without_broker(args)
     if not args.broker:
@@ -399,6 +408,8 @@ def _serve_http(
         limits=HttpLimits(enrol_per_minute=args.enrol_rate),
         console=load_settings(args.home / "console.toml"),
         registry_packs=args.home / "registry",  # where `registry issue` keeps them
+        registry_key=key,
+        methodology=_methodology(args),
     )
     server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
     logging.getLogger(__name__).info(
@@ -409,6 +420,13 @@ def _serve_http(
         "" if tls is None else f"; technicians verify it with {tls.ca_cert}",
     )
     serve(server, stop)
+
+
+def _methodology(args: argparse.Namespace) -> Methodology:
+    from central.methodology import default_methodology, load_methodology
+
+    path = getattr(args, "methodology", None)
+    return load_methodology(path) if path else default_methodology()
 
 
 def _devices_changed(broker_sync: BrokerSync) -> None:

@@ -1,6 +1,7 @@
 """`greenpass central account …`: the operators' accounts, from the command line.
 
-    greenpass central account add NAME --role county|village [--village V] --password-file F
+    greenpass central account add NAME --role county|village|buyer [--village V]
+                                  [--registry-account ID] --password-file F
     greenpass central account list
     greenpass central account disable NAME
     greenpass central account unlock NAME
@@ -46,10 +47,19 @@ def register_accounts(
         p.add_argument("--home", type=Path, default=argparse.SUPPRESS, help="as above")
         return p
 
-    p = leaf("add", "add an operator account (county: every village; village: one)")
+    p = leaf(
+        "add",
+        "add an account (county: every village; village: one; buyer: an enterprise's "
+        "registry account only)",
+    )
     p.add_argument("name", metavar="NAME", help="the login name (letters, digits, . _ -)")
-    p.add_argument("--role", required=True, choices=["county", "village"])
+    p.add_argument("--role", required=True, choices=["county", "village", "buyer"])
     p.add_argument("--village", help="the village of a village account")
+    p.add_argument(
+        "--registry-account",
+        metavar="ID",
+        help="a buyer's account in the reduction registry (greenpass central registry account add)",
+    )
     p.add_argument(
         "--password-file",
         required=True,
@@ -98,11 +108,18 @@ def _add(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         a = accounts.add(
-            args.name, args.role, password, _now_ms(), village_id=args.village, actor=cli_actor()
-        )
+            args.name, args.role, password, _now_ms(), village_id=args.village,
+            registry_account=args.registry_account, actor=cli_actor(),
+        )  # fmt: skip
     finally:
         accounts.store.close()
-    where = f" of village {a.village_id}" if a.village_id else " (every village)"
+    where = (
+        f" of village {a.village_id}"
+        if a.village_id
+        else f" for registry account {a.registry_account}"
+        if a.registry_account
+        else " (every village)"
+    )
     print(f"added {a.role} account {a.name}{where}")
     return 0
 
@@ -114,12 +131,12 @@ def _list(args: argparse.Namespace) -> int:
     finally:
         accounts.store.close()
     now = _now_ms()
-    print(f"{'account':20} {'role':8} {'village':14} state")
+    print(f"{'account':20} {'role':8} {'village / registry':20} state")
     for a in found:
         state = "active" if a.active else "disabled"
         if a.locked_until_ms is not None and a.locked_until_ms > now:
             state += ", locked"
-        print(f"{a.name:20} {a.role:8} {a.village_id or '-':14} {state}")
+        print(f"{a.name:20} {a.role:8} {a.village_id or a.registry_account or '-':20} {state}")
     return 0
 
 

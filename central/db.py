@@ -314,28 +314,46 @@ def _v3(conn: Connection) -> None:
 
 # --- operator accounts (migration 4) ----------------------------------------------------
 
+
 # Who may use the console and the API (central.accounts): a county account sees every
 # village, a village account only `village_id`. Passwords as scrypt strings, never clear;
 # `failed_logins` and `locked_until_ms` survive a restart, so a lockout cannot be reset by
 # restarting central.
-accounts = Table(
-    "accounts",
-    metadata,
-    Column("name", String(_ID), primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("village_id", String(_ID), ForeignKey("villages.village_id")),
-    Column("password_hash", Text, nullable=False),
-    Column("active", Boolean(create_constraint=False), nullable=False),
-    Column("created_ms", BigInteger, nullable=False),
-    Column("disabled_ms", BigInteger),
-    Column("failed_logins", Integer, nullable=False, server_default="0"),
-    Column("locked_until_ms", BigInteger),
-    CheckConstraint("role IN ('county', 'village')", name="accounts_role"),
-    CheckConstraint(
-        "(role = 'county' AND village_id IS NULL) OR (role = 'village' AND village_id IS NOT NULL)",
-        name="accounts_scope",
-    ),
-)
+def _accounts(md: MetaData, *, buyers: bool) -> Table:
+    """The accounts table: as migration 4 made it (`buyers=False`), and as migration 10
+    left it, with buyer logins (`central.registry_roles`)."""
+    roles = "'county', 'village', 'buyer'" if buyers else "'county', 'village'"
+    scope = (
+        "(role = 'county' AND village_id IS NULL AND registry_account IS NULL) OR "
+        "(role = 'village' AND village_id IS NOT NULL AND registry_account IS NULL) OR "
+        "(role = 'buyer' AND village_id IS NULL AND registry_account IS NOT NULL)"
+        if buyers
+        else "(role = 'county' AND village_id IS NULL) OR "
+        "(role = 'village' AND village_id IS NOT NULL)"
+    )
+    extra = [Column("registry_account", String(_ID))] if buyers else []
+    return Table(
+        "accounts",
+        md,
+        Column("name", String(_ID), primary_key=True),
+        Column("role", String(16), nullable=False),
+        Column("village_id", String(_ID), ForeignKey("villages.village_id")),
+        Column("password_hash", Text, nullable=False),
+        Column("active", Boolean(create_constraint=False), nullable=False),
+        Column("created_ms", BigInteger, nullable=False),
+        Column("disabled_ms", BigInteger),
+        Column("failed_logins", Integer, nullable=False, server_default="0"),
+        Column("locked_until_ms", BigInteger),
+        *extra,
+        CheckConstraint(f"role IN ({roles})", name="accounts_role"),
+        CheckConstraint(scope, name="accounts_scope"),
+    )
+
+
+# A buyer's `registry_account` is the enterprise's account in the reduction registry
+# (migration 10); its foreign key is in the database, not here, because the registry's
+# tables are made after this one.
+accounts = _accounts(metadata, buyers=True)
 
 # API tokens for scripts, and console sessions: only their SHA-256 is kept (they are
 # 192 random bits, so a fast hash is enough, as for enrolment tokens).
@@ -361,7 +379,10 @@ console_sessions = Table(
 
 
 def _v4(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[accounts, account_tokens, console_sessions], checkfirst=False)
+    shape = MetaData()
+    villages.to_metadata(shape)  # only for its foreign key; it exists already
+    _accounts(shape, buyers=False).create(conn, checkfirst=False)
+    metadata.create_all(conn, tables=[account_tokens, console_sessions], checkfirst=False)
 
 
 def _v5(conn: Connection) -> None:
@@ -395,6 +416,12 @@ def _v9(conn: Connection) -> None:
     registry_db.migrate_v9(conn)
 
 
+def _v10(conn: Connection) -> None:
+    from central import registry_db  # noqa: PLC0415 - it imports this module (metadata)
+
+    registry_db.migrate_v10(conn)
+
+
 # Never edit a released step: append the next number.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
@@ -406,6 +433,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "transparency log", _v7),
     (8, "device heads", _v8),
     (9, "reduction registry", _v9),
+    (10, "registry buyers' logins", _v10),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -515,29 +543,54 @@ def open_engine(url: str | Path) -> Engine:
     )
 
 
+def _driver_sql(conn: Connection, sql: str) -> None:
+    """`sql` on the driver's connection, outside any transaction."""
+    conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+
+
+def _migrate(conn: Connection, now_ms: int) -> int:
+    if is_postgres(conn):
+        # Two central workers starting together must not both create the tables.
+        conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
+    schema_migrations.create(conn, checkfirst=True)
+    done = set(conn.scalars(select(schema_migrations.c.version)))
+    before = max(done, default=0)
+    if before > SCHEMA_VERSION:
+        raise StorageError(
+            f"the central database has schema version {before}, newer than this "
+            f"software's {SCHEMA_VERSION}: upgrade the software"
+        )
+    for version, name, step in MIGRATIONS:
+        if version not in done:
+            step(conn)
+            conn.execute(
+                insert(schema_migrations).values(version=version, name=name, applied_ms=now_ms)
+            )
+    return before
+
+
 def migrate(engine: Engine, now_ms: int) -> int:
     """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
     try:
-        with engine.begin() as conn:
-            if is_postgres(conn):
-                # Two central workers starting together must not both create the tables.
-                conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
-            schema_migrations.create(conn, checkfirst=True)
-            done = set(conn.scalars(select(schema_migrations.c.version)))
-            before = max(done, default=0)
-            if before > SCHEMA_VERSION:
-                raise StorageError(
-                    f"the central database has schema version {before}, newer than this "
-                    f"software's {SCHEMA_VERSION}: upgrade the software"
-                )
-            for version, name, step in MIGRATIONS:
-                if version not in done:
-                    step(conn)
-                    conn.execute(
-                        insert(schema_migrations).values(
-                            version=version, name=name, applied_ms=now_ms
-                        )
-                    )
-            return before
+        with engine.connect() as conn:
+            sqlite = not is_postgres(conn)
+            if sqlite:
+                # A migration that rebuilds a table (SQLite cannot alter a constraint)
+                # must drop the old one while other tables refer to it: SQLite allows
+                # that only with foreign keys off, which it ignores inside a transaction.
+                _driver_sql(conn, "PRAGMA foreign_keys = OFF")
+            try:
+                with conn.begin():
+                    before = _migrate(conn, now_ms)
+                    if sqlite and before < SCHEMA_VERSION:  # a migration ran
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise StorageError(
+                                f"migrating the central database broke references: {broken[:3]}"
+                            )
+                    return before
+            finally:
+                if sqlite:
+                    _driver_sql(conn, "PRAGMA foreign_keys = ON")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot prepare the central database: {exc}") from exc

@@ -73,6 +73,11 @@ def document(
 
 
 def write_pdf(doc: dict[str, Any], path: Path) -> None:
+    path.write_bytes(pdf_bytes(doc))
+
+
+def pdf_bytes(doc: dict[str, Any]) -> bytes:
+    """The certificate's A4 page, for people."""
     fonts = find_cjk_fonts()
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
     pdf.set_auto_page_break(auto=False)
@@ -121,4 +126,4 @@ def write_pdf(doc: dict[str, Any], path: Path) -> None:
         285,
         "1 unit = 1 kg CO2e of issuable reduction, after uncertainty deduction and buffer share.",
     )
-    pdf.output(str(path))
+    return bytes(pdf.output())

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from central import db
@@ -132,9 +133,49 @@ def migrate_v9(conn: Connection) -> None:
     m.create_all(conn, tables=TABLES, checkfirst=False)
 
 
+def migrate_v10(conn: Connection) -> None:
+    """Buyers' logins: `accounts` gains the role ``buyer`` and its ``registry_account``.
+    PostgreSQL changes the constraints in place; SQLite cannot, so the table is copied
+    into a new one (`central.db.migrate` runs migrations with SQLite's foreign keys off
+    and checks them all before it commits)."""
+    checks = {
+        str(c.name): str(c.sqltext)
+        for c in db.accounts.constraints
+        if isinstance(c, CheckConstraint)
+    }
+    if db.is_postgres(conn):
+        conn.execute(text(
+            "ALTER TABLE accounts ADD COLUMN registry_account VARCHAR(64) "
+            "REFERENCES registry_accounts (account_id)"
+        ))  # fmt: skip
+        for name in ("accounts_role", "accounts_scope"):
+            conn.execute(text(f"ALTER TABLE accounts DROP CONSTRAINT {name}"))
+            conn.execute(text(f"ALTER TABLE accounts ADD CONSTRAINT {name} CHECK ({checks[name]})"))
+        return
+    columns = [c.name for c in db.accounts.c if c.name != "registry_account"]
+    conn.execute(text(f"""CREATE TABLE accounts_v10 (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        role VARCHAR(16) NOT NULL,
+        village_id VARCHAR(64) REFERENCES villages (village_id),
+        password_hash TEXT NOT NULL,
+        active BOOLEAN NOT NULL,
+        created_ms BIGINT NOT NULL,
+        disabled_ms BIGINT,
+        failed_logins INTEGER DEFAULT '0' NOT NULL,
+        locked_until_ms BIGINT,
+        registry_account VARCHAR(64) REFERENCES registry_accounts (account_id),
+        CONSTRAINT accounts_role CHECK ({checks["accounts_role"]}),
+        CONSTRAINT accounts_scope CHECK ({checks["accounts_scope"]})
+    )"""))  # fmt: skip
+    listed = ", ".join(columns)
+    conn.execute(text(f"INSERT INTO accounts_v10 ({listed}) SELECT {listed} FROM accounts"))
+    conn.execute(text("DROP TABLE accounts"))
+    conn.execute(text("ALTER TABLE accounts_v10 RENAME TO accounts"))
+
+
 # --- serials -----------------------------------------------------------------------------
 
-_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+_PERIOD = re.compile(r"(2\d{3})-(0[1-9]|1[0-2])")  # a month of this millennium
 _SERIALS = re.compile(r"GP-(.+)-(\d{6})-([1-9]\d*)-([1-9]\d*)")
 
 

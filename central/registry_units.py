@@ -3,6 +3,7 @@ split, never copied (`central.registry_db`), each change with its issuance locke
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
@@ -16,9 +17,31 @@ from central.registry_db import (
     registry_retirements,
 )
 from central.store import CentralStore
-from greenpass.errors import ConfigError, ConflictError
+from greenpass.errors import CentralError, ConfigError, ConflictError
 
 BUFFER_PURPOSE = "buffer pool: covers the reversal of"
+
+
+class NotYours(CentralError):
+    """The caller may not move or retire these units (HTTP 403); nothing changed."""
+
+
+@dataclass(frozen=True)
+class Mandate:
+    """Whose units a console or API caller may move or retire: a buyer only its own
+    registry account's; the county only those the villages' issuer accounts hold (it
+    sells and retires for the villages, and never touches an enterprise's units). The
+    command line on central's machine acts with no mandate: it holds the database."""
+
+    account: str | None = None  # a buyer's registry account
+    issuers: bool = False  # the county
+
+    def check(self, holder: str, s: Serials) -> None:
+        if self.account is not None and holder == self.account:
+            return
+        if self.issuers and holder.startswith("village:"):
+            return
+        raise NotYours(f"{s} are not yours to move or retire (held by {holder})")
 
 
 def issuer_account(village_id: str) -> str:
@@ -58,7 +81,7 @@ def _locked_blocks(conn: Connection, s: Serials, postgres: bool) -> list[Any]:
 
 def _move(
     conn: Connection, s: Serials, postgres: bool, *, to: str, retirement_id: int | None,
-    allow_buffer: bool = False,
+    allow_buffer: bool = False, mandate: Mandate | None = None,
 ) -> str:  # fmt: skip
     """Give units `s` to `to` (or retire them where they are), splitting the blocks they
     cross; returns the account that held them."""
@@ -67,6 +90,8 @@ def _move(
     if len(holders) != 1:
         raise ConfigError(f"{s} are held by several accounts ({', '.join(sorted(holders))})")
     holder = str(next(iter(holders)))
+    if mandate is not None:
+        mandate.check(holder, s)
     if any(r.retirement_id is not None for r in rows):
         raise ConflictError(f"{s} include retired units: a unit is retired once")
     if holder.startswith("buffer:") and not allow_buffer:
@@ -89,7 +114,10 @@ def _move(
     return holder
 
 
-def transfer(store: CentralStore, s: Serials, to: str, *, actor: str, now_ms: int) -> str:
+def transfer(
+    store: CentralStore, s: Serials, to: str, *, actor: str, now_ms: int,
+    mandate: Mandate | None = None,
+) -> str:  # fmt: skip
     """Move units `s` to account `to`; returns who held them."""
     a = registry_accounts
     with store.write("transferring units") as conn:
@@ -98,7 +126,7 @@ def transfer(store: CentralStore, s: Serials, to: str, *, actor: str, now_ms: in
             raise ConfigError(f"no registry account {to!r} (add it: registry account add)")
         if kind == "buffer":
             raise ConfigError("units are not transferred into a buffer pool")
-        holder = _move(conn, s, store.postgres, to=to, retirement_id=None)
+        holder = _move(conn, s, store.postgres, to=to, retirement_id=None, mandate=mandate)
         if holder == to:
             raise ConfigError(f"{to} holds {s} already")
         audit.record(conn, actor=actor, action="registry.transfer", target=str(s), now_ms=now_ms,
@@ -107,19 +135,20 @@ def transfer(store: CentralStore, s: Serials, to: str, *, actor: str, now_ms: in
 
 
 def retire(
-    store: CentralStore, s: Serials, *, beneficiary: str, purpose: str, actor: str, now_ms: int
-) -> int:
+    store: CentralStore, s: Serials, *, beneficiary: str, purpose: str, actor: str, now_ms: int,
+    mandate: Mandate | None = None,
+) -> int:  # fmt: skip
     """Retire units `s` for `beneficiary`; returns the retirement's id (its certificate)."""
     if not beneficiary.strip() or not purpose.strip():
         raise ConfigError("a retirement names its beneficiary and its purpose")
     with store.write("retiring units") as conn:
         return retire_in(conn, store.postgres, s, beneficiary.strip(), purpose.strip(),
-                          actor, now_ms)  # fmt: skip
+                          actor, now_ms, mandate=mandate)  # fmt: skip
 
 
 def retire_in(
     conn: Connection, postgres: bool, s: Serials, beneficiary: str, purpose: str, actor: str,
-    now_ms: int, *, allow_buffer: bool = False,
+    now_ms: int, *, allow_buffer: bool = False, mandate: Mandate | None = None,
 ) -> int:  # fmt: skip
     holder = _locked_blocks(conn, s, postgres)[0].account_id
     rid = conn.execute(
@@ -128,7 +157,8 @@ def retire_in(
             beneficiary=beneficiary, purpose=purpose, made_ms=now_ms, actor=actor,
         ).returning(registry_retirements.c.retirement_id)
     ).scalar_one()  # fmt: skip
-    _move(conn, s, postgres, to=holder, retirement_id=int(rid), allow_buffer=allow_buffer)
+    _move(conn, s, postgres, to=holder, retirement_id=int(rid), allow_buffer=allow_buffer,
+          mandate=mandate)  # fmt: skip
     audit.record(conn, actor=actor, action="registry.retire", target=str(s), now_ms=now_ms,
                  after={"account": holder, "beneficiary": beneficiary, "purpose": purpose,
                         "retirement": int(rid)})  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from central.console import i18n_registry
+
 DEFAULT = "zh-CN"
 
 ZH: dict[str, str] = {
@@ -408,6 +410,8 @@ EN: dict[str, str] = {
     "size": "Bytes",
 }
 
+ZH.update(i18n_registry.ZH)
+EN.update(i18n_registry.EN)
 LANGUAGES: dict[str, dict[str, str]] = {"zh-CN": ZH, "en": EN}
 
 

@@ -32,6 +32,7 @@ from central.auth import (
     LOGIN_CSRF_COOKIE,
     ConsoleActor,
     ConsoleSession,
+    RegistryConsoleActor,
     auth_of,
     check_csrf,
     console_session,
@@ -42,12 +43,13 @@ from central.auth import (
     set_cookie,
     start_session,
 )
-from central.console import pictures, stats, village_records
+from central.console import pictures, registry_pages, stats, village_records
 from central.console import village as village_pages
 from central.console.fleet import kiosk_rows
 from central.console.i18n import LANGUAGES, language, translator
 from central.console.settings import ConsoleSettings
 from central.console.village import VillagePages
+from central.registry_desk import RegistryDesk
 from central.store import CentralStore
 from edge.rules import default_rules
 
@@ -66,6 +68,7 @@ def install(
     store: CentralStore,
     settings: ConsoleSettings,
     clock: Callable[[], int],
+    desk: RegistryDesk | None = None,
 ) -> None:
     """Serve the console at ``/``, its files at ``/static`` and the API docs at ``/docs``
     (the app must have been made with ``docs_url=None``)."""
@@ -166,7 +169,7 @@ def install(
         return response
 
     @router.post("/logout")
-    async def logout(request: Request, session: ConsoleActor) -> Response:
+    async def logout(request: Request, session: RegistryConsoleActor) -> Response:
         check_csrf(await read_form(request), session.csrf)
         auth_of(request).accounts.close_session(session.sid)
         response = RedirectResponse("/login", status_code=303)
@@ -307,6 +310,7 @@ def install(
     pages = VillagePages(store, clock, page)
     pictures.install(router, pages, village_pages.install(router, pages))
     village_records.install(router, pages)
+    registry_pages.install(router, desk or RegistryDesk(store, clock), page)
     app.include_router(router)
     templates.env.filters["when"] = lambda ms: datetime.fromtimestamp(
         ms / 1000, settings.tz

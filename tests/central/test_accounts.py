@@ -48,7 +48,7 @@ def test_passwords_are_stored_as_scrypt_never_in_clear(accounts: Accounts) -> No
 def test_roles_villages_and_names_are_checked(accounts: Accounts) -> None:
     for args, message in [
         (("bad name", "county"), "not valid"),
-        (("x", "mayor"), "give county or village"),
+        (("x", "mayor"), "give county, village or buyer"),
         (("x", "village"), "needs --village"),
     ]:
         with pytest.raises(CentralError, match=message):

@@ -115,8 +115,9 @@ def api(tmp_path: Path) -> Iterator[Target]:
         # Enough enrolment attempts that the fuzzer reaches the endpoint, not only its 429.
         limits = HttpLimits(enrol_per_minute=100_000)
         app = create_app(
-            store, admin_token=ADMIN, enrolment=SETTINGS, clock=lambda: NOW, limits=limits
-        )
+            store, admin_token=ADMIN, enrolment=SETTINGS, clock=lambda: NOW, limits=limits,
+            registry_packs=tmp_path / "registry", registry_key=generate_key(),
+        )  # fmt: skip
         yield Target(
             app,
             {

@@ -204,9 +204,12 @@ def test_the_fourth_enrolment_attempt_a_minute_is_429(client: TestClient) -> Non
     assert [client.post("/api/v1/enrol", json=body).status_code for _ in range(3)] == [403] * 3
     r = client.post("/api/v1/enrol", json=body)
     assert r.status_code == 429
-    assert r.headers["retry-after"] == "20"
+    # 3 a minute: one every 20 s, less whatever the first three took on a loaded machine
+    # (the bucket's own tests run it on a fixed clock).
+    wait = r.headers["retry-after"]
+    assert wait in ("19", "20")
     assert r.json() == {
-        "detail": "too many enrolment attempts from this address; try again in 20 s"
+        "detail": f"too many enrolment attempts from this address; try again in {wait} s"
     }
     # Only enrolment is counted: the operator's calls are not.
     assert client.get("/api/v1/devices", headers=AUTH).status_code == 200
