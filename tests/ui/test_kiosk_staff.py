@@ -269,6 +269,7 @@ def test_report(page: Page, kiosk: RunningKiosk, screenshot_dir: Path) -> None:
     assert text(page, "#points-in") == str(report["points_in"])
     assert text(page, "#points-out") == str(report["points_out"])
     assert text(page, "#report-co2").endswith("kg CO₂")
+    assert text(page, "#report-entries") == str(report["entries"])
     assert page.locator("#report-stock li").count() == 5
     assert_cjk_renders(page, "#report-categories", drawn_with=CJK)
     assert_fits(page, touch=False)
