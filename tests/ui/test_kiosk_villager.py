@@ -378,6 +378,7 @@ HINTS = [
     "place_bag",
     "hold_still",
     "remove_bag",
+    "unsettled",
     "too_light",
     "over_capacity",
     "scale_disconnected",
@@ -409,6 +410,8 @@ def test_every_message_fits_in_both_languages(
         )
         assert page.locator(f"[data-hint={name}] svg").is_visible()
         assert_fits(page)
+        if name == "unsettled":
+            shot(page, screenshot_dir, f"hint-unsettled-{lang}")
     result: dict[str, Any] = {"points": 1234, "co2e_g": 123_456, "balance": 98765}
     result.update(grams=4_950, category="batteries")
     page.evaluate("(v) => GP.render(v)", {**base, "screen": "confirmed", "result": result})
