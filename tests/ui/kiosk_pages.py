@@ -198,6 +198,7 @@ NUMBER_SLOTS = ", ".join(
         "[data-status=backlog]",
         "#desk-balance", "#cart-total", "#cart-after", ".qty", ".row-price", ".row-stock",
         "#new-passbook", ".pb-no", "#confirm-balance", "#confirm-old",
+        "#confirm-who", "#confirm-undoes",
         ".e-seq", ".e-time", "#picked-entry:not(.muted)",
         "#report-kg", "#points-in", "#points-out", "#report-co2", "#report-entries",
         "#report-categories td + td", "#report-stock b",

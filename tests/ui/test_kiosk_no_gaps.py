@@ -10,13 +10,21 @@ with only the screen and the code changed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from simulator.kiosk_home import HOUSEHOLDS, STAFF_PIN, KioskHome
 from tests.kiosk.conftest import RunningKiosk
-from tests.ui.kiosk_pages import assert_no_gaps, text, ui_kiosk_home, wait_screen
+from tests.ui.kiosk_pages import (
+    assert_fits,
+    assert_no_gaps,
+    shot,
+    text,
+    ui_kiosk_home,
+    wait_screen,
+)
 from tests.ui.test_kiosk_staff import WANG, deposit, open_task, type_pin
 from tests.ui.test_kiosk_villager import HINTS, REFUSALS
 
@@ -114,7 +122,9 @@ def pick_and_check(page: Page, selector: str, where: str) -> None:
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_no_staff_screen_shows_a_gap(page: Page, kiosk: RunningKiosk, lang: str) -> None:
+def test_no_staff_screen_shows_a_gap(
+    page: Page, kiosk: RunningKiosk, lang: str, screenshot_dir: Path
+) -> None:
     served = SERVED[lang]
     deposit(kiosk, served, "paper", 2000)  # an entry to reverse and a line in the report
     use_language(page, kiosk, lang)
@@ -177,8 +187,21 @@ def test_no_staff_screen_shows_a_gap(page: Page, kiosk: RunningKiosk, lang: str)
     pick_and_check(page, f".entry[data-seq='{seq}']", "reverse: picked")
     page.click("button.chip-btn[data-act=set]")
     page.click("#reverse")
+    page.wait_for_selector("#reverse-confirm")
+    assert_no_gaps(page, "reverse: confirm")
+    page.click("#reverse-do")
     page.wait_for_selector("#outcome.msg-ok")
     assert_no_gaps(page, "reverse: done")
+    # The longest confirmation: a redemption gives points back and goods to the stock.
+    redeemed = page.locator(".entry:not([disabled])", has_text="-25").first
+    pick_and_check(page, f".entry[data-seq='{redeemed.get_attribute('data-seq')}']", "picked")
+    page.click("button.chip-btn[data-act=set]")
+    page.click("#reverse")
+    page.wait_for_selector("#confirm-undoes")
+    assert_no_gaps(page, "reverse: confirm a redemption's")
+    assert_fits(page)
+    shot(page, screenshot_dir, f"staff-reverse-confirm-redeem-{lang}")
+    page.click("#reverse-back")
 
     page.click("#to-menu")
     open_task(page, "restock")
