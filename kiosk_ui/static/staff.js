@@ -186,8 +186,16 @@ window.GP = window.GP || {};
     );
   }
 
+  /** An unsynchronised clock, for staff to pass on: the kiosk works on regardless. */
+  function clockFault(v) {
+    if ((v.status || {}).clock_ok !== false) return "";
+    return `<p class="msg msg-warn sync-fault" id="clock-fault">${icon("clock")}<span>${esc(t("clock_bad_staff"))}</span></p>`;
+  }
+
   GP.screens.staff_menu = (v) => {
     const s = v.staff;
+    const st = v.status || {};
+    const low = st.sync_fault || st.log_fault || st.clock_ok === false;
     const tiles = TASKS.map(
       ([task, ic]) =>
         `<button class="task" data-act="task" data-arg="${task}" data-task="${task}">${icon(ic)}<span>${esc(t(`task_${task}`))}</span></button>`,
@@ -197,9 +205,8 @@ window.GP = window.GP || {};
       html:
         `<section class="staff">${header(v, "menu")}` +
         `<p class="staff-who" id="staff-who">${esc(s.name)} <span class="role">${esc(s.role)}</span></p>` +
-        syncFault(v) +
-        logFault(v) +
-        `<div class="tasks${v.status && (v.status.sync_fault || v.status.log_fault) ? " tasks-low" : ""}">${tiles}</div></section>`,
+        (low ? `<div class="faults scroll" id="faults">${syncFault(v)}${logFault(v)}${clockFault(v)}</div>` : "") +
+        `<div class="tasks${low ? " tasks-low" : ""}">${tiles}</div></section>`,
     };
   };
 

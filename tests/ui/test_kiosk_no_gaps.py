@@ -219,5 +219,14 @@ def test_no_staff_screen_shows_a_gap(
     report = kiosk.http.get("/api/staff/report").json()["report"]
     assert text(page, "#report-entries") == str(report["entries"])
 
-    page.click("#signout")
-    wait_screen(page, "idle")
+    # The technician's states, which show on staff screens only (a view of our own).
+    page.click("#to-menu")
+    wait_screen(page, "staff_menu")
+    view = kiosk.view()
+    fault = {"code": "ack_beyond_head", "message": "central acknowledged 99"}
+    status = {**view["status"], "online": False, "backlog": 7, "clock_ok": False}
+    page.evaluate("GP.disconnect()")
+    render(page, {**view, "status": {**status, "sync_fault": fault, "log_fault": fault}})
+    page.wait_for_selector("[data-status=backlog]")
+    assert_no_gaps(page, "staff menu with every technician's state")
+    kiosk.post("/api/staff/signout")
