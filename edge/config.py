@@ -4,6 +4,7 @@
     db = "kiosk.db"               # the ledger; relative paths are relative to this file
     language = "zh"               # the screen's default language: zh or en
     idle_timeout_s = 60           # back to "scan your passbook" after this long untouched
+    settle_timeout_s = 15         # a bag still moving after this long: take it off, put it back
     result_s = 6                  # how long "done" / "refused" stays on screen
     staff_timeout_s = 120         # a signed-in staff member is signed out after this long
     zero_band_grams = 50          # the scale reads "empty" at or below this
@@ -70,6 +71,7 @@ class KioskSection:
     db: Path
     language: Literal["zh", "en"] = "zh"
     idle_timeout_s: float = 60.0
+    settle_timeout_s: float = 15.0
     result_s: float = 6.0
     staff_timeout_s: float = 120.0
     zero_band_grams: int = 50
@@ -185,6 +187,7 @@ def _kiosk(t: _Table) -> KioskSection:
         db=db,
         language="en" if lang == "en" else "zh",
         idle_timeout_s=t.positive("idle_timeout_s", float, 60.0),
+        settle_timeout_s=t.positive("settle_timeout_s", float, 15.0),
         result_s=t.positive("result_s", float, 6.0),
         staff_timeout_s=t.positive("staff_timeout_s", float, 120.0),
         zero_band_grams=t.positive("zero_band_grams", int, 50),

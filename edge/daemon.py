@@ -77,6 +77,7 @@ class Kiosk:
             capacity_grams=cfg.hardware.scale.capacity_grams,
             zero_band_grams=k.zero_band_grams,
             idle_timeout_ms=round(k.idle_timeout_s * 1000),
+            settle_timeout_ms=round(k.settle_timeout_s * 1000),
             result_ms=round(k.result_s * 1000),
         )
         self.session = ss.Session()

@@ -258,13 +258,20 @@ def item_picture(k: Kiosk, item_id: str) -> bytes | None:
 
 
 def recent_entries(k: Kiosk, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest entries, for staff choosing one to reverse (ledger thread)."""
+    """The latest entries, for staff choosing one to reverse (ledger thread); `name` is
+    the household's, masked, so that staff confirm whose entry they undo."""
     rows = k.require_ledger().store.query(
         "SELECT e.seq, e.kind, e.passbook_id, e.category, e.grams, e.points, e.item_id, e.qty, "
-        "e.staff_id, e.wall_ms, r.seq AS reversed_by FROM entries e "
+        "e.staff_id, e.wall_ms, r.seq AS reversed_by, v.household_name FROM entries e "
         "LEFT JOIN entries r ON r.kind = 'reversal' AND r.ref_seq = e.seq "
+        "LEFT JOIN villagers v ON v.passbook_id = e.passbook_id "
         "WHERE e.kind IN ('deposit', 'redeem', 'award', 'restock', 'adjust_stock') "
         "ORDER BY e.seq DESC LIMIT ?",
         (max(1, min(limit, 200)),),
     )
-    return [dict(r) for r in rows]
+    out = []
+    for r in rows:
+        entry = dict(r)
+        entry["name"] = mask_name(entry.pop("household_name") or "")
+        out.append(entry)
+    return out

@@ -9,11 +9,15 @@ from edge.ledger import Ledger
 
 
 def day_report(ledger: Ledger) -> dict[str, Any]:
-    """`Ledger.day_report` with each category's and item's names in both languages."""
+    """`Ledger.day_report` with each category's and item's names in both languages.
+
+    Every figure of the report passes through as it is (`asdict`): a total added to
+    `DayReport` reaches the page without a second list here to forget it in.
+    """
     report = ledger.day_report()
     cats = ledger.rules.categories
     return {
-        "day_start_ms": report.day_start_ms,
+        **asdict(report),
         "categories": [
             {
                 **asdict(c),
@@ -22,9 +26,6 @@ def day_report(ledger: Ledger) -> dict[str, Any]:
             }
             for c in report.categories
         ],
-        "points_in": report.points_in,
-        "points_out": report.points_out,
-        "co2e_g": report.co2e_g,
         "stock": [
             {"id": i.item_id, "name_zh": i.name_zh, "name_en": i.name_en, "stock": i.stock}
             for i in report.stock

@@ -141,6 +141,7 @@ def build_view(k: Kiosk) -> dict[str, Any]:
             "backlog": st.backlog,
             "scale": st.scale,
             "scanner": st.scanner,
+            # Shown on staff screens only: it changes nothing a villager does.
             "clock_ok": st.clock_ok,
             # For staff and the technician (the strip and the staff menu; `doctor`
             # reads it from /api/view); villager screens are not held up by it.

@@ -301,6 +301,7 @@ class DayReport:
     points_out: int  # spent: redemptions (a positive number)
     co2e_g: int
     stock: list[Item]  # every catalogue item, with its stock now
+    entries: int  # every standing entry of the day but reversals (enrolments and restocks too)
 
 
 _STANDING = "seq NOT IN (SELECT ref_seq FROM entries WHERE kind = 'reversal')"
@@ -329,13 +330,13 @@ def day_report(conn: sqlite3.Connection, day_start: int) -> DayReport:
             (day_start,),
         )
     ]
-    points_in, points_out, co2e_g = conn.execute(
+    points_in, points_out, co2e_g, entries = conn.execute(
         "SELECT coalesce(sum(max(points, 0)), 0), coalesce(-sum(min(points, 0)), 0), "
-        "coalesce(sum(co2e_g), 0) FROM entries "
+        "coalesce(sum(co2e_g), 0), count(*) FROM entries "
         f"WHERE kind != 'reversal' AND wall_ms >= ? AND {_STANDING}",
         (day_start,),
     ).fetchone()
-    return DayReport(day_start, categories, points_in, points_out, co2e_g, catalogue(conn))
+    return DayReport(day_start, categories, points_in, points_out, co2e_g, catalogue(conn), entries)
 
 
 def check_reversible(conn: sqlite3.Connection, target: Entry) -> None:

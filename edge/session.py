@@ -11,7 +11,10 @@ hardware (tests/edge/test_session.py explores every path with hypothesis):
   came back near zero since the previous deposit (one bag cannot be weighed
   twice, DESIGN §3);
 - the villager is told "done" only after the ledger reported the commit;
-- at most one deposit is in flight; nothing else happens until it is answered.
+- at most one deposit is in flight; nothing else happens until it is answered;
+- a bag that never settles is not waited on for ever: after `settle_timeout_ms`
+  the villager is told to take it off and put it down again (or ask staff), and
+  nothing is weighed until the scale has been back near zero.
 
     IDLE ─scan ok→ VILLAGER ─category→ WEIGHING ─stable reading→ COMMITTING
       ↑                ↑                   │                         │
@@ -109,6 +112,7 @@ class Limits:
     capacity_grams: int = 150_000  # the scale's range; above it the reading is refused
     zero_band_grams: int = 50  # "back to zero": the scale reads at most this much
     idle_timeout_ms: int = 60_000  # a villager who walked away
+    settle_timeout_ms: int = 15_000  # a bag still moving after this long: start it again
     result_ms: int = 6_000  # how long "done" or "refused" stays before the villager screen
 
 
@@ -122,6 +126,8 @@ class Session:
     stable: bool = False
     zero_seen: bool = True  # the scale read ~0 since the last deposit was written
     hint: str = ""  # what the villager must do: place_bag, hold_still, remove_bag …
+    moving_since_ms: int | None = None  # when the bag on the scale began not to settle
+    unsettled: bool = False  # it never settled: it must come off before anything is weighed
     refusal: str = ""  # why the last action was refused
     result: Committed | None = None
     last_event_ms: int = 0
@@ -154,9 +160,9 @@ def step(s: Session, event: Event, limits: Limits = Limits()) -> Session:
             return s
         s = replace(
             s, screen=Screen.WEIGHING, category=event.category, min_grams=event.min_grams,
-            refusal="", result=None,
+            refusal="", result=None, moving_since_ms=None,
         )  # fmt: skip
-        return replace(s, hint="place_bag" if s.zero_seen else "remove_bag")
+        return replace(s, hint="place_bag" if s.zero_seen else _remove_hint(s))
     if isinstance(event, Committed):
         if s.screen is not Screen.COMMITTING:
             return s  # an answer nobody asked for confirms nothing
@@ -192,20 +198,48 @@ def _tick(s: Session, now_ms: int, limits: Limits) -> Session:
         return replace(s, screen=Screen.VILLAGER, category=None, hint="choose_category")
     if s.screen in (Screen.VILLAGER, Screen.WEIGHING) and idle_for >= limits.idle_timeout_ms:
         return _idle(s)
+    moving = s.moving_since_ms
+    if (
+        s.screen is Screen.WEIGHING
+        and moving is not None
+        and now_ms - moving >= limits.settle_timeout_ms
+    ):
+        # A swinging bag, a hand on it, wind, a failing load cell: waiting longer will
+        # not help. Say what to do, and weigh nothing until the scale has been cleared.
+        return replace(
+            s, hint="unsettled", unsettled=True, zero_seen=False, moving_since_ms=None,
+            effects=(Beep("error"),),
+        )  # fmt: skip
     return s
+
+
+def _remove_hint(s: Session) -> str:
+    """Why the scale must be cleared first: a bag that never settled, or the last one."""
+    return "unsettled" if s.unsettled else "remove_bag"
 
 
 def _reading(s: Session, r: Reading, limits: Limits) -> Session:
     ok = r.status == "ok"
     near_zero = ok and abs(r.grams) <= limits.zero_band_grams
+    cleared = near_zero and r.stable
     s = replace(
         s, grams=r.grams if ok else 0, stable=r.stable and ok,
-        zero_seen=s.zero_seen or (near_zero and r.stable),
+        zero_seen=s.zero_seen or cleared, unsettled=s.unsettled and not cleared,
     )  # fmt: skip
     if s.screen is not Screen.WEIGHING:
-        return s
-    # A bag being placed is activity: the villager has not walked away.
-    s = replace(s, refusal="", last_event_ms=s.now_ms if not near_zero else s.last_event_ms)
+        return replace(s, moving_since_ms=None)
+    # A bag being placed is activity: the villager has not walked away. A bag left
+    # moving after they were told to take it off is not: the session still times out.
+    active = not near_zero and not s.unsettled
+    s = replace(s, refusal="", last_event_ms=s.now_ms if active else s.last_event_ms)
+    s = _hint(s, r, limits, ok=ok, near_zero=near_zero)
+    if s.hint != "hold_still":
+        return replace(s, moving_since_ms=None)
+    return s if s.moving_since_ms is not None else replace(s, moving_since_ms=s.now_ms)
+
+
+def _hint(s: Session, r: Reading, limits: Limits, *, ok: bool, near_zero: bool) -> Session:
+    """The weighing screen's next hint for reading `r`, or the deposit it allows."""
     if r.status == "disconnected":
         return replace(s, hint="scale_disconnected")
     if r.status == "overload" or (ok and r.grams > limits.capacity_grams):
@@ -213,7 +247,7 @@ def _reading(s: Session, r: Reading, limits: Limits) -> Session:
     if not ok:
         return replace(s, hint="scale_error")
     if not s.zero_seen:
-        return replace(s, hint="remove_bag")  # the previous bag is still on the scale
+        return replace(s, hint=_remove_hint(s))  # the previous bag is still on the scale
     if near_zero:
         return replace(s, hint="place_bag")
     if not r.stable:

@@ -1,6 +1,7 @@
 """`greenpass doctor`: one report on a kiosk's health, each problem with its fix in one line.
 
-Checks, in the order a technician would look: the ledger file (SQLite's own
+Checks, in the order a technician would look: the config file (when it is missing
+or invalid, that failed check is the whole report), the ledger file (SQLite's own
 `integrity_check`, then the hash chain), disk space, whether that disk is encrypted
 (a warning: the ledger holds households' names), the clock, the scale, the
 scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
@@ -28,8 +29,8 @@ from typing import Any, Literal
 import httpx
 
 from edge.clock import Clock, SystemClock
-from edge.config import KioskConfig
-from greenpass.errors import GreenPassError
+from edge.config import KioskConfig, load_kiosk_config
+from greenpass.errors import ConfigError, GreenPassError
 from provisioning.disk_crypt import DOC, encryption_of
 
 Level = Literal["ok", "warn", "fail"]
@@ -61,7 +62,22 @@ def _ok(check: str, detail: str) -> Finding:
     return Finding(check, "ok", detail)
 
 
-# --- ledger, disk, clock ----------------------------------------------------------------
+# --- config, ledger, disk, clock --------------------------------------------------------
+
+
+def load_config(path: Path) -> tuple[KioskConfig | None, list[Finding]]:
+    """The kiosk config, or None and the failed `config` check that says how to fix it."""
+    try:
+        return load_kiosk_config(path), []
+    except ConfigError as exc:
+        if not path.exists():
+            fix = (
+                "provision this kiosk (`greenpass provision` writes it), or name the "
+                "kiosk's config with --config"
+            )
+        else:
+            fix = "correct the table or key it names (docs/kiosk.md lists every key)"
+        return None, [Finding("config", "fail", str(exc), fix)]
 
 
 def check_database(db: Path) -> list[Finding]:

@@ -30,11 +30,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.config import load_kiosk_config
-    from provisioning.doctor import DoctorOptions, as_json, healthy, run
+    from provisioning.doctor import DoctorOptions, as_json, healthy, load_config, run
 
-    cfg = load_kiosk_config(args.config)
-    found = run(cfg, DoctorOptions(min_free_mb=args.min_free_mb, timeout_s=args.timeout))
+    # A missing or broken config is one more unhealthy state, reported like the others
+    # (a script reading --json gets its JSON and exit code 1, not a usage error).
+    cfg, found = load_config(args.config)
+    if cfg is not None:
+        found = run(cfg, DoctorOptions(min_free_mb=args.min_free_mb, timeout_s=args.timeout))
     if args.json:
         print(json.dumps(as_json(found), ensure_ascii=False, indent=1))
     else:

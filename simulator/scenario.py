@@ -27,6 +27,11 @@ type or two actions in one step stop it with a message naming the step number
 and the key. `run` prints one line per step and raises `StepFailed` on the
 first expectation that does not hold. Every key is documented in docs/demo.md.
 
+Balances are counted from the start of the run (`StartBalances`): `expect_balance`
+is what the villager gained or spent since the run first showed them, which on a
+fresh demo is their balance. So a scripted day runs again on a demo that has been
+used, and `redeem_beyond` asks for more than the villager has, whatever they have.
+
 The file's parsing and checking live in `simulator.scenario_file` (re-exported
 here); this module runs the steps against kiosks.
 """
@@ -41,6 +46,7 @@ from typing import Any
 import httpx
 
 from greenpass.errors import GreenPassError
+from simulator.scenario_balances import StartBalances, shown_villager
 from simulator.scenario_file import (
     ACTIONS,
     CHECKS,
@@ -81,6 +87,7 @@ __all__ = [
     "Outcome",
     "Scenario",
     "ScenarioError",
+    "StartBalances",
     "Step",
     "StepFailed",
     "find_card",
@@ -127,6 +134,10 @@ class KioskClient:
 
     def view(self) -> dict[str, Any]:
         return self._get("/api/view")
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        items = self._get("/api/catalogue").get("items", [])
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
     def sim_state(self) -> dict[str, Any]:
         return self._get("/sim/state")
@@ -209,6 +220,8 @@ def _act(k: KioskClient, step: Step) -> Outcome:
         path, body = "/api/staff/task", {"task": v}
     elif a == "redeem":
         path, body = "/api/staff/redeem", {"cart": [list(line) for line in v]}
+    elif a == "redeem_beyond":
+        path, body = "/api/staff/redeem", {"cart": [[v, _beyond_balance(k, step, v)]]}
     elif a == "award":
         path, body = "/api/staff/award", {"points": v[0], "reason": v[1]}
     elif a == "signout":
@@ -230,17 +243,26 @@ def _act(k: KioskClient, step: Step) -> Outcome:
     return Outcome(refused=(code, message), card=card)
 
 
-def shown_villager(view: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The villager on screen: the staff desk's (when staff serve one) or the session's."""
-    staff = view.get("staff") or {}
-    v = staff.get("villager") or view.get("villager")
-    return v if isinstance(v, dict) else None
+def _beyond_balance(k: KioskClient, step: Step, item: str) -> int:
+    """How many of `item` are one more than the staff desk's villager can pay for."""
+    villager = shown_villager(k.view())
+    if villager is None or not isinstance(villager.get("balance"), int):
+        raise StepFailed(step, f"no villager on {k.name}'s staff desk: scan a passbook first")
+    prices = {i.get("id"): i.get("points") for i in k.catalogue()}
+    price = prices.get(item)
+    if not isinstance(price, int) or price <= 0:
+        raise StepFailed(step, f"{k.name}'s catalogue has no item {item!r} with a price")
+    return int(villager["balance"]) // price + 1
 
 
-def _mismatches(step: Step, view: Mapping[str, Any], out: Outcome) -> list[str]:
+def _mismatches(
+    step: Step, view: Mapping[str, Any], out: Outcome, balances: StartBalances
+) -> list[str]:
     """What differs from the step's expectations (empty: all hold)."""
     c = step.checks
     bad = []
+    villager = shown_villager(view)
+    since = None if villager is None else balances.since_start(villager)
 
     def want(key: str, what: str, seen: Any) -> None:
         if key in c and seen != c[key]:
@@ -254,9 +276,15 @@ def _mismatches(step: Step, view: Mapping[str, Any], out: Outcome) -> list[str]:
     status = view.get("status") or {}
     want("expect_online", "online", status.get("online"))
     want("expect_backlog", "backlog", status.get("backlog"))
-    villager = shown_villager(view)
     if "expect_balance" in c:
-        want("expect_balance", "balance", (villager or {}).get("balance"))
+        if since is None:
+            bad.append(f"balance {c['expect_balance']!r} since the start, saw no villager")
+        elif since[1] != c["expect_balance"]:
+            start, gained = since
+            bad.append(
+                f"balance {c['expect_balance']!r} since the start, saw {gained!r} "
+                f"({start} at the start, {start + gained} now)"
+            )
     card = out.card
     if (
         card is not None
@@ -285,8 +313,16 @@ def _checks_text(step: Step) -> str:
     return ", ".join(f"{names[k]}{v}" for k, v in step.checks.items())
 
 
-def run_step(k: KioskClient, step: Step, *, poll_s: float = 0.1) -> float:
-    """Do the step and wait for its expectations; the seconds it took. `StepFailed` if not."""
+def run_step(
+    k: KioskClient,
+    step: Step,
+    *,
+    poll_s: float = 0.1,
+    balances: StartBalances | None = None,
+) -> float:
+    """Do the step and wait for its expectations; the seconds it took. `StepFailed` if not.
+    `balances`: the run's start balances (alone, the step's first sighting is the start)."""
+    balances = balances if balances is not None else StartBalances()
     began = time.monotonic()
     while True:
         out = _act(k, step)
@@ -301,7 +337,7 @@ def run_step(k: KioskClient, step: Step, *, poll_s: float = 0.1) -> float:
             deadline = time.monotonic() + step.timeout
             while True:
                 view = k.view()
-                problems = _mismatches(step, view, out)
+                problems = _mismatches(step, view, out, balances)
                 if not problems or time.monotonic() >= deadline:
                     break
                 time.sleep(poll_s)
@@ -338,6 +374,7 @@ def run(
             f"({', '.join(kiosks) or 'none'})",
         )
     clients = {name: KioskClient(name, kiosks[name]) for name in scenario.kiosks}
+    balances = StartBalances()
     began = time.monotonic()
     try:
         for step in scenario.steps:
@@ -345,7 +382,7 @@ def run(
                 out(f"  ── {step.say}")
             if step.action is None and not step.checks:
                 continue
-            took = run_step(clients[step.kiosk], step)
+            took = run_step(clients[step.kiosk], step, balances=balances)
             checks = _checks_text(step)
             checks = f"→ {checks}" if checks else ""
             out(f"  {step.number:>3} {step.describe():<44} {checks:<36} ok {took:.1f}s")

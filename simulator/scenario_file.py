@@ -144,6 +144,7 @@ ACTIONS: dict[str, Callable[[Any], Any]] = {
     "pin": _text,
     "task": _text,
     "redeem": _cart,
+    "redeem_beyond": _text,
     "award": _award,
     "signout": _true,
     "sleep": _seconds,
@@ -185,6 +186,8 @@ class Step:
         value = self.value
         if self.action == "redeem":
             value = ", ".join(f"{item} ×{qty}" for item, qty in value)
+        elif self.action == "redeem_beyond":
+            return f"{self.kiosk} redeem {value} beyond the balance"
         elif self.action == "award":
             value = f"{value[0]} points ({value[1]})"
         elif self.action in ("place", "wobble"):

@@ -226,6 +226,9 @@ class Status(msgspec.Struct, kw_only=True):
     log_size: int = 0
     log_seq: int = 0
     log_fault: LogFault | None = None
+    # Whether the kiosk's clock is synchronised (NTP): the kiosk's page shows it to staff
+    # only, so the technician learns it here. None: a kiosk from before it.
+    clock_ok: bool | None = None
 
 
 # Item pictures in the state's catalogue (WireItem's sixth field): a kiosk from before

@@ -402,6 +402,7 @@ class Uplink:
                 log_size=log_size,
                 log_seq=log_seq,
                 log_fault=log_fault,
+                clock_ok=self.ledger.clock.clock_ok(),
             )
         )
 

@@ -291,12 +291,28 @@ window.GP = window.GP || {};
     return key in GP.STRINGS.zh ? t(key) : String(value);
   }
 
+  /** The strip says to villagers only what changes what they do: whether the scale and
+   * the scanner work (if not, ask staff). The technician's states (the network, the
+   * backlog, a sync or log fault, the clock) change nothing for them, so they show on
+   * staff screens only (and in the kiosk's status to central). */
   function statusHtml(v) {
     const st = v.status || {};
+    const forStaff = v.screen === "staff" || v.screen === "staff_pin";
+    const items = forStaff ? technicianItems(st) : [];
+    const scaleOk = st.scale === "ok" || st.scale === undefined;
+    items.push(statusItem("scale", "scale", `${t("scale")} ${health(st.scale || "ok")}`, scaleOk ? "ok" : "bad"));
+    const scannerOk = st.scanner === "ok" || st.scanner === undefined;
+    items.push(statusItem("scanner", "qr", `${t("scanner")} ${health(st.scanner || "ok")}`, scannerOk ? "ok" : "bad"));
+    if (forStaff && st.clock_ok === false) items.push(statusItem("clock", "clock", t("clock_bad"), "warn"));
+    const where = [v.village, v.device].filter(Boolean).join(" · ");
+    return `${items.join("")}<span class="st-where">${esc(where)}</span>`;
+  }
+
+  function technicianItems(st) {
     const items = [];
     if (st.sync_fault) {
-      // In place of online / offline: either way nothing reaches central. Short here,
-      // for everyone; its code and message are on the staff menu (staff.js).
+      // In place of online / offline: either way nothing reaches central. Short here;
+      // its code and message are on the staff menu (staff.js).
       items.push(statusItem("sync", "warn", t("sync_fault"), "bad"));
     } else if (st.log_fault && st.online !== false) {
       // Central's log failed this kiosk's check (sync.log_check): in place of "online"
@@ -310,13 +326,7 @@ window.GP = window.GP || {};
     if (st.online !== null && st.online !== undefined && st.backlog > 0) {
       items.push(statusItem("backlog", "upload", t("backlog", { n: st.backlog }), "info"));
     }
-    const scaleOk = st.scale === "ok" || st.scale === undefined;
-    items.push(statusItem("scale", "scale", `${t("scale")} ${health(st.scale || "ok")}`, scaleOk ? "ok" : "bad"));
-    const scannerOk = st.scanner === "ok" || st.scanner === undefined;
-    items.push(statusItem("scanner", "qr", `${t("scanner")} ${health(st.scanner || "ok")}`, scannerOk ? "ok" : "bad"));
-    if (st.clock_ok === false) items.push(statusItem("clock", "clock", t("clock_bad"), "warn"));
-    const where = [v.village, v.device].filter(Boolean).join(" · ");
-    return `${items.join("")}<span class="st-where">${esc(where)}</span>`;
+    return items;
   }
 
   // --- villager screens -------------------------------------------------------------------
@@ -397,6 +407,7 @@ window.GP = window.GP || {};
     place_bag: "place_bag",
     hold_still: "hold_still",
     remove_bag: "remove_bag",
+    unsettled: "remove_bag",
     too_light: "too_light",
     over_capacity: "over_capacity",
     scale_disconnected: "scale_disconnected",
@@ -406,6 +417,7 @@ window.GP = window.GP || {};
     place_bag: "go",
     hold_still: "go",
     remove_bag: "warn",
+    unsettled: "warn",
     too_light: "warn",
     over_capacity: "bad",
     scale_disconnected: "bad",

@@ -186,8 +186,16 @@ window.GP = window.GP || {};
     );
   }
 
+  /** An unsynchronised clock, for staff to pass on: the kiosk works on regardless. */
+  function clockFault(v) {
+    if ((v.status || {}).clock_ok !== false) return "";
+    return `<p class="msg msg-warn sync-fault" id="clock-fault">${icon("clock")}<span>${esc(t("clock_bad_staff"))}</span></p>`;
+  }
+
   GP.screens.staff_menu = (v) => {
     const s = v.staff;
+    const st = v.status || {};
+    const low = st.sync_fault || st.log_fault || st.clock_ok === false;
     const tiles = TASKS.map(
       ([task, ic]) =>
         `<button class="task" data-act="task" data-arg="${task}" data-task="${task}">${icon(ic)}<span>${esc(t(`task_${task}`))}</span></button>`,
@@ -197,9 +205,8 @@ window.GP = window.GP || {};
       html:
         `<section class="staff">${header(v, "menu")}` +
         `<p class="staff-who" id="staff-who">${esc(s.name)} <span class="role">${esc(s.role)}</span></p>` +
-        syncFault(v) +
-        logFault(v) +
-        `<div class="tasks${v.status && (v.status.sync_fault || v.status.log_fault) ? " tasks-low" : ""}">${tiles}</div></section>`,
+        (low ? `<div class="faults scroll" id="faults">${syncFault(v)}${logFault(v)}${clockFault(v)}</div>` : "") +
+        `<div class="tasks${low ? " tasks-low" : ""}">${tiles}</div></section>`,
     };
   };
 
@@ -599,6 +606,44 @@ window.GP = window.GP || {};
     return parts.join(" · ");
   }
 
+  /** What undoing `e` changes, line by line: whose, what, the points, the stock. */
+  function reverseConfirm(v, e, reason) {
+    const busy = GP.isBusy("/api/staff/reverse") ? " disabled" : "";
+    const lines = [];
+    if (e.passbook_id) {
+      const who = e.name ? `${e.name} · ${e.passbook_id}` : e.passbook_id;
+      lines.push(["who", t("reverse_confirm_who", { who })]);
+    }
+    let what = t(`kind_${e.kind}`);
+    if (e.kind === "deposit") what += ` · ${GP.categoryName(v, e.category)} · ${GP.mass(lang(), e.grams)}`;
+    if (e.item_id) {
+      const it = (local().items || []).find((x) => x.id === e.item_id);
+      what += ` · ${it ? itemName(it) : e.item_id} × ${Math.abs(e.qty || 0)}`;
+    }
+    lines.push(["what", what]);
+    // What changes, on one line (the screen has room for four): points, then stock.
+    const effects = [];
+    if (e.points > 0) effects.push(t("reverse_confirm_takes", { n: e.points }));
+    if (e.points < 0) effects.push(t("reverse_confirm_gives", { n: -e.points }));
+    if (e.item_id && e.qty) {
+      effects.push(t(e.qty < 0 ? "reverse_confirm_stock_back" : "reverse_confirm_stock_off", { n: Math.abs(e.qty) }));
+    }
+    if (effects.length) lines.push(["undoes", effects.join(lang() === "en" ? "; " : "，")]);
+    lines.push(["reason", t("reverse_confirm_reason", { r: reason })]);
+    return {
+      title: staffTitle(v),
+      html:
+        `<section class="staff">${header(v, "reverse")}` +
+        `<div class="confirm confirm-dense" id="reverse-confirm" data-seq="${e.seq}">${icon("undo", "confirm-icon")}` +
+        `<div class="confirm-text"><p class="confirm-title" id="confirm-title">${esc(t("reverse_confirm_title", { seq: e.seq }))}</p>` +
+        lines.map(([id, text]) => `<p id="confirm-${id}">${esc(text)}</p>`).join("") +
+        `</div>` +
+        `<div class="actions"><button class="btn btn-secondary" data-act="reverse-back" id="reverse-back">${icon("back")}<span>${esc(t("cancel"))}</span></button>` +
+        `<button class="btn btn-primary" data-act="reverse-do" id="reverse-do"${busy}>${icon("undo")}<span>${esc(t("reverse_confirm_do"))}</span></button></div>` +
+        `</div></section>`,
+    };
+  }
+
   GP.screens.staff_reverse = (v, L) => {
     const entries = L.entries;
     const rows = (entries || [])
@@ -618,6 +663,7 @@ window.GP = window.GP || {};
       .join("");
     const picked = (entries || []).find((e) => e.seq === L.pick);
     const reason = L.reason || "";
+    if (picked && L.confirm && reason.trim()) return reverseConfirm(v, picked, reason.trim());
     const off = !picked || !reason.trim() || GP.isBusy("/api/staff/reverse") ? " disabled" : "";
     const reasons = ["reason_mistake", "reason_damaged"]
       .map((k) => `<button type="button" class="chip-btn" data-act="set" data-arg="reason=${esc(t(k))}">${esc(t(k))}</button>`)
@@ -646,11 +692,24 @@ window.GP = window.GP || {};
     L.done = L.error = null;
     render();
   };
-  GP.actions.reverse = async () => {
+  // Reversing takes two taps: the form asks, the confirmation shows what will be undone.
+  GP.actions.reverse = () => {
+    const L = local();
+    if (L.pick === undefined || L.pick === null || !(L.reason || "").trim()) return;
+    L.confirm = true;
+    L.done = L.error = null;
+    render();
+  };
+  GP.actions["reverse-back"] = () => {
+    local().confirm = false;
+    render();
+  };
+  GP.actions["reverse-do"] = async () => {
     const L = local();
     if (L.pick === undefined || L.pick === null) return;
     const r = await GP.post("/api/staff/reverse", { seq: L.pick, reason: (L.reason || "").trim() });
     if (local() !== L) return;
+    L.confirm = false;
     if (r.ok) {
       L.done = t("reversed_ok", { seq: r.reverses });
       L.error = null;

@@ -58,4 +58,7 @@ def test_day_report_sums_todays_standing_entries_and_lists_stock(
     assert (report.points_in, report.points_out) == (8 + 4 + 12 + 20, 15)
     assert report.co2e_g == sum(c.co2e_g for c in report.categories)
     assert [(i.item_id, i.stock) for i in report.stock] == [("rice", 0), ("soap", 7)]
+    # The restock, three deposits, the award and the redemption; not the reversed
+    # deposit, the reversals, yesterday's deposit or the catalogue's items.
+    assert report.entries == 6
     assert report.day_start_ms <= clock.wall_ms() < report.day_start_ms + 24 * 3600_000

@@ -141,6 +141,51 @@ def test_timeouts_return_to_idle() -> None:
     assert s.screen is Screen.IDLE
 
 
+def test_a_bag_that_never_settles_must_come_off_and_go_back() -> None:
+    settle = LIMITS.settle_timeout_ms
+    s = run(PassbookScanned("P"), CategoryChosen("paper", 200), Tick(1_000))
+    s = run(ScaleRead(Reading(1500, False)), Tick(1_000 + settle - 1), s=s)
+    s = run(ScaleRead(Reading(1520, False)), s=s)
+    assert (s.screen, s.hint, s.effects) == (Screen.WEIGHING, "hold_still", ())
+    s = run(Tick(1_000 + settle), s=s)
+    assert (s.screen, s.hint, s.effects) == (Screen.WEIGHING, "unsettled", (Beep("error"),))
+    # It settles now, but the villager was told to take it off: nothing is weighed ...
+    s = run(ScaleRead(Reading(1500, True)), s=s)
+    assert (s.hint, s.effects) == ("unsettled", ())
+    # ... until the scale has been empty; then the bag is weighed afresh.
+    s = run(ScaleRead(Reading(2, True)), s=s)
+    assert (s.hint, s.unsettled) == ("place_bag", False)
+    s = run(ScaleRead(Reading(1500, False)), ScaleRead(Reading(1500, True)), s=s)
+    assert s.effects == (WriteDeposit("P", "paper", 1500),)
+
+
+def test_the_settle_time_counts_one_unbroken_wait() -> None:
+    settle = LIMITS.settle_timeout_ms
+    s = run(PassbookScanned("P"), CategoryChosen("paper", 200), Tick(1_000))
+    s = run(ScaleRead(Reading(1500, False)), Tick(1_000 + settle - 1), s=s)
+    s = run(ScaleRead(Reading(150, True)), s=s)  # it rested for a moment (too light)
+    restarted = 1_000 + settle - 1
+    s = run(ScaleRead(Reading(1500, False)), Tick(restarted + settle - 1), s=s)
+    assert s.hint == "hold_still"
+    s = run(Tick(restarted + settle), s=s)
+    assert s.hint == "unsettled"
+    # Back to the kinds and again: the bag that never settled must still come off.
+    s = run(Cancel(), CategoryChosen("glass", 300), s=s)
+    assert (s.screen, s.hint) == (Screen.WEIGHING, "unsettled")
+
+
+def test_a_bag_left_moving_does_not_keep_the_villager_signed_in() -> None:
+    settle, idle = LIMITS.settle_timeout_ms, LIMITS.idle_timeout_ms
+    s = run(PassbookScanned("P"), CategoryChosen("paper", 200), Tick(1_000))
+    s = run(ScaleRead(Reading(1500, False)), Tick(1_000 + settle), s=s)
+    assert s.hint == "unsettled"
+    now = 1_000 + settle
+    while now < 1_000 + idle:  # the villager walked away; the bag goes on swinging
+        now += 1_000
+        s = run(ScaleRead(Reading(1500 + now % 7, False)), Tick(now), s=s)
+    assert (s.screen, s.passbook_id) == (Screen.IDLE, None)
+
+
 def test_a_second_card_cannot_take_over_a_weighing() -> None:
     s = run(PassbookScanned("A"), CategoryChosen("paper", 0), PassbookScanned("B"))
     assert (s.screen, s.passbook_id) == (Screen.WEIGHING, "A")
@@ -176,10 +221,11 @@ def test_every_reachable_state_keeps_the_rules() -> None:
 
     def key(s: Session, model: tuple[bool, int, int | None]) -> object:
         idle = min(s.now_ms - s.last_event_ms, 70_000)
-        return (
-            s.__class__(**{**s.__dict__, "effects": (), "now_ms": 0, "last_event_ms": -idle}),
-            model,
-        )
+        moving = s.moving_since_ms
+        if moving is not None:
+            moving = -min(s.now_ms - moving, LIMITS.settle_timeout_ms)
+        times = {"now_ms": 0, "last_event_ms": -idle, "moving_since_ms": moving}
+        return (s.__class__(**{**s.__dict__, "effects": (), **times}), model)
 
     start = (
         Session(),

@@ -16,6 +16,7 @@ FULL = """
 db = "k.db"
 language = "en"
 idle_timeout_s = 30
+settle_timeout_s = 8.5
 result_s = 4
 staff_timeout_s = 90
 zero_band_grams = 20
@@ -70,6 +71,7 @@ def test_every_key_is_read_into_typed_objects(tmp_path: Path) -> None:
     assert cfg.kiosk.db == tmp_path / "k.db"
     assert cfg.kiosk.language == "en"
     assert cfg.kiosk.idle_timeout_s == 30.0
+    assert cfg.kiosk.settle_timeout_s == 8.5
     assert cfg.kiosk.key_file == tmp_path / "device.key"
     assert (cfg.ui.host, cfg.ui.port, cfg.ui.spoken_prompts) == ("0.0.0.0", 8081, True)
     assert cfg.hardware.backend == "sim"
@@ -88,6 +90,7 @@ def test_every_key_is_read_into_typed_objects(tmp_path: Path) -> None:
 def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
     cfg = load_kiosk_config(write(tmp_path, '[kiosk]\ndb = "/var/lib/gp/k.db"\n'))
     assert cfg.kiosk.language == "zh"
+    assert cfg.kiosk.settle_timeout_s == 15.0
     assert cfg.hardware.backend == "real"
     assert cfg.hardware.scanner.kind == "serial"
     assert cfg.ui.port == 8080
@@ -104,6 +107,10 @@ def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
         ('[kiosk]\ndb = "k.db"\n[ui]\nport = "80"\n', "[ui] port must be a int"),
         ('[kiosk]\ndb = "k.db"\n[ui]\nport = 70000\n', "[ui] port must be 0..65535"),
         ('[kiosk]\ndb = "k.db"\nresult_s = 0\n', "[kiosk] result_s must be positive"),
+        (
+            '[kiosk]\ndb = "k.db"\nsettle_timeout_s = -1\n',
+            "[kiosk] settle_timeout_s must be positive",
+        ),
         ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\ngreen = 40\n', "[hardware.gpio] green"),
         ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\nbuzzer = true\n', "[hardware.gpio] buzzer"),
         ('[kiosk]\ndb = "k.db"\n[screen]\n', "unknown table [screen]"),

@@ -87,6 +87,40 @@ def test_an_unstable_bag_waits_and_a_light_one_is_refused(shared_kiosk: RunningK
     done(k)
 
 
+def test_a_bag_that_never_settles_must_come_off_and_go_back(tmp_path: Path) -> None:
+    """The simulated scale wobbles for longer than `settle_timeout_s`: the villager is
+    told what to do, nothing is weighed until the scale was empty, then all is as usual."""
+    home = make_kiosk_home(
+        tmp_path / "K0001", "K0001", "dongcun", extra_kiosk_keys="settle_timeout_s = 2"
+    )
+    k = start_kiosk(home, tmp_path / "kiosk.log")
+    try:
+        k.scan("villager 张家")
+        k.wait_view("villager", screen_is("villager"))
+        assert k.post("/api/category", {"category": "paper"}).status_code == 200
+        k.wait_view("empty scale seen", lambda v: v["hint"] == "place_bag")
+        k.sim("scale", action="wobble", grams=2000)
+        k.wait_view("hold still", lambda v: v["hint"] == "hold_still")
+        v = k.wait_view("told to take the bag off", lambda v: v["hint"] == "unsettled")
+        assert v["screen"] == "weighing" and v["villager"]["passbook"] == "K0001-0001"
+        # It settles at last, but the villager was told to take it off: not weighed.
+        k.sim("scale", action="place", grams=2000)
+        steady = {"grams": 2000, "stable": True}
+        v = k.wait_view("a steady reading", lambda v: v["weight"] == steady)
+        assert (v["screen"], v["hint"]) == ("weighing", "unsettled")
+        with ledger_of(k) as ledger:
+            assert ledger.today_deposits("K0001-0001") == []
+        k.sim("scale", action="remove")
+        k.wait_view("a clean start", lambda v: v["hint"] == "place_bag")
+        k.sim("scale", action="place", grams=2000)
+        v = k.wait_view("confirmed", screen_is("confirmed"))
+        assert (v["result"]["grams"], v["result"]["points"]) == (2000, 16)
+        k.sim("scale", action="remove")
+        done(k)
+    finally:
+        stop_kiosk(k)
+
+
 def test_scale_unplugged_is_shown_and_recovers(shared_kiosk: RunningKiosk) -> None:
     k = shared_kiosk
     k.scan("villager 王家")

@@ -244,3 +244,40 @@ def test_certificate_expiry(tmp_path: Path, days_left: int, level: str) -> None:
     assert found.level == level
     if level != "ok":
         assert "new CA" in found.fix
+
+
+def _doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenpass", "doctor", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_no_config_is_a_failed_check_with_its_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "etc" / "kiosk.toml"
+    r = _doctor("--config", str(missing), "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr == ""
+    report = json.loads(r.stdout)
+    assert report["healthy"] is False
+    [config] = report["findings"]
+    assert (config["check"], config["level"]) == ("config", "fail")
+    assert str(missing) in config["detail"] and "cannot read" in config["detail"]
+    assert "greenpass provision" in config["fix"] and "--config" in config["fix"]
+
+    r = _doctor("--config", str(missing))
+    assert r.returncode == 1
+    assert r.stdout.startswith("FAIL  config") and "fix: provision this kiosk" in r.stdout
+    assert r.stdout.rstrip().endswith("NOT healthy: see the fixes above")
+
+
+def test_a_bad_config_key_is_a_failed_check_naming_it(home: KioskHome) -> None:
+    text = home.config.read_text(encoding="utf-8")
+    home.config.write_text(text.replace("[kiosk]\n", "[kiosk]\nlanguge = 'en'\n", 1), "utf-8")
+    r = _doctor("--config", str(home.config), "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    [config] = json.loads(r.stdout)["findings"]
+    assert config["level"] == "fail" and "unknown key 'languge'" in config["detail"]
+    assert "docs/kiosk.md" in config["fix"]

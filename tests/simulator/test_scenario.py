@@ -185,6 +185,51 @@ def test_a_scenario_runs_a_villager_and_staff_through_the_cli(
     assert "scenario passed: 12 steps" in r.stdout
 
 
+# Points change through staff only (no deposit's cooldown between two runs), for a
+# villager the other tests leave alone.
+AWARD_DAY = (
+    'name = "an award day"\nkiosk = "K0001"\n'
+    "[[step]]\nscan = 'villager 王家'\nexpect = 'villager'\nexpect_balance = 0\n"
+    "[[step]]\ncancel = true\nexpect = 'idle'\n"
+    "[[step]]\nscan = 'staff 王丽'\nexpect = 'staff_pin'\n"
+    "[[step]]\npin = '2468'\nexpect = 'staff'\n"
+    "[[step]]\ntask = 'award'\n"
+    "[[step]]\nscan = 'villager 王家'\nexpect_balance = 0\n"
+    "[[step]]\naward = { points = 60, reason = 'clean-up' }\nexpect_balance = 60\n"
+    "[[step]]\ntask = 'redeem'\n"
+    "[[step]]\nscan = 'villager 王家'\nexpect_balance = 60\n"
+    "[[step]]\nredeem = [['soap', 2]]\nexpect_message = 'ok'\nexpect_balance = 10\n"
+    "[[step]]\nredeem_beyond = 'soap'\nexpect_error = 'insufficient_points'\n"
+    "expect_balance = 10\n"
+    "[[step]]\nsignout = true\nexpect = 'idle'\n"
+)
+
+
+def test_a_day_runs_again_on_the_same_ledger(kiosk: RunningKiosk, tmp_path: Path) -> None:
+    """Balances count from the start of each run: the second run starts where the first
+    left the villager (10 points more), and "more soap than he has" still is."""
+    day = tmp_path / "award-day.toml"
+    day.write_text(AWARD_DAY, encoding="utf-8")
+    for run in (1, 2):
+        r = simulate(day, kiosk.url)
+        assert r.returncode == 0, f"run {run}:\n{r.stdout}{r.stderr}"
+        assert "K0001 redeem soap beyond the balance" in r.stdout
+        assert "scenario passed: 12 steps" in r.stdout
+    kiosk.scan("villager 王家")
+    shown = kiosk.wait_view("villager", lambda v: v["screen"] == "villager")["villager"]
+    assert shown["balance"] == 20  # two runs: 60 awarded, 50 spent, each time
+    kiosk.post("/api/cancel")
+
+    # A balance that does not hold names both ends.
+    day.write_text(
+        'kiosk = "K0001"\n[[step]]\nscan = "villager 王家"\nexpect_balance = 5\ntimeout = 0.5\n'
+    )
+    r = simulate(day, kiosk.url)
+    assert r.returncode == 1
+    assert "expected balance 5 since the start, saw 0 (20 at the start, 20 now)" in r.stderr
+    kiosk.post("/api/cancel")
+
+
 def test_the_first_failed_expectation_stops_the_run_with_exit_1(
     kiosk: RunningKiosk, tmp_path: Path
 ) -> None:

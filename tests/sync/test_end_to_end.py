@@ -72,6 +72,7 @@ def test_two_kiosks_offline_then_online(world: World) -> None:
 
 def test_new_entries_flow_while_online_and_status_is_reported(world: World) -> None:
     a = world.kiosk("KA")
+    a.clock.ok = False  # no NTP yet: the kiosk's page tells staff only, the status central
     world.start_central()
     up = a.start(world)
     zhao = a.ledger.enrol("Zhao household", staff_id="S1").passbook_id or ""
@@ -80,7 +81,8 @@ def test_new_entries_flow_while_online_and_status_is_reported(world: World) -> N
         wait_for(f"entry {n} acked", a.synced)
     assert up.stats.acks == up.stats.batches_sent >= 5  # sent while online: each acked
     wait_for("status stored", lambda: (world.store.device("KA").status_json or "") != "")  # type: ignore[union-attr]
-    assert '"online":true' in (world.store.device("KA").status_json or "")  # type: ignore[union-attr]
+    status = world.store.device("KA").status_json or ""  # type: ignore[union-attr]
+    assert '"online":true' in status and '"clock_ok":false' in status
 
 
 def test_a_kiosk_restarted_many_times_resends_without_duplicates(world: World) -> None:

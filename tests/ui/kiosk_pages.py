@@ -188,6 +188,60 @@ def assert_fits(page: Page, *, touch: bool = True) -> None:
     assert scroll[0] <= scroll[1], scroll
 
 
+# Where a screen shows a number (a count, points, a balance, a weight, a time): each of
+# these, when on screen, must show at least one digit ("–.––" is the weighing screen's
+# deliberate "no reading").
+NUMBER_SLOTS = ", ".join(
+    (
+        "#balance", ".today b", ".cat-rate", "#weight", ".committing .sub",
+        "#earned", "#new-balance", "#co2", ".result-ok .line",
+        "[data-status=backlog]",
+        "#desk-balance", "#cart-total", "#cart-after", ".qty", ".row-price", ".row-stock",
+        "#new-passbook", ".pb-no", "#confirm-balance", "#confirm-old",
+        "#confirm-who", "#confirm-undoes",
+        ".e-seq", ".e-time", "#picked-entry:not(.muted)",
+        "#report-kg", "#points-in", "#points-out", "#report-co2", "#report-entries",
+        "#report-categories td + td", "#report-stock b",
+    )
+)  # fmt: skip
+
+_GAPS_JS = """
+(slots) => {
+  const problems = [];
+  const shown = (el) => el.getClientRects().length > 0;
+  // What a missing field or a bad sum turns into once it is put into words, and a
+  // placeholder a translation did not fill.
+  const text = document.body.innerText;
+  for (const m of text.matchAll(/\\b(undefined|NaN|null|Infinity)\\b|\\{\\w+\\}/g)) {
+    const at = Math.max(0, m.index - 30);
+    problems.push(`"${m[0]}" on screen: "${text.slice(at, m.index + 30).replace(/\\s+/g, " ")}"`);
+  }
+  for (const el of document.querySelectorAll(slots)) {
+    if (!shown(el)) continue;
+    const t = (el.textContent || "").trim();
+    if (!/[0-9]|^–\\.––$/.test(t)) {
+      const cls = [...el.classList].join(".");
+      const name = el.id ? `#${el.id}` : `${el.tagName.toLowerCase()}.${cls}`;
+      problems.push(`${name} shows "${t}" where a number belongs`);
+    }
+  }
+  return problems;
+}
+"""
+
+
+def gaps(page: Page) -> list[str]:
+    """What the screen shows in place of a value: "undefined", "NaN", "null", an unfilled
+    {placeholder}, or a number slot (`NUMBER_SLOTS`) without a digit."""
+    found: list[str] = page.evaluate(_GAPS_JS, NUMBER_SLOTS)
+    return found
+
+
+def assert_no_gaps(page: Page, where: str) -> None:
+    problems = gaps(page)
+    assert not problems, f"{where}: a value is missing:\n  " + "\n  ".join(problems)
+
+
 def shot(page: Page, screenshot_dir: Path, name: str, *, docs: bool = False) -> Path:
     """Save a screenshot as `kiosk-<name>.png`; `docs` also copies it to docs/screenshots
     when GREENPASS_UPDATE_DOCS_SCREENSHOTS is set (so a test run never dirties the tree)."""

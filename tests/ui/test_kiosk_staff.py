@@ -224,6 +224,23 @@ def test_reverse_an_entry(
     assert passbook in text(page, "#picked-entry")
     page.click("button.chip-btn:has-text('记错了')")
     page.click("#reverse")
+    # Nothing is undone yet: the confirmation says what will be.
+    page.wait_for_selector("#reverse-confirm")
+    assert text(page, "#confirm-title") == f"撤销第 {seq} 条记录？"
+    assert text(page, "#confirm-who") == f"村民：王* · {passbook}"
+    assert text(page, "#confirm-what") == "投放 · 废纸 · 2 公斤"
+    assert text(page, "#confirm-undoes") == "从余额扣回 16 分"
+    assert text(page, "#confirm-reason") == "原因：记错了"
+    entries = kiosk.http.get("/api/staff/entries").json()["entries"]
+    assert next(e for e in entries if e["seq"] == seq)["reversed_by"] is None
+    assert_cjk_renders(page, ".confirm-text", drawn_with=CJK)
+    assert_fits(page)
+    shot(page, screenshot_dir, "staff-reverse-confirm", docs=True)
+    page.click("#reverse-back")  # cancel: back to the list, pick and reason kept
+    page.wait_for_selector(f".entry.picked[data-seq='{seq}']")
+    assert page.input_value("#reverse-reason") == "记错了"
+    page.click("#reverse")
+    page.click("#reverse-do")
     page.wait_for_selector("#outcome.msg-ok")
     assert text(page, "#outcome") == f"已撤销第 {seq} 条"
     done = page.locator(f".entry[data-seq='{seq}']")
@@ -269,6 +286,7 @@ def test_report(page: Page, kiosk: RunningKiosk, screenshot_dir: Path) -> None:
     assert text(page, "#points-in") == str(report["points_in"])
     assert text(page, "#points-out") == str(report["points_out"])
     assert text(page, "#report-co2").endswith("kg CO₂")
+    assert text(page, "#report-entries") == str(report["entries"])
     assert page.locator("#report-stock li").count() == 5
     assert_cjk_renders(page, "#report-categories", drawn_with=CJK)
     assert_fits(page, touch=False)
