@@ -60,6 +60,9 @@ class Health(BaseModel):
     log_fault: LogFaultOut | None = Field(
         None, description="Set when the kiosk's check of central's log failed"
     )
+    clock_ok: bool | None = Field(
+        None, description="False: the kiosk's clock is not synchronised; None: not reported"
+    )
 
 
 class DeviceOut(BaseModel):
@@ -116,6 +119,7 @@ class DeviceOut(BaseModel):
                     size=status.log_fault.size,
                     since_ms=status.log_fault.since_ms,
                 ),
+                clock_ok=status.clock_ok,
             ),
         )
 

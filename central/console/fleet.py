@@ -12,7 +12,9 @@ An alert is raised when, at central's clock:
   ``disk_bytes`` and are judged by MB alone);
 - ``log``: its check of central's transparency log failed (a log fault: central
   rewrote history, forked its log, or changed or dropped one of the kiosk's entries;
-  docs/trust.md). Shown with its code and the kiosk's seq it names.
+  docs/trust.md). Shown with its code and the kiosk's seq it names;
+- ``clock``: its clock is not synchronised (the kiosk says so since it reports
+  ``clock_ok``): its entries' times may be wrong, so a technician should look.
 
 Revoked kiosks are listed, without alerts: nobody expects to hear from them.
 """
@@ -93,6 +95,8 @@ def _row(d: DeviceOut, limits: Alerts, now_ms: int) -> KioskRow:
                 found.append("disk")
             if d.health.log_fault is not None:
                 found.append("log")
+            if d.health.clock_ok is False:
+                found.append("clock")
     return KioskRow(d, seen, online, backlog_age, tuple(found))
 
 

@@ -150,3 +150,19 @@ def test_a_log_fault_is_an_alert_naming_the_device_and_seq(site: Site) -> None:
     html = c.get("/fleet").text
     assert "central&#39;s log failed its check" in html
     assert "log_not_extended · checkpoint 41" in html
+
+
+def test_a_kiosk_whose_clock_is_not_synchronised_is_an_alert(site: Site) -> None:
+    """The kiosk tells staff, not villagers, and central's Fleet page tells technicians."""
+    topic = protocol.topic("K1", protocol.STATUS)
+    for clock_ok, expected in ((False, ("clock",)), (True, ()), (None, ())):
+        status = protocol.Status(
+            device_id="K1", online=True, ts_ms=NOW, free_disk_bytes=8 * GB, disk_bytes=16 * GB,
+            scale="ok", scanner="ok", clock_ok=clock_ok,
+        )  # fmt: skip
+        assert site.store.record_status(topic, protocol.encode_status(status), NOW)
+        (row,) = kiosk_rows(site.store, "V1", Alerts(), NOW)
+        assert row.alerts == expected, clock_ok
+        assert row.device.health is not None and row.device.health.clock_ok is clock_ok
+        if clock_ok is False:
+            assert "时钟未同步" in site.login("county").get("/fleet").text
