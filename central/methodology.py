@@ -11,12 +11,9 @@ methodology file (`central/data/methodology-default.toml`, docs/methodology.md):
                      − recycling pathway emissions,            floored at 0
     per kg = avoided per kg × (1 − already recycled share),    floored
 
-where the *already recycled* share is the part of that material that would have been
-recycled without the programme (sold to scrap collectors, 收废品): crediting it would
-pay for recycling that happens anyway (additionality).
-
-and `split` turns a sum of such grams into whole units: an uncertainty deduction
-first, whole kilograms only, a buffer share held back for reversals.
+(the share that would have been recycled anyway, e.g. sold to scrap collectors, is not
+additional), and `split` turns a sum of such grams into whole units: an uncertainty
+deduction first, whole kilograms only, a buffer share held back for reversals.
 
 The file is TOML in the style of the rules file: parsed once into frozen objects,
 numbers of at most three decimals scaled to integers on load (grams CO2e per kg,
@@ -303,8 +300,7 @@ class _MethodologyReader(_Reader):
         self.table(raw, table, _CATEGORY_KEYS)
         g = {f: self.milli(raw, table, f) for f in _FACTORS}
         sources = {f: self.text_value(raw, table, f"{f}_source") for f in _FACTORS}
-        # Optional, for texts older than the key; but a share and its source come as a
-        # pair, so a share is never uncited and a source never cites nothing.
+        # Optional for texts older than the key, but only as a pair with its source.
         already = 0
         if "already_recycled" in raw or "already_recycled_source" in raw:
             already = self.fraction(raw, table, "already_recycled", below_one=False)
