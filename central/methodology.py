@@ -5,13 +5,15 @@ recycling factor (edge.rules). The registry issues *reduction units* (1 unit = 1
 CO2e) from a different, conservative figure, the *issuable reduction*, defined by a
 methodology file (`central/data/methodology-default.toml`, docs/methodology.md):
 
-    per kg = Σ share of route × that route's disposal emissions
-               (routes: landfill, incineration, open_dumping)
-             − incineration share × incineration_credit
-             − recycling pathway emissions,                    floored at 0
+    avoided per kg = Σ share of route × that route's disposal emissions
+                       (routes: landfill, incineration, open_dumping)
+                     − incineration share × incineration_credit
+                     − recycling pathway emissions,            floored at 0
+    per kg = avoided per kg × (1 − already recycled share),    floored
 
-and `split` turns a sum of such grams into whole units: an uncertainty deduction
-first, whole kilograms only, a buffer share held back for reversals.
+(the share that would have been recycled anyway, e.g. sold to scrap collectors, is not
+additional), and `split` turns a sum of such grams into whole units: an uncertainty
+deduction first, whole kilograms only, a buffer share held back for reversals.
 
 The file is TOML in the style of the rules file: parsed once into frozen objects,
 numbers of at most three decimals scaled to integers on load (grams CO2e per kg,
@@ -69,9 +71,14 @@ class CategoryFactors:
     incineration_credit_g_per_kg: int
     open_dumping_g_per_kg: int
     sources: MappingProxyType[str, str]  # factor name → where its number comes from
+    # Permille of this material that would have been recycled without the programme.
+    # 0 when the file does not say: texts written before the key existed (version
+    # gp-recyclables-2026.12) must keep giving the units they were issued with.
+    already_recycled_permille: int = 0
 
-    def reduction_per_kg_g(self, mix: Mix) -> int:
-        """Issuable grams CO2e per kg under `mix`, floored, never below 0."""
+    def avoided_per_kg_g(self, mix: Mix) -> int:
+        """Grams CO2e per kg kept from disposal under `mix` if none of the material would
+        have been recycled anyway; floored, never below 0."""
         baseline = (
             mix.landfill_permille * self.landfill_g_per_kg
             + mix.incineration_permille
@@ -81,6 +88,20 @@ class CategoryFactors:
         # Shares are permille, so both terms are g/kg × 1000; one floor at the end keeps
         # the sub-gram remainders of the three routes from each being lost separately.
         return max(0, (baseline - 1000 * self.recycling_g_per_kg) // 1000)
+
+    def reduction_per_kg_g(self, mix: Mix, already_recycled_permille: int) -> int:
+        """Issuable grams CO2e per kg: the avoided figure for the share that would not
+        have been recycled anyway, floored again (never above the avoided figure)."""
+        return self.avoided_per_kg_g(mix) * (1000 - already_recycled_permille) // 1000
+
+
+@dataclass(frozen=True)
+class AlreadyRecycled:
+    """A village's own already-recycled shares, for the categories it names (permille);
+    the others keep their category's share."""
+
+    permille: MappingProxyType[str, int]  # category → permille
+    source: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class Methodology:
     categories: MappingProxyType[str, CategoryFactors]
     default_mix: Mix
     village_mixes: MappingProxyType[str, Mix]
+    village_already_recycled: MappingProxyType[str, AlreadyRecycled]
     sources: MappingProxyType[str, str]  # reference id → full citation
     text: str  # the file as loaded, kept with issued units so a version can be audited
 
@@ -105,13 +127,25 @@ class Methodology:
     def mix_for(self, village_id: str) -> Mix:
         return self.village_mixes.get(village_id, self.default_mix)
 
+    def already_recycled_for(self, category: str, village_id: str) -> int:
+        """Permille of `category` that `village_id` would have recycled anyway: the
+        village's own share if its table names one, else the category's; 0 for a
+        category this methodology does not cover."""
+        own = self.village_already_recycled.get(village_id)
+        if own is not None and category in own.permille:
+            return own.permille[category]
+        factors = self.categories.get(category)
+        return 0 if factors is None else factors.already_recycled_permille
+
     def reduction_per_kg_g(self, category: str, village_id: str) -> int:
         """Issuable grams CO2e per kg of `category` deposited in `village_id`; 0 for a
         category this methodology does not cover (see `covers`)."""
         factors = self.categories.get(category)
         if factors is None:
             return 0
-        return factors.reduction_per_kg_g(self.mix_for(village_id))
+        return factors.reduction_per_kg_g(
+            self.mix_for(village_id), self.already_recycled_for(category, village_id)
+        )
 
     def reduction_g(self, category: str, village_id: str, grams: int) -> int:
         """Issuable grams CO2e of one deposit entry.
@@ -160,8 +194,17 @@ _TOP_KEYS = {
     "categories",
 }
 _MIX_TABLE_KEYS = {"mix", "source"}
+_VILLAGE_KEYS = {*_MIX_TABLE_KEYS, "already_recycled", "already_recycled_source"}
 _FACTORS = ("recycling", "landfill", "incineration", "incineration_credit", "open_dumping")
-_CATEGORY_KEYS = {*_FACTORS, *(f"{f}_source" for f in _FACTORS)}
+_CATEGORY_KEYS = {
+    *_FACTORS,
+    *(f"{f}_source" for f in _FACTORS),
+    "already_recycled",
+    "already_recycled_source",
+}
+# Values written as inline tables (`mix = { landfill = … }`): an error in one of their
+# keys is reported on the line of the key that holds the inline table.
+_INLINE_TABLES = ("mix", "already_recycled")
 
 
 class _MethodologyReader(_Reader):
@@ -186,13 +229,15 @@ class _MethodologyReader(_Reader):
 
     def line_of(self, table: str, key: str | None) -> int | None:
         # A mix is an inline table (`mix = { landfill = … }`): its shares are named
-        # `TABLE.mix.ROUTE` but live on the line of `mix =`.
-        if table.endswith(".mix"):
-            return super().line_of(table.removesuffix(".mix"), "mix")
+        # `TABLE.mix.ROUTE` but live on the line of `mix =`; likewise a village's
+        # `already_recycled = { cardboard = … }`.
+        for inline in _INLINE_TABLES:
+            if table.endswith(f".{inline}"):
+                return super().line_of(table.removesuffix(f".{inline}"), inline)
         return super().line_of(table, key)
 
     def mix(self, data: dict[str, Any], table: str) -> Mix:
-        self.table(data, table, _MIX_TABLE_KEYS)
+        """`mix` and its `source` from `[baseline]` or a village's table."""
         raw = self.table(self.get(data, table, "mix", dict), f"{table}.mix", set(ROUTES))
         shares = {
             route: self.fraction(raw, f"{table}.mix", route, below_one=False) for route in ROUTES
@@ -209,6 +254,43 @@ class _MethodologyReader(_Reader):
             source=self.text_value(data, table, "source"),
         )
 
+    def shares(self, data: dict[str, Any], table: str, categories: set[str]) -> AlreadyRecycled:
+        """A village's `already_recycled = { CATEGORY = share, … }` and its source."""
+        raw: dict[str, Any] = self.get(data, table, "already_recycled", dict)
+        if not raw:
+            raise self.fail(table, "already_recycled", "must name at least one category")
+        for category in raw:
+            if category not in categories:
+                raise self.fail(
+                    f"{table}.already_recycled",
+                    category,
+                    "unknown category: not a [categories.KEY] of this file",
+                )
+        permille = {
+            category: self.fraction(raw, f"{table}.already_recycled", category, below_one=False)
+            for category in raw
+        }
+        return AlreadyRecycled(
+            permille=MappingProxyType(permille),
+            source=self.text_value(data, table, "already_recycled_source"),
+        )
+
+    def village(
+        self, data: dict[str, Any], table: str, categories: set[str]
+    ) -> tuple[Mix | None, AlreadyRecycled | None]:
+        """A village's own mix, own already-recycled shares, or both; each comes with its
+        source, and a table with neither is refused (it would override nothing)."""
+        self.table(data, table, _VILLAGE_KEYS)
+        if not data:
+            raise self.fail(table, None, "needs a mix or already_recycled (with its source)")
+        mix = None
+        if "mix" in data or "source" in data:
+            mix = self.mix(data, table)
+        shares = None
+        if "already_recycled" in data or "already_recycled_source" in data:
+            shares = self.shares(data, table, categories)
+        return mix, shares
+
     def category(self, key: str, raw: Any) -> CategoryFactors:
         table = f"categories.{key}"
         if not CATEGORY_KEY_RE.match(key):
@@ -218,6 +300,11 @@ class _MethodologyReader(_Reader):
         self.table(raw, table, _CATEGORY_KEYS)
         g = {f: self.milli(raw, table, f) for f in _FACTORS}
         sources = {f: self.text_value(raw, table, f"{f}_source") for f in _FACTORS}
+        # Optional for texts older than the key, but only as a pair with its source.
+        already = 0
+        if "already_recycled" in raw or "already_recycled_source" in raw:
+            already = self.fraction(raw, table, "already_recycled", below_one=False)
+            sources["already_recycled"] = self.text_value(raw, table, "already_recycled_source")
         return CategoryFactors(
             key=key,
             recycling_g_per_kg=g["recycling"],
@@ -226,6 +313,7 @@ class _MethodologyReader(_Reader):
             incineration_credit_g_per_kg=g["incineration_credit"],
             open_dumping_g_per_kg=g["open_dumping"],
             sources=MappingProxyType(sources),
+            already_recycled_permille=already,
         )
 
 
@@ -258,20 +346,27 @@ def parse_methodology(text: str, path: str = "<methodology>") -> Methodology:
             raise r.fail("sources", ref, "source ids are lower-case letters, digits and _")
     sources = {ref: r.text_value(sources_raw, "sources", ref) for ref in sources_raw}
 
-    default_mix = r.mix(r.get(data, "", "baseline", dict), "baseline")
+    cats_raw = r.get(data, "", "categories", dict)
+    if not cats_raw:
+        raise r.fail("categories", None, "at least one category is needed")
+    categories = {key: r.category(key, raw) for key, raw in cats_raw.items()}
+
+    # After the categories: a village's shares may name only categories of this file.
+    baseline = r.table(r.get(data, "", "baseline", dict), "baseline", _MIX_TABLE_KEYS)
+    default_mix = r.mix(baseline, "baseline")
     village_mixes: dict[str, Mix] = {}
+    village_already: dict[str, AlreadyRecycled] = {}
     for village_id, raw in r.get(data, "", "villages", dict, {}).items():
         table = f"villages.{village_id}"
         if not VILLAGE_ID_RE.match(village_id):
             raise r.fail(table, None, "village ids are letters, digits, '.', '_' or '-'")
         if not isinstance(raw, dict):
             raise r.fail("villages", village_id, "must be a table")
-        village_mixes[village_id] = r.mix(raw, table)
-
-    cats_raw = r.get(data, "", "categories", dict)
-    if not cats_raw:
-        raise r.fail("categories", None, "at least one category is needed")
-    categories = {key: r.category(key, raw) for key, raw in cats_raw.items()}
+        mix, shares = r.village(raw, table, set(categories))
+        if mix is not None:
+            village_mixes[village_id] = mix
+        if shares is not None:
+            village_already[village_id] = shares
 
     return Methodology(
         version=version,
@@ -284,6 +379,7 @@ def parse_methodology(text: str, path: str = "<methodology>") -> Methodology:
         categories=MappingProxyType(categories),
         default_mix=default_mix,
         village_mixes=MappingProxyType(village_mixes),
+        village_already_recycled=MappingProxyType(village_already),
         sources=MappingProxyType(sources),
         text=text,
     )

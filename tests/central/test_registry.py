@@ -15,7 +15,13 @@ from sqlalchemy import func, select
 
 from central import cli_operator, registry, registry_certificate
 from central.api import create_app
-from central.methodology import default_methodology
+from central.methodology import (
+    DEFAULT_METHODOLOGY_PATH,
+    Methodology,
+    default_methodology,
+    load_methodology,
+    parse_methodology,
+)
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
 from greenpass import certificate
@@ -45,11 +51,28 @@ def a_month(k: Kiosk) -> dict[str, str]:
     return ids
 
 
-def issue(store: CentralStore, tmp_path: Path, now_ms: int = LATER) -> registry.Issued:
+# The version before already-recycled shares (docs/methodology.md, "Versions").
+OLD_METHOD = DEFAULT_METHODOLOGY_PATH.with_name("methodology-gp-recyclables-2026.12.toml")
+
+
+def issue(
+    store: CentralStore, tmp_path: Path, now_ms: int = LATER, method: Methodology | None = None
+) -> registry.Issued:
     return registry.issue(
-        store, KEY, "V1", PERIOD, default_methodology(), tmp_path / "registry",
+        store, KEY, "V1", PERIOD, method or default_methodology(), tmp_path / "registry",
         actor="county", now_ms=now_ms, default_tz=TZ,
     )  # fmt: skip
+
+
+def gross_by(method: Methodology, k: Kiosk) -> int:
+    """The month's issuable grams by `method`, recomputed from the kiosk's own ledger."""
+    entries = [e for e, _ in k.ledger.iter_entries()]
+    reversed_ = {e.ref_seq for e in entries if e.kind == "reversal"}
+    return sum(
+        method.reduction_g(e.category or "", "V1", e.grams or 0)
+        for e in entries
+        if e.kind == "deposit" and e.seq not in reversed_
+    )
 
 
 def counts(store: CentralStore) -> tuple[int, int]:
@@ -114,6 +137,75 @@ def test_a_month_is_issued_once_with_its_evidence(
     with pytest.raises(ConfigError, match="has not ended"):
         registry.issue(store, KEY, "V1", "2026-02", default_methodology(), tmp_path,
                        actor="x", now_ms=LATER, default_tz=TZ)  # fmt: skip
+
+
+def test_shares_already_recycled_lower_the_units(
+    store: CentralStore, issued: registry.Issued, k1: Kiosk
+) -> None:
+    """Each entry is priced at ⌊grams × ⌊avoided × (1000 − share) / 1000⌋ / 1000⌋: the
+    issuance's gross is that sum, and below what the version without shares gives."""
+    new, old = default_methodology(), load_methodology(OLD_METHOD)
+    # 9 kg of cardboard: 162 g/kg kept from disposal, 0.8 already recycled → 32 g/kg
+    avoided = new.categories["cardboard"].avoided_per_kg_g(new.default_mix)
+    assert avoided == old.reduction_per_kg_g("cardboard", "V1") == 162
+    assert (
+        new.reduction_g("cardboard", "V1", 9_000)
+        == 9 * 32
+        < old.reduction_g("cardboard", "V1", 9_000)
+        == 9 * 162
+    )
+    gross = gross_by(new, k1)
+    assert issued.gross_g == gross < gross_by(old, k1)
+    assert issued.issued is not None and issued.buffer is not None
+    units = issued.issued.count + issued.buffer.count
+    assert (units, issued.buffer.count) == new.split(gross)[:2]
+    assert units < old.split(gross_by(old, k1))[0]
+
+
+def test_a_certificate_under_the_old_version_still_recomputes(
+    store: CentralStore, k1: Kiosk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Units issued under gp-recyclables-2026.12, whose text has no already-recycled
+    share: the certificate carries that text, which still parses (shares 0) and gives
+    the same units offline. Its version can never be reused with another text."""
+    a_month(k1)
+    sync(store, k1)
+    old = load_methodology(OLD_METHOD)
+    done = issue(store, tmp_path, method=old)
+    assert done.gross_g == gross_by(old, k1) > gross_by(default_methodology(), k1)
+    registry.add_account(store, "acme", "Acme Cement", actor="county", now_ms=LATER)
+    registry.transfer(store, Serials(IID, 1, 3), "acme", actor="county", now_ms=LATER)
+    rid = registry.retire(store, Serials(IID, 1, 2), beneficiary="Acme Cement",
+                          purpose="2026 offset", actor="acme", now_ms=LATER)  # fmt: skip
+    doc = registry_certificate.document(store, KEY, rid, "https://central.test")
+    assert doc["issuance"]["methodology"] == "gp-recyclables-2026.12"
+    assert doc["issuance"]["methodology_text"] == OLD_METHOD.read_text(encoding="utf-8")
+    cert = tmp_path / "cert.json"
+    cert.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    central = public_bytes(KEY).hex()
+    argv = ["verify-evidence", str(done.pack), "--central-key", central, "--certificate", str(cert)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "by methodology gp-recyclables-2026.12\n" in out and "verdict: VERIFIED" in out
+    # The same certificate with the new shares' text in it would not: the units differ.
+    swapped = {k: v for k, v in doc.items() if k != "signature"}
+    swapped["issuance"] = {**doc["issuance"], "methodology_text": old.text.replace(
+        "[categories.cardboard]\n", "[categories.cardboard]\nalready_recycled = 0.8\n"
+        'already_recycled_source = "x"\n')}  # fmt: skip
+    cert.write_text(json.dumps(certificate.sign(swapped, KEY)), encoding="utf-8")
+    report, _ = verify_pack(done.pack, central, certificates=[cert])
+    assert any(x.startswith("FAIL   certificate") and "certificate says" in x for x in report.lines)
+
+    # The new shares under the old version's name: refused, whatever month it is for.
+    relabelled = parse_methodology(
+        DEFAULT_METHODOLOGY_PATH.read_text(encoding="utf-8").replace(
+            'version = "gp-recyclables-2026.12.1"', 'version = "gp-recyclables-2026.12"'
+        )
+    )
+    assert relabelled.version == old.version and relabelled.text != old.text
+    with pytest.raises(ConfigError, match="another text"):
+        registry.issue(store, KEY, "V1", "2025-12", relabelled, tmp_path / "registry",
+                       actor="county", now_ms=LATER, default_tz=TZ)  # fmt: skip
 
 
 def test_units_move_and_retire_exactly_once(store: CentralStore, issued: registry.Issued) -> None:
