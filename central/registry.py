@@ -108,8 +108,16 @@ def _keep_methodology(conn: Connection, method: Methodology, now_ms: int) -> Non
     t = registry_methodologies
     known = conn.scalar(select(t.c.text).where(t.c.version == method.version))
     if known is None:
-        conn.execute(insert(t).values(version=method.version, text=method.text, added_ms=now_ms))
-    elif known != method.text:
+        try:
+            # A savepoint: two villages issued at once under a new version both insert it.
+            with conn.begin_nested():
+                conn.execute(
+                    insert(t).values(version=method.version, text=method.text, added_ms=now_ms)
+                )
+            return
+        except IntegrityError:
+            known = conn.scalar(select(t.c.text).where(t.c.version == method.version))
+    if known != method.text:
         raise ConfigError(
             f"methodology version {method.version!r} was used with another text: a changed "
             "methodology needs a new version"
@@ -217,6 +225,13 @@ def _issue_in(
     p: exports.Period, size: int, digest: str, pack_name: str, actor: str, now_ms: int,
 ) -> tuple[int, int, int, int, list[str]]:  # fmt: skip
     assert p.start_ms is not None and p.end_ms is not None
+    # Issuers of one village queue here (SQLite: the write lock already), so one that
+    # lost the race is told so, not that the month had nothing left to issue.
+    v = db.villages
+    conn.execute(select(v.c.village_id).where(v.c.village_id == village_id).with_for_update())
+    i = registry_issuances
+    if conn.scalar(select(i.c.issuance_id).where(i.c.issuance_id == iid)) is not None:
+        raise ConflictError(f"{iid} was issued meanwhile: a period is issued once")
     _keep_methodology(conn, method, now_ms)
     rows, left_out, reversed_out = _eligible(conn, village_id, p.start_ms, p.end_ms, size)
     reductions = [method.reduction_g(cat, village_id, grams) for _d, _s, cat, grams in rows]
