@@ -1,7 +1,8 @@
 """The transparency log's public routes: no login, for kiosks, auditors and anyone
 (`central.tlog`, docs/trust.md).
 
-    GET /log/checkpoint                                the newest signed checkpoint (text)
+    GET /log/checkpoint[?size=S]                       the newest signed checkpoint (text),
+                                                       or the one of size S
     GET /log/proof/inclusion?device=D&seq=N[&size=S]   entry D:N is in the tree of size S
     GET /log/proof/consistency?from=A&to=B             the tree of size B extends size A
 
@@ -63,17 +64,25 @@ def log_router(store: CentralStore) -> APIRouter:
             404: {
                 "model": Problem,
                 "content": {"application/json": {}},
-                "description": "The log has no checkpoint yet",
+                "description": "The log has no checkpoint yet, or none of that size",
             },
         },
     )
-    def get_checkpoint() -> Response:
+    def get_checkpoint(size: Annotated[int | None, Query(ge=1, le=MAX_SIZE)] = None) -> Response:
         """The newest checkpoint: a C2SP tlog-checkpoint body in a signed note, signed
-        with central's key (the one that signs the kiosks' states)."""
-        found = tlog.latest_checkpoint(store)
+        with central's key (the one that signs the kiosks' states). With `size`, the
+        checkpoint central signed at that size (an issuance names one; a checkpoint
+        never changes, so it may be cached)."""
+        found = tlog.latest_checkpoint(store, size)
         if found is None:
-            raise HTTPException(404, "the log has no checkpoint yet")
-        return PlainTextResponse(found[1], headers={"Cache-Control": "no-cache"})
+            raise HTTPException(
+                404,
+                "the log has no checkpoint yet"
+                if size is None
+                else f"no checkpoint of size {size}",
+            )
+        cache = "no-cache" if size is None else "public, max-age=86400"
+        return PlainTextResponse(found[1], headers={"Cache-Control": cache})
 
     @r.get("/proof/inclusion", response_model=InclusionOut, responses=_MISSING)
     def get_inclusion(

@@ -41,7 +41,8 @@ def _page(found: dict[str, Any], packs: bool) -> str:
     issuances = "".join(
         f"<tr><td>{escape(i['issuance_id'])}</td><td class=n>{i['units']:,}</td>"
         f"<td class=n>{i['buffer_units']:,}</td><td class=n>{i['entries']:,}</td>"
-        f"<td>{escape(i['methodology'])}</td><td class=n>{i['checkpoint_size']:,}</td>"
+        f'<td>{escape(i["methodology"])}</td><td class=n><a href="/log/checkpoint?size='
+        f'{i["checkpoint_size"]}">{i["checkpoint_size"]:,}</a></td>'
         f"<td>{pack(i)}</td></tr>"
         for i in found["issuances"]
     )

@@ -361,11 +361,14 @@ def _plan(conn: Connection, settings: LogSettings, now_ms: int) -> _Plan:
 # --- reading: what the public routes serve ----------------------------------------------
 
 
-def latest_checkpoint(store: CentralStore) -> tuple[int, str] | None:
-    """(size, signed note) of the newest checkpoint, or None before the first."""
+def latest_checkpoint(store: CentralStore, size: int | None = None) -> tuple[int, str] | None:
+    """(size, signed note) of the newest checkpoint — or of the one of `size` — or None."""
     c = tlog_checkpoints
+    q = select(c.c.size, c.c.note).order_by(c.c.size.desc()).limit(1)
+    if size is not None:
+        q = q.where(c.c.size == size)
     with store.read("reading the log's checkpoint") as conn:
-        row = conn.execute(select(c.c.size, c.c.note).order_by(c.c.size.desc()).limit(1)).first()
+        row = conn.execute(q).first()
     return None if row is None else (int(row.size), str(row.note))
 
 

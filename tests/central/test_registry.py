@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -383,6 +384,16 @@ def test_the_public_registry_needs_no_login_and_names_no_household(
     assert "Acme Cement" in page.text and f"/registry/packs/{IID}.zip" in page.text
     for name in ("Li household", "Wang household"):
         assert name not in page.text and name not in json.dumps(found)
+    # Each issuance links the checkpoint it was issued against, which central serves
+    # by its size for good (the newest moves on).
+    size = found["issuances"][0]["checkpoint_size"]
+    assert f'href="/log/checkpoint?size={size}"' in page.text
+    note = client.get(f"/log/checkpoint?size={size}")
+    assert note.status_code == 200 and note.text.split("\n")[1] == str(size)
+    with zipfile.ZipFile(issued.pack) as z:
+        packed = [n for n in z.namelist() if "checkpoint" in n]
+        assert packed and z.read(packed[0]).decode() == note.text
+    assert client.get(f"/log/checkpoint?size={size + 1}").status_code == 404
     got = client.get(f"/registry/packs/{IID}.zip")
     assert got.status_code == 200 and got.content == issued.pack.read_bytes()
     for bad in ("..%2Fcentral.db", "GP-V1-202601.txt", "GP-V2-202601.zip"):
