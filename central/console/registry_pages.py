@@ -48,12 +48,18 @@ def install(router: APIRouter, desk: RegistryDesk, page: PageFn) -> None:
     ) -> HTMLResponse:
         actor = session.actor
         view = desk.view(actor)
+        done = request.query_params.get("done", "")
+        free = [h for h in view["holdings"] if not h["retirement"]]
+        held = [h for h in free if not h["account"].startswith("buffer:")]
+        buffered = [h for h in free if h["account"].startswith("buffer:")]
         may_act = actor.county or actor.buyer
         return page(
             request, "units.html", session, status, view=view, error=error,
-            draft=draft or {}, may_act=may_act, done=request.query_params.get("done", ""),
+            draft=draft or {}, may_act=may_act, done=done if done in ACTIONS else "",
+            what=request.query_params.get("what", "")[:200],
             villages=sorted(store.villages()) if actor.county else [],
             buyers=buyers() if may_act else [], signing=desk.key is not None,
+            held=held, buffered=buffered,
         )  # fmt: skip
 
     @router.get("/units")
@@ -75,7 +81,9 @@ def install(router: APIRouter, desk: RegistryDesk, page: PageFn) -> None:
             return units_page(request, session, 503, str(exc), form)
         except (CentralError, ConfigError) as exc:
             return units_page(request, session, 409 if _conflict(exc) else 422, str(exc), form)
-        return RedirectResponse(f"/units?done={quote(done, safe='')}", status_code=303)
+        return RedirectResponse(
+            f"/units?done={action}&what={quote(done, safe='')}", status_code=303
+        )
 
     def certificate(request: Request, session: ConsoleSession, rid: int) -> dict[str, Any]:
         try:
@@ -110,10 +118,11 @@ def _conflict(exc: Exception) -> bool:
 
 
 def _do(desk: RegistryDesk, action: str, actor: Any, form: dict[str, str]) -> str:
-    """Carry out one form's action; a line saying what was done."""
+    """Carry out one form's action; what was done, for the page's notice (the action
+    names the sentence around it, in the page's language)."""
     if action == "issue":
         done = desk.issue(actor, form.get("village", ""), form.get("period", "").strip())
-        return f"{done.issuance_id}: {done.issued or '-'} + buffer {done.buffer or '-'}"
+        return f"{done.issuance_id} ({done.issued or '-'}; {done.buffer or '-'})"
     if action == "transfer":
         s, holder = desk.transfer(actor, form.get("serials", ""), form.get("to", ""))
         return f"{s}: {holder} → {form.get('to', '').strip()}"
@@ -121,7 +130,7 @@ def _do(desk: RegistryDesk, action: str, actor: Any, form: dict[str, str]) -> st
         rid = desk.retire(
             actor, form.get("serials", ""), form.get("beneficiary", ""), form.get("purpose", "")
         )
-        return f"retirement {rid}: {form.get('serials', '').strip()}"
+        return f"#{rid} {form.get('serials', '').strip()}"
     if not actor.county:
         raise NotYours("only a county account adds registry accounts")
     account_id = form.get("account_id", "").strip()
@@ -129,4 +138,4 @@ def _do(desk: RegistryDesk, action: str, actor: Any, form: dict[str, str]) -> st
         desk.store, account_id, " ".join(form.get("name", "").split()) or account_id,
         actor=actor.name, now_ms=desk.clock(),
     )  # fmt: skip
-    return f"account {account_id}"
+    return account_id

@@ -260,7 +260,7 @@ def test_the_console_issues_sells_and_retires(reg: Registry) -> None:
     form = {"serials": f"{IID}-1-1", "beneficiary": "Acme Cement", "purpose": "offset"}
     done = c.post("/units/retire", data={"csrf": reg.csrf(), **form})
     # (PostgreSQL's sequence may have skipped the number the refused retirement took.)
-    found = re.search(r"retirement (\d+)", done.text)
+    found = re.search(r"已注销 #(\d+) ", done.text)
     assert done.status_code == 200 and found
     cert = f"/units/certificates/{found.group(1)}.pdf"
     assert f'href="{cert}"' in done.text
