@@ -1,4 +1,4 @@
-"""Mosquitto 2.0 configuration for the Green Passbook topic tree (DESIGN §5–§6).
+"""Mosquitto 2.0 configuration for the Green Passbook topic tree (docs/design.md §5–§6).
 
 Every kiosk is one MQTT user whose username is its device id ``D``, bound to the
 client id ``gp-D``; central is the user `CENTRAL_USER`. Who may do what is held by

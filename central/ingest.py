@@ -1,4 +1,4 @@
-"""Ingest one batch from `gp/v1/dev/<D>/up/batch` (DESIGN §5): check it, store it, ack it.
+"""Ingest one batch from `gp/v1/dev/<D>/up/batch` (docs/design.md §5): check it, store it, ack it.
 
 Checks run cheapest and least trusting first: the topic names a device; the envelope
 parses within the size limit; the device is enrolled and active; it signed the batch

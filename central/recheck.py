@@ -1,4 +1,4 @@
-"""Central re-checks what every entry means, not only who signed it (DESIGN §6).
+"""Central re-checks what every entry means, not only who signed it (docs/design.md §6).
 
 A valid signature proves which kiosk sent an entry, not that the entry is right: a
 stolen or modified kiosk signs whatever it writes. So before a batch is stored, each

@@ -1,4 +1,4 @@
-"""The re-checks that need earlier entries: reversal targets, stock, balances (DESIGN §6).
+"""The re-checks that need earlier entries: reversal targets, stock, balances (docs/design.md §6).
 
 Run inside ingest's transaction, which holds the device's row, on the entries central
 is about to store (`rows`), so each sees the entries already stored and those before
@@ -14,7 +14,7 @@ applies to: a batch of deposits costs nothing here.
 - **Balances**: a redemption may spend at most what the kiosk could have known, which
   is its own entries for the passbook plus, from each other kiosk of the village, at
   most the best prefix of that kiosk's entries central could have put in a snapshot
-  (DESIGN §3). Two kiosks spending the same points offline both pass, and the
+  (docs/design.md §3). Two kiosks spending the same points offline both pass, and the
   overdraft is flagged in reports (`central.reports.overdrafts`), never refused; a
   redemption of points the passbook never had anywhere is refused. The passbook's
   points are its household's account: every card linked by replacements, and the

@@ -7,7 +7,7 @@ entry it cancels: reversing a deposit lowers deposits, grams, points issued and 
 reversing a redemption lowers points redeemed.
 
 Order across kiosks is by wall clock, the only clock they share; within one kiosk it
-is always by `seq` (DESIGN §3: a Pi without an RTC may step its clock back, and seq
+is always by `seq` (docs/design.md §3: a Pi without an RTC may step its clock back, and seq
 is the truth). `merged` interleaves each kiosk's seq-ordered entries by wall clock.
 """
 

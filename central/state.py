@@ -1,7 +1,7 @@
 """The village state central pushes to one kiosk (`gp/v1/dev/<D>/down/state`, retained).
 
 A kiosk's balance is this snapshot plus its own entries after `included_seq`
-(DESIGN §3), so the snapshot must hold exactly this device's entries up to
+(docs/design.md §3), so the snapshot must hold exactly this device's entries up to
 `included_seq`: both are read in one snapshot (SQLite's WAL read transaction;
 REPEATABLE READ on PostgreSQL). Ingest moves `acked_seq` and inserts the entries in
 one transaction, so any snapshot sees both or neither.

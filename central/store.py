@@ -4,7 +4,7 @@ The batch ingest (`central.ingest`), the state a kiosk receives (`central.state`
 the reports (`central.reports`) work on the same store. Every method that depends on
 time takes `now_ms`, so tests and replays run on fixed clocks.
 
-Enrolment (DESIGN §6): the operator creates a one-time token for a device id; the
+Enrolment (docs/design.md §6): the operator creates a one-time token for a device id; the
 device generates its key pair and presents the token with its public key; central
 records the key and returns a fresh MQTT password once. Only the token's SHA-256 and
 the password's Mosquitto hash are stored.

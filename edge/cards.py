@@ -11,7 +11,7 @@ before the last colon, written in unpadded RFC 4648 base32 (upper case and
 digits, so the whole line fits QR's compact alphanumeric mode when the ids are
 upper case). The kiosk holds only public keys — central's list of the village's
 issuers plus its own device key for cards it printed itself — so a stolen kiosk
-cannot mint cards for other kiosks (DESIGN §6). A card carries an id, never a
+cannot mint cards for other kiosks (docs/design.md §6). A card carries an id, never a
 balance.
 
 `read_card` refuses with a reason code the screen turns into plain words:

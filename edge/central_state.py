@@ -5,7 +5,7 @@ catalogue, rules, issuer keys, revoked passbooks). It is applied whole or not at
 all, and a state older than or equal to the one already applied is ignored, so a
 re-delivered retained message cannot roll the kiosk back.
 
-Merging with what only this kiosk knows follows DESIGN §3: central's numbers
+Merging with what only this kiosk knows follows docs/design.md §3: central's numbers
 cover this device up to `included_seq`; this kiosk's own entries after it are
 laid on top (balances by `queries.balance`, villager enrolments and status
 changes here). A passbook central lists as revoked stays revoked whatever a

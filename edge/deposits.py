@@ -1,4 +1,4 @@
-"""The deposit rules that look back: cooldown, daily cap and review flags (DESIGN §3).
+"""The deposit rules that look back: cooldown, daily cap and review flags (docs/design.md §3).
 
 They need a villager's earlier deposits. Asking SQLite on every deposit took two
 queries, one of them scanning the villager's whole history (time has no index),
@@ -168,7 +168,7 @@ class DepositHistory:
                 f"daily limit for {cat.name_en} is {cat.daily_cap_grams} g; "
                 f"{today} g today, {left} g left",
             )
-        # Unusual but allowed deposits are flagged for staff review (DESIGN §3).
+        # Unusual but allowed deposits are flagged for staff review (docs/design.md §3).
         flags = []
         history = book.weights.get(key, ())
         if len(history) >= review.heavy_min_history and grams > review.heavy_factor * (

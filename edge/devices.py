@@ -4,7 +4,7 @@
 `backend = "sim"` asks `simulator.kiosk` for simulated twins: a simulated scale
 and scanner on pseudo-terminals read by the very same drivers, and gpiozero's
 MockFactory. The simulator is imported only then, by name, so a production
-kiosk never loads it (DESIGN §2).
+kiosk never loads it (docs/design.md §2).
 """
 
 from __future__ import annotations

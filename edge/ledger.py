@@ -5,7 +5,7 @@ its entries (and updates the state tables beside them) or raises `Refused` with
 a reason code and writes nothing. When a write method returns, the entry is on
 disk: the kiosk may beep.
 
-Balances and stock are derived from entries (plus central's snapshot, DESIGN §3),
+Balances and stock are derived from entries (plus central's snapshot, docs/design.md §3),
 never stored, so they cannot drift from the ledger.
 """
 

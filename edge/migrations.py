@@ -11,7 +11,7 @@ Tables:
 - `rules`: every rules file ever installed, by version, so any entry's pricing
   can be audited.
 - `snapshot`, `snapshot_balances`: central's balances as of `included_seq` of
-  this device (DESIGN §3).
+  this device (docs/design.md §3).
 
 Migration 2 (sync):
 - `outbox`: the highest seq central has acknowledged. Unsynced entries are simply

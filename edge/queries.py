@@ -195,7 +195,7 @@ _BALANCE_SQL = (
 
 
 def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
-    """Central's snapshot plus this kiosk's entries after it (DESIGN §3), for the
+    """Central's snapshot plus this kiosk's entries after it (docs/design.md §3), for the
     passbook's account: a card replaced here counts under the card that replaced it,
     as central counts it (`central.passbooks.fold_balances`), and has none of its own
     (`edge.accounts`).

@@ -9,7 +9,7 @@ hardware (tests/edge/test_session.py explores every path with hypothesis):
 - a deposit is written only for a reading the scale reported stable, of at
   least the category's minimum and within the scale's range, after the scale
   came back near zero since the previous deposit (one bag cannot be weighed
-  twice, DESIGN §3);
+  twice, docs/design.md §3);
 - the villager is told "done" only after the ledger reported the commit;
 - at most one deposit is in flight; nothing else happens until it is answered;
 - a bag that never settles is not waited on for ever: after `settle_timeout_ms`

@@ -1,4 +1,4 @@
-"""Central's balances as of this device's `included_seq` (DESIGN §3).
+"""Central's balances as of this device's `included_seq` (docs/design.md §3).
 
 balance(passbook) = the snapshot's points + this kiosk's entries after
 `included_seq` (`queries.balance`). `edge.central_state` applies a snapshot as

@@ -1,4 +1,4 @@
-"""Compact, signed batches of ledger entries: what a kiosk sends home (DESIGN §5).
+"""Compact, signed batches of ledger entries: what a kiosk sends home (docs/design.md §5).
 
 A batch of contiguous entries `first_seq..last_seq` of one device carries only
 what central cannot recompute or infer: device id and seq are implied, hashes are

@@ -1,4 +1,4 @@
-"""The signed envelope every batch and state travels in (DESIGN §5).
+"""The signed envelope every batch and state travels in (docs/design.md §5).
 
     Envelope = [v, signer, kind, zipped, body, sig]
     sig = Ed25519(signer's key, "greenpass/v1\\0" kind "\\0" signer "\\0" zipped body)

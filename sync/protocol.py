@@ -1,4 +1,4 @@
-"""Sync protocol v1 (DESIGN §5): topics and the messages on them.
+"""Sync protocol v1 (docs/design.md §5): topics and the messages on them.
 
 Pure: no network, no database. Both ends import it, so it is the contract:
 

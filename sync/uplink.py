@@ -1,6 +1,6 @@
 """The kiosk's uplink: sends the ledger home and applies what central sends down.
 
-Store and forward (DESIGN §5): unsynced entries are `seq > acked_seq` in the
+Store and forward (docs/design.md §5): unsynced entries are `seq > acked_seq` in the
 ledger itself. The uplink sends contiguous batches from `next_seq`, keeps at
 most `window` batches in flight, and moves `acked_seq` only on an `ok` ack.
 `gap` restarts from central's `expected_seq`; a missing ack (lost message,

@@ -1,5 +1,5 @@
 """What a stolen or modified kiosk sends: entries its rules would never write, correctly
-chained and signed with its own enrolled key (DESIGN §6, issue 11).
+chained and signed with its own enrolled key (docs/design.md §6, issue 11).
 
 `forged_batch` builds them in memory after the kiosk's real head, so anything can be
 forged, even what the kiosk's own database would refuse to hold (a second reversal of

@@ -276,7 +276,7 @@ def test_points_known_from_another_kiosk_may_be_spent_and_an_overdraft_is_flagge
     store: CentralStore, k1: Kiosk, tmp_path: Path
 ) -> None:
     """K2 spends points Li earned at K1 (central's snapshot told it), after K1 already
-    spent most of them offline: accepted, and the overdraft flagged (DESIGN §3). Points
+    spent most of them offline: accepted, and the overdraft flagged (docs/design.md §3). Points
     Li never had anywhere K2 could know of are refused."""
     li = k1.ledger.enrol("Li household", staff_id="S1").passbook_id
     assert li is not None

@@ -3,7 +3,7 @@
 A stolen or modified kiosk signs whatever it writes with its real, enrolled key, and
 chains it correctly. Each batch here is exactly that, and each must be refused as
 `rejected`, dead-lettered with the reason, with nothing of it stored and the village's
-totals and every balance as they were (DESIGN §6: central trusts no kiosk's arithmetic).
+totals and every balance as they were (docs/design.md §6: central trusts no kiosk's arithmetic).
 Every case runs on SQLite and PostgreSQL.
 """
 

@@ -53,7 +53,7 @@ def test_batch_round_trips_every_field_and_hash(busy_ledger: Ledger) -> None:
 def test_full_batches_are_compact(busy_ledger: Ledger) -> None:
     rows = rows_of(busy_ledger)
     payload, n = p.encode_batch("K1", rows, bytes(32), generate_key(), 0)
-    assert len(payload) / n < 60  # DESIGN goal: ≤ 60 B per deposit on the wire
+    assert len(payload) / n < 60  # the wire's goal: ≤ 60 B per deposit
 
 
 def test_size_limit_splits_batches_but_always_takes_one(busy_ledger: Ledger) -> None:
