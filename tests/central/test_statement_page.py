@@ -15,6 +15,7 @@ from httpx import Response
 
 from central import passbooks, reports, tlog
 from central.api import EnrolmentSettings, create_app
+from central.db import open_engine
 from central.ingest import ingest
 from central.store import CentralStore
 from greenpass import statement_link as sl
@@ -233,3 +234,13 @@ def test_verified_once_in_the_latest_checkpoint(village: Village) -> None:
     assert 'data-testid="pending"' in first
     assert tlog.append_pending(village.store, CENTRAL, LOG, NOW) == 1
     assert village.get(token).text.count('data-testid="verified"') == shown + 1
+
+
+def test_no_database_is_a_plain_503_page() -> None:
+    unreachable = CentralStore(open_engine("postgresql://unused@127.0.0.1:1/unused"))
+    app = create_app(unreachable, admin_token=ADMIN, enrolment=SETTINGS, clock=lambda: NOW)
+    with TestClient(app) as client:
+        r = client.get(f"/s/{link(CENTRAL, 'c', '', 'K1-00001')}")
+    assert r.status_code == 503 and r.headers["content-type"].startswith("text/html")
+    assert "暂时无法查看" in r.text and "K1-00001" not in r.text
+    assert r.headers["cache-control"] == "no-store"
