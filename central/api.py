@@ -13,6 +13,9 @@ Everything lives under ``/api/v1/``; the OpenAPI document is ``/openapi.json``.
                                                       for people (central.api_exports)
         GET  /api/v1/passbooks/{passbook_id}/statement
         GET  /api/v1/dead-letters?limit=N
+    public (no login)
+        GET  /s/{token}                               a villager's statement page, by the
+                                                      signed link in a QR (central.api_statement)
     kiosk (the one-time token is the credential)
         POST /api/v1/enrol
 
@@ -72,6 +75,7 @@ from central.api_models import (
 from central.api_operator import operator_router
 from central.api_registry import registry_router
 from central.api_registry_ops import registry_ops_router
+from central.api_statement import statement_router
 from central.auth import FORBIDDEN, Actor, Auth, CurrentActor, current_actor, require_county
 from central.auth import require_village as may_see
 from central.console import ConsoleSettings
@@ -403,6 +407,8 @@ def create_app(
     app.include_router(kiosk)
     app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
     app.include_router(registry_router(store, registry_packs))  # public, no login (issue 14)
+    # central.api_statement: a villager's statement by a signed link, no login (issue 16)
+    app.include_router(statement_router(store, enrolment.central_public_key, clock, console_tz))
     desk = RegistryDesk(
         store, clock, registry_packs, registry_key, methodology or default_methodology(),
         console_tz,

@@ -5,6 +5,7 @@
     greenpass central devices | revoke --device D                 the fleet
     greenpass central broker-config --out DIR                     a working Mosquitto folder
     greenpass central public-key                                  what kiosks verify state with
+    greenpass central statement-link | statements                 villagers' statements
 
 `--db` takes a file path (SQLite) or `postgresql://…`; `$GREENPASS_CENTRAL_DB` is
 its default everywhere, `$GREENPASS_CENTRAL_HOME` the folder for the signing key
@@ -28,6 +29,7 @@ from central.cli_accounts import register_accounts
 from central.cli_evidence import register as register_evidence
 from central.cli_operator import cli_actor, register_operator
 from central.cli_registry import register as register_registry
+from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
@@ -216,6 +218,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     register_accounts(csub, child)  # account add|list|disable|unlock|token
     register_evidence(child)  # evidence --village V --from --to --out
     register_registry(child)  # registry issue|account|transfer|retire|reconcile|show
+    register_statements(child)  # statement-link, statements (issue 16)
 
 
 def _store(args: argparse.Namespace) -> CentralStore:

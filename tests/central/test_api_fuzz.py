@@ -24,6 +24,7 @@ from central.db import open_engine
 from central.http_guard import HttpLimits
 from central.ingest import ingest
 from central.store import CentralStore
+from greenpass import statement_link
 from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW, enrol, new_kiosk, populate
 
@@ -112,6 +113,9 @@ def api(tmp_path: Path) -> Iterator[Target]:
         passbooks = populate(kiosk)
         assert ingest(store, kiosk.topic, kiosk.batch(), NOW).stored > 0
         kiosk.ledger.close()
+        link = statement_link.sign(
+            kiosk.key, "d", "K1", passbooks["li"], statement_link.day_of(NOW) + 30
+        )
         # Enough enrolment attempts that the fuzzer reaches the endpoint, not only its 429.
         limits = HttpLimits(enrol_per_minute=100_000)
         app = create_app(
@@ -124,6 +128,8 @@ def api(tmp_path: Path) -> Iterator[Target]:
                 "village_id": (re.compile(ID_PATTERN), "V1"),
                 "device_id": (re.compile(DEVICE_ID_PATTERN), "K1"),
                 "passbook_id": (re.compile(r"^.{1,64}$", re.DOTALL), passbooks["li"]),
+                # A statement link that opens a page (GET /s/{token}), signed by the kiosk.
+                "token": (re.compile(r"^.+$", re.DOTALL), link.token),
             },
         )
 
