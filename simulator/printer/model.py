@@ -98,6 +98,8 @@ class EscPosModel:
         self.qr_data = b""
         self.qr_module = 3
         self._fonts: dict[tuple[bool, int], ImageFont.FreeTypeFont] = {}
+        self.lines: list[str] = []  # each text line as the printer read it (for tests)
+        self.qr_codes: list[str] = []  # each QR code it printed
 
     @property
     def printing(self) -> bool:
@@ -236,6 +238,8 @@ class EscPosModel:
             self._blank(h)
             return
         text = raw.decode("gb18030" if s.chinese else "cp437", errors="replace")
+        if self.printing:
+            self.lines.append(text)
         font = self._font(s.bold, FONT_PX * (2 if s.tall else 1))
         img = Image.new("1", (self.width, h), 1)
         d = ImageDraw.Draw(img)
@@ -276,7 +280,10 @@ class EscPosModel:
             import segno  # noqa: PLC0415
 
             self._flush_text()
-            matrix = segno.make(self.qr_data.decode("utf-8"), error="m", micro=False).matrix
+            data = self.qr_data.decode("utf-8")
+            if self.printing:
+                self.qr_codes.append(data)
+            matrix = segno.make(data, error="m", micro=False).matrix
             m, n = self.qr_module, len(matrix)
             sym = Image.new("1", ((n + 4) * m, (n + 4) * m), 1)
             d = ImageDraw.Draw(sym)
