@@ -173,12 +173,15 @@ def test_paper_out_is_shown_and_a_reprint_says_why_not(pk: RunningKiosk) -> None
 
 
 def test_a_redemption_prints_a_receipt(pk: RunningKiosk) -> None:
+    v = deposit(pk, "villager 刘家", "cardboard", 3000)  # 30 points: enough for soap
+    pk.wait_view("receipt printed", receipt_is(v["result"]["seq"], "printed"))
+    done(pk)
     printed = receipts(pk)
     pk.scan("staff 王丽")
     pk.wait_view("PIN pad", screen_is("staff_pin"))
     assert pk.post("/api/staff/pin", {"pin": STAFF_PIN}).status_code == 200
     pk.post("/api/staff/task", {"task": "redeem"})
-    pk.scan("villager 张家")  # 32 points from the first test
+    pk.scan("villager 刘家")
     pk.wait_view("villager chosen", lambda v: (v["staff"] or {}).get("villager") is not None)
     r = pk.post("/api/staff/redeem", {"cart": [["soap", 1]]})
     assert r.status_code == 200, r.text
