@@ -8,7 +8,7 @@ the commit, never from what the screen was told, so a receipt shows only what is
     纸板 cardboard          3.25 kg
     积分 Points                 +32
     余额 Balance                412
-    减排 CO2e              -1.9 kg
+    减排 CO2e               1.9 kg
     编号 Entry 17 · 0190c6…
     [QR: the statement on a phone]
     手机扫码查积分 Scan for your points
@@ -146,9 +146,9 @@ def _kg(grams: int) -> str:
 
 
 def _co2(grams: int) -> str:
-    sign = "-" if grams > 0 else ""
-    g = abs(grams)
-    return f"{sign}{g // 1000}.{(g % 1000) // 100} kg" if g >= 1000 else f"{sign}{g} g"
+    """CO2e avoided, as the screen says it ("减少 11.2 kg"): the label already says less."""
+    g = max(0, grams)
+    return f"{g // 1000}.{(g % 1000) // 100} kg" if g >= 1000 else f"{g} g"
 
 
 def blocks(r: Receipt, url: str | None, *, reprint: bool = False) -> list[Block]:
