@@ -11,6 +11,7 @@ import pytest
 
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from tests.kiosk.conftest import RunningKiosk
+from tests.kiosk.test_receipts import receipts, wait_receipts
 from tests.ui.cjk import assert_cjk_renders
 from tests.ui.kiosk_pages import UI_KIOSK_KEYS, assert_fits, shot, text, wait_screen
 from tests.ui.test_kiosk_staff import CJK, open_task, sign_in
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 def home(tmp_path_factory: pytest.TempPathFactory) -> KioskHome:
     folder = tmp_path_factory.mktemp("ui-receipts") / "K0001"
     return make_kiosk_home(folder, "K0001", "dongcun", extra_kiosk_keys=UI_KIOSK_KEYS, printer=True)
-
-
-def receipts(kiosk: RunningKiosk) -> int:
-    return int(kiosk.http.get("/sim/state").json()["printer"]["receipts"])
 
 
 def test_paper_out_is_said_and_staff_reprint(
@@ -65,7 +62,7 @@ def test_paper_out_is_said_and_staff_reprint(
     kiosk.sim("printer", action="load_paper")
     page.click("#reprint")
     page.wait_for_selector("#outcome:has-text('已补打小票')")
-    assert receipts(kiosk) == printed + 1
+    wait_receipts(kiosk, printed + 1)
     assert kiosk.view()["status"]["printer"] == "ok"
     assert page.locator("#printer-fault").count() == 0
     assert_fits(page)
