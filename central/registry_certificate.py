@@ -22,7 +22,8 @@ from central.registry_db import (
 from central.store import CentralStore
 from greenpass import certificate
 from greenpass.errors import CentralError
-from provisioning.cards import draw_qr, find_cjk_fonts
+from greenpass.fonts import find_cjk_fonts
+from provisioning.cards import draw_qr
 from sync.keys import Ed25519PrivateKey, public_bytes
 
 

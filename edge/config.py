@@ -9,6 +9,8 @@
     staff_timeout_s = 120         # a signed-in staff member is signed out after this long
     zero_band_grams = 50          # the scale reads "empty" at or below this
     key_file = "device.key"       # optional: this kiosk's Ed25519 key, to sign cards it prints
+    statement_url = "https://central.county.example"  # central's public address: receipt QRs
+    statement_days = 366          # how long a receipt's statement link works
 
     [ui]
     host = "127.0.0.1"            # the touchscreen page, for Chromium in kiosk mode
@@ -41,6 +43,15 @@
     buzzer = 23
     button = 24                   # -1: no button
 
+    [hardware.printer]            # the receipt printer (docs/hardware-printer.md)
+    enabled = false
+    kind = "serial"               # serial, usb (device = "0416:5011") or file (/dev/usb/lp0)
+    device = "/dev/greenpass-printer"
+    baud = 9600                   # serial only
+    width = 58                    # paper width, mm: 58 or 80
+    chinese = "gb18030"           # gb18030 (the printer's Chinese font) or image
+    timeout_s = 10                # a printer that takes no bytes this long is jammed
+
     [simulator]                   # only read with backend = "sim"
     cards_file = "cards.json"     # cards the control page can "scan": [{"label", "payload"}]
     network_proxy = true          # route sync through a proxy the control page can cut
@@ -60,6 +71,8 @@ from typing import Any, Literal
 from greenpass.errors import ConfigError
 from greenpass.tomlfile import read_toml
 from hardware.gpio import GpioPins
+from hardware.printer.document import CHINESE_MODES, WIDTHS_MM, ChineseMode
+from hardware.printer.escpos_driver import KINDS as PRINTER_KINDS
 from hardware.scanner import DECODER_NAMES, ScannerConfig
 from sync.config import SyncConfig, parse_sync_config
 
@@ -76,6 +89,8 @@ class KioskSection:
     staff_timeout_s: float = 120.0
     zero_band_grams: int = 50
     key_file: Path | None = None
+    statement_url: str = ""  # central's public HTTPS address; "" = receipts carry no QR
+    statement_days: int = 366
 
 
 @dataclass(frozen=True)
@@ -96,12 +111,24 @@ class ScaleSection:
 
 
 @dataclass(frozen=True)
+class PrinterSection:
+    enabled: bool = False
+    kind: str = "serial"
+    device: str = "/dev/greenpass-printer"
+    baud: int = 9600
+    width: int = 58
+    chinese: ChineseMode = "gb18030"
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class HardwareSection:
     backend: Literal["real", "sim"] = "real"
     scale: ScaleSection = field(default_factory=ScaleSection)
     scanner: ScannerConfig = field(default_factory=lambda: ScannerConfig(kind="serial"))
     pins: GpioPins = field(default_factory=GpioPins)
     pin_factory: str = ""
+    printer: PrinterSection = field(default_factory=PrinterSection)
 
 
 @dataclass(frozen=True)
@@ -192,9 +219,24 @@ def _kiosk(t: _Table) -> KioskSection:
         staff_timeout_s=t.positive("staff_timeout_s", float, 120.0),
         zero_band_grams=t.positive("zero_band_grams", int, 50),
         key_file=t.path_value("key_file", None),
+        statement_url=_statement_url(t),
+        statement_days=t.positive("statement_days", int, 366),
     )
     t.done()
     return section
+
+
+def _statement_url(t: _Table) -> str:
+    url: str = t.get("statement_url", str, "").strip().rstrip("/")
+    # A villager's phone opens it from a paper QR: only HTTPS, never a path or a query
+    # (the link appends /s/<token>). http:// is for a central on this machine (the demo).
+    local = url.startswith(("http://127.0.0.1", "http://localhost"))
+    if url and (not (url.startswith("https://") or local) or "?" in url or "#" in url):
+        raise ConfigError(
+            f"{t.path}: [kiosk] statement_url must be central's public address, "
+            f"e.g. https://central.county.example; got {url!r}"
+        )
+    return url
 
 
 def _ui(t: _Table) -> UiSection:
@@ -248,14 +290,34 @@ def _hardware(t: _Table) -> HardwareSection:
             pins[f.name] = number
     pin_factory = g.choice("pin_factory", ("", "lgpio", "rpigpio", "mock"), "")
     g.done()
-    t.done(subtables=("scale", "scanner", "gpio"))
+    printer = _printer(_Table(t.data.get("printer", {}), "hardware.printer", t.path))
+    t.done(subtables=("scale", "scanner", "gpio", "printer"))
     return HardwareSection(
         backend="sim" if backend == "sim" else "real",
         scale=scale,
         scanner=scanner,
         pins=GpioPins(**pins),
         pin_factory=pin_factory,
+        printer=printer,
     )
+
+
+def _printer(p: _Table) -> PrinterSection:
+    width = p.get("width", int, 58)
+    if width not in WIDTHS_MM:
+        raise ConfigError(f"{p.path}: [hardware.printer] width must be 58 or 80 (mm), got {width}")
+    chinese = p.choice("chinese", CHINESE_MODES, "gb18030")
+    section = PrinterSection(
+        enabled=p.get("enabled", bool, False),
+        kind=p.choice("kind", PRINTER_KINDS, "serial"),
+        device=p.get("device", str, "/dev/greenpass-printer"),
+        baud=p.positive("baud", int, 9600),
+        width=width,
+        chinese="image" if chinese == "image" else "gb18030",
+        timeout_s=p.positive("timeout_s", float, 10.0),
+    )
+    p.done()
+    return section
 
 
 def _simulator(t: _Table) -> SimulatorSection:

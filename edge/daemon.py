@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from edge.kiosk_view import (
     villager_info,
 )
 from edge.ledger import Ledger
+from edge.receipt_printing import Outcome, ReceiptPrinting
 from edge.uplink_handle import UplinkFactory, UplinkHandle
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.gpio import State
@@ -108,6 +109,7 @@ class Kiosk:
         self.ready = asyncio.Event()
         self.fatal: str | None = None  # why the kiosk must exit and be restarted
         self.fatal_event = asyncio.Event()
+        self.receipts = ReceiptPrinting(self, devices.printer)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -136,13 +138,15 @@ class Kiosk:
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in self._tasks:
+        tasks = list(self._tasks)  # a spawned task leaves the list as it ends
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._uplink is not None:
             await asyncio.to_thread(self._uplink.stop)
+        await asyncio.to_thread(self.receipts.close)
         for t in self._threads:  # they notice _stop within a read timeout (≤ 1 s)
             await asyncio.to_thread(t.join, 3.0)
         with contextlib.suppress(OSError, HardwareError):
@@ -223,6 +227,9 @@ class Kiosk:
                 await self._scanned(value)
             elif kind == "scanner":
                 self.status = self.status.with_(scanner=value)
+            elif kind == "receipt":
+                assert isinstance(value, Outcome)
+                self.receipts.done(value)
             return
         if isinstance(event, ss.Tick):
             self.desk = dk.tick(
@@ -268,9 +275,11 @@ class Kiosk:
             await self.step(ss.CommitRefused("storage_error"))
             return
         self.villager = await self.in_db(villager_info, ledger, w.passbook_id)
-        self.last_result = {"category": w.category, "grams": w.grams}
+        self.last_result = {"category": w.category, "grams": w.grams, "seq": entry.seq}
         balance = self.villager["balance"] if self.villager else 0
         await self.step(ss.Committed(entry.points, entry.co2e_g, balance))
+        # Only now, the entry committed and confirmed: its receipt, printed off this task.
+        self.receipts.after_commit(w.passbook_id, [entry.seq])
 
     async def _scanned(self, payload: str) -> None:
         ledger = self.require_ledger()
@@ -343,7 +352,11 @@ class Kiosk:
             self.devices.indicator.show(state)
 
     def _health(self) -> dict[str, str]:
-        return {"scale": self.status.scale, "scanner": self.status.scanner}
+        return {
+            "scale": self.status.scale,
+            "scanner": self.status.scanner,
+            "printer": self.receipts.state,
+        }
 
     async def _refresh_status(self, now_ms: int) -> None:
         """Sync and clock state for the status strip; the backlog is read every few seconds."""
@@ -369,6 +382,7 @@ class Kiosk:
             clock_ok=self.clock.clock_ok(),
             sync_fault=None if fault is None else (fault.code, fault.message),
         )
+        self.receipts.tick(now_ms)
         self._show_leds()
 
     def view(self) -> dict[str, Any]:
@@ -409,6 +423,17 @@ class Kiosk:
         if self.ledger is None:
             raise RuntimeError("the kiosk is not started")
         return self.ledger
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` beside the event task (cancelled at stop)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if t in self._tasks:
+                self._tasks.remove(t)
+
+        task.add_done_callback(forget)
 
     async def in_db(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         loop = asyncio.get_running_loop()

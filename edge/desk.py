@@ -12,10 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-TASKS = ("menu", "redeem", "enrol", "award", "reverse", "restock", "report", "replace")
+TASKS = (
+    "menu",
+    "redeem",
+    "enrol",
+    "award",
+    "reverse",
+    "restock",
+    "report",
+    "replace",
+    "reprint",
+)
 # Tasks that need a villager: a passbook scanned during them selects one. Replacing a
 # lost card is not one (the card is lost): staff pick the passbook from a list.
-VILLAGER_TASKS = ("redeem", "award")
+VILLAGER_TASKS = ("redeem", "award", "reprint")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from edge.config import KioskConfig
 from greenpass.errors import ConfigError, HardwareError
 from hardware.gpio import Indicator
+from hardware.printer import Printer, open_printer
 from hardware.scale import Scale
 from hardware.scale.factory import open_scale
 from hardware.scanner import Scanner, open_scanner
@@ -45,9 +46,13 @@ class Devices:
     scanner: Scanner
     indicator: Indicator
     sim: SimControls | None = None
+    printer: Printer | None = None  # None: no receipt printer ([hardware.printer] enabled)
 
     def close(self) -> None:
-        for close in (self.scanner.close, self.scale.close, self.indicator.close):
+        closers = [self.scanner.close, self.scale.close, self.indicator.close]
+        if self.printer is not None:
+            closers.append(self.printer.close)
+        for close in closers:
             with contextlib.suppress(OSError, HardwareError):
                 close()  # shutting down: a device that is already gone is fine
         if self.sim is not None:
@@ -95,4 +100,14 @@ def open_devices(cfg: KioskConfig) -> Devices:
     except BaseException:
         scale.close()
         raise
-    return Devices(scale, scanner, indicator)
+    return Devices(scale, scanner, indicator, printer=printer_of(cfg))
+
+
+def printer_of(cfg: KioskConfig, device: str | None = None) -> Printer | None:
+    """The configured receipt printer (nothing is opened until it prints), or None;
+    `device` overrides the configured one (the simulator's pty)."""
+    pr = cfg.hardware.printer
+    if not pr.enabled:
+        return None
+    kind = pr.kind if device is None else "serial"
+    return open_printer(kind, device or pr.device, baud=pr.baud, timeout_s=pr.timeout_s)

@@ -134,9 +134,38 @@ async def redeem(k: Kiosk, cart: Sequence[tuple[str, int]]) -> dict[str, Any]:
         )
         spent = -sum(e.points for e in entries)
         balance = k.desk_villager["balance"] if k.desk_villager else None
+        # Committed: the villager's receipt, printed beside (edge.receipt_printing).
+        k.receipts.after_commit(passbook, [e.seq for e in entries])
         return {"seqs": [e.seq for e in entries], "points": spent, "balance": balance}
 
     return await k.act(run)
+
+
+async def reprint(k: Kiosk) -> dict[str, Any]:
+    """Print the scanned villager's last receipt again (paper ran out, the printer was
+    unplugged, the villager lost it). Staff wait for the answer: printed, or why not."""
+
+    async def run() -> str:
+        require_staff(k)
+        return _villager(k)
+
+    passbook = await k.act(run)
+    # Printed outside the event task: the screen and the scale go on meanwhile; the
+    # outcome is shown through it again (in order with a sign-out or a timeout).
+    code = "ok"
+    try:
+        return await k.receipts.reprint(passbook)
+    except Refused as exc:
+        code = exc.code
+        raise
+    finally:
+
+        async def show() -> None:
+            if k.desk.staff_id is not None:
+                k.desk = dk.outcome(k.desk, code, k.clock.mono_ms())
+            k.beep("ok" if code == "ok" else "error")
+
+        await k.act(show)
 
 
 async def award(k: Kiosk, points: int, reason: str) -> dict[str, Any]:

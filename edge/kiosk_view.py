@@ -136,11 +136,16 @@ def build_view(k: Kiosk) -> dict[str, Any]:
         "villager": k.villager if s.passbook_id else None,
         "result": result,
         "staff": staff,
+        # The newest receipt: {seq, passbook, state: printing / printed / failed, code}.
+        "receipt": k.receipts.view(),
         "status": {
             "online": st.online,
             "backlog": st.backlog,
             "scale": st.scale,
             "scanner": st.scanner,
+            # off / ok / paper_low / paper_out / jammed / timeout / offline / unknown
+            # (edge.receipt_printing): staff screens, `doctor` and the status topic.
+            "printer": k.receipts.state,
             # Shown on staff screens only: it changes nothing a villager does.
             "clock_ok": st.clock_ok,
             # For staff and the technician (the strip and the staff menu; `doctor`

@@ -16,6 +16,9 @@
     POST /api/staff/restock    {"item": "soap", "qty": 20}
     POST /api/staff/replace    {"passbook": "K0001-00003"}      a lost card → new passbook
                                                                 and card QR, balance carried
+    POST /api/staff/reprint    {}                               the scanned villager's last
+                                                                receipt, again (answers once
+                                                                printed, or 409 and why not)
     GET  /api/staff/passbooks?q=…  the village's passbooks by id or name (names masked)
     GET  /api/catalogue        goods and services with stock (and a picture URL or null)
     GET  /api/catalogue/I/picture  item I's JPEG thumbnail from central's catalogue
@@ -184,6 +187,9 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
     async def replace(r: Request) -> dict[str, Any]:
         return await act.replace(k, _field(await _body(r), "passbook", str))
 
+    async def reprint(r: Request) -> dict[str, Any]:
+        return await act.reprint(k)
+
     async def passbooks(r: Request) -> dict[str, Any]:
         act.require_staff(k)
         query = r.query_params.get("q", "")
@@ -238,6 +244,7 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         Route("/api/staff/reverse", _guard(reverse), methods=post),
         Route("/api/staff/restock", _guard(restock), methods=post),
         Route("/api/staff/replace", _guard(replace), methods=post),
+        Route("/api/staff/reprint", _guard(reprint), methods=post),
         Route("/api/staff/passbooks", _guard(passbooks)),
         Route("/api/catalogue", _guard(catalogue)),
         Route("/api/catalogue/{item}/picture", picture),

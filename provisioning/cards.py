@@ -6,6 +6,13 @@ the village office's issuer key (`edge.cards.make_card`), and the sheet is drawn
 as vector PDF: ten credit-card-sized cards (85.6 × 54 mm, ISO/IEC 7810 ID-1) per
 A4 page, 2 across and 5 down, with cut marks in the margins.
 
+Given central's public address (`--statement-url`), each passbook card gets a statement
+slip beside it, in the same grid (five cards and five slips a page): a QR code of the
+passbook's statement link signed with the same issuer key (`greenpass.statement_link`,
+kind ``i``, signer = the key id), under a blue band "手机查积分 statement on your phone"
+and the words "not the passbook", so nobody holds it to the kiosk. A family member
+scans it to see the household's points on a phone; revoking the passbook ends it.
+
 The PDF is written with fpdf2 because it embeds the Noto Sans CJK font the kiosk
 already uses (a CFF-outline OpenType collection) as a subset, so the household
 names render the same in every viewer and at every print shop; reportlab embeds
@@ -15,22 +22,23 @@ only TrueType outlines. See docs/cards.md.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import re
-import shutil
-import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import segno
-from fontTools.ttLib import TTCollection, TTLibError  # type: ignore[import-untyped]
 from fpdf import FPDF
 
 from edge.cards import CardKind, make_card
 from edge.ledger import Ledger
+from greenpass import statement_link
 from greenpass.errors import ConfigError, LedgerError, Refused
+from greenpass.fonts import FontFace, find_cjk_fonts
 from sync.keys import Ed25519PrivateKey, public_bytes
 
 # --- the layout, in millimetres, origin at the top left (fpdf's) -----------------------
@@ -52,18 +60,13 @@ PT = 25.4 / 72  # mm per point
 
 GREEN = (27, 122, 58)
 STAFF_RED = (178, 34, 34)
+PHONE_BLUE = (21, 86, 176)  # the statement slip: not the green of a passbook card
 GREY = (110, 110, 110)
 OUTLINE = (200, 200, 200)
 
 TITLE = "绿色存折 Green Passbook"
+SLIP_BAND = "手机查积分 statement on your phone"
 STAFF_BAND = "工作人员 STAFF"
-
-CJK_FAMILY = "Noto Sans CJK SC"
-# Where Debian's fonts-noto-cjk puts them, when fontconfig's fc-match is not installed.
-DEBIAN_FONT_FILES = {
-    "": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-    "B": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
-}
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,16 @@ class PrintedCard:
     kind: CardKind
     holder: Holder
     payload: str  # the signed QR text
+    statement: str | None = None  # the passbook's statement link (printed on a slip beside)
+    statement_until: str = ""  # its last valid day, YYYY-MM-DD
 
 
 @dataclass(frozen=True)
-class FontFace:
-    path: Path
-    index: int  # the face within a TrueType/OpenType collection
+class StatementSlips:
+    """Central's public address, and how many days the slips' links work."""
+
+    base_url: str
+    days: int = 1830  # five years: a card is kept for years; revoking the passbook ends it
 
 
 # --- whom to print for ----------------------------------------------------------------
@@ -175,14 +182,28 @@ def sign_cards(
     *,
     key_id: str,
     key: Ed25519PrivateKey,
+    slips: StatementSlips | None = None,
+    today: int | None = None,
 ) -> list[PrintedCard]:
+    """The signed cards; with `slips`, each passbook's statement link too, valid
+    `slips.days` from `today` (a day number; default: today)."""
     cards = []
     for h in holders:
         try:
             payload = make_card(kind, village, h.holder_id, key_id=key_id, key=key)
         except Refused as exc:
             raise ConfigError(f"{h.where}: {exc}") from exc
-        cards.append(PrintedCard(kind, h, payload))
+        url, until = None, ""
+        if slips is not None and kind == "passbook":
+            day = statement_link.day_of(int(time.time() * 1000)) if today is None else today
+            day += slips.days
+            try:
+                link = statement_link.sign(key, "i", key_id, h.holder_id, day)
+            except ValueError as exc:
+                raise ConfigError(f"{h.where}: {h.holder_id}: {exc}") from exc
+            url = link.url(slips.base_url)
+            until = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+        cards.append(PrintedCard(kind, h, payload, url, until))
     return cards
 
 
@@ -204,60 +225,6 @@ def check_issuer(ledger: Ledger, key_id: str, key: Ed25519PrivateKey) -> str | N
         "(unknown_issuer) until central lists the key (`greenpass central issuer-key`) "
         "and the kiosk has synced"
     )
-
-
-# --- the font -------------------------------------------------------------------------
-
-
-def _fc_match(pattern: str) -> Path | None:
-    exe = shutil.which("fc-match")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run(
-            [exe, "-f", "%{file}\t%{family}", pattern],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    file, _, family = out.partition("\t")
-    return Path(file) if CJK_FAMILY in family.split(",") else None
-
-
-def _face_index(path: Path) -> int | None:
-    """Which face of a collection (.ttc) is Noto Sans CJK SC; 0 for a single font."""
-    if path.suffix.lower() not in (".ttc", ".otc"):
-        return 0
-    try:
-        with TTCollection(str(path), lazy=True) as collection:
-            for i, font in enumerate(collection.fonts):
-                if font["name"].getBestFamilyName() == CJK_FAMILY:
-                    return i
-    except (OSError, TTLibError):
-        return None
-    return None
-
-
-def find_cjk_fonts() -> dict[str, FontFace]:
-    """The regular ("") and bold ("B") faces of Noto Sans CJK SC (bold falls back to regular)."""
-    faces: dict[str, FontFace] = {}
-    for style, pattern in (("", f"{CJK_FAMILY}:style=Regular"), ("B", f"{CJK_FAMILY}:style=Bold")):
-        for path in (_fc_match(pattern), DEBIAN_FONT_FILES[style]):
-            if path is not None and path.is_file():
-                index = _face_index(path)
-                if index is not None:
-                    faces[style] = FontFace(path, index)
-                    break
-    if "" not in faces:
-        raise ConfigError(
-            f"no {CJK_FAMILY} font found: install the Debian package fonts-noto-cjk "
-            "(scripts/bootstrap does)"
-        )
-    faces.setdefault("B", faces[""])
-    return faces
 
 
 # --- the sheet ------------------------------------------------------------------------
@@ -419,6 +386,42 @@ class _Sheet:
             pdf.text(tx + (TEXT_W - w) / 2, y0 + 50.0, STAFF_BAND)
 
 
+def draw_slip(sheet: _Sheet, slot: int, card: PrintedCard) -> None:
+    """The statement slip of `card` in `slot`: a phone's QR, plainly not the passbook."""
+    assert card.statement is not None
+    pdf = sheet.pdf
+    x0, y0 = card_origin(slot)
+    pdf.set_draw_color(*OUTLINE)
+    pdf.set_line_width(0.1)
+    pdf.rect(x0, y0, CARD_W, CARD_H)
+    pdf.set_fill_color(*PHONE_BLUE)
+    pdf.rect(x0 + 2, y0 + 2, CARD_W - 4, 8.5, style="F")
+    pdf.set_text_color(255, 255, 255)
+    sheet.fitted(x0 + 4, y0 + 8.0, SLIP_BAND, CARD_W - 8, 11, bold=True)
+    matrix = segno.make(card.statement, error="m", micro=False).matrix
+    quiet = QR_SIZE / len(matrix) * QUIET_MODULES
+    box = QR_SIZE + 2 * quiet
+    bx, by = x0 + 1.0, y0 + 10.5 + (CARD_H - 10.5 - box) / 2
+    sheet.qr(bx + quiet, by + quiet, matrix)
+    tx = x0 + TEXT_X
+    pdf.set_text_color(0, 0, 0)
+    sheet.fitted(tx, y0 + 17.5, card.holder.name, TEXT_W, 13, bold=True)
+    sheet.fitted(tx, y0 + 23.0, card.holder.holder_id, TEXT_W, 10)
+    lines = (
+        ("用手机扫码，看积分和记录", 8.5, True),
+        ("Scan with a phone: points, history", 6.5, False),
+        ("这不是存折，回收机不认", 8.5, True),
+        ("Not the passbook: not for the kiosk", 6.5, False),
+    )
+    y = y0 + 29.5
+    for text, size, bold in lines:
+        pdf.set_text_color(*((0, 0, 0) if bold else GREY))
+        sheet.fitted(tx, y, text, TEXT_W, size, bold=bold)
+        y += 4.6 if bold else 5.2
+    pdf.set_text_color(*GREY)
+    sheet.fitted(tx, y0 + 50.5, f"有效至 valid until {card.statement_until}", TEXT_W, 6.5)
+
+
 def render_sheet(
     cards: Sequence[PrintedCard],
     *,
@@ -433,12 +436,22 @@ def render_sheet(
     sheet.check_glyphs(cards)
     sheet.pdf.set_title(f"{TITLE} — {footer}")
     sheet.pdf.set_creator("greenpass cards")
-    pages = -(-len(cards) // PER_PAGE)
+    # With statement slips each row holds a card and, beside it, its slip.
+    per_page = cards_per_page(cards)
+    step = PER_PAGE // per_page
+    pages = -(-len(cards) // per_page)
     for i, card in enumerate(cards):
-        if i % PER_PAGE == 0:
-            sheet.page(i // PER_PAGE + 1, pages)
-        sheet.card(i % PER_PAGE, card, village_name)
+        if i % per_page == 0:
+            sheet.page(i // per_page + 1, pages)
+        slot = (i % per_page) * step
+        sheet.card(slot, card, village_name)
+        if card.statement is not None:
+            draw_slip(sheet, slot + 1, card)
     return bytes(sheet.pdf.output())
+
+
+def cards_per_page(cards: Sequence[PrintedCard]) -> int:
+    return ROWS if any(c.statement for c in cards) else PER_PAGE
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -32,6 +32,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--from", dest="start", type=int, default=1, metavar="N", help="start at the N-th (1)"
     )
     p.add_argument("--count", type=int, metavar="N", help="this many cards (default: the rest)")
+    p.add_argument(
+        "--statement-url",
+        metavar="URL",
+        help="central's public HTTPS address: each passbook card gets a statement slip beside "
+        "it (a QR for a phone, signed with the same key); none without it",
+    )
+    p.add_argument(
+        "--statement-days",
+        type=int,
+        default=1830,
+        metavar="N",
+        help="how many days the slips' links work (1830)",
+    )
     p.set_defaults(handler=_print_sheet)
     csub = p.add_subparsers(dest="cards_command", metavar="SUBCOMMAND")
     k = csub.add_parser("keygen", help="create a village office key (prints its public key)")
@@ -79,12 +92,21 @@ def _print_sheet(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(f"cards: give --db LEDGER or --csv FILE (or set ${DB_ENV})")
     chosen = c.select(holders, args.start, args.count, what=what)
-    cards = c.sign_cards(chosen, kind, args.village, key_id=args.key_id, key=key)
+    slips = None
+    if args.statement_url:
+        url = args.statement_url.strip().rstrip("/")
+        if not url.startswith("https://") or args.statement_days <= 0:
+            raise ConfigError(
+                "cards: --statement-url is central's public https:// address, and "
+                "--statement-days a positive number of days"
+            )
+        slips = c.StatementSlips(url, args.statement_days)
+    cards = c.sign_cards(chosen, kind, args.village, key_id=args.key_id, key=key, slips=slips)
     first, last = chosen[0].holder_id, chosen[-1].holder_id
     footer = f"{args.village} · {args.key_id} · {first} – {last}"
     pdf = c.render_sheet(cards, village_name=args.village_name or args.village, footer=footer)
     c.write_private(args.out, pdf)
-    pages = -(-len(cards) // c.PER_PAGE)
+    pages = -(-len(cards) // c.cards_per_page(cards))
     print(f"wrote {len(cards)} {kind} cards ({first} … {last}) on {pages} A4 page(s) to {args.out}")
     if warning:
         print(f"greenpass: warning: {warning}", file=sys.stderr)

@@ -4,7 +4,8 @@ Checks, in the order a technician would look: the config file (when it is missin
 or invalid, that failed check is the whole report), the ledger file (SQLite's own
 `integrity_check`, then the hash chain), disk space, whether that disk is encrypted
 (a warning: the ledger holds households' names), the clock, the scale, the
-scanner, the LEDs/buzzer pins, the broker (connecting with the device's own
+scanner, the LEDs/buzzer pins, the receipt printer and whether receipts carry the
+statement QR (`doctor_printer.py`), the broker (connecting with the device's own
 credentials), the running kiosk's sync fault, its check of central's log (a log
 fault, read from the ledger file), the sync backlog, and the broker CA
 certificate's expiry.
@@ -448,6 +449,9 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
     found.append(check_clock(clock))
     view = live_view(cfg, opts.timeout_s)
     found += check_devices(cfg, opts, view)
+    from provisioning.doctor_printer import printer_findings  # noqa: PLC0415 - imports us
+
+    found += printer_findings(cfg, view, opts.timeout_s)
     db_ok = all(f.level == "ok" for f in found if f.check == "database")
     if cfg.sync is None:
         found.append(

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(handler=_calibrate)
     p = sub.add_parser(
-        "hwcheck", help="blink the LEDs, sound the buzzer, wait for the button, read a card"
+        "hwcheck",
+        help="blink the LEDs, sound the buzzer, wait for the button, read a card, "
+        "print a test receipt",
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the kiosk config")
     p.add_argument(
@@ -107,7 +109,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _hwcheck(args: argparse.Namespace) -> int:
     from edge.ledger import Ledger
-    from provisioning.hwcheck import scan_test_card, show_outputs, wait_button
+    from hardware.printer import Paper
+    from provisioning.hwcheck import print_test_receipt, scan_test_card, show_outputs, wait_button
     from sync.keys import load_private_key, public_bytes
 
     cfg, devices = _devices(args.config)
@@ -126,6 +129,21 @@ def _hwcheck(args: argparse.Namespace) -> int:
             payload = sim.cards[-1]["payload"]
             threading.Timer(0.5, lambda: sim.scan(payload)).start()
         results.append(scan_test_card(devices.scanner, keys, village, _say, args.timeout))
+        if devices.printer is not None:
+            pr = cfg.hardware.printer
+            results.append(
+                print_test_receipt(
+                    devices.printer,
+                    village=village,
+                    device_id=device,
+                    paper=Paper(pr.width),
+                    chinese=pr.chinese,
+                    say=_say,
+                )
+            )
+            printed = getattr(sim, "printer_sim", None)
+            if printed is not None and printed.receipts:
+                _say(f"the simulated printer drew it: {printed.receipts[-1]}")
     finally:
         devices.close()
     for r in results:

@@ -1,4 +1,5 @@
-"""Field checks of the kiosk's other hardware: LEDs, buzzer, button, and a test card.
+"""Field checks of the kiosk's other hardware: LEDs, buzzer, button, a test card, and a
+test receipt.
 
 Each LED is lit in turn and the buzzer sounded while the technician watches;
 the button must be pressed within the timeout; a card shown to the scanner is
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from edge.cards import read_card
 from greenpass.errors import Refused
 from hardware.gpio import Indicator
+from hardware.printer import Block, Paper, Printer, PrinterError, Qr, Row, Rule, Text, render
+from hardware.printer.document import ChineseMode
 from hardware.scanner import Scanner
 
 Say = Callable[[str], None]
@@ -78,3 +81,38 @@ def scan_test_card(
             return CheckResult("scanner", False, f"read a code, but it is refused: {exc}")
         return CheckResult("scanner", True, f"read the {card.kind} card of {card.holder_id}")
     return CheckResult("scanner", False, f"no code read within {timeout_s:g} s")
+
+
+def print_test_receipt(
+    printer: Printer,
+    *,
+    village: str,
+    device_id: str,
+    paper: Paper,
+    chinese: ChineseMode,
+    say: Say,
+) -> CheckResult:
+    """A test receipt with Chinese, a row, a rule, a QR code and the cut: the technician
+    checks on the paper that the hanzi are hanzi (not boxes or mojibake: then try
+    `chinese = "image"`), that the QR scans and that the paper was cut."""
+    say(f"printing a test receipt ({paper.width_mm} mm, chinese = {chinese})")
+    blocks: list[Block] = [
+        Text("绿色存折 Green Passbook", align="center", bold=True),
+        Text("打印测试 printer test", align="center"),
+        Rule(),
+        Row("村 Village", village),
+        Row("回收点 Kiosk", device_id),
+        Row("中文 Chinese", "纸板 塑料 玻璃"),
+        Rule(),
+        Qr(f"greenpass printer test {device_id}"),
+        Text("扫码应显示 the QR reads:", align="center"),
+        Text(f"greenpass printer test {device_id}", align="center"),
+    ]
+    before = printer.status()
+    try:
+        printer.print_job(render(blocks, paper, chinese))
+    except PrinterError as exc:
+        return CheckResult("printer", False, f"{exc} (was {before.value})")
+    return CheckResult(
+        "printer", True, "test receipt printed: check the hanzi, the QR code and the cut"
+    )

@@ -124,6 +124,10 @@ def kiosk_home(
         passbook_prefix=f"DC{n}",
         sync=sync,
         issuer=office,
+        # A simulated receipt printer (its receipts on /sim), the QR pointing at this
+        # central's statement pages.
+        printer=True,
+        extra_kiosk_keys=f'statement_url = "{central_url}"',
     )
     passbooks = ", ".join(
         c["label"].removeprefix("villager ") for c in home.cards if c["label"].startswith("vil")

@@ -18,7 +18,11 @@ The control page (`/sim`) and its JSON routes:
     POST /sim/scanner  {"action": "unplug" | "replug"}
     POST /sim/network  {"action": "cut" | "restore" | "stall" | "resume"}
     POST /sim/button   {}
-    GET  /sim/state    displayed weight, plug states, network, LEDs
+    POST /sim/printer  {"action": "paper_out" | "load_paper" | "open_cover" | "close_cover" |
+                       "jam" | "clear_jam" | "unplug" | "replug" | "hold" | "release" |
+                       "vanish" (unplugged a few bytes into the next receipt)}
+    GET  /sim/receipt/N.png   the N-th receipt the simulated printer printed (1 = first)
+    GET  /sim/state    displayed weight, plug states, network, LEDs, the printer
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from edge.config import KioskConfig
-from edge.devices import Devices
+from edge.devices import Devices, printer_of
 from hardware.scale.factory import open_scale
 from hardware.scale.stability import StabilityRule
 from hardware.scanner import Scanner, SerialScanner, open_scanner
 from simulator.gpio import SimulatedGpio
 from simulator.netproxy import NetProxy
+from simulator.printer import SimulatedPrinter
 from simulator.scale import SimulatedScale
 from simulator.serial_scanner import SimulatedSerialScanner
 
@@ -105,6 +110,11 @@ class SimKiosk:
         if hw.scanner.kind == "camera":
             self.camera = PacedCamera()
         self.gpio = SimulatedGpio(hw.pins)
+        self.printer_sim: SimulatedPrinter | None = None
+        if hw.printer.enabled:  # its receipts are kept beside the ledger, as PNGs
+            db = cfg.kiosk.db
+            folder = db.with_name(f"{db.stem}-receipts")
+            self.printer_sim = SimulatedPrinter(hw.printer.width, folder).start()
         self.proxy: NetProxy | None = None
         self.want_proxy = cfg.simulator.network_proxy
         self.cards: list[dict[str, str]] = []
@@ -125,6 +135,8 @@ class SimKiosk:
         self.scanner_sim.close()
         self.scale_sim.stop()
         self.gpio.close()
+        if self.printer_sim is not None:
+            self.printer_sim.stop()
         if self.proxy is not None:
             self.proxy.close()
 
@@ -160,6 +172,32 @@ class SimKiosk:
     def press_button(self) -> None:
         self.gpio.press()
 
+    PRINTER_ACTIONS = (
+        "paper_out",
+        "load_paper",
+        "open_cover",
+        "close_cover",
+        "unplug",
+        "replug",
+        "hold",
+        "release",
+    )
+
+    def printer(self, action: str) -> str:
+        if self.printer_sim is None:
+            raise ValueError("this kiosk has no printer ([hardware.printer] enabled = false)")
+        if action == "jam":
+            self.printer_sim.jam_cutter()
+        elif action == "vanish":  # the cable is pulled a few bytes into the next receipt
+            self.printer_sim.vanish_after(64)
+        elif action == "clear_jam":
+            self.printer_sim.clear_jam()
+        elif action in self.PRINTER_ACTIONS:
+            getattr(self.printer_sim, action)()
+        else:
+            raise ValueError(f"unknown printer action {action!r}")
+        return action
+
     def network(self, action: str) -> str:
         if self.proxy is None:
             raise ValueError("this kiosk's network is not simulated (no sync, or no proxy)")
@@ -178,6 +216,7 @@ class SimKiosk:
             "network": str(self.proxy.state) if self.proxy else "direct",
             "leds": {n: self.gpio.pin_state(n) for n in ("green", "amber", "red")},
             "cards": self.cards,
+            "printer": None if self.printer_sim is None else self.printer_sim.controls(),
         }
 
     # --- the control page ---------------------------------------------------------------
@@ -188,6 +227,13 @@ class SimKiosk:
 
         async def state(request: Request) -> Response:
             return JSONResponse(self.state())
+
+        async def receipt(request: Request) -> Response:
+            n = int(request.path_params["n"])
+            found = [] if self.printer_sim is None else self.printer_sim.receipts
+            if not 1 <= n <= len(found):
+                return JSONResponse({"error": f"no receipt {n}"}, status_code=404)
+            return Response(found[n - 1].read_bytes(), media_type="image/png")
 
         async def post(request: Request) -> Response:
             try:
@@ -207,6 +253,8 @@ class SimKiosk:
                     done = action
                 elif what == "network":
                     done = self.network(str(body.get("action")))
+                elif what == "printer":
+                    done = self.printer(str(body.get("action")))
                 elif what == "button":
                     self.press_button()
                     done = "pressed"
@@ -219,6 +267,7 @@ class SimKiosk:
         return [
             Route("/sim", page),
             Route("/sim/state", state),
+            Route("/sim/receipt/{n:int}.png", receipt),
             Route("/sim/{what}", post, methods=["POST"]),
         ]
 
@@ -252,7 +301,10 @@ def open_simulated_devices(cfg: KioskConfig) -> Devices:
             scanner = open_scanner(hw.scanner, source=sim.camera)
         else:
             scanner = SerialScanner(str(sim.scanner_sim.path), baud=hw.scanner.baud)
+        printer = None
+        if sim.printer_sim is not None:  # the real ESC/POS driver, on the simulated printer
+            printer = printer_of(cfg, str(sim.printer_sim.path))
     except BaseException:
         sim.close()
         raise
-    return Devices(scale, scanner, sim.gpio.indicator, sim=sim)
+    return Devices(scale, scanner, sim.gpio.indicator, sim=sim, printer=printer)

@@ -63,11 +63,13 @@ def make_kiosk_home(
     issuer: Issuer | None = None,
     scale_protocol: str = "gpfw",
     extra_kiosk_keys: str = "",
+    printer: bool = False,
 ) -> KioskHome:
     """Create `folder` with a ledger and a sim-backend `kiosk.toml`; returns its parts.
 
     Passbooks are `<prefix>-0001`… (prefix: the device id). Cards are signed by
-    `issuer`, or by the kiosk's own key when there is none.
+    `issuer`, or by the kiosk's own key when there is none. `printer`: a simulated
+    receipt printer (its receipts, as PNGs, in `kiosk-receipts/`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     key = load_or_create_key(folder / "device.key")
@@ -113,6 +115,9 @@ def make_kiosk_home(
         "",
         "[hardware.scale]",
         f'protocol = "{scale_protocol}"',
+        "",
+        "[hardware.printer]",
+        f"enabled = {'true' if printer else 'false'}",
         "",
         "[simulator]",
         'cards_file = "cards.json"',

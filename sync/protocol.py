@@ -229,6 +229,9 @@ class Status(msgspec.Struct, kw_only=True):
     # Whether the kiosk's clock is synchronised (NTP): the kiosk's page shows it to staff
     # only, so the technician learns it here. None: a kiosk from before it.
     clock_ok: bool | None = None
+    # The receipt printer (edge.receipt_printing): off, ok, paper_low, paper_out, jammed,
+    # timeout, offline, unknown. None: a kiosk from before receipts.
+    printer: str | None = None
 
 
 # Item pictures in the state's catalogue (WireItem's sixth field): a kiosk from before

@@ -403,6 +403,7 @@ class Uplink:
                 log_seq=log_seq,
                 log_fault=log_fault,
                 clock_ok=self.ledger.clock.clock_ok(),
+                printer=health.get("printer"),
             )
         )
 

@@ -323,6 +323,9 @@ window.GP = window.GP || {};
         statusItem("network", st.online ? "cloud" : "cloud_off", t(st.online ? "online" : "offline"), st.online ? "ok" : "warn"),
       );
     }
+    if (st.printer && !["ok", "off", "unknown", "paper_low"].includes(st.printer)) {
+      items.push(statusItem("printer", "printer", t("printer_fault"), "bad"));
+    }
     if (st.online !== null && st.online !== undefined && st.backlog > 0) {
       items.push(statusItem("backlog", "upload", t("backlog", { n: st.backlog }), "info"));
     }
@@ -490,6 +493,7 @@ window.GP = window.GP || {};
         `<span>${esc(GP.categoryName(v, key))} · ${esc(GP.mass(GP.lang(), r.grams))}</span></p>` +
         `<p class="line co2" id="co2">${icon("leaf")}<span>${esc(t("co2_saved", { co2: GP.co2(r.co2e_g) }))}</span></p>` +
         `<p class="line balance" id="new-balance">${icon("star")}<span>${esc(t("new_balance", { n: r.balance }))}</span></p>` +
+        receiptLine(v, r) +
         `</div>` +
         `<div class="actions">` +
         `<button class="btn btn-primary" data-act="another" id="another">${icon("place_bag")}<span>${esc(t("another_bag"))}</span></button>` +
@@ -497,6 +501,13 @@ window.GP = window.GP || {};
         `</div></section>`,
     };
   };
+
+  /** The deposit is kept whatever the printer does; only a receipt that failed is said. */
+  function receiptLine(v, r) {
+    const rc = v.receipt;
+    if (!rc || rc.seq !== r.seq || rc.state !== "failed") return "";
+    return `<p class="line receipt-failed" id="receipt-failed">${icon("printer")}<span>${esc(t("receipt_failed"))}</span></p>`;
+  }
 
   const REFUSAL_ICONS = {
     daily_cap: "clock",

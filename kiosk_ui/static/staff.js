@@ -27,9 +27,11 @@ window.GP = window.GP || {};
     ["reverse", "undo"],
     ["restock", "box"],
     ["report", "chart"],
+    ["reprint", "printer"],
   ];
   const TASK_ICON = Object.fromEntries(TASKS);
   const TILE_COLOURS = ["#1b6b2f", "#1556b0", "#8a4f1d", "#6a1b9a", "#b84d00", "#00707a", "#b3261e"];
+  const PRINTER_FAULTS = ["paper_out", "jammed", "timeout", "offline", "error"];
 
   const itemName = (it) => (lang() === "en" ? it.name_en : it.name_zh) || it.id;
   function tileColour(id) {
@@ -192,10 +194,17 @@ window.GP = window.GP || {};
     return `<p class="msg msg-warn sync-fault" id="clock-fault">${icon("clock")}<span>${esc(t("clock_bad_staff"))}</span></p>`;
   }
 
+  /** A printer fault, in plain words with what to do (then reprint from the menu). */
+  function printerFault(v) {
+    const p = (v.status || {}).printer;
+    if (!PRINTER_FAULTS.includes(p)) return "";
+    return `<p class="msg msg-bad sync-fault" id="printer-fault" data-code="${esc(p)}">${icon("printer")}<span>${esc(t(`printer_${p}`))}</span></p>`;
+  }
+
   GP.screens.staff_menu = (v) => {
     const s = v.staff;
     const st = v.status || {};
-    const low = st.sync_fault || st.log_fault || st.clock_ok === false;
+    const low = st.sync_fault || st.log_fault || st.clock_ok === false || PRINTER_FAULTS.includes(st.printer);
     const tiles = TASKS.map(
       ([task, ic]) =>
         `<button class="task" data-act="task" data-arg="${task}" data-task="${task}">${icon(ic)}<span>${esc(t(`task_${task}`))}</span></button>`,
@@ -205,7 +214,7 @@ window.GP = window.GP || {};
       html:
         `<section class="staff">${header(v, "menu")}` +
         `<p class="staff-who" id="staff-who">${esc(s.name)} <span class="role">${esc(s.role)}</span></p>` +
-        (low ? `<div class="faults scroll" id="faults">${syncFault(v)}${logFault(v)}${clockFault(v)}</div>` : "") +
+        (low ? `<div class="faults scroll" id="faults">${printerFault(v)}${syncFault(v)}${logFault(v)}${clockFault(v)}</div>` : "") +
         `<div class="tasks${low ? " tasks-low" : ""}">${tiles}</div></section>`,
     };
   };
@@ -524,6 +533,36 @@ window.GP = window.GP || {};
     L.query = "";
     document.getElementById("print-card").innerHTML = "";
     loadPassbooks(L);
+    render();
+  };
+
+  // --- reprint ----------------------------------------------------------------------------
+
+  GP.screens.staff_reprint = (v, L) => {
+    const vil = v.staff.villager;
+    if (!vil) return scanVillager(v, "reprint");
+    const off = GP.isBusy("/api/staff/reprint") ? " disabled" : "";
+    return {
+      title: staffTitle(v),
+      html:
+        `<section class="staff">${header(v, "reprint")}` +
+        `<div class="form">${villagerChip(vil)}` +
+        `<button class="btn btn-primary" data-act="reprint" id="reprint"${off}>${icon("printer")}<span>${esc(t("reprint_do"))}</span></button>` +
+        printerFault(v) +
+        (L.fault ? `<p class="msg msg-bad" id="outcome">${icon("warn")}<span>${esc(L.fault)}</span></p>` : outcome(L)) +
+        `</div></section>`,
+    };
+  };
+
+  GP.actions.reprint = async () => {
+    const L = local();
+    const r = await GP.post("/api/staff/reprint", {});
+    if (local() !== L) return;
+    L.done = L.error = L.fault = null;
+    if (r.ok) L.done = t("reprinted");
+    // Why not, in the printer's words when it was the printer (paper out, unplugged …).
+    else if (r.printer) L.fault = t(`printer_${r.printer}`);
+    else L.error = r;
     render();
   };
 

@@ -74,7 +74,7 @@ if ((APT)); then
     say "Debian packages"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        python3-venv python3-dev chromium fonts-noto-cjk curl sqlite3
+        python3-venv python3-dev chromium fonts-noto-cjk curl sqlite3 libusb-1.0-0
 fi
 if [ -z "$VERSION" ]; then
     VERSION=$(git -C "$SRC" describe --always --dirty 2>/dev/null || date +%Y%m%d%H%M%S)

@@ -46,10 +46,11 @@ class PtyPort:
     def unplug(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.link.unlink()
-        for fd in (self.master, self._slave):
+        fds = (self.master, self._slave)
+        self.master = self._slave = None  # unplugged before the driver can notice
+        for fd in fds:
             if fd is not None:
                 os.close(fd)
-        self.master = self._slave = None
 
     def write(self, data: bytes) -> None:
         """Send bytes to the driver; dropped if unplugged or nobody reads (a UART

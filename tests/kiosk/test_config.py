@@ -21,6 +21,8 @@ result_s = 4
 staff_timeout_s = 90
 zero_band_grams = 20
 key_file = "device.key"
+statement_url = "https://central.county.example/"
+statement_days = 400
 
 [ui]
 host = "0.0.0.0"
@@ -54,6 +56,15 @@ buzzer = 19
 buzzer_active_high = false
 button = -1
 
+[hardware.printer]
+enabled = true
+kind = "usb"
+device = "0416:5011"
+baud = 115200
+width = 80
+chinese = "image"
+timeout_s = 5
+
 [simulator]
 cards_file = "cards.json"
 network_proxy = false
@@ -83,6 +94,12 @@ def test_every_key_is_read_into_typed_objects(tmp_path: Path) -> None:
     assert cfg.hardware.pins.button is None
     assert cfg.hardware.pins.buzzer_active_high is False
     assert cfg.hardware.pin_factory == "mock"
+    pr = cfg.hardware.printer
+    assert (pr.enabled, pr.kind, pr.device, pr.baud) == (True, "usb", "0416:5011", 115200)
+    assert (pr.width, pr.chinese, pr.timeout_s) == (80, "image", 5.0)
+    # The link appends /s/<token>: a trailing slash is dropped.
+    assert cfg.kiosk.statement_url == "https://central.county.example"
+    assert cfg.kiosk.statement_days == 400
     assert cfg.simulator.network_proxy is False
     assert cfg.sync is None
 
@@ -94,6 +111,10 @@ def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
     assert cfg.hardware.backend == "real"
     assert cfg.hardware.scanner.kind == "serial"
     assert cfg.ui.port == 8080
+    # No printer unless one is configured; no statement QR without central's address.
+    assert cfg.hardware.printer.enabled is False
+    assert cfg.hardware.printer.chinese == "gb18030"
+    assert cfg.kiosk.statement_url == ""
 
 
 @pytest.mark.parametrize(
@@ -118,6 +139,17 @@ def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
         ("[kiosk]\nlanguage = 'zh'\n", "[kiosk] db is missing"),
         ('[kiosk]\ndb = "k.db"\n[sync]\nbroker_url = "mqtts://x"\n', "[sync]"),
         ("[kiosk\n", "not valid TOML"),
+        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\nwidth = 76\n', "[hardware.printer] width"),
+        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\nkind = "lpt"\n', "[hardware.printer] kind"),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.printer]\nchinese = "big5"\n',
+            "[hardware.printer] chinese",
+        ),
+        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\npaper = 1\n', "unknown key 'paper'"),
+        (
+            '[kiosk]\ndb = "k.db"\nstatement_url = "http://central.example"\n',
+            "[kiosk] statement_url",
+        ),
     ],
 )
 def test_a_bad_config_names_the_key(tmp_path: Path, text: str, named: str) -> None:

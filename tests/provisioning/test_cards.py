@@ -301,3 +301,49 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
     assert (
         not out.exists() and not list(tmp_path.glob("*.pdf*")) and not list(tmp_path.glob(".*tmp"))
     )
+
+
+def test_statement_slips_beside_new_cards(
+    tmp_path: Path,
+    kiosk_db: Path,
+    key: tuple[Path, Ed25519PrivateKey],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With central's public address, each passbook card has a statement slip beside it:
+    a link for a phone signed with the same issuer key, labelled so that it is not taken
+    for the passbook."""
+    from greenpass import statement_link  # noqa: PLC0415
+
+    key_path, k = key
+    out = tmp_path / "sheet.pdf"
+    base = "https://central.county.example"
+    code, stdout, err = cards_cmd(
+        capsys, *common(key_path, out), "--db", kiosk_db, "--count", "3",
+        "--statement-url", base + "/",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "wrote 3 passbook cards (K1-00001 … K1-00003) on 1 A4 page(s)" in stdout
+    decoder = open_decoder("zxing")
+    doc = pdfium.PdfDocument(out)
+    assert len(doc) == 1
+    grey = np.asarray(doc[0].render(scale=DPI / 72).to_pil().convert("L"), dtype=np.uint8)
+    px = DPI / 25.4
+    trusted = {KEY_ID: public_bytes(k)}
+    for row, passbook in enumerate(["K1-00001", "K1-00002", "K1-00003"]):
+        found = []
+        for col in (0, 1):  # the card, then its slip
+            x, y = card_origin(row * 2 + col)
+            region = grey[
+                round(y * px) : round((y + CARD_H) * px), round(x * px) : round((x + CARD_W) * px)
+            ]
+            found.append(decoder.decode(np.ascontiguousarray(region)))
+        card, slip = found
+        assert read_card(card[0], trusted, VILLAGE, kind="passbook").holder_id == passbook
+        assert len(slip) == 1 and slip[0].startswith(f"{base}/s/i{KEY_ID}~")
+        link = statement_link.parse(slip[0].removeprefix(f"{base}/s/"))
+        assert link.verifies(k.public_key())
+        assert (link.kind, link.signer, link.passbook_id) == ("i", KEY_ID, passbook)
+    decoder.close()
+    text = pdf_text(out)
+    assert text.count("手机查积分 statement on your phone") == 3
+    assert "这不是存折，回收机不认" in text and "valid until" in text

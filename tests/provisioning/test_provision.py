@@ -187,7 +187,7 @@ def test_provisioning_qr_code() -> None:
 
 
 def test_hwcheck_on_the_simulated_kiosk(tmp_path: Path) -> None:
-    home = make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun")
+    home = make_kiosk_home(tmp_path / "K0001", "K0001", "dongcun", printer=True)
     r = subprocess.run(
         [sys.executable, "-m", "greenpass", "hwcheck", "--config", str(home.config),
          "--timeout", "10"],
@@ -197,6 +197,10 @@ def test_hwcheck_on_the_simulated_kiosk(tmp_path: Path) -> None:
     for line in ("green LED", "amber LED", "red LED", "buzzer", "button", "scanner"):
         assert f"ok    {line}" in r.stdout
     assert "read the passbook card of K0001-0006" in r.stdout
+    # A test receipt on the (simulated) printer, drawn where hwcheck says.
+    assert "ok    printer    test receipt printed" in r.stdout
+    drawn = home.folder / "kiosk-receipts" / "receipt-0001.png"
+    assert f"the simulated printer drew it: {drawn}" in r.stdout and drawn.stat().st_size > 0
 
 
 def test_provision_from_a_scanned_qr_code_and_a_file(tmp_path: Path, central: Central) -> None:

@@ -186,3 +186,11 @@ def test_private_key_file_is_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_private_key(path)
+
+
+def test_the_status_carries_the_receipt_printer() -> None:
+    """The status topic says how the kiosk's receipt printer is (issue 16); a status from
+    a kiosk before receipts has none, and decodes."""
+    st_ = p.Status(device_id="K1", online=True, printer="paper_out")
+    assert p.decode_status(p.encode_status(st_)).printer == "paper_out"
+    assert p.decode_status(b'{"v":1,"device_id":"K1","online":true}').printer is None

@@ -103,7 +103,16 @@ def test_sign_in_on_the_pin_pad(page: Page, kiosk: RunningKiosk, screenshot_dir:
     wait_screen(page, "staff_menu")
     assert "王丽 Wang Li" in text(page, "#staff-who")
     tasks = page.locator(".task").all_inner_texts()
-    assert tasks == ["兑换商品", "开户", "补办存折", "奖励积分", "撤销记录", "补货", "今日报表"]
+    assert tasks == [
+        "兑换商品",
+        "开户",
+        "补办存折",
+        "奖励积分",
+        "撤销记录",
+        "补货",
+        "今日报表",
+        "补打小票",
+    ]
     assert_cjk_renders(page, ".tasks", drawn_with=CJK)
     assert_fits(page)
     shot(page, screenshot_dir, "staff-menu", docs=True)
