@@ -31,7 +31,8 @@ from central.statement_words import kind_word
 from central.store import CentralStore
 from greenpass import statement_link
 from greenpass.errors import ConfigError
-from provisioning.cards import FontFace, draw_qr, find_cjk_fonts
+from greenpass.fonts import FontFace, find_cjk_fonts
+from provisioning.cards import draw_qr
 from sync.keys import Ed25519PrivateKey
 
 LINK_DAYS = 400  # a statement's QR still opens when the next year's statements come

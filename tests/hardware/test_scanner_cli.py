@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from greenpass.cli import main
 from hardware.scanner import SerialScanner
 from simulator.camera_cli import add_commands
 from simulator.serial_scanner import SimulatedSerialScanner
+from tests.ports import wait_opened
 
 
 def simulate(argv: list[str]) -> int:
@@ -28,26 +26,13 @@ def simulate(argv: list[str]) -> int:
     return result
 
 
-def _opened_here(tty: str) -> int:
-    """How many of this process's file descriptors are open on `tty`."""
-    found = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            found += os.path.realpath(f"/proc/self/fd/{fd}") == tty
-    return found
-
-
 def test_scanner_watch_prints_serial_payloads(capsys: pytest.CaptureFixture[str]) -> None:
     with SimulatedSerialScanner() as sim:
 
         def feed() -> None:
-            # Only once the command has opened the port: opening flushes its input, and a
-            # loaded machine can take seconds to get there (a fixed 0.3 s lost the scans).
-            tty = os.path.realpath(sim.path)
-            deadline = time.monotonic() + 60
-            while _opened_here(tty) < 2 and time.monotonic() < deadline:  # the sim's own + it
-                time.sleep(0.02)
-            time.sleep(0.3)  # pyserial flushes right after it opens
+            # Only once the command (in this process) has opened the port, beside the
+            # simulator's own end of it: opening flushes its input.
+            wait_opened("self", sim.path, at_least=2)
             sim.scan("GP1.VIL-007.PB-000042.k1.sig")
             sim.garbage(b"\xff\r\n")
             sim.scan("second")

@@ -28,6 +28,7 @@ from sync.keys import load_private_key
 from tests.central_process import Central, running_central
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.mqtt_broker import Broker
+from tests.ports import wait_opened
 from tests.sync.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +213,7 @@ def test_provision_from_a_scanned_qr_code_and_a_file(tmp_path: Path, central: Ce
              "--db", str(tmp_path / "q" / "kiosk.db"), "--backend", "sim"],
             env=central.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(1.0)
+        wait_opened(proc.pid, scanner.path)  # a fixed 1 s lost the scans on a loaded machine
         scanner.scan("GP1:P:V9:K9-0001:K9:" + "A" * 103)  # a passbook, not a provisioning code
         token = central.token("KQ", "V9")
         scanner.scan(f"GPPROV1 central={central.url} token={token} device=KQ village=V9")
