@@ -63,6 +63,11 @@ class Health(BaseModel):
     clock_ok: bool | None = Field(
         None, description="False: the kiosk's clock is not synchronised; None: not reported"
     )
+    printer: str | None = Field(
+        None,
+        description="The receipt printer: off, ok, paper_low, paper_out, jammed, …; "
+        "None: not reported",
+    )
 
 
 class DeviceOut(BaseModel):
@@ -120,6 +125,7 @@ class DeviceOut(BaseModel):
                     since_ms=status.log_fault.since_ms,
                 ),
                 clock_ok=status.clock_ok,
+                printer=status.printer,
             ),
         )
 

@@ -13,6 +13,8 @@ An alert is raised when, at central's clock:
 - ``log``: its check of central's transparency log failed (a log fault: central
   rewrote history, forked its log, or changed or dropped one of the kiosk's entries;
   docs/trust.md). Shown with its code and the kiosk's seq it names;
+- ``printer``: its receipt printer is out of paper, jammed, unplugged or not answering
+  (the deposits are kept; villagers go without receipts until a technician comes);
 - ``clock``: its clock is not synchronised (the kiosk says so since it reports
   ``clock_ok``): its entries' times may be wrong, so a technician should look.
 
@@ -28,6 +30,7 @@ from central.console.settings import Alerts
 from central.store import CentralStore
 
 FAULTS = ("error", "disconnected")
+PRINTER_FAULTS = ("paper_out", "jammed", "offline", "timeout")
 HOUR_MS = 3_600_000
 
 
@@ -95,6 +98,8 @@ def _row(d: DeviceOut, limits: Alerts, now_ms: int) -> KioskRow:
                 found.append("disk")
             if d.health.log_fault is not None:
                 found.append("log")
+            if d.health.printer in PRINTER_FAULTS:
+                found.append("printer")
             if d.health.clock_ok is False:
                 found.append("clock")
     return KioskRow(d, seen, online, backlog_age, tuple(found))

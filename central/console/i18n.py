@@ -66,6 +66,7 @@ ZH: dict[str, str] = {
     "alert_disk": "磁盘不足",
     "alert_log": "中心账本核对失败",
     "alert_clock": "时钟未同步",
+    "alert_printer": "小票打印机故障",
     "checkpoint": "检查点",
     "thresholds": "警报阈值：离线超过 {offline} 小时，积压超过 {backlog} 小时，"
     "剩余磁盘少于 {disk} MB 或 {percent} %。",
@@ -260,6 +261,7 @@ EN: dict[str, str] = {
     "alert_disk": "disk low",
     "alert_log": "central's log failed its check",
     "alert_clock": "clock not synchronised",
+    "alert_printer": "receipt printer fault",
     "checkpoint": "checkpoint",
     "thresholds": "Alerts: offline over {offline} h, backlog older than {backlog} h, "
     "free disk under {disk} MB or {percent} %.",

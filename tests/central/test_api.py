@@ -371,6 +371,7 @@ def test_devices_show_their_kiosk_status(app_api: Api, k1: Kiosk) -> None:
         "log_seq": 0,
         "log_fault": None,
         "clock_ok": None,
+        "printer": None,
     }
     newer = status.replace(b'"last_error"', b'"disk_bytes":987654321,"last_error"')
     assert app_api.store.record_status("gp/v1/dev/K1/status", newer, NOW + 8)

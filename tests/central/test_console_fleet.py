@@ -166,3 +166,20 @@ def test_a_kiosk_whose_clock_is_not_synchronised_is_an_alert(site: Site) -> None
         assert row.device.health is not None and row.device.health.clock_ok is clock_ok
         if clock_ok is False:
             assert "时钟未同步" in site.login("county").get("/fleet").text
+
+
+@pytest.mark.parametrize(
+    ("printer", "alert"),
+    [("paper_out", True), ("jammed", True), ("offline", True), ("ok", False), ("off", False),
+     ("paper_low", False), (None, False)],
+)  # fmt: skip
+def test_a_receipt_printer_fault_is_an_alert(site: Site, printer: str | None, alert: bool) -> None:
+    status = protocol.Status(
+        device_id="K1", online=True, ts_ms=NOW, free_disk_bytes=8 * GB, disk_bytes=16 * GB,
+        scale="ok", scanner="ok", printer=printer,
+    )  # fmt: skip
+    assert site.store.record_status(protocol.topic("K1", protocol.STATUS),
+                                    protocol.encode_status(status), NOW)  # fmt: skip
+    (row,) = kiosk_rows(site.store, "V1", Alerts(), NOW)
+    assert row.alerts == (("printer",) if alert else ())
+    assert row.device.health is not None and row.device.health.printer == printer
