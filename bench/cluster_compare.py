@@ -1,7 +1,7 @@
 """RabbitMQ 3.10 vs NATS 2.9 as a three-node MQTT cluster: the measurements behind
 the choice in docs/scale.md.
 
-    python -m bench.cluster_compare [rabbit|nats …]
+    python -m bench.cluster_compare [mosquitto|rabbit|nats …]
 
 For each broker: start three nodes on loopback (tests/rabbit_cluster.py,
 tests/nats_cluster.py), then with plain paho MQTT 3.1.1 clients over TLS:
@@ -13,11 +13,16 @@ tests/nats_cluster.py), then with plain paho MQTT 3.1.1 clients over TLS:
 - loop: K1 publishes 1 KiB batches to node 1 with 2 in flight, an MQTT echo on
   node 2 answers each on K1's `down/ack`: batches/s until the last ack;
 - startup: seconds from nothing to three nodes serving MQTT.
+
+`mosquitto` runs the loop alone on one Mosquitto with the production config: the
+baseline of the same run.
 """
 
 from __future__ import annotations
 
 import queue
+import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -43,8 +48,16 @@ class Cluster(Protocol):
 class Client:
     """A paho MQTT 3.1.1 client over TLS, with a queue of what it receives."""
 
-    def __init__(self, cluster: Cluster, node: int, user: str, *, clean: bool = True) -> None:
-        cid = f"gp-{user}" if user != "central" else f"central-{time.monotonic_ns()}"
+    def __init__(
+        self,
+        cluster: Cluster,
+        node: int,
+        user: str,
+        *,
+        clean: bool = True,
+        client_id: str | None = None,
+    ) -> None:
+        cid = client_id or (f"gp-{user}" if user != "central" else f"central-{time.monotonic_ns()}")
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
             clean_session=clean,
@@ -61,8 +74,15 @@ class Client:
         self.c.on_subscribe = lambda _c, _u, _m, codes, _p: self.subacks.put(codes)
         port = int(cluster.mqtt_url(node).rsplit(":", 1)[1])
         self.c.connect("127.0.0.1", port, keepalive=30)
+        sock = self.c.socket()
+        if isinstance(sock, socket.socket):  # as sync.transport does: no Nagle delays
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.c.loop_start()
-        rc = self.connack.get(timeout=20)
+        try:
+            rc = self.connack.get(timeout=20)
+        except queue.Empty:
+            self.c.loop_stop()
+            raise RuntimeError(f"{user}: no CONNACK") from None
         if rc.is_failure:
             raise RuntimeError(f"{user} refused: {rc}")
 
@@ -120,9 +140,9 @@ def check_session(cluster: Cluster) -> str:
     )
 
 
-def check_acl(cluster: Cluster) -> str:
+def check_acl(cluster: Cluster, batches: str = "gp/v1/dev/+/up/batch") -> str:
     central = Client(cluster, 1, "central")
-    central.sub("gp/v1/dev/+/up/batch")
+    central.sub(batches)
     k1 = Client(cluster, 2, "K1")
     codes = k1.sub("gp/v1/dev/K2/down/#")
     state = "closed" if k1.gone.is_set() else "open"
@@ -138,12 +158,26 @@ def check_acl(cluster: Cluster) -> str:
     )
     k1.close()
     central.close()
-    return sub_line + "; " + pub_line
+    # Client-id takeover: K1's password with K2's client id, while K2 is connected.
+    k2 = Client(cluster, 1, "K2")
+    try:
+        thief: Client | None = Client(cluster, 2, "K1", client_id="gp-K2")
+    except RuntimeError:
+        thief = None
+    time.sleep(1)
+    takeover = (
+        f"K1 as client id gp-K2: {'refused' if thief is None else 'accepted'}, "
+        f"K2 {'disconnected' if k2.gone.is_set() else 'still connected'}"
+    )
+    for c in (k2, thief):
+        if c is not None:
+            c.close()
+    return sub_line + "; " + pub_line + "; " + takeover
 
 
-def loop(cluster: Cluster) -> str:
+def loop(cluster: Cluster, batches: str = "gp/v1/dev/+/up/batch") -> str:
     echo = Client(cluster, 2, "central")
-    echo.sub("gp/v1/dev/+/up/batch")
+    echo.sub(batches)
     stop = threading.Event()
 
     def answer() -> None:
@@ -229,15 +263,49 @@ def amqp_loop(cluster: Any) -> str:
     return f"{acks} batches acked in {elapsed:.1f} s = {acks / elapsed:.0f} batches/s"
 
 
+class _OneMosquitto:
+    """The baseline: the loop on one Mosquitto (what a county runs), same clients."""
+
+    def __init__(self, folder: Path) -> None:
+        from tests.mqtt_broker import Broker  # noqa: PLC0415
+
+        self.broker = Broker(folder, list(USERS.items())).start()
+        self.ca_cert = self.broker.ca_cert
+
+    def mqtt_url(self, n: int) -> str:
+        return self.broker.url
+
+    def kill(self, n: int) -> None:
+        self.broker.kill()
+
+    def close(self) -> None:
+        self.broker.close()
+
+
 def run(kind: str, folder: Path) -> None:
     t = time.monotonic()
     cluster: Any
+    if kind == "mosquitto":
+        cluster = _OneMosquitto(folder)
+        try:
+            # Central's rights there: the shared subscription only (Mosquitto lets 3.1.1
+            # clients use it too).
+            shared = "$share/central/gp/v1/dev/+/up/batch"
+            print(f"{kind}: loop (MQTT echo, one node): {loop(cluster, shared)}", flush=True)
+            print(f"{kind}: acl: {check_acl(cluster, shared)}", flush=True)
+        finally:
+            cluster.close()
+        return
     if kind == "rabbit":
         from tests.rabbit_cluster import RabbitCluster  # noqa: PLC0415 - one broker per run
 
         cluster = RabbitCluster(folder, USERS).start()
     else:
         from tests.nats_cluster import NatsCluster  # noqa: PLC0415
+
+        if shutil.which("nats-server") is None:
+            print("nats: skipped: nats-server is not installed")
+            return
 
         cluster = NatsCluster(folder, USERS).start()
     print(f"{kind}: startup: three nodes serving MQTT after {time.monotonic() - t:.1f} s")
@@ -255,7 +323,7 @@ def run(kind: str, folder: Path) -> None:
 def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"load average before: {' '.join(load)}")
-    for kind in sys.argv[1:] or ["rabbit", "nats"]:
+    for kind in sys.argv[1:] or ["mosquitto", "rabbit", "nats"]:
         with tempfile.TemporaryDirectory(prefix=f"gp-{kind}-") as tmp:
             run(kind, Path(tmp))
 
