@@ -43,7 +43,8 @@ soak: bootstrap
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
 
 ## test-cluster: kiosks and central on a three-node RabbitMQ cluster started by the test,
-## one node killed mid-sync, and the per-device rights on it (about 2 min; docs/scale.md)
+## one node killed mid-sync, the per-device rights on it, `greenpass central --amqp`
+## (about 2 min; docs/scale.md)
 test-cluster: bootstrap
 	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 

@@ -69,6 +69,7 @@ class RabbitCluster:
         (folder / "rabbitmq-env.conf").write_text("")
         (folder / "definitions.json").write_text(cluster_definitions(self.users))
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._started = [False] * size
         self._epmd: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,15 +114,19 @@ class RabbitCluster:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        todo = list(which) or list(range(1, len(self.nodes) + 1))
-        if not which and not (self.folder / "node1" / "mnesia").exists():
-            self._spawn(1)
-            self._wait(1)
-            todo.remove(1)
-        for n in todo:
-            self._spawn(n)
-        for n in todo:
-            self._wait(n)
+        try:
+            todo = list(which) or list(range(1, len(self.nodes) + 1))
+            if not which and not (self.folder / "node1" / "mnesia").exists():
+                self._spawn(1)
+                self._wait(1)
+                todo.remove(1)
+            for n in todo:
+                self._spawn(n)
+            for n in todo:
+                self._wait(n)
+        except BaseException:
+            self.close()  # no node or epmd left behind by a failed start
+            raise
         return self
 
     def _spawn(self, n: int) -> None:
@@ -145,14 +150,23 @@ class RabbitCluster:
                 start_new_session=True,  # its own group: kill() ends beam and its children
             )
 
-    def _wait(self, n: int) -> None:
+    def _wait(self, n: int, *, retry: bool = True) -> None:
         proc, port = self._procs[n], self.nodes[n - 1].mqtt_port
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"rabbit node {n} exited:\n{self.log_tail(n)}")
+                log = self.log_tail(n)
+                if retry and "eaddrinuse" in log and not self._started[n - 1]:
+                    # Another process took a port `free_port` offered: new ones, once.
+                    node = self.nodes[n - 1]
+                    self.nodes[n - 1] = RabbitNode(node.name, free_port(), free_port(), free_port())
+                    self._spawn(n)
+                    self._wait(n, retry=False)
+                    return
+                raise AssertionError(f"rabbit node {n} exited:\n{log}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    self._started[n - 1] = True  # its ports are its own from now on
                     return
             except OSError:
                 time.sleep(0.2)

@@ -24,7 +24,7 @@ from tests.tcp_balancer import Balancer
 
 # Passwords of the cluster's users (its definitions file): device logins are not yet
 # made by central's enrolment on a cluster (docs/scale.md, what is left).
-USERS = {"central": "central-pw", **{f"K{i}": f"k{i}-cluster-pw" for i in range(1, 4)}}
+USERS = {"central": "central-pw", **{f"K{i}": f"k{i}-cluster-pw" for i in range(1, 5)}}
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,18 @@ Marked `cluster` (the cluster takes about 40 s to form): `make test-cluster`.
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pika
 import pytest
 
 from central.amqp_receiver import declare_queues
 from central.rabbit import BATCH_QUEUE
 from greenpass.errors import TransportError
+from sync.keys import load_private_key
 from sync.transport import BrokerConfig, Transport
+from tests.central_process import running_central
 from tests.cluster.conftest import USERS, ClusterWorld
 from tests.rabbit_cluster import RabbitCluster
 from tests.sync.harness import Kiosk, wait_for
@@ -127,3 +132,21 @@ def test_sync_survives_a_node_killed_mid_stream(world: ClusterWorld) -> None:
     # Both workers took part: competing consumers on the one queue.
     assert all(w.receiver.handled > 0 for w in workers)
     assert kiosks[0].uplink is not None and kiosks[0].uplink.stats.connects >= 2
+
+
+def test_greenpass_central_consumes_the_cluster_over_amqp(
+    world: ClusterWorld, tmp_path: Path
+) -> None:
+    """The command an operator runs: `greenpass central --amqp …`, one URL per node."""
+    cluster = world.cluster
+    nodes = [f"amqp://127.0.0.1:{n.amqp_port}" for n in cluster.nodes]
+    front = SimpleNamespace(url=cluster.mqtt_url(1), ca_cert=cluster.ca_cert)
+    args = [x for url in nodes for x in ("--amqp", url)]
+    with running_central(tmp_path / "proc", front, db_url=world.db_url, args=args):  # type: ignore[arg-type]
+        world.central_key = load_private_key(tmp_path / "proc" / "central-home" / "central.key")
+        k = world.kiosk("K4")  # a device no other test used: its cluster session is new
+        deposits(k, 30)
+        up = k.start(world)
+        wait_for("K4 synced", k.synced, timeout=60)
+        assert world.store.count_entries("K4") == k.ledger.head()[0] == 30
+        wait_for("K4's state from that central", lambda: up.stats.states_applied > 0)
