@@ -3,7 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all bootstrap demo test lint typecheck firmware pytest soak bench bench-sync bench-console bench-evidence clean
+.PHONY: all bootstrap demo test test-cluster lint typecheck firmware pytest soak bench bench-sync bench-console bench-evidence clean
 
 all: test
 
@@ -34,13 +34,20 @@ firmware:
 # per-operation cases into one under xdist, fuzzing less.
 TEST_WORKERS ?= 2
 pytest:
-	$(BIN)/python -m pytest -q -m "not soak and not serial" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m "serial and not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not soak and not serial and not cluster" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "serial and not soak and not cluster" $(PYTEST_ARGS)
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
 ## kiosk) kept out of `make test`
 soak: bootstrap
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
+
+## test-cluster: kiosks and central on a three-node RabbitMQ cluster started by the test,
+## one node killed mid-sync, the per-device rights on it, `greenpass central --amqp`
+## (about 2 min; docs/scale.md)
+test-cluster:
+	@GREENPASS_CLUSTER=1 scripts/bootstrap
+	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 
 ## bench: benchmarks against raw baselines measured in the same run
 bench: bootstrap

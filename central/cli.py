@@ -33,6 +33,7 @@ from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
+    from central.amqp_receiver import AmqpConfig
     from central.broker_sync import BrokerSync
     from central.methodology import Methodology
     from central.store import CentralStore
@@ -76,6 +77,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="no MQTT: serve only the --http API and console (a reporting replica)",
     )
     parser.add_argument("--broker-user", default="central", help="MQTT username (central)")
+    parser.add_argument(
+        "--mqtt-version",
+        choices=("5", "3.1.1"),
+        default="5",
+        help="MQTT protocol to the broker (default 5; 3.1.1 has no shared subscriptions: "
+        "one worker only)",
+    )
+    parser.add_argument(
+        "--amqp",
+        action="append",
+        metavar="amqp://HOST:PORT",
+        help="consume batches and statuses from a RabbitMQ cluster's quorum queues over "
+        "AMQP, with --broker-user and its password file (repeatable: one per node; "
+        "docs/scale.md); the broker's logins are then not managed by central",
+    )
     parser.add_argument(
         "--broker-password-file",
         type=Path,
@@ -286,6 +302,23 @@ def _broker_sync(
     return BrokerSync(store, _central_broker(args, url, ca), load_secret(args.home))
 
 
+def _amqp(args: argparse.Namespace, login: BrokerConfig) -> AmqpConfig:
+    """`--amqp amqp://HOST:PORT` URLs with central's login put in (never on the command
+    line, where `ps` would show the password)."""
+    from urllib.parse import quote, urlsplit
+
+    from central.amqp_receiver import AmqpConfig
+
+    urls = []
+    for url in args.amqp:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname or parts.username:
+            raise ConfigError(f"--amqp {url!r}: give amqp://HOST:PORT (the login is central's)")
+        user, pw = quote(login.username, safe=""), quote(login.password, safe="")
+        urls.append(f"{parts.scheme}://{user}:{pw}@{parts.netloc}/%2F")
+    return AmqpConfig(tuple(urls), ca_cert=args.ca)
+
+
 def _run(args: argparse.Namespace) -> int:
     from central.service import CentralService
     from sync.transport import BrokerConfig
@@ -301,7 +334,9 @@ def _run(args: argparse.Namespace) -> int:
     admin = _central_broker(args, args.broker, args.ca)
     store = _store(args)
     key = _key(args.home)
-    broker_sync = _broker_sync(args, store, args.broker, args.ca)
+    amqp = _amqp(args, admin) if args.amqp else None
+    # Mosquitto's logins are central's to keep (over $CONTROL); a cluster's are not yet.
+    broker_sync = _broker_sync(args, store, args.broker, args.ca) if amqp is None else None
     service = CentralService(
         store,
         BrokerConfig(
@@ -310,12 +345,14 @@ def _run(args: argparse.Namespace) -> int:
             password=admin.password,
             client_id=f"gp-central-{args.worker_id}",
             ca_cert=args.ca,
+            mqtt_version=args.mqtt_version,
         ),
         key,
         debounce_s=args.debounce,
         min_interval_s=args.min_push_interval,
         log=_log_settings(args),
         log_process_url=str(args.db),
+        amqp=amqp,
     )
     stop = threading.Event()
 
@@ -326,12 +363,14 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start()
-    broker_sync.start()
+    if broker_sync is not None:
+        broker_sync.start()
     if args.http:
         _serve_http(args, store, key, stop, broker_sync)
     else:
         stop.wait()
-    broker_sync.stop()
+    if broker_sync is not None:
+        broker_sync.stop()
     service.stop()
     store.close()
     return 0

@@ -1,6 +1,7 @@
 """The central server process: ingest batches, ack after commit, push state down.
 
-Batches come from `sync.receiver.Receiver` (MQTT). Each goes through
+Batches come from `sync.receiver.Receiver` (MQTT), or on a RabbitMQ cluster from
+`central.amqp_receiver.AmqpReceiver` (quorum queues over AMQP). Each goes through
 `central.ingest` — verify, store idempotently, commit — and only then is its ack
 published. A village whose ledger changed gets fresh `down/state` messages for
 every kiosk in it, debounced (a backlog of a hundred batches from one kiosk
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from central import log_proofs, sequencer, tlog
+from central.amqp_receiver import AmqpConfig, AmqpReceiver
 from central.ingest import ingest
 from central.sequencer import Sequencer
 from central.state import build_village_states
@@ -42,6 +44,7 @@ class CentralService:
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         log: tlog.LogSettings | None = tlog.LogSettings(),  # noqa: B008 - frozen
         log_process_url: str | None = None,
+        amqp: AmqpConfig | None = None,
     ) -> None:
         self.store = store
         self.key = key
@@ -65,12 +68,15 @@ class CentralService:
         self._features: dict[str, frozenset[str]] = {}  # what each kiosk says it takes
         self._changes: dict[str, int] = {}  # village → changed_ms last seen
         self._next_poll = 0.0
-        self.receiver = Receiver(
-            broker,
-            self.on_batch,
-            self.on_status,
-            tick=self.on_tick,
-            on_connect=self.all_states,
+        # With `amqp` the batches come from a RabbitMQ cluster's queues, not MQTT.
+        self.receiver: Receiver | AmqpReceiver = (
+            Receiver(
+                broker, self.on_batch, self.on_status, tick=self.on_tick, on_connect=self.all_states
+            )
+            if amqp is None
+            else AmqpReceiver(
+                amqp, self.on_batch, self.on_status, tick=self.on_tick, on_connect=self.all_states
+            )
         )
 
     def start(self) -> None:

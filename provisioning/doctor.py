@@ -313,6 +313,7 @@ def check_broker(
                 ca_cert=s.ca_cert,
                 clean_start=True,
                 session_expiry_s=0,
+                mqtt_version=s.mqtt_version,
             )
         )
         try:

@@ -9,6 +9,7 @@
     window = 2                          # batches in flight
     ack_timeout_s = 20
     status_every_s = 60
+    mqtt_version = "5"                  # "3.1.1" on a RabbitMQ cluster (docs/scale.md)
 
 The MQTT username is the ledger's device id. `greenpass sync enrol` writes this
 file; docs/sync.md documents every key.
@@ -22,6 +23,7 @@ from typing import Any
 
 from greenpass.errors import ConfigError
 from greenpass.tomlfile import read_toml
+from sync.transport import MQTT_VERSIONS
 
 KEYS = (
     "broker_url",
@@ -32,6 +34,7 @@ KEYS = (
     "window",
     "ack_timeout_s",
     "status_every_s",
+    "mqtt_version",
 )
 
 
@@ -45,6 +48,7 @@ class SyncConfig:
     window: int = 2
     ack_timeout_s: float = 20.0
     status_every_s: float = 60.0
+    mqtt_version: str = "5"
 
     def password(self) -> str:
         try:
@@ -88,6 +92,9 @@ def parse_sync_config(table: dict[str, Any], path: Path) -> SyncConfig:
     window = _get(table, "window", int, path, 2)
     if not 1 <= window <= 8:
         raise ConfigError(f"{path}: [sync] window must be 1..8, got {window}")
+    version = _get(table, "mqtt_version", str, path, "5")
+    if version not in MQTT_VERSIONS:
+        raise ConfigError(f"{path}: [sync] mqtt_version must be one of {MQTT_VERSIONS}")
     return SyncConfig(
         broker_url=_get(table, "broker_url", str, path),
         password_file=rel("password_file"),
@@ -97,6 +104,7 @@ def parse_sync_config(table: dict[str, Any], path: Path) -> SyncConfig:
         window=window,
         ack_timeout_s=_get(table, "ack_timeout_s", float, path, 20.0),
         status_every_s=_get(table, "status_every_s", float, path, 60.0),
+        mqtt_version=version,
     )
 
 
@@ -122,5 +130,7 @@ def write_sync_config(path: Path, cfg: SyncConfig) -> None:
         f"window = {cfg.window}",
         f"ack_timeout_s = {cfg.ack_timeout_s}",
         f"status_every_s = {cfg.status_every_s}",
+        # Written only when not the default: a kiosk on Mosquitto keeps its file as it was.
+        *([f'mqtt_version = "{cfg.mqtt_version}"'] if cfg.mqtt_version != "5" else []),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -2,7 +2,9 @@
 handler, publish the acks and states it returns.
 
 Several central processes may run this against one broker: batches arrive on
-the MQTT v5 shared subscription, so each is delivered to one of them. The ack
+the MQTT v5 shared subscription, so each is delivered to one of them. MQTT 3.1.1
+has no shared subscriptions: there central subscribes to the plain topics, and only
+one worker may run (a RabbitMQ cluster's workers use `central.amqp_receiver`). The ack
 is published only after the handler returns, and the handler returns only after
 its database commit — the kiosk's `ok` means "stored centrally".
 """
@@ -23,6 +25,7 @@ from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_conne
 log = logging.getLogger(__name__)
 
 STATUS_SUBSCRIPTION = f"$share/central/{p.TOPIC_ROOT}/+/{p.STATUS}"
+V311_SUBSCRIPTIONS = (f"{p.TOPIC_ROOT}/+/{p.BATCH}", f"{p.TOPIC_ROOT}/+/{p.STATUS}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ class Receiver:
         keep_connected(
             lambda: Transport(self.broker),
             self._loop,
-            subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION),
+            subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION)
+            if self.broker.v5
+            else V311_SUBSCRIPTIONS,
             backoff=self.backoff,
             stop=self.stop_event,
             name="central receiver",

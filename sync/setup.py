@@ -32,6 +32,7 @@ def uplink_from_config(
             password=cfg.password(),
             client_id=device_client_id(ledger.device_id),
             ca_cert=cfg.ca_cert,
+            mqtt_version=cfg.mqtt_version,
         ),
         central_key=public_key(cfg.central_public_key),
         window=cfg.window,

@@ -1,4 +1,5 @@
-"""One MQTT v5 connection. paho-mqtt's callbacks and return codes stay in here.
+"""One MQTT connection (v5, or 3.1.1 for a clustered broker). paho-mqtt's callbacks
+and return codes stay in here.
 
 The owner (kiosk uplink, central receiver) sees three things: `connect()` that
 returns or raises `TransportError`, `publish()` that returns once the broker has
@@ -11,6 +12,13 @@ Reconnecting is `keep_connected`, the loop both ends run: a new `Transport` per
 attempt, `Backoff` between attempts (capped, fully jittered exponential delays,
 so a thousand kiosks coming back after a village power cut spread themselves
 out), and the subscriptions made again on every connection.
+
+`BrokerConfig.mqtt_version` picks the protocol: "5" (Mosquitto, the default) or
+"3.1.1" (RabbitMQ's MQTT plugin speaks only that; docs/scale.md). The kiosk's
+topics, payloads and acks are the same on both. 3.1.1 has no session expiry (the
+broker keeps a persistent session until it is deleted), no reason codes on a PUBACK,
+and a denied subscription is answered with SUBACK 0x80 or by closing the connection
+(RabbitMQ): either ends `subscribe` with a `TransportError`.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from greenpass.errors import ConfigError, TransportError
 log = logging.getLogger(__name__)
 
 _LOSS_CHECK_S = 0.1  # how often a wait for the broker also checks the connection
+MQTT_VERSIONS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,11 @@ class BrokerConfig:
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 86_400  # queued acks survive a week offline
     clean_start: bool = False
+    mqtt_version: str = "5"  # or "3.1.1" (MQTT_VERSIONS)
+
+    @property
+    def v5(self) -> bool:
+        return self.mqtt_version == "5"
 
     def host_port(self) -> tuple[str, int, bool]:
         parts = urlsplit(self.url)
@@ -99,6 +113,8 @@ class Transport:
     ) -> None:
         self.cfg = cfg
         self.host, self.port, tls = cfg.host_port()
+        if cfg.mqtt_version not in MQTT_VERSIONS:
+            raise ConfigError(f"mqtt_version {cfg.mqtt_version!r}: use one of {MQTT_VERSIONS}")
         self.inbox: queue.Queue[Message] = inbox if inbox is not None else queue.Queue()
         self._connected = threading.Event()
         self._result: ReasonCode | None = None
@@ -107,7 +123,9 @@ class Transport:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if cfg.v5 else mqtt.MQTTv311,
+            # 3.1.1 sets it here, v5 at each connect (`clean_start`).
+            clean_session=None if cfg.v5 else cfg.clean_start,
             # One connection per Transport: a lost one ends paho's network thread, and
             # `keep_connected` makes the next, where it is counted, backed off and
             # resubscribed. (With paho's default the thread would reconnect after 1 s
@@ -166,18 +184,21 @@ class Transport:
         """Connect once (no retries: that is `keep_connected`). Afterwards
         `session_present` says whether the broker still had this client's session
         (its subscriptions and the messages queued while we were away)."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
         self._done.clear()
         self._result = None
         try:
-            self._client.connect(
-                self.host,
-                self.port,
-                keepalive=self.cfg.keepalive_s,
-                clean_start=self.cfg.clean_start,
-                properties=props,
-            )
+            if self.cfg.v5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = self.cfg.session_expiry_s
+                self._client.connect(
+                    self.host,
+                    self.port,
+                    keepalive=self.cfg.keepalive_s,
+                    clean_start=self.cfg.clean_start,
+                    properties=props,
+                )
+            else:
+                self._client.connect(self.host, self.port, keepalive=self.cfg.keepalive_s)
         except (OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot reach broker {self.cfg.url}: {exc}") from exc
         sock = self._client.socket()
@@ -202,7 +223,10 @@ class Transport:
             done.set()
 
         self._client.on_subscribe = on_subscribe
-        rc, _ = self._client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        if self.cfg.v5:
+            rc, _ = self._client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        else:
+            rc, _ = self._client.subscribe([(t, 1) for t in topics])
         if rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"subscribe failed: {mqtt.error_string(rc)}")
         deadline = time.monotonic() + timeout_s

@@ -47,6 +47,7 @@ def test_load_resolves_relative_paths_and_defaults(tmp_path: Path) -> None:
         (("ab" * 32, "ab" * 31), "32 bytes"),
         (("[sync]", "[sink]"), "no [sync] table"),
         (("[sync]", "[sync"), "not valid TOML"),
+        (("window = 3", 'mqtt_version = "3"'), "mqtt_version must be one of"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -54,6 +55,19 @@ def test_bad_config_names_the_key(tmp_path: Path, change: tuple[str, str], messa
     path.write_text(GOOD.replace(*change))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         load_sync_config(path)
+
+
+def test_mqtt_version_defaults_to_5_and_is_written_only_when_not(tmp_path: Path) -> None:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(GOOD)
+    assert load_sync_config(path).mqtt_version == "5"
+    write_sync_config(tmp_path / "again.toml", load_sync_config(path))
+    assert "mqtt_version" not in (tmp_path / "again.toml").read_text()  # Mosquitto kiosks
+    path.write_text(GOOD + 'mqtt_version = "3.1.1"\n')
+    cfg = load_sync_config(path)
+    assert cfg.mqtt_version == "3.1.1"
+    write_sync_config(tmp_path / "again.toml", cfg)
+    assert load_sync_config(tmp_path / "again.toml") == cfg
 
 
 def test_missing_password_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ its shared subscriptions)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from greenpass.errors import TransportError
+from greenpass.errors import ConfigError, TransportError
 from simulator.netproxy import NetProxy
 from sync import protocol as p
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
@@ -169,3 +170,31 @@ def test_keep_connected_reconnects_once_per_outage_and_subscribes_again(
         assert len(loop.errors) >= len(outages)  # each outage was seen, and said why
     finally:
         loop.close()
+
+
+def test_mqtt_311_keeps_the_session_and_gets_what_was_queued(broker: Broker) -> None:
+    """The kiosk's transport on MQTT 3.1.1 (a RabbitMQ cluster's protocol; docs/scale.md),
+    here against Mosquitto, which speaks both: the same topics, a persistent session."""
+    cfg = dataclasses.replace(config(broker, "K1", "k1-pw"), mqtt_version="3.1.1")
+    t = Transport(cfg)
+    t.connect()
+    assert not t.session_present
+    t.subscribe(p.topic("K1", p.ACK))
+    with pytest.raises(TransportError, match="refused subscription"):
+        t.subscribe(p.topic("K2", p.ACK))  # SUBACK 0x80 on 3.1.1
+    t.close()
+    central = broker.client("central", "central-pw")
+    assert not central.publish_wait(p.topic("K1", p.ACK), b"queued").is_failure
+    t = Transport(cfg)
+    t.connect()
+    try:
+        assert t.session_present  # clean_session=false: kept, with what came meanwhile
+        assert t.inbox.get(timeout=5).payload == b"queued"
+        t.publish(p.topic("K1", p.STATUS), b"{}")
+    finally:
+        t.close()
+
+
+def test_an_unknown_mqtt_version_is_refused(broker: Broker) -> None:
+    with pytest.raises(ConfigError, match="mqtt_version '4'"):
+        Transport(dataclasses.replace(config(broker, "K1", "k1-pw"), mqtt_version="4"))

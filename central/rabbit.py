@@ -1,0 +1,161 @@
+"""A RabbitMQ 3.10 cluster as the broker: node configuration, users and rights.
+
+The national deployment (docs/scale.md): kiosks keep speaking MQTT 3.1.1 to any node
+(the `rabbitmq_mqtt` plugin); central consumes batches and statuses over AMQP from
+quorum queues, as competing consumers (`central.amqp_receiver`). Every device is a
+RabbitMQ user with the rights Mosquitto's dynamic-security plugin gives it
+(docs/broker.md): publish its own `up/batch` and `status`, read its own `down/…`.
+
+MQTT topics map to AMQP routing keys on `amq.topic` with `/` as `.`:
+`gp/v1/dev/K1/up/batch` is `gp.v1.dev.K1.up.batch`. A device id with a `.` in it
+would cross a topic level there, so the cluster refuses such ids (`check_rabbit_id`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from central.dynsec import CENTRAL_USER
+from greenpass.errors import ConfigError
+
+EXCHANGE = "amq.topic"
+# Central's queues: quorum (Raft-replicated over three nodes), consumed by every
+# central worker at once; RabbitMQ hands each message to one of them.
+BATCH_QUEUE = "gp.central.batches"
+STATUS_QUEUE = "gp.central.status"
+BATCH_KEY = "gp.v1.dev.*.up.batch"
+STATUS_KEY = "gp.v1.dev.*.status"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RabbitNode:
+    name: str  # Erlang node name, gp1@host
+    amqp_port: int
+    mqtt_port: int  # MQTT over TLS
+    dist_port: int  # Erlang distribution between the nodes
+
+
+def check_rabbit_id(device_id: str) -> str:
+    if not _ID.match(device_id) or device_id.lower().startswith("central"):
+        raise ConfigError(f"device id {device_id!r} cannot be a RabbitMQ MQTT user (no '.')")
+    return device_id
+
+
+def rabbit_password_hash(password: str) -> str:
+    """The `rabbit_password_hashing_sha256` hash a definitions file takes:
+    base64(salt ‖ SHA-256(salt ‖ password)), 4-byte salt."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def amq_key(mqtt_topic: str) -> str:
+    return mqtt_topic.replace("/", ".")
+
+
+def device_rights(device_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Vhost permissions and topic permissions of one device.
+
+    The MQTT plugin keeps a persistent (clean_session=false) session in the queue
+    `mqtt-subscription-<client id>qos1`: a device may declare, bind and read only
+    its own (client id `gp-D`), so it cannot consume another kiosk's session even
+    with that kiosk's client id. Topic rights bind it to its own branch.
+    """
+    d = re.escape(check_rabbit_id(device_id))
+    own = rf"mqtt-subscription-gp-{d}qos[01]"
+    perms = {
+        "configure": rf"^{own}$",
+        "write": rf"^(amq\.topic|{own})$",
+        "read": rf"^(amq\.topic|{own})$",
+    }
+    topic = {
+        "exchange": EXCHANGE,
+        "write": rf"^gp\.v1\.dev\.{d}\.(up\.batch|status)$",
+        "read": rf"^gp\.v1\.dev\.{d}\.down\.",
+    }
+    return perms, topic
+
+
+def central_rights() -> tuple[dict[str, str], dict[str, str]]:
+    perms = {
+        "configure": r"^(gp\.central\..*|mqtt-subscription-central.*)$",
+        "write": r"^(amq\.topic|gp\.central\..*|mqtt-subscription-central.*)$",
+        "read": r"^(amq\.topic|gp\.central\..*|mqtt-subscription-central.*)$",
+    }
+    topic = {
+        "exchange": EXCHANGE,
+        "write": r"^gp\.v1\.dev\.[^.]+\.down\.",
+        "read": r"^gp\.v1\.dev\.[^.]+\.(up\.batch|status)$",
+    }
+    return perms, topic
+
+
+def cluster_definitions(users: Mapping[str, str]) -> str:
+    """A definitions file (`load_definitions`): the users with their hashed
+    passwords and rights. (Central declares its queues: `amqp_receiver.declare_queues`.)"""
+    out: dict[str, list[dict[str, object]]] = {
+        "vhosts": [{"name": "/"}],
+        "users": [],
+        "permissions": [],
+        "topic_permissions": [],
+    }
+    for user, password in users.items():
+        perms, topic = central_rights() if user == CENTRAL_USER else device_rights(user)
+        out["users"].append(
+            {"name": user, "password_hash": rabbit_password_hash(password),
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+        )  # fmt: skip
+        out["permissions"].append({"user": user, "vhost": "/", **perms})
+        out["topic_permissions"].append({"user": user, "vhost": "/", **topic})
+    return json.dumps(out, indent=1)
+
+
+def node_config(
+    nodes: Sequence[RabbitNode],
+    n: int,
+    *,
+    tls: tuple[Path, Path, Path],
+    definitions: Path | None = None,
+    bind: str = "127.0.0.1",
+) -> str:
+    """rabbitmq.conf of node `n` (1-based) of `nodes`. Why each line is there:"""
+    me = nodes[n - 1]
+    ca, cert, key = tls
+    lines = [
+        f"listeners.tcp.default = {bind}:{me.amqp_port}",
+        # Kiosks: MQTT over TLS only (as on Mosquitto: plain MQTT is refused).
+        "mqtt.listeners.tcp = none",
+        f"mqtt.listeners.ssl.default = {bind}:{me.mqtt_port}",
+        f"ssl_options.cacertfile = {ca}",
+        f"ssl_options.certfile = {cert}",
+        f"ssl_options.keyfile = {key}",
+        "ssl_options.verify = verify_none",
+        "ssl_options.versions.1 = tlsv1.3",
+        "ssl_options.versions.2 = tlsv1.2",
+        "mqtt.allow_anonymous = false",
+        "mqtt.vhost = /",
+        f"mqtt.exchange = {EXCHANGE}",
+        # A kiosk's session queue (clean_session=false) is a quorum queue: its
+        # un-acked acks and states survive the loss of the node it was on.
+        "mqtt.durable_queue_type = quorum",
+        # No guest user: every login is one of the definitions' users.
+        "default_user = guest-disabled-" + secrets.token_hex(8),
+        "default_pass = " + secrets.token_hex(16),
+        "loopback_users = none",
+        "cluster_formation.peer_discovery_backend = classic_config",
+        *(f"cluster_formation.classic_config.nodes.{i} = {x.name}" for i, x in enumerate(nodes, 1)),
+        # A node cut off from the majority pauses rather than serve a split brain.
+        "cluster_partition_handling = pause_minority",
+        "vm_memory_high_watermark.relative = 0.2",
+        "disk_free_limit.absolute = 50MB",
+    ]
+    if definitions is not None:
+        lines.append(f"load_definitions = {definitions}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,152 @@
+"""Green Passbook on a three-node RabbitMQ cluster (docs/scale.md): kiosks on MQTT
+3.1.1 spread over the nodes, two central workers consuming its quorum queues over
+AMQP, one node SIGKILLed mid-sync; and the per-device rights on the cluster.
+
+Marked `cluster` (the cluster takes about 40 s to form): `make test-cluster`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pika
+import pytest
+
+from central.amqp_receiver import declare_queues
+from central.rabbit import BATCH_QUEUE
+from greenpass.errors import TransportError
+from sync.keys import load_private_key
+from sync.transport import BrokerConfig, Transport
+from tests.central_process import running_central
+from tests.cluster.conftest import USERS, ClusterWorld
+from tests.rabbit_cluster import RabbitCluster
+from tests.sync.harness import Kiosk, wait_for
+
+pytestmark = pytest.mark.cluster
+
+PER_KIOSK = 120
+
+
+def v311(cluster: RabbitCluster, node: int, user: str, client_id: str | None = None) -> Transport:
+    t = Transport(
+        BrokerConfig(
+            url=cluster.mqtt_url(node),
+            username=user,
+            password=USERS[user],
+            client_id=client_id or f"gp-{user}",
+            ca_cert=cluster.ca_cert,
+            clean_start=True,
+            mqtt_version="3.1.1",
+        )
+    )
+    t.connect()
+    return t
+
+
+def queued_batches(cluster: RabbitCluster, node: int) -> int:
+    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url(node)))
+    try:
+        ch = conn.channel()
+        declare_queues(ch)  # as central does when it connects
+        q = ch.queue_declare(BATCH_QUEUE, passive=True)
+        return int(q.method.message_count)
+    finally:
+        conn.close()
+
+
+def test_a_device_reads_and_writes_only_its_own_topics(cluster: RabbitCluster) -> None:
+    before = queued_batches(cluster, 1)
+    # Another kiosk's down topic, every kiosk's, everything: refused (RabbitMQ closes
+    # the connection rather than answer SUBACK 0x80).
+    for topic in ("gp/v1/dev/K2/down/ack", "gp/v1/dev/+/down/ack", "#", "gp/v1/dev/+/up/batch"):
+        t = v311(cluster, 2, "K1")
+        try:
+            with pytest.raises(TransportError):
+                t.subscribe(topic)
+        finally:
+            t.close()
+    # Publishing as another kiosk: the connection is closed, nothing reaches central.
+    t = v311(cluster, 3, "K1")
+    try:
+        with pytest.raises(TransportError):
+            t.publish("gp/v1/dev/K2/up/batch", b"forged", timeout_s=5)
+        wait_for("K1 disconnected", lambda: not t.connected)
+    finally:
+        t.close()
+    # Its own topics work, on any node.
+    for node in (1, 2, 3):
+        t = v311(cluster, node, "K1")
+        try:
+            t.subscribe("gp/v1/dev/K1/down/ack", "gp/v1/dev/K1/down/state")
+            t.publish("gp/v1/dev/K1/status", b"{}", timeout_s=5)
+        finally:
+            t.close()
+    # K2's session queue is out of reach with K2's client id: it is K2's to declare.
+    t = v311(cluster, 1, "K1", client_id="gp-K2")
+    try:
+        with pytest.raises(TransportError):
+            t.subscribe("gp/v1/dev/K1/down/ack")
+    finally:
+        t.close()
+    assert queued_batches(cluster, 1) == before
+
+
+def deposits(k: Kiosk, n: int) -> None:
+    villager = k.ledger.enrol(f"{k.device_id} household", staff_id="S1").passbook_id or ""
+    for i in range(n - 1):
+        if i % 20 == 0:
+            k.clock.advance(86_400_000)  # a new day: daily caps start again
+        k.clock.advance(11 * 60_000)
+        k.ledger.deposit(villager, "paper", 500 + 10 * (i % 10))
+
+
+def test_sync_survives_a_node_killed_mid_stream(world: ClusterWorld) -> None:
+    cluster = world.cluster
+    kiosks = [world.kiosk(f"K{i}") for i in (1, 2, 3)]  # K1 on node 1, K2 on 2, K3 on 3
+    for k in kiosks:
+        deposits(k, PER_KIOSK)
+    workers = [world.start_central("1"), world.start_central("2")]  # on nodes 1 and 2
+    # Small batches, so that the kill lands mid-stream; a short ack timeout, so that
+    # batches or acks lost with the node are resent soon.
+    for k in kiosks:
+        k.start(world, max_entries=4, window=2, ack_timeout_s=5)
+    total = PER_KIOSK * len(kiosks)
+    wait_for("a third stored", lambda: world.store.count_entries() >= total // 3, timeout=60)
+    cluster.kill(1)  # K1's node, worker 1's, and the quorum queues' first leader
+    stored_at_kill = world.store.count_entries()
+    wait_for("all synced", lambda: all(k.synced() for k in kiosks), timeout=120)
+    assert stored_at_kill < total, "the kill came after the stream"
+    cluster.start(1)  # back in the cluster: its queue replicas catch up
+    for k in kiosks:  # and the cluster goes on taking entries
+        deposits(k, 5)
+    wait_for("synced after the restart", lambda: all(k.synced() for k in kiosks), timeout=60)
+    for k in kiosks:
+        head = k.ledger.head()[0]
+        assert head == PER_KIOSK + 5
+        # Nothing lost, nothing twice: central holds each seq once, all acked.
+        assert world.store.count_entries(k.device_id) == head
+        assert k.ledger.outbox.acked_seq() == head
+        device = world.store.device(k.device_id)
+        assert device is not None and device.acked_seq == head
+    # Both workers took part: competing consumers on the one queue.
+    assert all(w.receiver.handled > 0 for w in workers)
+    assert kiosks[0].uplink is not None and kiosks[0].uplink.stats.connects >= 2
+
+
+def test_greenpass_central_consumes_the_cluster_over_amqp(
+    world: ClusterWorld, tmp_path: Path
+) -> None:
+    """The command an operator runs: `greenpass central --amqp …`, one URL per node."""
+    cluster = world.cluster
+    nodes = [f"amqp://127.0.0.1:{n.amqp_port}" for n in cluster.nodes]
+    front = SimpleNamespace(url=cluster.mqtt_url(1), ca_cert=cluster.ca_cert)
+    args = [x for url in nodes for x in ("--amqp", url)]
+    with running_central(tmp_path / "proc", front, db_url=world.db_url, args=args):  # type: ignore[arg-type]
+        world.central_key = load_private_key(tmp_path / "proc" / "central-home" / "central.key")
+        k = world.kiosk("K4")  # a device no other test used: its cluster session is new
+        deposits(k, 30)
+        up = k.start(world)
+        wait_for("K4 synced", k.synced, timeout=60)
+        assert world.store.count_entries("K4") == k.ledger.head()[0] == 30
+        wait_for("K4's state from that central", lambda: up.stats.states_applied > 0)
