@@ -14,6 +14,10 @@ first code read:
                    Gaussian (defocus)
     sharpen        unsharp mask on the upscaled crop
     clahe          local contrast (CLAHE) on the upscaled crop: faded print, glare
+    finder         when the crop shows two finder patterns and not three (a thumb
+                   over a corner square), a synthetic one painted where the third
+                   must be (`hardware.scanner.finders`); zxing then reads the
+                   code, its error correction repairing the covered data
 
 The order and the set come from `python -m bench.camera_loop`, which measures
 each step's gain and CPU on the hard-frame corpus; see docs/hardware-scanner.md.
@@ -35,16 +39,18 @@ import numpy as np
 import numpy.typing as npt
 
 from hardware.scanner.decoders import GreyImage, ZxingDecoder, as_uint8
+from hardware.scanner.finders import restored
 
-Step = Literal["zxing_options", "upscale", "deblur", "sharpen", "clahe"]
-STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "sharpen", "clahe")
+Step = Literal["zxing_options", "upscale", "deblur", "sharpen", "clahe", "finder"]
+STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "sharpen", "clahe", "finder")
 # Sharpening is measured but left out: on the benchmark's corpus it read no
 # code that deconvolution had not already read (docs/hardware-scanner.md).
-DEFAULT_STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "clahe")
+DEFAULT_STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "clahe", "finder")
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 _CELL = 16  # texture map cell, px: a few modules of a 2–5 px/module code
 _MAX_CROP = 360  # a crop's longer side before the ×2 upscale (bounds the retry cost)
+_SMALL_MODULE = 3.2  # px per module: below this a painted-finder crop is also tried ×2
 
 
 @dataclass
@@ -114,6 +120,11 @@ class RescuingDecoder:
             yield "sharpen", as_uint8(cv2.addWeighted(up, 2.5, blurred, -1.5, 0)), False
         if "clahe" in steps:
             yield "clahe", as_uint8(self._clahe.apply(up)), False
+        if "finder" in steps:
+            for image, module in restored(crop):
+                yield "finder", image, False
+                if module < _SMALL_MODULE:
+                    yield "finder", _upscale(image), False
 
     def _candidates(self, grey: GreyImage, located: list[Box]) -> list[Box]:
         """Where to look again: textured blocks, else the span of zxing's unread symbols.
