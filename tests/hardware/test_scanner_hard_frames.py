@@ -16,6 +16,7 @@ import pytest
 from edge.cards import read_card
 from hardware.scanner import CameraScanner, open_decoder
 from hardware.scanner.decoders import ZxingDecoder, as_uint8
+from hardware.scanner.finders import find_marks, guesses, refined
 from hardware.scanner.rescue import (
     DEFAULT_STEPS,
     RescuingDecoder,
@@ -30,7 +31,10 @@ from simulator.hard_frames import (
     VILLAGE,
     HardScene,
     HeldCard,
+    Thumb,
+    card_payload,
     hard_corpus,
+    issuer_key,
     issuer_keys,
     render_hard,
 )
@@ -112,3 +116,55 @@ def test_wiener_deconvolution_undoes_a_known_streak() -> None:
     error_before = np.abs(blurred[inner].astype(int) - sharp[inner]).mean()
     error_after = np.abs(restored[inner].astype(int) - sharp[inner]).mean()
     assert error_after < error_before * 0.6, (error_before, error_after)
+
+
+def _card_with_thumb(
+    side: int, along: float, rotation: float, *, thumb: bool = True
+) -> tuple[np.ndarray, str]:  # type: ignore[type-arg]
+    """A sharp, slightly tilted card; the thumb covers one finder pattern whole."""
+    payload = card_payload(np.random.default_rng(5), issuer_key(0))
+    scene = HardScene(
+        payload=payload,
+        module_px=3.6,
+        rotation_deg=rotation,
+        perspective=0.08,
+        tilt_deg=30.0,
+        thumb=Thumb(side, along, 0.36, 0.18) if thumb else None,
+    )
+    image = render_hard(scene, background((640, 480), 2), np.random.default_rng(0))
+    return grey(image), payload
+
+
+@pytest.mark.parametrize(("side", "along", "rotation"), [(0, 0.1, 20.0), (3, 0.9, 200.0)])
+def test_a_covered_finder_is_painted_back_and_the_code_read(
+    side: int, along: float, rotation: float
+) -> None:
+    image, payload = _card_with_thumb(side, along, rotation)
+    assert ZxingDecoder().decode(image) == []
+    without = RescuingDecoder(tuple(s for s in DEFAULT_STEPS if s != "finder"))
+    assert without.decode(image) == []  # no other step gets past the missing finder
+    rescue = RescuingDecoder()
+    assert rescue.decode(image) == [payload]
+    assert rescue.stats.rescued == {"finder": 1}
+    assert read_card(payload, issuer_keys(0), VILLAGE).village == VILLAGE
+
+
+def test_the_missing_finder_is_placed_within_half_a_module() -> None:
+    window = (slice(80, 400), slice(160, 480))
+    covered, _ = _card_with_thumb(0, 0.1, 20.0)
+    marks = find_marks(covered[window])
+    assert len(marks.finders) == 2
+    a, b = marks.finders
+    module = (a.module + b.module) / 2
+    assert 3.0 < module < 4.2  # 3.6 px at the card's centre, tilted
+    # The same frame with no thumb shows the third finder where it really is.
+    bare, _ = _card_with_thumb(0, 0.1, 20.0, thumb=False)
+    (third,) = [
+        f.center
+        for f in find_marks(bare[window]).finders
+        if min(np.linalg.norm(f.center - a.center), np.linalg.norm(f.center - b.center)) > module
+    ]
+    places = [
+        g.centers[g.missing] for raw in guesses(a, b) for g in refined(raw, marks.holes, module)
+    ]
+    assert min(np.linalg.norm(p - third) for p in places) < 0.5 * module
