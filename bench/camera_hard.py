@@ -111,16 +111,22 @@ def measure(name: str, decoder: Decoder, frames: Sequence[HardFrame], seed: int)
     return result
 
 
-def held_card_rate(make: Callable[[], Decoder], trials: int, seed: int) -> tuple[int, int]:
-    """(trials read, wrong reports) for `trials` one-second holds through CameraScanner."""
+def held_card_rate(
+    make: Callable[[], Decoder], trials: int, seed: int
+) -> tuple[int, int, Counter[str]]:
+    """(trials read, wrong reports, missed trials by category) for `trials`
+    one-second holds through CameraScanner."""
     read = wrong = 0
+    missed: Counter[str] = Counter()
     for i in range(trials):
-        cam = HeldCard(CODE_CATEGORIES[i % len(CODE_CATEGORIES)], seed=seed * 10_000 + i)
+        category = CODE_CATEGORIES[i % len(CODE_CATEGORIES)]
+        cam = HeldCard(category, seed=seed * 10_000 + i)
         scanner = CameraScanner(cam, make(), clock=cam.clock)
         payloads = list(scanner.payloads())
         read += cam.payload in payloads
+        missed[category] += cam.payload not in payloads
         wrong += sum(p != cam.payload for p in payloads)
-    return read, wrong
+    return read, wrong, +missed
 
 
 def _row(r: Result) -> str:
@@ -169,12 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if DEFAULT_STEPS != STEPS:  # the default keeps only the steps that paid
         final = measure(f"default {'+'.join(DEFAULT_STEPS)}", RescuingDecoder(), frames, args.seed)
         print(_row(final))
-    plain_read, plain_wrong = held_card_rate(ZxingDecoder, args.trials, args.seed)
-    ours_read, ours_wrong = held_card_rate(RescuingDecoder, args.trials, args.seed)
+    plain_read, plain_wrong, plain_missed = held_card_rate(ZxingDecoder, args.trials, args.seed)
+    ours_read, ours_wrong, ours_missed = held_card_rate(RescuingDecoder, args.trials, args.seed)
     print()
     print(f"held card, 1 s at 10 fps, {args.trials} trials (all categories, per-frame shake):")
-    print(f"  plain zxing-cpp   {plain_read / args.trials:6.1%} read, {plain_wrong} wrong")
-    print(f"  default (rescue)  {ours_read / args.trials:6.1%} read, {ours_wrong} wrong")
+    for name, read, wrong, missed in (
+        ("plain zxing-cpp", plain_read, plain_wrong, plain_missed),
+        ("default (rescue)", ours_read, ours_wrong, ours_missed),
+    ):
+        misses = ", ".join(f"{_SHORT[c]} {n}" for c, n in sorted(missed.items())) or "none"
+        print(f"  {name:17s} {read / args.trials:6.1%} read, {wrong} wrong; missed: {misses}")
 
     all_ms = np.array(final.code_ms + final.empty_ms)
     goals = [
