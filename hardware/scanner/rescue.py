@@ -236,6 +236,12 @@ _STREAK_LENGTHS: tuple[tuple[float, tuple[float, ...]], ...] = (
 )
 
 
+# Defocus widths tried (σ, noise-to-signal). The last two trust the image more:
+# a heavily defocused code of under 3 px per module keeps so little contrast
+# that the default 0.02 smooths it away (docs/hardware-scanner.md).
+_DEFOCUS: tuple[tuple[float, float], ...] = ((1.5, 0.02), (2.2, 0.02), (1.5, 0.005), (1.9, 0.005))
+
+
 def _deblurred(crop: GreyImage) -> Iterator[GreyImage]:
     angle, ratio = streak(crop)
     for limit, lengths in _STREAK_LENGTHS:
@@ -243,8 +249,8 @@ def _deblurred(crop: GreyImage) -> Iterator[GreyImage]:
             for length in lengths:
                 yield wiener(crop, line_kernel(length, angle))
             return
-    for sigma in (1.5, 2.2):  # about isotropic: defocus
-        yield wiener(crop, gaussian_kernel(sigma))
+    for sigma, nsr in _DEFOCUS:  # about isotropic: defocus
+        yield wiener(crop, gaussian_kernel(sigma), nsr)
 
 
 def wiener(image: GreyImage, kernel: npt.NDArray[np.float32], nsr: float = 0.02) -> GreyImage:
