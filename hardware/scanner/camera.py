@@ -18,9 +18,10 @@ from typing import Protocol
 import cv2
 
 from hardware.scanner.base import Scan, Scanner
-from hardware.scanner.decoders import Decoder, GreyImage, ZxingDecoder, as_uint8
+from hardware.scanner.decoders import Decoder, GreyImage, as_uint8
 from hardware.scanner.errors import ScannerClosed, ScannerUnavailable
 from hardware.scanner.gating import ChangeGate, Frame, RepeatFilter
+from hardware.scanner.rescue import RescuingDecoder
 
 Clock = Callable[[], int]
 _log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class CameraScanner(Scanner):
         clock: Clock = monotonic_ms,
     ) -> None:
         self.source = source
-        self.decoder: Decoder = decoder if decoder is not None else ZxingDecoder()
+        self.decoder: Decoder = decoder if decoder is not None else RescuingDecoder()
         self.gate = (gate or ChangeGate()) if gating else None
         self.detect_width = detect_width
         self.roi = roi

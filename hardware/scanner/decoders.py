@@ -79,15 +79,46 @@ class ZxingDecoder:
         self._formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
         self._try_downscale = try_downscale
 
-    def decode(self, grey: GreyImage) -> list[str]:
+    def decode(self, grey: GreyImage, *, fixed_threshold: bool = False) -> list[str]:
+        """Texts of the codes read; `fixed_threshold` swaps zxing's local-average binarizer."""
+        binarizer = self._zxing.Binarizer
         results = self._zxing.read_barcodes(
             grey,
             formats=self._formats,
             try_rotate=False,
             try_invert=False,
             try_downscale=self._try_downscale,
+            binarizer=binarizer.FixedThreshold if fixed_threshold else binarizer.LocalAverage,
         )
         return [str(r.text) for r in results if r.valid]
+
+    def decode_located(self, grey: GreyImage) -> tuple[list[str], list[tuple[int, int, int, int]]]:
+        """Texts read, and the boxes (x0, y0, x1, y1) of symbols found but not read.
+
+        One zxing pass either way (`return_errors` costs nothing extra): a symbol
+        whose finder patterns were found but whose data failed its checksum is
+        the best place to look again (`hardware.scanner.rescue`).
+        """
+        results = self._zxing.read_barcodes(
+            grey,
+            formats=self._formats,
+            try_rotate=False,
+            try_invert=False,
+            try_downscale=self._try_downscale,
+            return_errors=True,
+        )
+        texts = [str(r.text) for r in results if r.valid]
+        boxes = []
+        for r in results:
+            if r.valid:
+                continue
+            p = r.position
+            xs = (p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x)
+            ys = (p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y)
+            # The quiet zone and a module or two of slack around the located corners.
+            pad = max(max(xs) - min(xs), max(ys) - min(ys)) // 8 + 6
+            boxes.append((min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad))
+        return texts, boxes
 
     def close(self) -> None:
         pass
@@ -128,9 +159,16 @@ def make_pyzbar() -> PyzbarDecoder:
     return PyzbarDecoder()
 
 
-def make_zxing() -> ZxingDecoder:
+def make_zxing() -> Decoder:
     """Module-level factory so a spawned worker process can unpickle it."""
-    return ZxingDecoder()
+    return _rescuing()
+
+
+def _rescuing() -> Decoder:
+    """zxing-cpp with the hard-frame rescue steps (`hardware.scanner.rescue`): the default."""
+    from hardware.scanner.rescue import RescuingDecoder  # noqa: PLC0415 - it imports this module
+
+    return RescuingDecoder()
 
 
 def open_decoder(name: DecoderName, *, isolated: bool | None = None) -> Decoder:
@@ -140,7 +178,7 @@ def open_decoder(name: DecoderName, *, isolated: bool | None = None) -> Decoder:
             from hardware.scanner.worker import IsolatedDecoder  # noqa: PLC0415
 
             return IsolatedDecoder(make_zxing, name="zxing")
-        return ZxingDecoder()
+        return _rescuing()
     if name == "pyzbar":
         if isolated is False:
             return PyzbarDecoder()
