@@ -20,6 +20,7 @@ from central.ingest import ingest
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
+from greenpass.errors import StorageError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
 from sync.receiver import Outgoing, Receiver
@@ -65,6 +66,9 @@ class CentralService:
         self._features: dict[str, frozenset[str]] = {}  # what each kiosk says it takes
         self._changes: dict[str, int] = {}  # village → changed_ms last seen
         self._next_poll = 0.0
+        # Every village's state is due (central connected to the broker, but reading
+        # the database failed): the next tick that can read it pushes them all.
+        self._all_due = False
         self.receiver = Receiver(
             broker,
             self.on_batch,
@@ -154,6 +158,11 @@ class CentralService:
 
     def on_tick(self) -> list[Outgoing]:
         now = time.monotonic()
+        if self._all_due:
+            for village in self._active_villages():
+                self._dirty[village] = 0.0
+                self._last_push.pop(village, None)
+            self._all_due = False
         if now >= self._next_poll:
             self._poll_changes()
             self._next_poll = now + POLL_CHANGES_S
@@ -168,9 +177,16 @@ class CentralService:
         ]
         out: list[Outgoing] = []
         for village in due:
-            del self._dirty[village]
+            since = self._dirty.pop(village)
+            try:
+                out.extend(self.village_states(village))
+            except StorageError as exc:
+                # Still due: dropped here, the village's kiosks would wait for its
+                # next change (maybe days) for the balances this push carries.
+                self._dirty[village] = since
+                log.error("central: state push for %s postponed: %s", village, exc)
+                continue
             self._last_push[village] = now
-            out.extend(self.village_states(village))
         for device, village in list(self._proofs_due.items()):
             if village in self._dirty:
                 del self._proofs_due[device]  # its village's push is coming: it is in it
@@ -194,8 +210,17 @@ class CentralService:
         return out
 
     def all_states(self) -> list[Outgoing]:
-        villages = sorted({d.village_id for d in self.store.devices() if d.status == "active"})
-        out: list[Outgoing] = []
-        for village in villages:
-            out.extend(self.village_states(village))
-        return out
+        """Every device's state (on each connection to the broker, which may have lost
+        the retained ones). If the database cannot be read now, the ticks push them
+        once it can, and the `StorageError` is raised for the receiver to log."""
+        try:
+            out: list[Outgoing] = []
+            for village in self._active_villages():
+                out.extend(self.village_states(village))
+            return out
+        except StorageError:
+            self._all_due = True
+            raise
+
+    def _active_villages(self) -> list[str]:
+        return sorted({d.village_id for d in self.store.devices() if d.status == "active"})
