@@ -178,6 +178,7 @@ class CentralService:
         out: list[Outgoing] = []
         for village in due:
             since = self._dirty.pop(village)
+            self._last_push[village] = now  # also after a failure: tried again in a while
             try:
                 out.extend(self.village_states(village))
             except StorageError as exc:
@@ -185,15 +186,18 @@ class CentralService:
                 # next change (maybe days) for the balances this push carries.
                 self._dirty[village] = since
                 log.error("central: state push for %s postponed: %s", village, exc)
-                continue
-            self._last_push[village] = now
         for device, village in list(self._proofs_due.items()):
             if village in self._dirty:
                 del self._proofs_due[device]  # its village's push is coming: it is in it
             elif now - self._last_push.get(village, -1e9) >= self.min_interval_s:
-                del self._proofs_due[device]
                 self._last_push[village] = now
-                out.extend(self.village_states(village, only=device))
+                try:
+                    out.extend(self.village_states(village, only=device))
+                except StorageError as exc:
+                    # Kept due; and the states built above are still sent.
+                    log.error("central: state push to %s postponed: %s", device, exc)
+                    continue
+                del self._proofs_due[device]
         return out
 
     def village_states(self, village_id: str, *, only: str | None = None) -> list[Outgoing]:
