@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ class SoakKiosk:
     log: Path
     running: RunningKiosk | None = None
     deposits: int = 0
-    refused: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # by the rules' reason code
     errors: list[str] = field(default_factory=list)
     passbooks: list[str] = field(default_factory=list)
 
@@ -149,8 +150,8 @@ class SoakKiosk:
                     n += 1
                     ledger.deposit(pb, category, rng.randint(200, 1500))
                     self.deposits += 1
-                except Refused:
-                    self.refused += 1
+                except Refused as exc:
+                    self.refused[exc.code] += 1
                 except Exception as exc:  # noqa: BLE001 - reported at the end, not lost
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                     time.sleep(0.5)

@@ -70,6 +70,15 @@ class AckWatch:
                     )
 
 
+def log_caught_up(pg: PostgresCluster, kiosks: list[SoakKiosk]) -> bool:
+    """The transparency log holds every entry central stored (its sequencers, child
+    processes of the workers, outlived the faults too)."""
+    with psycopg.connect(pg.url, connect_timeout=3) as conn:
+        rows = conn.execute("SELECT device_id, logged_seq FROM tlog_progress").fetchall()
+    logged = {str(d): int(str(n)) for d, n in rows}
+    return all(logged.get(k.device_id) == kiosk_acked(k)[1] for k in kiosks)
+
+
 def fully_synced(pg: PostgresCluster, kiosks: list[SoakKiosk]) -> bool:
     try:
         stored = central_counts(pg)

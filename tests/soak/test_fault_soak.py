@@ -36,6 +36,7 @@ from tests.soak.reconcile import (
     central_counts,
     dead_letter_statuses,
     fully_synced,
+    log_caught_up,
     reconcile,
 )
 
@@ -164,21 +165,27 @@ def test_faults_at_their_real_rate(tmp_path: Path, capsys: pytest.CaptureFixture
             "every balance at every kiosk equal to central's",
             lambda: not balance_mismatches(store, kiosks), 120, supervise,
         )  # fmt: skip
+        log_s = wait_until(
+            "the transparency log holding every entry",
+            lambda: log_caught_up(pg, kiosks), 60, supervise,
+        )  # fmt: skip
         result = reconcile(store, pg, kiosks)
         dead = dead_letter_statuses(store)
 
         counts = injector.counts
         faults = " ".join(f"{kind}={counts[kind]}" for kind in sorted(counts))
         deposits = sum(k.deposits for k in kiosks)
+        refused = sum((k.refused for k in kiosks), Counter[str]())
         with capsys.disabled():
             print(
                 f"\nfault soak: {plan}\n"
                 f"  faults injected: {faults}\n"
-                f"  deposits {deposits} (refused by rules {sum(k.refused for k in kiosks)}); "
+                f"  deposits {deposits} (refused by the rules {dict(refused)}); "
                 f"ack checks during the faults {watch.checks}; workers that exited by "
                 f"themselves {sum(len(w.exits) for w in workers)}\n"
                 f"  full sync {sync_s:.1f} s after the last fault ended; balances equal "
-                f"everywhere {balances_s:.1f} s later; dead letters {dict(dead)}\n"
+                f"everywhere {balances_s:.1f} s later, the log {log_s:.1f} s after that; "
+                f"dead letters {dict(dead)}\n"
                 f"SUMMARY faults {sum(counts.values()) - counts['broker_sessions_lost']} "
                 f"({faults}); entries written {result.written}, entries reconciled "
                 f"{result.reconciled}, lost {result.lost}, duplicated {result.duplicated}"
