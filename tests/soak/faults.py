@@ -39,7 +39,8 @@ class Plan:
     disk_full: int = 1  # windows of a few seconds in which every write is refused
     bad_batches: int = 2  # forged and garbled batches sent after the faults
     gap_s: float = 2.0  # mean seconds between two faults
-    deposit_s: float = 0.3  # mean seconds between two deposits at one kiosk
+    deposit_s: float = 0.3  # mean seconds between two deposits through a kiosk's ledger
+    page_deposit_s: float = 1.0  # mean pause between two villagers at a kiosk's page
     sync_timeout_s: float = 240.0  # for full sync after the last fault
     seed: int = 1
 

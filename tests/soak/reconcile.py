@@ -131,14 +131,17 @@ def reconcile(store: CentralStore, pg: PostgresCluster, kiosks: list[SoakKiosk])
     return r
 
 
-def balance_mismatches(store: CentralStore, kiosks: list[SoakKiosk]) -> list[str]:
-    """Every villager of the village, at every kiosk (its own and the others, which know
+def balance_mismatches(
+    store: CentralStore, pg: PostgresCluster, kiosks: list[SoakKiosk]
+) -> list[str]:
+    """Every villager central knows, at every kiosk (its own and the others, which know
     it from central's state pushes), against central's statement."""
+    with psycopg.connect(pg.url) as conn:
+        passbooks = [str(r[0]) for r in conn.execute("SELECT passbook_id FROM villagers")]
     central: dict[str, int] = {}
-    for k in kiosks:
-        for pb in k.passbooks:
-            lines = reports.statement(store, pb)
-            central[pb] = lines[-1].balance if lines else 0
+    for pb in passbooks:
+        lines = reports.statement(store, pb)
+        central[pb] = lines[-1].balance if lines else 0
     out = []
     for k in kiosks:
         with Ledger.open(k.db) as ledger:

@@ -134,10 +134,13 @@ def test_faults_at_their_real_rate(tmp_path: Path, capsys: pytest.CaptureFixture
         stop_depositing = threading.Event()
         depositors = [
             threading.Thread(
-                target=k.deposit_until, args=(stop_depositing, plan.deposit_s, plan.seed + n),
-                name=f"depositor-{k.device_id}", daemon=True,
+                target=deposit, args=(stop_depositing, every, plan.seed + n),
+                name=f"depositor-{n}", daemon=True,
             )
-            for n, k in enumerate(kiosks)
+            for n, (deposit, every) in enumerate(
+                [(k.deposit_until, plan.deposit_s) for k in kiosks]
+                + [(k.deposit_by_page, plan.page_deposit_s) for k in kiosks]
+            )
         ]  # fmt: skip
         for t in depositors:
             t.start()
@@ -163,7 +166,7 @@ def test_faults_at_their_real_rate(tmp_path: Path, capsys: pytest.CaptureFixture
         kiosks[0].start()
         balances_s = wait_until(
             "every balance at every kiosk equal to central's",
-            lambda: not balance_mismatches(store, kiosks), 120, supervise,
+            lambda: not balance_mismatches(store, pg, kiosks), 120, supervise,
         )  # fmt: skip
         log_s = wait_until(
             "the transparency log holding every entry",
@@ -176,11 +179,14 @@ def test_faults_at_their_real_rate(tmp_path: Path, capsys: pytest.CaptureFixture
         faults = " ".join(f"{kind}={counts[kind]}" for kind in sorted(counts))
         deposits = sum(k.deposits for k in kiosks)
         refused = sum((k.refused for k in kiosks), Counter[str]())
+        page = sum(k.page_deposits for k in kiosks)
+        interrupted = sum(k.page_interrupted for k in kiosks)
         with capsys.disabled():
             print(
                 f"\nfault soak: {plan}\n"
                 f"  faults injected: {faults}\n"
-                f"  deposits {deposits} (refused by the rules {dict(refused)}); "
+                f"  deposits: {deposits} through the ledger, {page} confirmed on the kiosks' "
+                f"pages ({interrupted} cut short); refused {dict(refused)}; "
                 f"ack checks during the faults {watch.checks}; workers that exited by "
                 f"themselves {sum(len(w.exits) for w in workers)}\n"
                 f"  full sync {sync_s:.1f} s after the last fault ended; balances equal "
