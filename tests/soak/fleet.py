@@ -52,7 +52,7 @@ class CentralWorker:
     """`greenpass central --worker-id N` (no HTTP); SIGKILLed and started again at will.
 
     Like systemd's `Restart=always`, `supervise()` starts a worker that exited by
-    itself (e.g. it found the database down at start) and counts it in `exits`."""
+    itself and counts it in `exits` (the soak fails on any)."""
 
     def __init__(self, worker_id: str, db_url: str, home: Path, broker: Broker, log: Path) -> None:
         self.worker_id = worker_id

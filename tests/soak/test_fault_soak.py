@@ -202,6 +202,7 @@ def test_faults_at_their_real_rate(tmp_path: Path, capsys: pytest.CaptureFixture
         assert result.reconciled == result.written
         assert dead == expected_dead
         assert [e for k in kiosks for e in k.errors] == []
+        assert [w.exits for w in workers] == [[], []], "a worker exited by itself"
         logs = "".join(w.log.read_text(errors="replace") for w in workers)
         assert "Exception in thread" not in logs, "a central thread died"
         if plan.disk_full:
