@@ -38,7 +38,8 @@ pytest:
 	$(BIN)/python -m pytest -q -m "serial and not soak and not cluster" $(PYTEST_ARGS)
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
-## kiosk) kept out of `make test`
+## kiosk; the fault soak of broker, central and PostgreSQL failures, docs/soak.md,
+## counts in GREENPASS_FAULT_SOAK_*) kept out of `make test`
 soak: bootstrap
 	$(BIN)/python -m pytest -q -m soak $(PYTEST_ARGS)
 

@@ -245,6 +245,15 @@ def _store(args: argparse.Namespace) -> CentralStore:
     return CentralStore.open(args.db)
 
 
+def _store_when_reachable(args: argparse.Namespace, stop: threading.Event) -> CentralStore | None:
+    """As `_store`, but waits while a PostgreSQL server cannot be reached (central.db_wait)."""
+    from central.db_wait import open_when_reachable
+
+    if not args.db:
+        raise ConfigError(f"no central database: give --db or set ${DB_ENV}")
+    return open_when_reachable(str(args.db), stop)
+
+
 def _log_settings(args: argparse.Namespace) -> LogSettings | None:
     from central.tlog import DEFAULT_ORIGIN, LogSettings
 
@@ -332,7 +341,19 @@ def _run(args: argparse.Namespace) -> int:
     if not args.broker:
         raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
     admin = _central_broker(args, args.broker, args.ca)
-    store = _store(args)
+    stop = threading.Event()
+    services: list[CentralService] = []  # none while central waits for its database
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+        for service in services:
+            service.receiver.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    store = _store_when_reachable(args, stop)
+    if store is None:
+        return 0  # stopped while waiting for the database
     key = _key(args.home)
     amqp = _amqp(args, admin) if args.amqp else None
     # Mosquitto's logins are central's to keep (over $CONTROL); a cluster's are not yet.
@@ -354,14 +375,10 @@ def _run(args: argparse.Namespace) -> int:
         log_process_url=str(args.db),
         amqp=amqp,
     )
-    stop = threading.Event()
-
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-        service.receiver.stop_event.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    services.append(service)
+    if stop.is_set():  # a signal while it was being built
+        store.close()
+        return 0
     service.start()
     if broker_sync is not None:
         broker_sync.start()

@@ -22,6 +22,7 @@ from central.ingest import ingest
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
+from greenpass.errors import StorageError
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
 from sync.receiver import Outgoing, Receiver
@@ -68,6 +69,9 @@ class CentralService:
         self._features: dict[str, frozenset[str]] = {}  # what each kiosk says it takes
         self._changes: dict[str, int] = {}  # village → changed_ms last seen
         self._next_poll = 0.0
+        # Every village's state is due (central connected to the broker, but reading
+        # the database failed): the next tick that can read it pushes them all.
+        self._all_due = False
         # With `amqp` the batches come from a RabbitMQ cluster's queues, not MQTT.
         self.receiver: Receiver | AmqpReceiver = (
             Receiver(
@@ -160,6 +164,11 @@ class CentralService:
 
     def on_tick(self) -> list[Outgoing]:
         now = time.monotonic()
+        if self._all_due:
+            for village in self._active_villages():
+                self._dirty[village] = 0.0
+                self._last_push.pop(village, None)
+            self._all_due = False
         if now >= self._next_poll:
             self._poll_changes()
             self._next_poll = now + POLL_CHANGES_S
@@ -174,16 +183,27 @@ class CentralService:
         ]
         out: list[Outgoing] = []
         for village in due:
-            del self._dirty[village]
-            self._last_push[village] = now
-            out.extend(self.village_states(village))
+            since = self._dirty.pop(village)
+            self._last_push[village] = now  # also after a failure: tried again in a while
+            try:
+                out.extend(self.village_states(village))
+            except StorageError as exc:
+                # Still due: dropped here, the village's kiosks would wait for its
+                # next change (maybe days) for the balances this push carries.
+                self._dirty[village] = since
+                log.error("central: state push for %s postponed: %s", village, exc)
         for device, village in list(self._proofs_due.items()):
             if village in self._dirty:
                 del self._proofs_due[device]  # its village's push is coming: it is in it
             elif now - self._last_push.get(village, -1e9) >= self.min_interval_s:
-                del self._proofs_due[device]
                 self._last_push[village] = now
-                out.extend(self.village_states(village, only=device))
+                try:
+                    out.extend(self.village_states(village, only=device))
+                except StorageError as exc:
+                    # Kept due; and the states built above are still sent.
+                    log.error("central: state push to %s postponed: %s", device, exc)
+                    continue
+                del self._proofs_due[device]
         return out
 
     def village_states(self, village_id: str, *, only: str | None = None) -> list[Outgoing]:
@@ -200,8 +220,17 @@ class CentralService:
         return out
 
     def all_states(self) -> list[Outgoing]:
-        villages = sorted({d.village_id for d in self.store.devices() if d.status == "active"})
-        out: list[Outgoing] = []
-        for village in villages:
-            out.extend(self.village_states(village))
-        return out
+        """Every device's state (on each connection to the broker, which may have lost
+        the retained ones). If the database cannot be read now, the ticks push them
+        once it can, and the `StorageError` is raised for the receiver to log."""
+        try:
+            out: list[Outgoing] = []
+            for village in self._active_villages():
+                out.extend(self.village_states(village))
+            return out
+        except StorageError:
+            self._all_due = True
+            raise
+
+    def _active_villages(self) -> list[str]:
+        return sorted({d.village_id for d in self.store.devices() if d.status == "active"})

@@ -94,7 +94,9 @@ class Receiver:
         self.connects += 1
         self.connected.set()
         if self.on_connect is not None:
-            self._send(t, self.on_connect())
+            # Guarded like every handler: a broker that comes back while the database
+            # is away must not end this thread (the process would live on, deaf).
+            self._send(t, self._guard(self.on_connect))
 
     def _loop(self, t: Transport) -> None:
         next_tick = time.monotonic() + self.tick_s
