@@ -207,8 +207,13 @@ def test_central_killed_and_restarted(world: World, tmp_path: Path) -> None:
     up = k.start(world, max_entries=10, ack_timeout_s=2.0)
     rng = random.Random(9)
     for _ in range(4):
+        before = world.store.count_entries("KA")
         central = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 2.0))
+        # Killed in the middle of ingest: once this central has stored something (how
+        # long it takes to start varies tenfold on a loaded machine), at a random moment.
+        wait_for("central storing", lambda: world.store.count_entries("KA") > before,  # noqa: B023
+                 timeout=60)  # fmt: skip
+        time.sleep(rng.uniform(0.0, 0.5))
         central.send_signal(signal.SIGKILL)
         central.wait()
         backlog(k, days=1, per_day=20)  # the kiosk goes on taking deposits meanwhile

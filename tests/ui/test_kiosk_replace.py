@@ -54,7 +54,16 @@ def test_replace_a_lost_card(
     old = passbook_of(home, "张家")
     sign_in(page, kiosk)
     tasks = page.locator(".task").all_inner_texts()
-    assert tasks == ["兑换商品", "开户", "补办存折", "奖励积分", "撤销记录", "补货", "今日报表"]
+    assert tasks == [
+        "兑换商品",
+        "开户",
+        "补办存折",
+        "奖励积分",
+        "撤销记录",
+        "补货",
+        "今日报表",
+        "补打小票",
+    ]
     assert_fits(page)
     shot(page, screenshot_dir, "staff-menu-replace")
 
