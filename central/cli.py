@@ -335,9 +335,9 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _methodology(args)  # a bad file stops central before anything starts
+    method = _methodology(args)  # a bad file stops central before anything starts
     if args.no_broker:
-        return _run_without_broker(args)
+        return _run_without_broker(args, method)
     if not args.broker:
         raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
     admin = _central_broker(args, args.broker, args.ca)
@@ -383,7 +383,7 @@ def _run(args: argparse.Namespace) -> int:
     if broker_sync is not None:
         broker_sync.start()
     if args.http:
-        _serve_http(args, store, key, stop, broker_sync)
+        _serve_http(args, store, key, stop, broker_sync, method)
     else:
         stop.wait()
     if broker_sync is not None:
@@ -393,7 +393,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_without_broker(args: argparse.Namespace) -> int:
+def _run_without_broker(args: argparse.Namespace, method: Methodology) -> int:
     """The API and console alone: no ingest, no state push, no broker logins. Changes
     made here reach kiosks when a central with a broker next pushes (it watches the
     villages' `changed_ms` in the same database)."""
@@ -408,7 +408,7 @@ def _run_without_broker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        _serve_http(args, store, _key(args.home), stop, None)
+        _serve_http(args, store, _key(args.home), stop, None, method)
     finally:
         store.close()
     return 0
@@ -420,6 +420,7 @@ def _serve_http(
     key: Ed25519PrivateKey,
     stop: threading.Event,
     broker_sync: BrokerSync | None,
+    method: Methodology,
 ) -> None:
     from central.api import EnrolmentSettings, create_app
     from central.console import load_settings
@@ -468,7 +469,7 @@ def _serve_http(
         console=load_settings(args.home / "console.toml"),
         registry_packs=args.home / "registry",  # where `registry issue` keeps them
         registry_key=key,
-        methodology=_methodology(args),
+        methodology=method,
     )
     server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
     logging.getLogger(__name__).info(
