@@ -54,8 +54,8 @@ from central.api import EnrolmentSettings, create_app
 from central.auth import SESSION_COOKIE
 from central.console import ConsoleSettings
 from central.store import CentralStore
-from edge.entries import Kind
-from edge.rules import default_rules
+from greenpass.record.entries import Kind
+from greenpass.record.rules import default_rules
 
 GOAL_MS = 300.0
 DAYS = 90

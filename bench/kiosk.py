@@ -47,7 +47,7 @@ import httpx
 
 from bench.screens import ScreenWatch
 from bench.waits import BenchError, log_tail, stop_process, wait_until
-from edge.rules import Rules, default_rules
+from greenpass.record.rules import Rules, default_rules
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 
 START_GOAL_S = 3.0

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edge.clock import SystemClock
 from edge.ledger import Ledger
-from edge.rules import DEFAULT_RULES_PATH, parse_rules
+from greenpass.record.rules import DEFAULT_RULES_PATH, parse_rules
 
 GOAL = 1.5
 BLOCK = 50

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from bench.sync_drain import PG_DEFAULT, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
-from edge.clock import uuid7
-from edge.entries import GENESIS_H, Entry, Kind, chain_hash
-from edge.personal import PERSONAL_KEY, commitment, household_fields
 from greenpass.errors import TransportError
+from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
+from greenpass.record.ids import uuid7
+from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes, save_private_key
 from sync.transport import Backoff, BrokerConfig, Transport
@@ -41,7 +41,7 @@ STORM_TIMEOUT_S = 1800.0
 T0 = 1_764_000_000_000
 
 
-# Enrol data version 2 (edge.personal): a commitment, the name kept beside the chain.
+# Enrol data version 2 (greenpass.record.personal): a commitment, the name kept beside the chain.
 HOUSEHOLD = commitment(household_fields("H"), bytes(16))
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from bench.waits import BenchError
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
 from greenpass.errors import Refused
+from greenpass.record.rules import default_rules
 from sync import protocol as p
 from sync.keys import generate_key
 

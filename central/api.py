@@ -82,10 +82,10 @@ from central.console import ConsoleSettings
 from central.console import install as install_console
 from central.dynsec import device_password
 from central.http_guard import HttpLimits, guard, thread_limit
-from central.methodology import Methodology, default_methodology
 from central.registry_desk import RegistryDesk
 from central.store import CentralStore, Device
 from greenpass.errors import CentralError, ConfigError, StorageError
+from greenpass.record.methodology import Methodology, default_methodology
 from sync.keys import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)

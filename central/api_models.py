@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from central import reports
 from central.store import DEVICE_ID_RE, ID_RE, Device
-from edge.entries import Kind
 from greenpass.errors import ProtocolError
+from greenpass.record.entries import Kind
 from sync import protocol
 from sync.keys import public_key
 

@@ -35,9 +35,9 @@ from greenpass.errors import ConfigError
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
     from central.amqp_receiver import AmqpConfig
     from central.broker_sync import BrokerSync
-    from central.methodology import Methodology
     from central.store import CentralStore
     from central.tlog import LogSettings
+    from greenpass.record.methodology import Methodology
     from sync.keys import Ed25519PrivateKey
     from sync.transport import BrokerConfig
 
@@ -483,7 +483,7 @@ def _serve_http(
 
 
 def _methodology(args: argparse.Namespace) -> Methodology:
-    from central.methodology import default_methodology, load_methodology
+    from greenpass.record.methodology import default_methodology, load_methodology
 
     path = getattr(args, "methodology", None)
     return load_methodology(path) if path else default_methodology()

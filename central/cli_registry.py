@@ -82,8 +82,8 @@ def _issue(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from central import registry
-    from central.methodology import default_methodology, load_methodology
     from central.operations import DEFAULT_TIMEZONE
+    from greenpass.record.methodology import default_methodology, load_methodology
     from sync.keys import load_private_key
 
     key_file = args.home / "central.key"

@@ -50,8 +50,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from edge.entries import GENESIS_H, Kind
 from greenpass.errors import ConfigError, StorageError
+from greenpass.record.entries import GENESIS_H, Kind
 
 BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "gp_read_only"  # execution option: this connection only reads (plain BEGIN)

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from edge.personal import LEGACY_NAME_KEY
 from greenpass.errors import ProtocolError
+from greenpass.record.personal import LEGACY_NAME_KEY
 from sync.envelope import DECODE_ERRORS, inflate, open_envelope
 
 _BODY_ENTRIES, _BODY_PERSONAL = 8, 9  # BatchBody's positions

@@ -25,14 +25,14 @@ from central.evidence_summary import readme, summary_html
 from central.heads import device_heads
 from central.reports import _ENTRY_FIELDS, entry_from_row
 from central.store import CentralStore
-from edge.entries import GENESIS_H, Kind
-from edge.personal import PERSONAL_KEY
-from edge.rules import Rules
 from greenpass import evidence as ev
 from greenpass import merkle_multi
 from greenpass.checkpoint import Checkpoint
 from greenpass.errors import CentralError, ConfigError
 from greenpass.evidence_pricing import factors_csv
+from greenpass.record.entries import GENESIS_H, Kind
+from greenpass.record.personal import PERSONAL_KEY
+from greenpass.record.rules import Rules
 from sync.keys import public_bytes
 
 CATCH_UP_ROUNDS = 200  # sequencer passes (20,000 entries each) before giving up

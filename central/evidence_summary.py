@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from edge.rules import Rules
 from greenpass.evidence import kg
+from greenpass.record.rules import Rules
 
 
 def _names(rules: Sequence[Rules]) -> dict[str, tuple[str, str]]:

@@ -31,9 +31,9 @@ from sqlalchemy import Connection, select
 
 from central import db, reports, rules_versions
 from central.store import CentralStore
-from edge.entries import Kind
-from edge.rules import Rules, default_rules, parse_rules
 from greenpass.errors import RulesError
+from greenpass.record.entries import Kind
+from greenpass.record.rules import Rules, default_rules, parse_rules
 
 Cell = str | int | float | datetime | None
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

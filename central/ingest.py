@@ -69,9 +69,9 @@ from central import (
 )
 from central.dead_letter_limit import limit_for
 from central.store import CentralStore, Device, device_from_row, storage_error
-from edge.entries import Entry, Kind
 from greenpass.errors import ProtocolError, StorageError
 from greenpass.heads import head_verifies
+from greenpass.record.entries import Entry, Kind
 from sync import protocol
 from sync.keys import public_key
 

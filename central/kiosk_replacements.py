@@ -46,7 +46,7 @@ from sqlalchemy import Connection, select
 
 from central import audit, db, passbooks, personal
 from central.recheck import DATA, KIND, PASSBOOK
-from edge.entries import Entry, Kind
+from greenpass.record.entries import Entry, Kind
 
 log = logging.getLogger(__name__)
 _ENROL = Kind.ENROL.value

@@ -22,8 +22,8 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from central import audit, db, rules_versions
 from central.catalogue_file import MAX_PICTURES_BYTES, CatalogueItem
 from central.store import ID_RE, CentralStore
-from edge.rules import parse_rules
 from greenpass.errors import CentralError, ConfigError, ConflictError
+from greenpass.record.rules import parse_rules
 
 MAX_NAME = 64
 DEFAULT_TIMEZONE = "Asia/Shanghai"

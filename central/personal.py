@@ -3,7 +3,7 @@ commitments in the enrolments, exported and erased on request (docs/privacy.md).
 
 The name itself is `villagers.household_name` (what the console, exports and the
 state push show). This module's table, `personal`, holds per passbook the commitment
-its enrolment carries (`edge.personal`; None for enrolments from before version 2,
+its enrolment carries (`greenpass.record.personal`; None for enrolments from before version 2,
 which carried the name itself) and the salt that opens it, as a kiosk sent it in a
 batch's personal records. A record whose name and salt do not make the commitment is
 not taken: the name would not be the one the kiosk enrolled.
@@ -46,10 +46,10 @@ from sqlalchemy import (
 
 from central import audit, db, passbooks
 from central.store import CentralStore, Device
-from edge.entries import Entry, Kind
-from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
-from edge.queries import ID_RE
 from greenpass.errors import CentralError, ConfigError
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.ids import ID_RE
+from greenpass.record.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
 from sync.batch import WirePersonal
 
 personal = Table(
@@ -67,7 +67,7 @@ personal = Table(
 
 _data_json = msgspec.json.Encoder(order="sorted")  # as ingest writes `entries.data`
 ERASED = "erased"  # what an erased household's name fields say in an audit row
-_ID = ID_RE  # a passbook id, as edge.queries.check_id takes it
+_ID = ID_RE  # a passbook id, as greenpass.record.ids.check_id takes it
 
 
 def migrate_v6(conn: Connection) -> None:

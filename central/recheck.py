@@ -10,7 +10,8 @@ entry, with no database state (this module, outside the ingest transaction):
 - any rules version it names is known to central (`central.rules_versions`);
 - a deposit's category is in those rules, its grams within the category's bounds, and
   its points and CO2e are the ones those rules give for its grams — computed by the
-  kiosk's own code (`edge.deposits.weighable`, `edge.rules.Category`), not a copy;
+  code the kiosk prices with (`greenpass.record.rules`: `weighable`, `Category`), not
+  a copy;
 - an award is 1 to `max_award_points` of its rules; a redemption takes points and
   stock, never gives them; a restock adds stock; an adjustment changes it; an
   enrolment that replaces a lost card (`data.replaces`) names another passbook.
@@ -31,11 +32,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from central import rules_versions
-from edge.deposits import weighable
-from edge.entries import Kind
-from edge.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment
-from edge.rules import Rules
 from greenpass.errors import ProtocolError, Refused
+from greenpass.record.entries import Kind
+from greenpass.record.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment
+from greenpass.record.rules import Rules, weighable
 from sync import protocol
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from central.recheck import (
     SEQ,
     refuse,
 )
-from edge.entries import REVERSIBLE, Kind
+from greenpass.record.entries import REVERSIBLE, Kind
 from sync import protocol
 
 _e = db.entries

@@ -5,7 +5,7 @@ exactly once (issue 14; docs/registry.md). Tables and serials: `central.registry
 (`central.evidence`, which also brings the transparency log up to date) and must
 verify with central's own key; then, in one transaction, the month's deposits that are
 accepted, not reversed, in that pack's checkpoint and never issued are each given
-their reduction by the methodology (`central.methodology`), summed, reduced by the
+their reduction by the methodology (`greenpass.record.methodology`), summed, reduced by the
 uncertainty deduction, split into units (1 kg CO2e each) for the village's issuer
 account and the village's buffer pool. Entries not in the checkpoint are left out and
 reported. A reversal that arrives after issuance is covered by retiring units of the
@@ -32,7 +32,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from central import audit, db, evidence, exports, log_proofs
-from central.methodology import Methodology
 from central.registry_buffer import cover_reversals
 from central.registry_db import (
     Serials,
@@ -53,9 +52,10 @@ from central.registry_units import (
 )
 from central.store import CentralStore
 from central.tlog import DEFAULT_ORIGIN
-from edge.entries import Kind
 from greenpass.errors import CentralError, ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
+from greenpass.record.entries import Kind
+from greenpass.record.methodology import Methodology
 from sync.keys import public_bytes
 
 

@@ -14,7 +14,7 @@ from central.registry_db import (
 )
 from central.registry_units import BUFFER_PURPOSE, buffer_account, retire_in
 from central.store import CentralStore
-from edge.entries import Kind
+from greenpass.record.entries import Kind
 
 
 def cover_reversals(store: CentralStore, *, actor: str, now_ms: int) -> list[str]:

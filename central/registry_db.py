@@ -1,6 +1,6 @@
 """The reduction registry's tables (migration 9) and its serial numbers (docs/registry.md).
 
-A unit is 1 kg CO2e of issuable reduction (`central.methodology`). An issuance numbers
+A unit is 1 kg CO2e of issuable reduction (`greenpass.record.methodology`). An issuance numbers
 its units 1..N; `GP-<village>-<YYYYMM>-<first>-<last>` names a run of them. Who holds
 which units is a set of **blocks** — (issuance, first, last) held by one account,
 retired or not — that never overlap and together cover every unit of every issuance

@@ -23,12 +23,12 @@ from zoneinfo import ZoneInfo
 
 from central import registry, registry_certificate
 from central.auth import Actor
-from central.methodology import Methodology, default_methodology
 from central.operations import DEFAULT_TIMEZONE
 from central.registry_db import Serials, parse_serials
 from central.registry_units import Mandate, NotYours, buffer_account, issuer_account
 from central.store import CentralStore
 from greenpass.errors import CentralError, ConfigError
+from greenpass.record.methodology import Methodology, default_methodology
 from sync.keys import Ed25519PrivateKey
 
 MAX_TEXT = 200  # a beneficiary or purpose: a name and a sentence, printed on a certificate

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from central import db, passbooks
 from central.store import CentralStore
-from edge.entries import Entry, Kind
+from greenpass.record.entries import Entry, Kind
 
 EXPORT_COLUMNS = (
     "village_id",
@@ -133,7 +133,7 @@ def entry_from_row(m: RowMapping) -> Entry:
 
 def device_chain(store: CentralStore, device_id: str) -> list[tuple[Entry, bytes]]:
     """Central's copy of one device's ledger in seq order, with the stored hashes
-    (for `edge.entries.check_chain` / `greenpass verify`)."""
+    (for `greenpass.record.entries.check_chain` / `greenpass verify`)."""
     e = db.entries
     cols = [e.c[name] for name in _ENTRY_FIELDS]
     with store.read("reading a device's entries") as conn:

@@ -55,7 +55,7 @@ from sqlalchemy.orm import aliased
 
 from central import db
 from central.recheck import CATEGORY, CO2E, GRAMS, KIND, POINTS, REF
-from edge.entries import Kind
+from greenpass.record.entries import Kind
 from sync import protocol
 
 OFFSET_MS = 8 * 3_600_000  # UTC+8: see the module's docstring

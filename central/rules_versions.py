@@ -3,12 +3,12 @@
 A kiosk records on each priced entry the rules version it used (docs/rules.md), and
 central re-checks the entry against that version (`central.recheck`). Central knows:
 
-- **the shipped default** (`edge/data/default-rules.toml`), for every village. Every
+- **the shipped default** (`greenpass/record/data/default-rules.toml`), for every village. Every
   kiosk is created with it (`greenpass provision`, `Ledger.create`) and prices with it
   until central pushes its village's rules, so its entries must sync whether or not
   an operator ever set rules. Its text ships inside this software, identical at both
   ends: a kiosk cannot choose its numbers. A release that changes the default keeps
-  the old file beside it (`edge/data/default-rules-<old version>.toml`): kiosks not
+  the old file beside it (`greenpass/record/data/default-rules-<old version>.toml`): kiosks not
   yet upgraded still price with it, and central must still know it.
 - **every version ever set for the village** (`CentralStore.set_rules`), kept in
   `rules_versions` after newer rules replace it: a kiosk offline across the change
@@ -34,8 +34,8 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Engine, insert, select
 
 from central import db
-from edge.rules import DEFAULT_RULES_PATH, Rules, load_rules, parse_rules
 from greenpass.errors import CentralError, ConfigError, ProtocolError, RulesError
+from greenpass.record.rules import DEFAULT_RULES_PATH, Rules, load_rules, parse_rules
 
 if TYPE_CHECKING:
     from central.store import CentralStore

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from central import db, exports, log_proofs, reports
 from central.store import CentralStore
-from edge.entries import Kind
+from greenpass.record.entries import Kind
 
 # The entries a household's history shows: what moved points, and the card's opening.
 # A status change (`villager_status`) is for staff: a revoked card never gets here.

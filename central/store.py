@@ -31,9 +31,9 @@ from central import audit, db, rules_versions
 from central.broker import mosquitto_password_hash
 from central.db import Device, device_from_row, storage_error
 from central.dynsec import DeviceLogin, is_reserved
-from edge.entries import GENESIS_H
-from edge.rules import parse_rules
 from greenpass.errors import CentralError, ConfigError, ProtocolError, StorageError
+from greenpass.record.entries import GENESIS_H
+from greenpass.record.rules import parse_rules
 from sync import protocol
 from sync.keys import public_key
 
@@ -41,7 +41,7 @@ from sync.keys import public_key
 # start with a letter or digit, so that is required here too (at enrolment, not later
 # when the password file is written).
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# Village and item ids are kiosk ids (edge.queries.ID_RE).
+# Village and item ids are kiosk ids (greenpass.record.ids.ID_RE).
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_STATUS_BYTES = 16 * 1024
 

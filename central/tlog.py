@@ -7,7 +7,7 @@ Merkle tree in central's database, signed checkpoints, and proofs (docs/trust.md
     leaf bytes = "greenpass-leaf-v1" ‖ 0x00 ‖ device id ‖ 0x00 ‖ seq (8 bytes, big-endian) ‖ h
 
 where `h` is the entry's chain hash (SHA-256 of the previous hash and the entry's
-canonical bytes, `edge.entries`). The issue asked for the canonical bytes themselves;
+canonical bytes, `greenpass.record.entries`). The issue asked for the canonical bytes themselves;
 the chain hash commits to them and to the device's whole history before the entry,
 it is what a kiosk already holds for each of its entries (so it can compute its own
 leaves), and it keeps the log free of any data field: a kiosk's enrolments from

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.rules import Rules, parse_rules
 from edge.store import Store
 from greenpass.errors import IntegrityError, RulesError
+from greenpass.record.rules import Rules, parse_rules
 
 VERSION_SQL = "SELECT value FROM meta WHERE key = 'rules_version'"
 

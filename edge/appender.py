@@ -14,9 +14,10 @@ import sqlite3
 from operator import itemgetter
 from typing import Any
 
-from edge.clock import Clock, uuid7
-from edge.entries import GENESIS_H, Entry, Kind, chain_hash_of_fields
+from edge.clock import Clock
 from edge.rows import ENTRY_COLUMNS
+from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash_of_fields
+from greenpass.record.ids import uuid7
 
 HEAD_SQL = "SELECT seq, h FROM entries ORDER BY seq DESC LIMIT 1"
 _INSERT_SQL = (

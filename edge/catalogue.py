@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from edge import queries as q
 from edge.active_rules import ActiveRules
 from edge.appender import Appender
-from edge.entries import Entry, Kind
 from edge.store import Store
 from greenpass.errors import Refused
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.ids import check_id
 
 
 def put_item(
@@ -28,7 +29,7 @@ def put_item(
     staff_id: str,
     active: bool,
 ) -> None:
-    q.check_id("item_id", item_id, code="bad_item_id")
+    check_id("item_id", item_id, code="bad_item_id")
     if isinstance(points_price, bool) or not isinstance(points_price, int) or points_price <= 0:
         raise Refused("bad_price", f"a price is a positive number of points, got {points_price!r}")
     if not name_zh.strip() or not name_en.strip():

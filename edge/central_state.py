@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from edge.rules import Rules, parse_rules
 from greenpass.errors import IntegrityError, RulesError
+from greenpass.record.rules import Rules, parse_rules
 
 if TYPE_CHECKING:
     from edge.ledger import Ledger

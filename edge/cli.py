@@ -16,10 +16,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from edge.entries import Entry
 from edge.ledger import Ledger
-from edge.rules import DEFAULT_RULES_PATH, Rules, load_rules
 from greenpass.errors import ConfigError, Refused
+from greenpass.record.entries import Entry
+from greenpass.record.rules import DEFAULT_RULES_PATH, Rules, load_rules
 
 DB_ENV = "GREENPASS_DB"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import time
 import uuid
 from pathlib import Path
@@ -93,13 +92,3 @@ class FixedClock:
     def advance(self, ms: int) -> None:
         self._wall += ms
         self._mono += ms
-
-
-def uuid7(unix_ms: int, rand: bytes | None = None) -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48-bit Unix ms, version 7, 74 random bits."""
-    r = int.from_bytes(rand if rand is not None else os.urandom(10), "big")
-    rand_a = (r >> 62) & 0xFFF
-    rand_b = r & ((1 << 62) - 1)
-    value = ((unix_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (rand_a << 64)
-    value |= (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)

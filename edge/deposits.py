@@ -23,10 +23,10 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from edge.entries import Entry
 from edge.queries import day_start_ms
-from edge.rules import Category, Rules
 from greenpass.errors import Refused
+from greenpass.record.entries import Entry
+from greenpass.record.rules import Category, Rules
 
 HISTORY = 20  # deposits per category the "heavy" flag takes the median of
 SLACK_MS = 6 * 3600_000  # keep deposits this much older than needed: a clock step back
@@ -178,23 +178,3 @@ class DepositHistory:
         if burst + 1 >= review.burst_count:
             flags.append("burst")
         return flags
-
-
-def weighable(rules: Rules, category: str, grams: int) -> Category:
-    """The category of a deposit of `grams`, if the rules in force take it."""
-    cat = rules.category(category)
-    if cat is None:
-        raise Refused(
-            "unknown_category", f"no waste category {category!r} in rules {rules.version}"
-        )
-    if grams < cat.min_grams:
-        raise Refused(
-            "too_light", f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}"
-        )
-    if grams > cat.max_grams:
-        raise Refused(
-            "too_heavy",
-            f"{grams} g is above the most one deposit of "
-            f"{cat.name_en} may weigh ({cat.max_grams} g)",
-        )
-    return cat

@@ -22,17 +22,18 @@ from edge.active_rules import ActiveRules
 from edge.appender import Appender
 from edge.central_state import CentralState, apply_central_state
 from edge.clock import Clock, SystemClock
-from edge.deposits import DepositHistory, weighable
-from edge.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
+from edge.deposits import DepositHistory
 from edge.outbox import Outbox
 from edge.personal_outbox import check_personal
 from edge.queries import DayReport, DepositLine, Found, Item, Villager
 from edge.rows import SELECT_ENTRY, entry_from_row
-from edge.rules import Rules
 from edge.snapshot import apply_snapshot
 from edge.staff import PinPolicy, StaffMember
 from edge.store import Store
 from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
+from greenpass.record import ids
+from greenpass.record.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
+from greenpass.record.rules import Rules, weighable
 
 # What a deposit must read before it may write, in one statement: the rules in force,
 # the villager's standing and the chain head (NULLs for an unknown passbook, an empty chain).
@@ -99,8 +100,8 @@ class Ledger:
         clock: Clock | None = None,
     ) -> Ledger:
         """Initialise a new ledger file (refused if it already holds one)."""
-        q.check_device_id(device_id)
-        q.check_id("village", village)
+        ids.check_device_id(device_id)
+        ids.check_id("village", village)
         if rules.village not in ("*", village):
             raise RulesError(
                 f"rules {rules.version!r} are for village {rules.village!r}, not {village!r}"

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge.entries import Entry
 from edge.rows import SELECT_ENTRY, entry_from_row, fields_from_row
 from edge.store import Store
 from greenpass.errors import IntegrityError
+from greenpass.record.entries import Entry
 
 
 @dataclass(frozen=True)

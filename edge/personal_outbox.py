@@ -1,4 +1,4 @@
-"""Households' personal records the kiosk still has to get to central (`edge.personal`).
+"""Households' personal records the kiosk still has to get to central (`greenpass.record.personal`).
 
 An enrolment's entry carries only a commitment; the name and its salt go beside the
 entries, as personal records in a batch (`sync.batch.WirePersonal`), and only to a
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from edge.personal import household_fields, matches
 from edge.store import Store
+from greenpass.record.personal import household_fields, matches
 
 _SYNCED = "personal_synced_seq"
 _ACCEPTS = "central_accepts_personal"

@@ -7,24 +7,20 @@ the same data (the ledger holds `BEGIN IMMEDIATE` around both).
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edge.accounts import ACCOUNT_CTE
-from edge.entries import REVERSIBLE, Entry, Kind
 from edge.rows import SELECT_ENTRY, entry_from_row
-from edge.rules import Rules
 from edge.staff import ROLES, PinPolicy, StaffMember, check_pin_format, hash_pin, pin_matches
 from edge.store import Store
 from greenpass.errors import Refused
+from greenpass.record.entries import REVERSIBLE, Entry, Kind
+from greenpass.record.ids import check_id
+from greenpass.record.rules import Rules
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# A device id is also its MQTT username and a topic level: no dots (central and the
-# broker's password file refuse them), and never the central service's name.
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_REASON = 200
 
 
@@ -50,21 +46,6 @@ class Item:
 
 
 # --- argument checks -------------------------------------------------------------------
-
-
-def check_device_id(value: str) -> str:
-    if not isinstance(value, str) or not DEVICE_ID_RE.match(value) or value == "central":
-        raise Refused(
-            "bad_id",
-            f"device id {value!r} must be 1-64 letters, digits, '_' or '-' (not 'central')",
-        )
-    return value
-
-
-def check_id(what: str, value: str, *, code: str = "bad_id") -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
-        raise Refused(code, f"{what} {value!r} must be 1-64 letters, digits, '.', '_' or '-'")
-    return value
 
 
 def check_reason(reason: str) -> str:

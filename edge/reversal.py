@@ -11,9 +11,9 @@ from __future__ import annotations
 from edge import accounts
 from edge import queries as q
 from edge.appender import Appender
-from edge.entries import Entry, Kind
 from edge.store import Store
 from greenpass.errors import Refused
+from greenpass.record.entries import Entry, Kind
 
 
 def _neg(value: int | None) -> int | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from edge.entries import Entry, Kind
+from greenpass.record.entries import Entry, Kind
 
 # `Entry`'s fields in declaration order, so a row maps onto `Entry(...)` positionally:
 # reading a backlog is the kiosk's half of a sync drain, and a dict per row was most of it.

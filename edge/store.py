@@ -56,7 +56,7 @@ class Store:
                     raise StorageError(f"{self.path}: cannot switch to WAL journal ({mode})")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            # Erased personal data is overwritten, not left in free pages (edge.personal).
+            # Erased personal data is overwritten, not left in free pages (docs/privacy.md).
             self.conn.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.Error as exc:

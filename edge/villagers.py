@@ -22,10 +22,11 @@ import sqlite3
 from edge import accounts
 from edge import queries as q
 from edge.appender import Appender
-from edge.entries import Entry, Kind
-from edge.personal import PERSONAL_KEY, commitment, household_fields, new_salt
 from edge.store import Store
 from greenpass.errors import Refused
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.ids import check_id
+from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields, new_salt
 
 STATUSES = ("active", "inactive", "revoked")
 
@@ -65,11 +66,11 @@ def _enrol(
     if passbook_id is None:
         n = conn.execute("SELECT count(*) FROM entries WHERE kind = 'enrol'").fetchone()
         passbook_id = f"{appender.device_id}-{n[0] + 1:05d}"
-    q.check_id("passbook_id", passbook_id, code="bad_passbook_id")
+    check_id("passbook_id", passbook_id, code="bad_passbook_id")
     if q.villager(conn, passbook_id) is not None:
         raise Refused("passbook_exists", f"passbook {passbook_id!r} is already enrolled")
     now = appender.now()
-    # The chain holds a commitment to the name, never the name (edge.personal): the
+    # The chain holds a commitment to the name, never the name (greenpass.record.personal): the
     # name and its salt stay in `villagers`, where they can be corrected and erased.
     salt = new_salt()
     entry = appender.append(

@@ -26,8 +26,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.entries import Kind
 from greenpass.errors import ConfigError, GreenPassError
+from greenpass.record.entries import Kind
+from greenpass.record.methodology import parse_methodology
 
 FORMAT = "greenpass-retirement/1"
 
@@ -70,8 +71,6 @@ def check_against_pack(
     """What does not hold between the certificate and the pack (empty: all holds).
     `deposits` are the pack's deposit entries of the month (the verifier's own choice
     of which entries are in the period)."""
-    from central.methodology import parse_methodology  # noqa: PLC0415 - pure; only here
-
     problems: list[str] = []
     try:
         iss = doc["issuance"]

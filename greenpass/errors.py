@@ -2,8 +2,8 @@
 
     GreenPassError                      root: `except GreenPassError` catches all of ours
     ├── ConfigError (ValueError)        a config or rules file is wrong; names the key and line
-    │   ├── RulesError                  a village rules file (edge.rules)
-    │   └── MethodologyError            a reduction-unit methodology file (central.methodology)
+    │   ├── RulesError                  a village rules file (greenpass.record.rules)
+    │   └── MethodologyError            a reduction-unit methodology (greenpass.record.methodology)
     ├── LedgerError                     the ledger cannot do what was asked
     │   ├── Refused                     a business rule said no; carries a `code` the UI shows
     │   ├── StorageError (OSError)      the database file could not be read or written

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.entries import Entry, Kind
 from greenpass.errors import ConfigError
+from greenpass.record.entries import Entry, Kind
 
 FORMAT = "greenpass-evidence/1"
 MANIFEST, CHECKPOINT, DEVICES, ENTRIES = (

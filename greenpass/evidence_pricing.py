@@ -10,11 +10,11 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from edge.entries import REVERSIBLE, Entry, Kind
-from edge.personal import PERSONAL_KEY
-from edge.rules import Rules, parse_rules
 from greenpass.errors import GreenPassError
 from greenpass.evidence import FACTOR_COLUMNS, Pack, PackEntry
+from greenpass.record.entries import REVERSIBLE, Entry, Kind
+from greenpass.record.personal import PERSONAL_KEY
+from greenpass.record.rules import Rules, parse_rules
 
 if TYPE_CHECKING:
     from greenpass.evidence_verify import Report

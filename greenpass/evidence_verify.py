@@ -33,11 +33,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass import certificate, checkpoint, heads, merkle_multi
 from greenpass.errors import ConfigError, GreenPassError
 from greenpass.evidence import Pack, PackEntry, Totals, read_pack, totals_of
 from greenpass.evidence_pricing import check_pricing, check_rules
+from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass.tlog_leaf import entry_leaf_hash
 
 EXIT_OK, EXIT_DISCREPANCY, EXIT_UNPROVEN = 0, 1, 3

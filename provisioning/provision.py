@@ -34,9 +34,9 @@ from pathlib import Path
 import httpx
 
 from edge.ledger import Ledger
-from edge.queries import check_device_id, check_id
-from edge.rules import default_rules
 from greenpass.errors import CentralError, ConfigError, Refused
+from greenpass.record.ids import check_device_id, check_id
+from greenpass.record.rules import default_rules
 from sync.config import SyncConfig, write_sync_config
 from sync.enrol import check_central_url, enrol, save_credentials, tls_verify, unreachable
 from sync.keys import load_or_create_key, public_bytes

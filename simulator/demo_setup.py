@@ -16,7 +16,7 @@ import httpx
 from central.accounts import Accounts
 from central.broker import mosquitto_password_hash, write_broker_config
 from central.store import CentralStore
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 from simulator.demo_folder import OFFICE_KEY_ID, VILLAGE, DemoError, say
 from simulator.demo_procs import Ports
 from simulator.kiosk_home import GOODS, Issuer, KioskHome, make_kiosk_home

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.cards import CardKind, make_card
 from edge.ledger import Ledger
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 from sync.config import SyncConfig, write_sync_config
 from sync.keys import Ed25519PrivateKey, load_or_create_key
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import msgspec
 
-from edge.entries import CANONICAL_VERSION, Entry, Kind
 from greenpass import heads
 from greenpass.errors import ProtocolError
+from greenpass.record.entries import CANONICAL_VERSION, Entry, Kind
 from sync.envelope import DECODE_ERRORS, VERSION, Envelope, inflate, pack, seal
 from sync.keys import Ed25519PrivateKey
 
@@ -62,7 +62,7 @@ class WireEntry(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
 
 
 class WirePersonal(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
-    """A household's personal data, beside the chain (`edge.personal`): central checks
+    """A household's personal data, beside the chain (`greenpass.record.personal`): central checks
     it against the commitment in the passbook's enrolment and keeps it where it can be
     corrected and erased. Never part of an entry or its hash."""
 
@@ -264,7 +264,7 @@ def _entry_id(eid: bytes, wall_ms: int) -> str:
 
 
 class _Canonical(msgspec.Struct):
-    """An entry as `edge.entries.canonical_bytes` sees it, fields in sorted order: with
+    """An entry as `greenpass.record.entries.canonical_bytes` sees it, fields in sorted order: with
     order="deterministic" (struct fields as declared, dict keys sorted) it encodes to
     the kiosk's bytes without building a dict per entry and sorting its keys. Checked
     against `Entry` below; tests/sync/test_protocol.py compares the hashes."""

@@ -1,4 +1,4 @@
-"""The uplink's side of households' personal records (`edge.personal`): which records
+"""The uplink's side of households' personal records (`greenpass.record.personal`): which records
 go with a batch, when central takes them at all, and how far its acks confirm them.
 
 Central says in every ack whether it takes personal records (`Ack.accepts`); until one

@@ -238,7 +238,7 @@ class Status(msgspec.Struct, kw_only=True):
 # them decodes an item as exactly five fields and would refuse the whole state.
 FEATURE_ITEM_PICTURES = "item_pictures"
 # Households erased at central (StateBody.erased): the kiosk drops their names and the
-# salts of its own enrolments (edge.personal). Older kiosks refuse the unknown key.
+# salts of its own enrolments (greenpass.record.personal). Older kiosks refuse the unknown key.
 FEATURE_ERASURES = "erasures"
 # Proofs of central's transparency log (StateBody.log, sync.log_wire): older kiosks
 # refuse the unknown key.

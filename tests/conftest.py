@@ -10,7 +10,7 @@ import pytest
 
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 
 PIN = "2468"
 

@@ -196,7 +196,7 @@ def test_every_rules_key_is_documented() -> None:
     keys = set(
         re.findall(
             r"^([a-z_]+) =",
-            (ROOT / "edge/data/default-rules.toml").read_text(encoding="utf-8"),
+            (ROOT / "greenpass/record/data/default-rules.toml").read_text(encoding="utf-8"),
             re.M,
         )
     )

@@ -51,7 +51,7 @@ from central.console.settings import ConsoleSettings
 from central.console.village import VillagePages
 from central.registry_desk import RegistryDesk
 from central.store import CentralStore
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "gp_lang"

@@ -26,7 +26,7 @@ from sqlalchemy.orm import aliased
 
 from central import db, rollup
 from central.store import CentralStore
-from edge.entries import Kind
+from greenpass.record.entries import Kind
 
 DAY_MS = 86_400_000
 CHART_DAYS = 30

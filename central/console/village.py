@@ -33,8 +33,8 @@ from central import operations
 from central.auth import ConsoleActor, ConsoleSession, check_csrf, read_form
 from central.catalogue_file import CatalogueItem, check_item
 from central.store import CentralStore
-from edge.rules import parse_rules
 from greenpass.errors import CentralError, ConfigError, ConflictError
+from greenpass.record.rules import parse_rules
 
 PageFn = Callable[..., HTMLResponse]
 RULES_PATH = "rules.toml"  # the name a rules error is reported under

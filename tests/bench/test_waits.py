@@ -12,7 +12,7 @@ import pytest
 
 from bench.kiosk import plan
 from bench.waits import BenchError, stop_process, wait_until
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 
 
 def test_a_wait_fails_at_its_deadline_naming_what_it_saw() -> None:

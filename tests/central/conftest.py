@@ -22,10 +22,10 @@ import pytest
 
 from central.store import CentralStore
 from edge.clock import FixedClock
-from edge.entries import Entry
 from edge.ledger import Ledger
 from edge.personal_outbox import PersonalOutbox
-from edge.rules import default_rules
+from greenpass.record.entries import Entry
+from greenpass.record.rules import default_rules
 from sync import protocol
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
 from sync.uplink import to_central_state

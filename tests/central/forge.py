@@ -18,8 +18,8 @@ from central.ingest import IngestResult, ingest
 from central.state import build_state
 from central.store import CentralStore
 from edge.appender import Appender
-from edge.clock import uuid7
-from edge.entries import Entry, Kind, chain_hash
+from greenpass.record.entries import Entry, Kind, chain_hash
+from greenpass.record.ids import uuid7
 from sync import protocol
 from sync.batch import BatchBody
 from sync.envelope import inflate, pack

@@ -11,8 +11,8 @@ import pytest
 from central import audit, operations, passbooks
 from central.catalogue_file import CatalogueItem
 from central.state import build_state
-from edge.rules import DEFAULT_RULES_PATH
 from greenpass.errors import Refused
+from greenpass.record.rules import DEFAULT_RULES_PATH
 from tests.central import test_auth
 from tests.central.conftest import NOW
 from tests.central.test_auth import Site

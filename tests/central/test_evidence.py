@@ -18,12 +18,12 @@ import pytest
 from central import evidence, exports, personal, tlog
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.entries import Kind
 from greenpass import checkpoint
 from greenpass import evidence as ev
 from greenpass.cli import main
 from greenpass.errors import CentralError, ConfigError
 from greenpass.evidence_verify import EXIT_DISCREPANCY, EXIT_OK, EXIT_UNPROVEN, verify_pack
+from greenpass.record.entries import Kind
 from sync.keys import generate_key, public_bytes, save_private_key
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 from tests.central.forge import forged_batch

@@ -23,7 +23,7 @@ from central.api import create_app
 from central.ingest import ingest
 from central.store import CentralStore
 from edge.clock import FixedClock
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 from tests.central.conftest import NOW, enrol, new_kiosk
 from tests.central.test_api import ADMIN, SETTINGS
 

@@ -13,8 +13,8 @@ from sqlalchemy import func, select, text
 from central import db, reports
 from central.ingest import IngestResult, ingest
 from central.store import CentralStore
-from edge.entries import check_chain
 from greenpass.errors import StorageError
+from greenpass.record.entries import check_chain
 from sync import protocol
 from sync.keys import generate_key
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate

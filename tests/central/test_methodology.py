@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central.methodology import (
+from greenpass.errors import ConfigError, MethodologyError
+from greenpass.record.methodology import (
     DEFAULT_METHODOLOGY_PATH,
     CategoryFactors,
     Mix,
@@ -24,8 +25,7 @@ from central.methodology import (
     load_methodology,
     parse_methodology,
 )
-from edge.rules import default_rules
-from greenpass.errors import ConfigError, MethodologyError
+from greenpass.record.rules import default_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = DEFAULT_METHODOLOGY_PATH.read_text(encoding="utf-8")
@@ -593,4 +593,4 @@ def test_every_key_is_documented() -> None:
     assert {"uncertainty_deduction", "mix", "incineration_credit", "ipcc2006_v5"} <= keys
     assert {"already_recycled", "already_recycled_source", "zhang_wen_2014"} <= keys
     assert not [k for k in keys if f"`{k}`" not in doc]
-    assert "central/data/methodology-default.toml" in doc
+    assert "greenpass/record/data/methodology-default.toml" in doc

@@ -22,8 +22,8 @@ from central.catalogue_file import (
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.rules import DEFAULT_RULES_PATH
 from greenpass.errors import CentralError, ConfigError, ConflictError, Refused
+from greenpass.record.rules import DEFAULT_RULES_PATH
 from sync import protocol
 from sync.keys import generate_key
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk

@@ -15,9 +15,9 @@ from central import audit, db, passbooks, personal, reports
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.entries import Kind, check_chain
-from edge.personal import commitment, household_fields
 from greenpass.errors import CentralError, ConfigError
+from greenpass.record.entries import Kind, check_chain
+from greenpass.record.personal import commitment, household_fields
 from sync import protocol
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 

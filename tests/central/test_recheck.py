@@ -16,9 +16,9 @@ from central.recheck import check_row
 from central.rules_versions import known_rules, remember_rules
 from central.state import build_state
 from central.store import CentralStore
-from edge.entries import Kind
-from edge.rules import default_rules, parse_rules
 from greenpass.errors import CentralError, ProtocolError
+from greenpass.record.entries import Kind
+from greenpass.record.rules import default_rules, parse_rules
 from sync.protocol import ROW_FIELDS
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 from tests.central.forge import assert_rejected, forged_batch, sync

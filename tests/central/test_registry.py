@@ -17,19 +17,19 @@ from sqlalchemy import func, select
 
 from central import cli_operator, registry, registry_certificate
 from central.api import create_app
-from central.methodology import (
-    DEFAULT_METHODOLOGY_PATH,
-    Methodology,
-    default_methodology,
-    load_methodology,
-    parse_methodology,
-)
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
 from greenpass import certificate
 from greenpass.cli import main
 from greenpass.errors import CentralError, ConfigError, ConflictError
 from greenpass.evidence_verify import verify_pack
+from greenpass.record.methodology import (
+    DEFAULT_METHODOLOGY_PATH,
+    Methodology,
+    default_methodology,
+    load_methodology,
+    parse_methodology,
+)
 from sync.keys import Ed25519PrivateKey, public_bytes, save_private_key
 from tests.central.conftest import Kiosk, populate
 from tests.central.test_api import ADMIN, SETTINGS

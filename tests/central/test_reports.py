@@ -11,7 +11,7 @@ from central import reports
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.entries import Kind
+from greenpass.record.entries import Kind
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 
 

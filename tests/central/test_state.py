@@ -11,8 +11,8 @@ from central import db
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.rules import default_rules
 from greenpass.errors import CentralError
+from greenpass.record.rules import default_rules
 from sync import protocol
 from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate

@@ -14,7 +14,7 @@ from central.service import CentralService
 from central.store import CentralStore
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 from sync.keys import generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig
 from tests.conftest import PIN

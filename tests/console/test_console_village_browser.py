@@ -20,7 +20,7 @@ from central import db, operations
 from central.accounts import Accounts
 from central.state import build_state
 from central.store import CentralStore
-from edge.rules import DEFAULT_RULES_PATH
+from greenpass.record.rules import DEFAULT_RULES_PATH
 from tests.central_process import Central, running_central
 from tests.console import test_console_browser
 from tests.console.test_console_browser import (

@@ -9,7 +9,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.entries import CANONICAL_VERSION, Entry, Kind, canonical_bytes
+from greenpass.record.entries import CANONICAL_VERSION, Entry, Kind, canonical_bytes
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 

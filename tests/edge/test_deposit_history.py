@@ -20,11 +20,11 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from edge.appender import Appender
 from edge.clock import FixedClock
 from edge.deposits import DepositHistory
-from edge.entries import Kind
 from edge.ledger import Ledger
 from edge.queries import day_start_ms
-from edge.rules import DEFAULT_RULES_PATH, Category, Rules, default_rules, parse_rules
 from greenpass.errors import Refused, StorageError
+from greenpass.record.entries import Kind
+from greenpass.record.rules import DEFAULT_RULES_PATH, Category, Rules, default_rules, parse_rules
 from tests.conftest import make_ledger
 
 CATEGORIES = ("paper", "batteries", "plastic_pet")

@@ -17,7 +17,7 @@ import pytest
 
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import DEFAULT_RULES_PATH, parse_rules
+from greenpass.record.rules import DEFAULT_RULES_PATH, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 

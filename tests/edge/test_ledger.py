@@ -7,10 +7,10 @@ import json
 import pytest
 
 from edge.clock import FixedClock
-from edge.entries import Kind
 from edge.ledger import Ledger
-from edge.personal import household_fields, matches
 from greenpass.errors import LedgerError, Refused
+from greenpass.record.entries import Kind
+from greenpass.record.personal import household_fields, matches
 from tests.conftest import make_ledger
 
 
@@ -172,7 +172,7 @@ def test_enrol_validates_and_generates_ids(ledger) -> None:
     a = ledger.enrol("Wang household", staff_id="S1")
     b = ledger.enrol("Zhao household", staff_id="S1", passbook_id="V1-0042")
     assert (a.passbook_id, b.passbook_id) == ("K1-00001", "V1-0042")
-    # The chain holds a commitment, the name stays beside it (edge.personal).
+    # The chain holds a commitment, the name stays beside it (greenpass.record.personal).
     assert set(a.data) == {"personal", "village"} and a.data["village"] == "V1"
     wang = ledger.store.conn.execute(
         "SELECT household_name, salt FROM villagers WHERE passbook_id = 'K1-00001'"

@@ -18,10 +18,10 @@ from hypothesis.stateful import (
 )
 
 from edge.clock import FixedClock
-from edge.entries import REVERSIBLE, Kind
 from edge.ledger import Ledger
-from edge.rules import default_rules
 from greenpass.errors import Refused
+from greenpass.record.entries import REVERSIBLE, Kind
+from greenpass.record.rules import default_rules
 
 CATEGORIES = sorted(default_rules().categories)
 ITEMS = {"rice": 40, "soap": 7, "vinegar": 12}

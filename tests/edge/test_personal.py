@@ -11,8 +11,8 @@ from pathlib import Path
 
 from edge.central_state import CentralState, VillagerRecord
 from edge.ledger import Ledger
-from edge.personal import household_fields, matches
 from edge.personal_outbox import PersonalOutbox
+from greenpass.record.personal import household_fields, matches
 
 ROOT = Path(__file__).resolve().parents[2]
 

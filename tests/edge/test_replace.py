@@ -8,9 +8,9 @@ import pytest
 
 from edge.central_state import CentralState, VillagerRecord
 from edge.clock import FixedClock
-from edge.entries import Kind
 from edge.ledger import Ledger
 from greenpass.errors import Refused
+from greenpass.record.entries import Kind
 from tests.conftest import PIN
 from tests.edge.test_ledger import refused
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.rules import DEFAULT_RULES_PATH, default_rules, load_rules, parse_rules
 from greenpass.errors import RulesError
+from greenpass.record.rules import DEFAULT_RULES_PATH, default_rules, load_rules, parse_rules
 
 BASE = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
 CATEGORIES = {

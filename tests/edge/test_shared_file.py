@@ -11,8 +11,8 @@ import pytest
 from edge.central_state import CentralState
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import Rules, default_rules, parse_rules
 from greenpass.errors import Refused
+from greenpass.record.rules import Rules, default_rules, parse_rules
 from tests.conftest import make_ledger
 
 

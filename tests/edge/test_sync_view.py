@@ -9,8 +9,8 @@ import pytest
 from edge.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
 from greenpass.errors import IntegrityError, Refused, RulesError
+from greenpass.record.rules import default_rules
 from tests.conftest import make_ledger
 
 

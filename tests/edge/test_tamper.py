@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.entries import chain_hash
 from edge.ledger import Ledger
+from greenpass.record.entries import chain_hash
 from tests.conftest import make_ledger
 
 

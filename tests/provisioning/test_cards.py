@@ -14,9 +14,9 @@ import pytest
 from edge.cards import CardKind, make_card, read_card
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
 from greenpass.cli import main
 from greenpass.errors import LedgerError
+from greenpass.record.rules import default_rules
 from hardware.scanner.decoders import open_decoder
 from provisioning.cards import CARD_H, CARD_W, PER_PAGE, card_origin, check_issuer
 from sync.keys import Ed25519PrivateKey, generate_key, load_private_key, public_bytes

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.ledger import Ledger
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "provisioning" / "deploy"

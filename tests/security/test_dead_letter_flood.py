@@ -12,8 +12,8 @@ from central import reports
 from central.dead_letter_limit import PER_HOUR, WINDOW_MS
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.entries import Kind
-from edge.rules import default_rules
+from greenpass.record.entries import Kind
+from greenpass.record.rules import default_rules
 from tests.central.conftest import (  # noqa: F401 - fixtures: SQLite and PostgreSQL
     NOW,
     Kiosk,

@@ -19,8 +19,8 @@ import pytest
 from central import reports
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.entries import Entry, Kind
-from edge.rules import default_rules
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.rules import default_rules
 from tests.central.conftest import (  # noqa: F401 - fixtures: SQLite and PostgreSQL
     NOW,
     Kiosk,

@@ -13,8 +13,8 @@ import psycopg
 
 from central import reports
 from central.store import CentralStore
-from edge.entries import check_chain
 from edge.ledger import Ledger
+from greenpass.record.entries import check_chain
 from tests.soak.fleet import SoakKiosk
 from tests.soak.postgres import PostgresCluster
 

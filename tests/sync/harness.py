@@ -13,7 +13,7 @@ from central.store import CentralStore
 from central.tlog import LogSettings
 from edge.clock import FixedClock
 from edge.ledger import Ledger
-from edge.rules import default_rules
+from greenpass.record.rules import default_rules
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig
 from sync.uplink import Uplink

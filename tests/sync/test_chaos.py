@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from central import reports
-from edge.entries import check_chain
+from greenpass.record.entries import check_chain
 from simulator.netproxy import NetProxy
 from sync import protocol as p
 from sync.config import SyncConfig, write_sync_config

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.clock import FixedClock
-from edge.entries import Entry
 from edge.ledger import Ledger
 from greenpass.errors import ConfigError, ProtocolError
+from greenpass.record.entries import Entry
 from sync import batch, envelope
 from sync import protocol as p
 from sync.keys import generate_key, load_or_create_key, load_private_key, public_bytes

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 from central import registry, registry_certificate
 from central.heads import device_heads
-from central.methodology import default_methodology
 from central.registry_db import Serials
 from greenpass.evidence_verify import verify_pack
+from greenpass.record.methodology import default_methodology
 from sync.keys import public_bytes
 from tests.sync.harness import Kiosk, World, wait_for
 

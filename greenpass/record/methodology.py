@@ -1,9 +1,9 @@
 """The methodology: how many reduction units central may issue for verified deposits.
 
 A kiosk shows each deposit's *displayed CO2e* (显示减排量): the village rules' single
-recycling factor (edge.rules). The registry issues *reduction units* (1 unit = 1 kg
+recycling factor (greenpass.record.rules). The registry issues *reduction units* (1 unit = 1 kg
 CO2e) from a different, conservative figure, the *issuable reduction*, defined by a
-methodology file (`central/data/methodology-default.toml`, docs/methodology.md):
+methodology file (`greenpass/record/data/methodology-default.toml`, docs/methodology.md):
 
     avoided per kg = Σ share of route × that route's disposal emissions
                        (routes: landfill, incineration, open_dumping)
@@ -35,10 +35,10 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge.queries import ID_RE as VILLAGE_ID_RE
-from edge.rules import ID_RE as CATEGORY_KEY_RE
-from edge.rules import _Reader
 from greenpass.errors import MethodologyError
+from greenpass.record.ids import ID_RE as VILLAGE_ID_RE
+from greenpass.record.rules import ID_RE as CATEGORY_KEY_RE
+from greenpass.tomlfile import TableReader
 
 DEFAULT_METHODOLOGY_PATH = Path(__file__).parent / "data" / "methodology-default.toml"
 
@@ -150,9 +150,10 @@ class Methodology:
     def reduction_g(self, category: str, village_id: str, grams: int) -> int:
         """Issuable grams CO2e of one deposit entry.
 
-        Floored per entry, as edge.rules floors points and displayed CO2e: remainders are
-        never carried between entries, so the same entry always gives the same grams
-        wherever it is recomputed, and flooring never credits weight nobody brought.
+        Floored per entry, as greenpass.record.rules floors points and displayed CO2e:
+        remainders are never carried between entries, so the same entry always gives the
+        same grams wherever it is recomputed, and flooring never credits weight nobody
+        brought.
         """
         if grams < 0:
             raise ValueError(f"grams must not be negative, got {grams}")
@@ -207,8 +208,8 @@ _CATEGORY_KEYS = {
 _INLINE_TABLES = ("mix", "already_recycled")
 
 
-class _MethodologyReader(_Reader):
-    """edge.rules' reader, raising MethodologyError."""
+class _MethodologyReader(TableReader):
+    """The rules file's reader, raising MethodologyError."""
 
     error = MethodologyError
 
@@ -395,5 +396,5 @@ def load_methodology(path: str | Path) -> Methodology:
 
 
 def default_methodology() -> Methodology:
-    """The methodology this software ships (central/data/methodology-default.toml)."""
+    """The methodology this software ships (greenpass/record/data/methodology-default.toml)."""
     return load_methodology(DEFAULT_METHODOLOGY_PATH)

@@ -1,6 +1,6 @@
 """Village rules: what each waste category earns, its limits, and its carbon factor.
 
-A rules file is TOML, one per village (see `edge/data/default-rules.toml` and
+A rules file is TOML, one per village (see `greenpass/record/data/default-rules.toml` and
 docs/rules.md). It is parsed once into frozen objects; a bad file is refused
 with an error that names the key and its line.
 
@@ -20,13 +20,12 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from greenpass.errors import ConfigError, RulesError
+from greenpass.errors import Refused, RulesError
+from greenpass.tomlfile import TableReader
 
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "default-rules.toml"
 
@@ -83,6 +82,26 @@ class Rules:
         return self.categories.get(key)
 
 
+def weighable(rules: Rules, category: str, grams: int) -> Category:
+    """The category of a deposit of `grams`, if the rules in force take it."""
+    cat = rules.category(category)
+    if cat is None:
+        raise Refused(
+            "unknown_category", f"no waste category {category!r} in rules {rules.version}"
+        )
+    if grams < cat.min_grams:
+        raise Refused(
+            "too_light", f"{grams} g is below the minimum of {cat.min_grams} g for {cat.name_en}"
+        )
+    if grams > cat.max_grams:
+        raise Refused(
+            "too_heavy",
+            f"{grams} g is above the most one deposit of "
+            f"{cat.name_en} may weigh ({cat.max_grams} g)",
+        )
+    return cat
+
+
 # --- loading ---------------------------------------------------------------------------
 
 _TOP_KEYS = {
@@ -110,94 +129,8 @@ _CATEGORY_KEYS = {
 }
 
 
-class _Reader:
-    """Reads typed values out of the parsed TOML, naming key and line on any error.
-
-    Other config files in the same style reuse it (`central.methodology`), raising
-    their own subclass of ConfigError through `error`."""
-
-    error: type[ConfigError] = RulesError
-
-    def __init__(self, text: str, path: str) -> None:
-        self.text = text
-        self.path = path
-        self.lines = text.splitlines()
-
-    def line_of(self, table: str, key: str | None) -> int | None:
-        """Line number of `key` in `[table]` (or of the table header), by a plain scan."""
-        current = ""
-        header_line = None
-        for no, raw in enumerate(self.lines, start=1):
-            line = raw.strip()
-            m = re.match(r"^\[\s*([^\]]+?)\s*\]\s*(#.*)?$", line)
-            if m:
-                current = m.group(1).replace('"', "").replace(" ", "")
-                if current == table:
-                    header_line = no
-                continue
-            if (
-                key is not None
-                and current == table
-                and re.match(rf'^"?{re.escape(key)}"?\s*=', line)
-            ):
-                return no
-        return header_line
-
-    def fail(self, table: str, key: str | None, message: str) -> ConfigError:
-        dotted = ".".join(p for p in (table, key) if p)
-        return self.error(
-            message, path=self.path, key=dotted or None, line=self.line_of(table, key)
-        )
-
-    def table(self, data: dict[str, Any], table: str, allowed: set[str]) -> dict[str, Any]:
-        for key in data:
-            if key not in allowed:
-                raise self.fail(
-                    table, key, f"unknown key (expected one of: {', '.join(sorted(allowed))})"
-                )
-        return data
-
-    def get(
-        self, data: dict[str, Any], table: str, key: str, kind: type, default: Any = None
-    ) -> Any:
-        if key not in data:
-            if default is None:
-                raise self.fail(table, None, f"missing required key '{key}'")
-            return default
-        value = data[key]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            raise self.fail(table, key, f"must be {kind.__name__}, got {value!r}")
-        return value
-
-    def count(
-        self,
-        data: dict[str, Any],
-        table: str,
-        key: str,
-        *,
-        minimum: int = 0,
-        default: int | None = None,
-    ) -> int:
-        value: int = self.get(data, table, key, int, default)
-        if value < minimum:
-            raise self.fail(table, key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def milli(self, data: dict[str, Any], table: str, key: str) -> int:
-        """A number with at most three decimals, returned ×1000 as an exact integer."""
-        value = data.get(key)
-        if key not in data:
-            raise self.fail(table, None, f"missing required key '{key}'")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(table, key, f"must be a number, got {value!r}")
-        try:
-            scaled = Decimal(str(value)) * 1000
-        except InvalidOperation as exc:  # nan / inf
-            raise self.fail(table, key, f"must be a finite number, got {value!r}") from exc
-        if scaled != scaled.to_integral_value() or scaled < 0:
-            raise self.fail(table, key, f"must be ≥ 0 with at most 3 decimals, got {value!r}")
-        return int(scaled)
+class _RulesReader(TableReader):
+    error = RulesError
 
 
 def parse_rules(text: str, path: str = "<rules>") -> Rules:
@@ -209,7 +142,7 @@ def parse_rules(text: str, path: str = "<rules>") -> Rules:
         raise RulesError(
             f"not valid TOML: {exc}", path=path, line=int(m.group(1)) if m else None
         ) from exc
-    r = _Reader(text, path)
+    r = _RulesReader(text, path)
     r.table(data, "", _TOP_KEYS)
     version = r.get(data, "", "version", str)
     if not version.strip() or len(version) > 64:
