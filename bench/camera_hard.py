@@ -8,7 +8,7 @@ it reports, for plain zxing-cpp and for the rescue chain with one more step at
 a time, detection per category, wrong payloads (code frames and empty scenes),
 and CPU ms per changed frame (grey conversion + decode, `time.process_time`, all
 threads): median, mean and 90th percentile. Every payload read is also put
-through `edge.cards.read_card` with the corpus's issuer key, as the kiosk does.
+through `edge.kiosk.cards.read_card` with the corpus's issuer key, as the kiosk does.
 Then the held-card trial: a card held for one second at 10 fps (`HeldCard`, one
 pose per trial, per-frame jitter, shake and glare drift) through `CameraScanner`,
 counted as read if the scanner reports it within those ten frames.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.cards import read_card
+from edge.kiosk.cards import read_card
 from greenpass.errors import Refused
 from hardware.scanner.camera import CameraScanner
 from hardware.scanner.decoders import Decoder, GreyImage, ZxingDecoder, as_uint8

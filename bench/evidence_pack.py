@@ -30,7 +30,7 @@ from bench.waits import BenchError
 from central import evidence, tlog
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass import evidence as ev
 from greenpass.evidence_verify import verify_pack
 from sync import protocol

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.clock import SystemClock
-from edge.ledger import Ledger
+from edge.ledger.clock import SystemClock
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import DEFAULT_RULES_PATH, parse_rules
 
 GOAL = 1.5

@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 
 from bench.waits import BenchError, log_tail, stop_process, wait_until
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.rules import default_rules
 from sync.keys import generate_key, public_bytes, save_private_key

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from bench.waits import BenchError
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.rules import default_rules
 from sync import protocol as p

@@ -1,6 +1,6 @@
 """Lost cards replaced at a kiosk, as central learns them from the kiosk's entries.
 
-A kiosk replaces a lost card offline (`edge.villagers.replace`) with two entries: an
+A kiosk replaces a lost card offline (`edge.ledger.villagers.replace`) with two entries: an
 `enrol` of a new passbook for the same household whose `data.replaces` names the old
 one, then a `villager_status` revoking the old one ("replaced by NEW"). Ingest stores
 them like any entries and keeps `villagers` from them as usual. `record`, in the same

@@ -2,7 +2,7 @@
 
 **Revoke** records a central decision in `passbook_revocations`. The village's next
 state lists the passbook in `revoked` (and with status `revoked` among the villagers);
-a kiosk then refuses the card whatever its own entries say (`edge.central_state`).
+a kiosk then refuses the card whatever its own entries say (`edge.ledger.central_state`).
 A central revocation holds until an operator reinstates it: a kiosk's later
 `villager_status` entry cannot undo it, because the state is built from this table
 as well as from `villagers` (`central.state`).

@@ -19,7 +19,7 @@ from greenpass.errors import GreenPassError
 
 # Modules that add subcommands. Each defines `register(subparsers) -> None`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "edge.cli",
+    "edge.ledger.cli",
     "hardware.scanner_cli",
     "hardware.cli",
     "simulator.cli",

@@ -29,7 +29,7 @@
 Refusals answer 409 with {"code", "message"} and the refusal's details (e.g.
 "tries_left" for a wrong PIN); malformed requests 400; staff
 routes without a signed-in staff member 403. The page renders only what the
-view says (see `edge.kiosk_view`).
+view says (see `edge.kiosk.view`).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from edge import kiosk_actions as act
-from edge.daemon import Kiosk
-from edge.kiosk_report import day_report
+from edge.kiosk import actions as act
+from edge.kiosk.daemon import Kiosk
+from edge.kiosk.report import day_report
 from greenpass.errors import Refused
 
 HERE = Path(__file__).parent

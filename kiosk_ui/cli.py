@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     import asyncio
 
-    from edge.config import load_kiosk_config
+    from edge.kiosk.config import load_kiosk_config
     from kiosk_ui.main import serve
 
     cfg = load_kiosk_config(args.config)

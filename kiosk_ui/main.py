@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from edge.config import KioskConfig
-from edge.daemon import Kiosk
-from edge.devices import Devices, open_devices
-from edge.ledger import Ledger
-from edge.uplink_handle import UplinkFactory
+from edge.kiosk.config import KioskConfig
+from edge.kiosk.daemon import Kiosk
+from edge.kiosk.devices import Devices, open_devices
+from edge.kiosk.uplink_handle import UplinkFactory
+from edge.ledger.ledger import Ledger
 from kiosk_ui.app import build_app
 
 if TYPE_CHECKING:

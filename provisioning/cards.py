@@ -2,7 +2,7 @@
 
 Who gets a card comes from the kiosk's ledger (its active villagers or staff, in
 passbook or staff id order) or from a CSV file; each card's QR text is signed by
-the village office's issuer key (`edge.cards.make_card`), and the sheet is drawn
+the village office's issuer key (`edge.kiosk.cards.make_card`), and the sheet is drawn
 as vector PDF: ten credit-card-sized cards (85.6 × 54 mm, ISO/IEC 7810 ID-1) per
 A4 page, 2 across and 5 down, with cut marks in the margins.
 
@@ -34,8 +34,8 @@ from pathlib import Path
 import segno
 from fpdf import FPDF
 
-from edge.cards import CardKind, make_card
-from edge.ledger import Ledger
+from edge.kiosk.cards import CardKind, make_card
+from edge.ledger.ledger import Ledger
 from greenpass import statement_link
 from greenpass.errors import ConfigError, LedgerError, Refused
 from greenpass.fonts import FontFace, find_cjk_fonts

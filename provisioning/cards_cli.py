@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _print_sheet(args: argparse.Namespace) -> int:
-    from edge.cards import CardKind
-    from edge.ledger import Ledger
+    from edge.kiosk.cards import CardKind
+    from edge.ledger.ledger import Ledger
     from greenpass.errors import ConfigError, LedgerError
     from provisioning import cards as c
     from sync.keys import load_private_key
@@ -114,7 +114,7 @@ def _print_sheet(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from edge.cards import make_card
+    from edge.kiosk.cards import make_card
     from greenpass.errors import ConfigError, Refused
     from sync.keys import generate_key, public_bytes, save_private_key
 

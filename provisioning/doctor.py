@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 import httpx
 
-from edge.clock import Clock, SystemClock
-from edge.config import KioskConfig, load_kiosk_config
+from edge.kiosk.config import KioskConfig, load_kiosk_config
+from edge.ledger.clock import Clock, SystemClock
 from greenpass.errors import ConfigError, GreenPassError
 from provisioning.disk_crypt import DOC, encryption_of
 
@@ -109,7 +109,7 @@ def check_database(db: Path) -> list[Finding]:
                 "holds every synced entry",
             )
         ]
-    from edge.ledger import Ledger  # noqa: PLC0415 - only once the file is known sound
+    from edge.ledger.ledger import Ledger  # noqa: PLC0415 - only once the file is known sound
 
     try:
         with Ledger.open(db) as ledger:
@@ -242,7 +242,7 @@ def probe_scanner(cfg: KioskConfig) -> Finding:
 
 
 def probe_gpio(cfg: KioskConfig) -> Finding:
-    from edge.devices import pin_factory  # noqa: PLC0415
+    from edge.kiosk.devices import pin_factory  # noqa: PLC0415
     from hardware.gpio import Indicator  # noqa: PLC0415
 
     try:
@@ -377,8 +377,8 @@ LOG_FAULT_FIX = {
 def check_log(db: Path) -> Finding:
     """This kiosk's check of central's transparency log, from the ledger file (the
     uplink records it there, so this works with the kiosk stopped too)."""
-    from edge.ledger import Ledger  # noqa: PLC0415
-    from edge.log_record import accepted, current_fault  # noqa: PLC0415
+    from edge.ledger.ledger import Ledger  # noqa: PLC0415
+    from edge.ledger.log_record import accepted, current_fault  # noqa: PLC0415
     from sync.protocol import STICKY_LOG_FAULTS  # noqa: PLC0415
 
     with Ledger.open(db) as ledger, ledger.store.read() as conn:
@@ -397,7 +397,7 @@ def check_log(db: Path) -> Finding:
 
 
 def check_backlog(db: Path, now_ms: int) -> Finding:
-    from edge.ledger import Ledger  # noqa: PLC0415
+    from edge.ledger.ledger import Ledger  # noqa: PLC0415
 
     with Ledger.open(db) as ledger:
         b = ledger.outbox.backlog()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.config import KioskConfig
+from edge.kiosk.config import KioskConfig
 from greenpass.errors import GreenPassError
 from provisioning.doctor import Finding, Level
 

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _devices(config: Path) -> tuple[Any, Any]:
-    from edge.config import load_kiosk_config
-    from edge.devices import open_devices
+    from edge.kiosk.config import load_kiosk_config
+    from edge.kiosk.devices import open_devices
     from greenpass.errors import ConfigError
     from provisioning.doctor import live_view
 
@@ -108,7 +108,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _hwcheck(args: argparse.Namespace) -> int:
-    from edge.ledger import Ledger
+    from edge.ledger.ledger import Ledger
     from hardware.printer import Paper
     from provisioning.hwcheck import print_test_receipt, scan_test_card, show_outputs, wait_button
     from sync.keys import load_private_key, public_bytes

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from edge.cards import read_card
+from edge.kiosk.cards import read_card
 from greenpass.errors import Refused
 from hardware.gpio import Indicator
 from hardware.printer import Block, Paper, Printer, PrinterError, Qr, Row, Rule, Text, render

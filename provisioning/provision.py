@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.errors import CentralError, ConfigError, Refused
 from greenpass.record.ids import check_device_id, check_id
 from greenpass.record.rules import default_rules

@@ -14,7 +14,7 @@ pushes one degradation to where villagers' cards really fail:
     small_modules   the card too far away: 2.0–2.6 px per module
     empty           no code: counter top, sometimes a blank card or a hand
 
-Payloads are real cards (`edge.cards.make_card`, version 8 QR at ECC M like the
+Payloads are real cards (`edge.kiosk.cards.make_card`, version 8 QR at ECC M like the
 printed ones), signed by a seeded issuer key, so a reader's output can be put
 through `read_card` as the kiosk does. `HeldCard` is a `FrameSource` for the
 held-card trial: one pose per trial, drawn like a corpus frame, replayed with
@@ -39,7 +39,7 @@ import numpy.typing as npt
 import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.cards import make_card
+from edge.kiosk.cards import make_card
 from simulator.camera import Frame, background
 
 Category = Literal[

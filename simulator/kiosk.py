@@ -39,8 +39,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from edge.config import KioskConfig
-from edge.devices import Devices, printer_of
+from edge.kiosk.config import KioskConfig
+from edge.kiosk.devices import Devices, printer_of
 from hardware.scale.factory import open_scale
 from hardware.scale.stability import StabilityRule
 from hardware.scanner import Scanner, SerialScanner, open_scanner

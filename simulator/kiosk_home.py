@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.cards import CardKind, make_card
-from edge.ledger import Ledger
+from edge.kiosk.cards import CardKind, make_card
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 from sync.config import SyncConfig, write_sync_config
 from sync.keys import Ed25519PrivateKey, load_or_create_key

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from edge import log_record
-from edge.cli import DB_ENV
-from edge.ledger import Ledger
+from edge.ledger import log_record
+from edge.ledger.cli import DB_ENV
+from edge.ledger.ledger import Ledger
 from greenpass.errors import ConfigError
 from sync.config import load_sync_config, write_sync_config
 from sync.enrol import enrol, save_credentials

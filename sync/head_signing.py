@@ -9,7 +9,7 @@ start over unsigned: while it is set, every batch carries the head of its last e
 
 from __future__ import annotations
 
-from edge.store import Store
+from edge.ledger.store import Store
 from sync import protocol as p
 
 _ACCEPTS = "central_accepts_heads"

@@ -19,7 +19,7 @@ accepted checkpoint extends the one before, an entry proven once stays in every 
 one: each entry is checked once, and over successive states every one is.
 
 A failure is a *log fault* (`sync.protocol.LOG_FAULTS`): recorded in the ledger file
-with the failing checkpoint as evidence (`edge.log_record`), logged at error level,
+with the failing checkpoint as evidence (`edge.ledger.log_record`), logged at error level,
 published at once in the kiosk's status (`log_fault`), shown on the kiosk's screen
 and by `greenpass doctor`. It stays until a technician resets the check
 (`greenpass sync log --reset`), and meanwhile nothing more is checked: the first
@@ -42,9 +42,9 @@ import logging
 import sqlite3
 from dataclasses import replace
 
-from edge import log_record as rec
-from edge.central_state import state_version
-from edge.ledger import Ledger
+from edge.ledger import log_record as rec
+from edge.ledger.central_state import state_version
+from edge.ledger.ledger import Ledger
 from greenpass import checkpoint, merkle
 from greenpass.errors import ProtocolError
 from greenpass.tlog_leaf import device_prefix

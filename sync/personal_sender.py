@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.personal_outbox import PersonalOutbox
-from edge.store import Store
+from edge.ledger.personal_outbox import PersonalOutbox
+from edge.ledger.store import Store
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
 

@@ -229,7 +229,7 @@ class Status(msgspec.Struct, kw_only=True):
     # Whether the kiosk's clock is synchronised (NTP): the kiosk's page shows it to staff
     # only, so the technician learns it here. None: a kiosk from before it.
     clock_ok: bool | None = None
-    # The receipt printer (edge.receipt_printing): off, ok, paper_low, paper_out, jammed,
+    # The receipt printer (edge.kiosk.receipt_printing): off, ok, paper_low, paper_out, jammed,
     # timeout, offline, unknown. None: a kiosk from before receipts.
     printer: str | None = None
 

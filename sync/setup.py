@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from sync.config import SyncConfig
 from sync.keys import load_private_key, public_key
 from sync.protocol import device_client_id

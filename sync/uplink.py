@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.central_state import CentralState, ItemRecord, VillagerRecord
-from edge.ledger import Ledger
+from edge.ledger.central_state import CentralState, ItemRecord, VillagerRecord
+from edge.ledger.ledger import Ledger
 from greenpass import __version__
 from greenpass.errors import BadAck, GreenPassError, TransportError
 from sync import protocol as p

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 
 PIN = "2468"

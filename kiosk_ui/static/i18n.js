@@ -81,7 +81,7 @@ GP.STRINGS = {
     sync_fault_staff: "同步故障：记录暂时传不到中心，都还保存在本机。请告诉技术员：",
     log_fault: "账本异常",
     log_fault_staff: "中心账本核对失败：中心的账本与本机记录不符。本机记录完好，照常使用。请告诉技术员：",
-    // receipts (edge/receipt_printing.py)
+    // receipts (edge/kiosk/receipt_printing.py)
     receipt_failed: "小票没有打印出来。积分已经记上了，请找工作人员补打。",
     printer_fault: "打印机故障",
     printer_paper_out: "打印机没纸了：请换一卷新纸，再补打小票。",

@@ -1,6 +1,6 @@
 /* Green Passbook kiosk page: render the kiosk's view, send touches as POSTs.
  *
- * The view (edge/kiosk_view.py) is the page's only input: the first one is in
+ * The view (edge/kiosk/view.py) is the page's only input: the first one is in
  * the page itself (#gp-first-view), every later one arrives over
  * EventSource("/events"). The page keeps only what the view cannot know
  * (digits typed so far, a cart being filled, a form's text) in `GP.state.local`,

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from central.store import CentralStore
-from edge.clock import FixedClock
-from edge.ledger import Ledger
-from edge.personal_outbox import PersonalOutbox
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
+from edge.ledger.personal_outbox import PersonalOutbox
 from greenpass.record.entries import Entry
 from greenpass.record.rules import default_rules
 from sync import protocol

@@ -17,7 +17,7 @@ from central import reports
 from central.ingest import IngestResult, ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.appender import Appender
+from edge.ledger.appender import Appender
 from greenpass.record.entries import Entry, Kind, chain_hash
 from greenpass.record.ids import uuid7
 from sync import protocol

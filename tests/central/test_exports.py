@@ -22,7 +22,7 @@ from central.accounts import Accounts
 from central.api import create_app
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.clock import FixedClock
+from edge.ledger.clock import FixedClock
 from greenpass.record.rules import default_rules
 from tests.central.conftest import NOW, enrol, new_kiosk
 from tests.central.test_api import ADMIN, SETTINGS

@@ -15,7 +15,7 @@ from central import audit, db, passbooks, reports
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
-from edge.central_state import CentralState, VillagerRecord
+from edge.ledger.central_state import CentralState, VillagerRecord
 from greenpass.errors import Refused
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk
 

@@ -13,7 +13,7 @@ from central import db, rollup
 from central.console import stats
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.clock import FixedClock
+from edge.ledger.clock import FixedClock
 from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

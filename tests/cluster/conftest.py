@@ -12,8 +12,8 @@ import pytest
 from central.amqp_receiver import AmqpConfig
 from central.service import CentralService
 from central.store import CentralStore
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 from sync.keys import generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig

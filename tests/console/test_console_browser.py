@@ -18,7 +18,7 @@ from sqlalchemy import insert
 from central import db
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.clock import FixedClock
+from edge.ledger.clock import FixedClock
 from sync import protocol
 from tests.central.conftest import enrol, new_kiosk, populate
 from tests.central_process import ROOT, Central, running_central

@@ -16,7 +16,7 @@ import pytest
 
 from central.ingest import ingest
 from central.store import CentralStore
-from edge.clock import FixedClock
+from edge.ledger.clock import FixedClock
 from tests.central.conftest import enrol, new_kiosk, populate
 from tests.central_process import Central, running_central
 from tests.console.test_console_browser import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from edge.clock import SystemClock
-from edge.ledger import Ledger
+from edge.ledger.clock import SystemClock
+from edge.ledger.ledger import Ledger
 
 
 def main(path: str) -> None:

@@ -3,9 +3,9 @@ day report for staff."""
 
 from __future__ import annotations
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
-from edge.queries import CategoryTotal
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
+from edge.ledger.queries import CategoryTotal
 
 
 def test_today_deposits_are_todays_standing_deposits_newest_first(

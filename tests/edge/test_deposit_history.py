@@ -1,4 +1,4 @@
-"""The look-back rules kept in memory (`edge.deposits`) answer exactly what plain SQL
+"""The look-back rules kept in memory (`edge.ledger.deposits`) answer exactly what plain SQL
 over the entries table answers: the cooldown, the daily cap and the review flags,
 through reversals, clock steps, reboots, day changes and entries written by a
 second `Ledger` on the same file (the sync uplink's, or another process's)."""
@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-from edge.appender import Appender
-from edge.clock import FixedClock
-from edge.deposits import DepositHistory
-from edge.ledger import Ledger
-from edge.queries import day_start_ms
+from edge.ledger.appender import Appender
+from edge.ledger.clock import FixedClock
+from edge.ledger.deposits import DepositHistory
+from edge.ledger.ledger import Ledger
+from edge.ledger.queries import day_start_ms
 from greenpass.errors import Refused, StorageError
 from greenpass.record.entries import Kind
 from greenpass.record.rules import DEFAULT_RULES_PATH, Category, Rules, default_rules, parse_rules
@@ -53,7 +53,7 @@ def sql_checks(
     now: tuple[int, bool, int],
     boot_id: str,
 ) -> list[str]:
-    """The oracle: the SQL the in-memory view replaced (edge/queries.py before it)."""
+    """The oracle: the SQL the in-memory view replaced (edge/ledger/queries.py before it)."""
     wall_ms = now[0]
     recent = conn.execute(
         "SELECT grams, wall_ms, boot_id, mono_ms FROM entries WHERE passbook_id = ? AND "

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import DEFAULT_RULES_PATH, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import LedgerError, Refused
 from greenpass.record.entries import Kind
 from greenpass.record.personal import household_fields, matches

@@ -17,8 +17,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.entries import REVERSIBLE, Kind
 from greenpass.record.rules import default_rules

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.central_state import CentralState, VillagerRecord
-from edge.ledger import Ledger
-from edge.personal_outbox import PersonalOutbox
+from edge.ledger.central_state import CentralState, VillagerRecord
+from edge.ledger.ledger import Ledger
+from edge.ledger.personal_outbox import PersonalOutbox
 from greenpass.record.personal import household_fields, matches
 
 ROOT = Path(__file__).resolve().parents[2]

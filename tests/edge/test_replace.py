@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.central_state import CentralState, VillagerRecord
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.central_state import CentralState, VillagerRecord
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.entries import Kind
 from tests.conftest import PIN

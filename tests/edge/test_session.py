@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.session import (
+from edge.kiosk.session import (
     Beep,
     Cancel,
     CategoryChosen,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.central_state import CentralState
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.central_state import CentralState
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.rules import Rules, default_rules, parse_rules
 from tests.conftest import make_ledger

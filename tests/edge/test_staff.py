@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.ledger import Ledger
-from edge.staff import hash_pin, pin_matches
+from edge.ledger.ledger import Ledger
+from edge.ledger.staff import hash_pin, pin_matches
 from greenpass.errors import Refused
 from tests.conftest import PIN
 

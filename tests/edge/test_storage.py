@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.ledger import Ledger
-from edge.migrations import MIGRATIONS
-from edge.store import Store
+from edge.ledger.ledger import Ledger
+from edge.ledger.migrations import MIGRATIONS
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError, StorageError
 
 

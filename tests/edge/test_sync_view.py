@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.central_state import CentralState, ItemRecord, VillagerRecord
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.central_state import CentralState, ItemRecord, VillagerRecord
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import IntegrityError, Refused, RulesError
 from greenpass.record.rules import default_rules
 from tests.conftest import make_ledger

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.record.entries import chain_hash
 from tests.conftest import make_ledger
 

@@ -10,7 +10,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from edge.receipt import Receipt, ReceiptLine, blocks, statement_url
+from edge.kiosk.receipt import Receipt, ReceiptLine, blocks, statement_url
 from greenpass import statement_link
 from hardware.printer import (
     EscposPrinter,

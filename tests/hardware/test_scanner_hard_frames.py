@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cards import read_card
+from edge.kiosk.cards import read_card
 from hardware.scanner import CameraScanner, open_decoder
 from hardware.scanner.decoders import ZxingDecoder, as_uint8
 from hardware.scanner.finders import find_marks, guesses, refined

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from sync.config import SyncConfig
 from sync.keys import generate_key, public_bytes

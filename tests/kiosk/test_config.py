@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_kiosk_config
+from edge.kiosk.config import load_kiosk_config
 from greenpass.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

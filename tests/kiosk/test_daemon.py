@@ -13,8 +13,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.cards import make_card, read_card
-from edge.ledger import Ledger
+from edge.kiosk.cards import make_card, read_card
+from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import STAFF_PIN, make_kiosk_home
 from sync.keys import load_private_key, public_bytes
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk

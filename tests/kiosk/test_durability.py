@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import make_kiosk_home
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 

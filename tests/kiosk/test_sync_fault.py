@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from edge.clock import FixedClock
-from edge.config import KioskConfig, load_kiosk_config
-from edge.devices import Devices
-from edge.ledger import Ledger
+from edge.kiosk.config import KioskConfig, load_kiosk_config
+from edge.kiosk.devices import Devices
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from kiosk_ui.main import serve
 from provisioning.doctor import DoctorOptions, Finding, run
 from simulator.kiosk_home import KioskHome

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_kiosk_config
+from edge.kiosk.config import load_kiosk_config
 from hardware.scale.factory import open_scale
 from hardware.scale.units import PPM, apply_span
 from provisioning.calibrate import CalibrationFailed, calibrate, save_span

@@ -11,9 +11,9 @@ import numpy as np
 import pypdfium2 as pdfium
 import pytest
 
-from edge.cards import CardKind, make_card, read_card
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.kiosk.cards import CardKind, make_card, read_card
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.cli import main
 from greenpass.errors import LedgerError
 from greenpass.record.rules import default_rules

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 
 ROOT = Path(__file__).resolve().parents[2]

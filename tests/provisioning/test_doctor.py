@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge import log_record
-from edge.clock import FixedClock
-from edge.config import KioskConfig, load_kiosk_config
-from edge.ledger import Ledger
+from edge.kiosk.config import KioskConfig, load_kiosk_config
+from edge.ledger import log_record
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from provisioning.doctor import (
     LOG_FAULT_FIX,
     SYNC_FAULT_FIX,

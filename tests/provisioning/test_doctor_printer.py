@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.config import load_kiosk_config
+from edge.kiosk.config import load_kiosk_config
 from provisioning.doctor import DoctorOptions, run
 from provisioning.doctor_printer import PRINTER_FIX
 from simulator.kiosk_home import make_kiosk_home

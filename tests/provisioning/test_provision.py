@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from central.store import CentralStore
-from edge.cards import make_card
+from edge.kiosk.cards import make_card
 from greenpass.errors import ConfigError
 from provisioning import provision as prov
 from provisioning.calibrate import detect_scale

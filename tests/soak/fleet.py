@@ -34,7 +34,7 @@ import httpx
 
 from central.dynsec import device_password
 from central.store import CentralStore
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from simulator.kiosk_home import HOUSEHOLDS, KioskHome, make_kiosk_home
 from simulator.netproxy import NetProxy

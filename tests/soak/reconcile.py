@@ -13,7 +13,7 @@ import psycopg
 
 from central import reports
 from central.store import CentralStore
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.record.entries import check_chain
 from tests.soak.fleet import SoakKiosk
 from tests.soak.postgres import PostgresCluster

@@ -23,7 +23,7 @@ import pytest
 
 from central.broker_sync import load_secret
 from central.store import CentralStore
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from sync import protocol as p
 from sync.keys import generate_key, load_private_key, public_bytes, save_private_key
 from tests.mqtt_broker import Broker

@@ -11,8 +11,8 @@ from pathlib import Path
 from central.service import CentralService
 from central.store import CentralStore
 from central.tlog import LogSettings
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig

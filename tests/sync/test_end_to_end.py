@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from central import reports
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from tests.sync.harness import T0, Kiosk, World, wait_for
 
 

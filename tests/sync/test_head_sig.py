@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from edge.clock import FixedClock
-from edge.ledger import Ledger
-from edge.store import Store
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
+from edge.ledger.store import Store
 from greenpass.errors import ProtocolError
 from greenpass.heads import head_verifies, sign_head
 from sync import batch as wire

@@ -11,9 +11,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from edge import log_record
-from edge.clock import FixedClock
-from edge.ledger import Ledger
+from edge.ledger import log_record
+from edge.ledger.clock import FixedClock
+from edge.ledger.ledger import Ledger
 from greenpass import checkpoint, merkle
 from greenpass.cli import main
 from greenpass.tlog_leaf import entry_leaf_hash

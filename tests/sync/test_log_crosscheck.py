@@ -13,7 +13,7 @@ from sqlalchemy import delete, update
 from central import db, tlog
 from central.console.fleet import kiosk_rows
 from central.console.settings import Alerts
-from edge.log_record import fault_history, reset
+from edge.ledger.log_record import fault_history, reset
 from sync import protocol as p
 from sync.log_check import LogChecker
 from tests.sync.harness import Kiosk, World, wait_for

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cards import make_card
-from edge.ledger import Ledger
+from edge.kiosk.cards import make_card
+from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import HOUSEHOLDS, KioskHome, make_kiosk_home
 from sync.keys import Ed25519PrivateKey, load_or_create_key
 from tests.kiosk.conftest import RunningKiosk

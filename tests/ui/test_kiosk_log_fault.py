@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge import log_record
-from edge.ledger import Ledger
+from edge.ledger import log_record
+from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import STAFF_PIN
 from tests.kiosk.conftest import RunningKiosk
 from tests.kiosk.synced import DEVICE

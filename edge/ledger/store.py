@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.migrations import MIGRATIONS
+from edge.ledger.migrations import MIGRATIONS
 from greenpass.errors import IntegrityError, StorageError
 
 BUSY_TIMEOUT_MS = 5_000

@@ -24,12 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edge import receipt as rc
+from edge.kiosk import receipt as rc
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.printer import Paper, Printer, PrinterError, render
 
 if TYPE_CHECKING:
-    from edge.daemon import Kiosk
+    from edge.kiosk.daemon import Kiosk
 
 log = logging.getLogger(__name__)
 PROBE_EVERY_MS = 15_000  # how often an idle printer is asked how it is (a new roll …)

@@ -1,5 +1,5 @@
 """A household's account at the kiosk: its passbooks linked by the lost cards replaced
-here (`passbook_links`, kept in step with the entries by `edge.villagers.replace`).
+here (`passbook_links`, kept in step with the entries by `edge.ledger.villagers.replace`).
 
 Central counts a household's points under its newest passbook, the old cards' too
 (`central.passbooks`); the kiosk counts them the same way (`queries.balance`), so the

@@ -7,7 +7,7 @@
     uplink thread: its own Ledger on the same file, MQTT to central (supervised)
 
 Everything that changes the session goes through one queue and one task, so
-the pure state machines (`edge.session`, `edge.desk`) see events one at a time
+the pure state machines (`edge.kiosk.session`, `edge.kiosk.desk`) see events one at a time
 in arrival order. Every ledger call runs on one worker thread: SQLite work
 never blocks the loop, and the kiosk's connection is used by one thread only.
 A deposit is confirmed (`Committed`: screen, beep, green LED) only after
@@ -31,13 +31,14 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge import desk as dk
-from edge import session as ss
-from edge.cards import read_card
-from edge.clock import Clock, SystemClock
-from edge.config import KioskConfig
-from edge.devices import Devices
-from edge.kiosk_view import (
+from edge.kiosk import desk as dk
+from edge.kiosk import session as ss
+from edge.kiosk.cards import read_card
+from edge.kiosk.config import KioskConfig
+from edge.kiosk.devices import Devices
+from edge.kiosk.receipt_printing import Outcome, ReceiptPrinting
+from edge.kiosk.uplink_handle import UplinkFactory, UplinkHandle
+from edge.kiosk.view import (
     Status,
     build_view,
     categories_of,
@@ -45,9 +46,8 @@ from edge.kiosk_view import (
     passbook_refusal,
     villager_info,
 )
-from edge.ledger import Ledger
-from edge.receipt_printing import Outcome, ReceiptPrinting
-from edge.uplink_handle import UplinkFactory, UplinkHandle
+from edge.ledger.clock import Clock, SystemClock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.gpio import State
 from hardware.scale.units import apply_span

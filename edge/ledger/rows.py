@@ -16,7 +16,7 @@ SELECT_ENTRY = f"SELECT {', '.join(ENTRY_COLUMNS)}, h FROM entries"
 _KINDS = {kind.value: kind for kind in Kind}
 _DATA = ENTRY_COLUMNS.index("data")
 if ENTRY_COLUMNS[3] != "kind" or ENTRY_COLUMNS[5] != "clock_ok" or _DATA != 20:  # pragma: no cover
-    raise RuntimeError("edge.rows no longer matches Entry's fields")
+    raise RuntimeError("edge.ledger.rows no longer matches Entry's fields")
 
 
 def fields_from_row(row: Sequence[Any]) -> tuple[tuple[Any, ...], bytes]:

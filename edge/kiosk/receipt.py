@@ -26,7 +26,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass import statement_link
 from greenpass.record.entries import Entry, Kind
 from hardware.printer.document import Block, Qr, Row, Rule, Text

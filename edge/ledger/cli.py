@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 from greenpass.errors import ConfigError, Refused
 from greenpass.record.entries import Entry
 from greenpass.record.rules import DEFAULT_RULES_PATH, Rules, load_rules

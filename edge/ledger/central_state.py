@@ -24,7 +24,7 @@ from greenpass.errors import IntegrityError, RulesError
 from greenpass.record.rules import Rules, parse_rules
 
 if TYPE_CHECKING:
-    from edge.ledger import Ledger
+    from edge.ledger.ledger import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from edge.queries import day_start_ms
+from edge.ledger.queries import day_start_ms
 from greenpass.errors import Refused
 from greenpass.record.entries import Entry
 from greenpass.record.rules import Category, Rules

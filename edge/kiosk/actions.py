@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from edge import desk as dk
-from edge import session as ss
-from edge.cards import make_card
-from edge.daemon import Kiosk
-from edge.kiosk_view import mask_name, villager_info
+from edge.kiosk import desk as dk
+from edge.kiosk import session as ss
+from edge.kiosk.cards import make_card
+from edge.kiosk.daemon import Kiosk
+from edge.kiosk.view import mask_name, villager_info
 from greenpass.errors import Refused
 
 LANGUAGES = ("zh", "en")
@@ -134,7 +134,7 @@ async def redeem(k: Kiosk, cart: Sequence[tuple[str, int]]) -> dict[str, Any]:
         )
         spent = -sum(e.points for e in entries)
         balance = k.desk_villager["balance"] if k.desk_villager else None
-        # Committed: the villager's receipt, printed beside (edge.receipt_printing).
+        # Committed: the villager's receipt, printed beside (edge.kiosk.receipt_printing).
         k.receipts.after_commit(passbook, [e.seq for e in entries])
         return {"seqs": [e.seq for e in entries], "points": spent, "balance": balance}
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.config import KioskConfig
+from edge.kiosk.config import KioskConfig
 from greenpass.errors import ConfigError, HardwareError
 from hardware.gpio import Indicator
 from hardware.printer import Printer, open_printer

@@ -1,7 +1,7 @@
 """Central's balances as of this device's `included_seq` (docs/design.md §3).
 
 balance(passbook) = the snapshot's points + this kiosk's entries after
-`included_seq` (`queries.balance`). `edge.central_state` applies a snapshot as
+`included_seq` (`queries.balance`). `edge.ledger.central_state` applies a snapshot as
 part of central's whole pushed state; `apply_snapshot` takes one on its own.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge.store import Store
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError
 
 

@@ -31,7 +31,7 @@ Migration 4 (replaced cards):
   step with those entries, like `villagers`; the balance of the new passbook counts
   the old one's until central's snapshot does (`queries.balance`).
 
-Migration 6 (log check, `sync.log_check`, `edge.log_record`):
+Migration 6 (log check, `sync.log_check`, `edge.ledger.log_record`):
 - `log_check`: the last checkpoint of central's transparency log this kiosk accepted
   (as central signed it; its origin is pinned from the first), how far its own
   entries are proven in it (`checked_seq`), and since when central has owed proofs

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from edge.accounts import ACCOUNT_CTE
-from edge.rows import SELECT_ENTRY, entry_from_row
-from edge.staff import ROLES, PinPolicy, StaffMember, check_pin_format, hash_pin, pin_matches
-from edge.store import Store
+from edge.ledger.accounts import ACCOUNT_CTE
+from edge.ledger.rows import SELECT_ENTRY, entry_from_row
+from edge.ledger.staff import ROLES, PinPolicy, StaffMember, check_pin_format, hash_pin, pin_matches
+from edge.ledger.store import Store
 from greenpass.errors import Refused
 from greenpass.record.entries import REVERSIBLE, Entry, Kind
 from greenpass.record.ids import check_id
@@ -179,7 +179,7 @@ def balance(conn: sqlite3.Connection, passbook_id: str) -> int:
     """Central's snapshot plus this kiosk's entries after it (docs/design.md §3), for the
     passbook's account: a card replaced here counts under the card that replaced it,
     as central counts it (`central.passbooks.fold_balances`), and has none of its own
-    (`edge.accounts`).
+    (`edge.ledger.accounts`).
 
     Before central has the replacement its snapshot still holds the old card's points
     under the old id, and they are added here; once it has, the snapshot holds the

@@ -2,7 +2,7 @@
 
 The active version lives in the file (`meta.rules_version`), not in a `Ledger`
 object: the kiosk's UI and its sync uplink each hold a `Ledger` on the same file,
-and the uplink installs the rules central pushes (`edge.central_state`). So every
+and the uplink installs the rules central pushes (`edge.ledger.central_state`). So every
 write that prices an entry or stamps its rules version reads the version inside
 its own transaction and prices with the rules in force when it commits. A
 version's text never changes (a reused version with other text is refused), so
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge.store import Store
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError, RulesError
 from greenpass.record.rules import Rules, parse_rules
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge.rows import SELECT_ENTRY, entry_from_row, fields_from_row
-from edge.store import Store
+from edge.ledger.rows import SELECT_ENTRY, entry_from_row, fields_from_row
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError
 from greenpass.record.entries import Entry
 
@@ -55,7 +55,7 @@ class Outbox:
         return [entry_from_row(r) for r in rows]
 
     def read_fields(self, after_seq: int, limit: int) -> list[tuple[tuple[Any, ...], bytes]]:
-        """`read` as field values (`edge.rows.fields_from_row`), not `Entry` objects:
+        """`read` as field values (`edge.ledger.rows.fields_from_row`), not `Entry` objects:
         the uplink's batch reading, where building the objects was a third of the cost."""
         rows = self.store.conn.execute(
             f"{SELECT_ENTRY} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)

@@ -8,10 +8,10 @@ or stock already handed out, is refused like any other write.
 
 from __future__ import annotations
 
-from edge import accounts
-from edge import queries as q
-from edge.appender import Appender
-from edge.store import Store
+from edge.ledger import accounts
+from edge.ledger import queries as q
+from edge.ledger.appender import Appender
+from edge.ledger.store import Store
 from greenpass.errors import Refused
 from greenpass.record.entries import Entry, Kind
 

@@ -15,21 +15,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge import accounts, reversal, villagers
-from edge import catalogue as goods
-from edge import queries as q
-from edge.active_rules import ActiveRules
-from edge.appender import Appender
-from edge.central_state import CentralState, apply_central_state
-from edge.clock import Clock, SystemClock
-from edge.deposits import DepositHistory
-from edge.outbox import Outbox
-from edge.personal_outbox import check_personal
-from edge.queries import DayReport, DepositLine, Found, Item, Villager
-from edge.rows import SELECT_ENTRY, entry_from_row
-from edge.snapshot import apply_snapshot
-from edge.staff import PinPolicy, StaffMember
-from edge.store import Store
+from edge.ledger import accounts, reversal, villagers
+from edge.ledger import catalogue as goods
+from edge.ledger import queries as q
+from edge.ledger.active_rules import ActiveRules
+from edge.ledger.appender import Appender
+from edge.ledger.central_state import CentralState, apply_central_state
+from edge.ledger.clock import Clock, SystemClock
+from edge.ledger.deposits import DepositHistory
+from edge.ledger.outbox import Outbox
+from edge.ledger.personal_outbox import check_personal
+from edge.ledger.queries import DayReport, DepositLine, Found, Item, Villager
+from edge.ledger.rows import SELECT_ENTRY, entry_from_row
+from edge.ledger.snapshot import apply_snapshot
+from edge.ledger.staff import PinPolicy, StaffMember
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
 from greenpass.record import ids
 from greenpass.record.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
@@ -84,7 +84,7 @@ class Ledger:
 
     @rules.setter
     def rules(self, rules: Rules) -> None:
-        # For edge.central_state, which has just installed `rules` in the file.
+        # For edge.ledger.central_state, which has just installed `rules` in the file.
         self._rules.remember(rules)
 
     # --- opening ------------------------------------------------------------------------
@@ -142,7 +142,7 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- villagers (edge.villagers) -----------------------------------------------------
+    # --- villagers (edge.ledger.villagers) ----------------------------------------------
 
     def enrol(self, household_name: str, *, staff_id: str, passbook_id: str | None = None) -> Entry:
         return villagers.enrol(
@@ -183,7 +183,7 @@ class Ledger:
 
         The hot path of the kiosk (bench/ledger_commit.py): one read for the rules,
         the villager and the chain head; the look-back rules from memory
-        (`edge.deposits`); one insert; the commit.
+        (`edge.ledger.deposits`); one insert; the commit.
         """
         if isinstance(grams, bool) or not isinstance(grams, int) or grams <= 0:
             raise Refused(
@@ -262,7 +262,7 @@ class Ledger:
         """Cancel an earlier entry with a new one that negates it (at most once)."""
         return reversal.reverse(self.store, self._appender, seq, staff_id=staff_id, reason=reason)
 
-    # --- catalogue and stock (edge.catalogue) -------------------------------------------
+    # --- catalogue and stock (edge.ledger.catalogue) ------------------------------------
 
     def put_item(
         self,
@@ -307,7 +307,7 @@ class Ledger:
         return apply_snapshot(self.store, version, included_seq, balances, self.clock.wall_ms())
 
     def apply_state(self, state: CentralState) -> bool:
-        """Apply central's pushed state atomically (see `edge.central_state`)."""
+        """Apply central's pushed state atomically (see `edge.ledger.central_state`)."""
         return apply_central_state(self, state)
 
     def issuer_keys(self) -> dict[str, bytes]:

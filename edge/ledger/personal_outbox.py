@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from edge.store import Store
+from edge.ledger.store import Store
 from greenpass.record.personal import household_fields, matches
 
 _SYNCED = "personal_synced_seq"

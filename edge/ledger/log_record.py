@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from edge.store import Store
+from edge.ledger.store import Store
 
 
 @dataclass(frozen=True)

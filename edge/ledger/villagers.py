@@ -4,7 +4,7 @@ actions).
 All are entries, so central learns them like any other (a status change is an
 addition to the spec's entry kinds: docs/ledger.md). The `villagers` table beside
 the entries is kept in step in the same transaction; central's pushed state may
-add the village's other households to it (`edge.central_state`).
+add the village's other households to it (`edge.ledger.central_state`).
 
 **Replacing a lost card** is two entries in one transaction: an `enrol` of a new
 passbook for the same household whose `data.replaces` names the old one, then a
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge import accounts
-from edge import queries as q
-from edge.appender import Appender
-from edge.store import Store
+from edge.ledger import accounts
+from edge.ledger import queries as q
+from edge.ledger.appender import Appender
+from edge.ledger.store import Store
 from greenpass.errors import Refused
 from greenpass.record.entries import Entry, Kind
 from greenpass.record.ids import check_id

@@ -1,6 +1,6 @@
 """The staff desk: who is signed in at the kiosk, and what they are doing.
 
-Pure like `edge.session`: the daemon checks cards and PINs against the ledger
+Pure like `edge.kiosk.session`: the daemon checks cards and PINs against the ledger
 and calls these functions with the outcome. A staff member signs in with their
 card, then their PIN; they are signed out by hand, by the kiosk's timeout, or
 when the PIN is locked. While staff are signed in, a scanned passbook selects

@@ -14,8 +14,8 @@ import sqlite3
 from operator import itemgetter
 from typing import Any
 
-from edge.clock import Clock
-from edge.rows import ENTRY_COLUMNS
+from edge.ledger.clock import Clock
+from edge.ledger.rows import ENTRY_COLUMNS
 from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash_of_fields
 from greenpass.record.ids import uuid7
 

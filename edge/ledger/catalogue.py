@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge import queries as q
-from edge.active_rules import ActiveRules
-from edge.appender import Appender
-from edge.store import Store
+from edge.ledger import queries as q
+from edge.ledger.active_rules import ActiveRules
+from edge.ledger.appender import Appender
+from edge.ledger.store import Store
 from greenpass.errors import Refused
 from greenpass.record.entries import Entry, Kind
 from greenpass.record.ids import check_id

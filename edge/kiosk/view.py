@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from edge.ledger import Ledger
-from edge.log_record import current_fault
+from edge.ledger.ledger import Ledger
+from edge.ledger.log_record import current_fault
 
 if TYPE_CHECKING:
-    from edge.daemon import Kiosk
+    from edge.kiosk.daemon import Kiosk
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def build_view(k: Kiosk) -> dict[str, Any]:
             "scale": st.scale,
             "scanner": st.scanner,
             # off / ok / paper_low / paper_out / jammed / timeout / offline / unknown
-            # (edge.receipt_printing): staff screens, `doctor` and the status topic.
+            # (edge.kiosk.receipt_printing): staff screens, `doctor` and the status topic.
             "printer": k.receipts.state,
             # Shown on staff screens only: it changes nothing a villager does.
             "clock_ok": st.clock_ok,

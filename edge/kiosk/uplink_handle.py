@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from edge.config import KioskConfig
-from edge.devices import Devices
+from edge.kiosk.config import KioskConfig
+from edge.kiosk.devices import Devices
 
 
 class Fault(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from edge.ledger import Ledger
+from edge.ledger.ledger import Ledger
 
 
 def day_report(ledger: Ledger) -> dict[str, Any]:
