@@ -23,7 +23,7 @@ from central.store import CentralStore
 from greenpass import certificate
 from greenpass.errors import CentralError
 from greenpass.fonts import find_cjk_fonts
-from provisioning.cards import draw_qr
+from greenpass.pdf_qr import draw_qr
 from sync.keys import Ed25519PrivateKey, public_bytes
 
 

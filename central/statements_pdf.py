@@ -1,6 +1,6 @@
 """Monthly paper statements (issue 16; docs/villager.md): one A5 page per household of
 a village, for the village office to print and hand out, written with the card
-sheet's PDF stack (fpdf2 and Noto Sans CJK, `provisioning.cards`).
+sheet's PDF stack (fpdf2 and Noto Sans CJK, `provisioning.cards`, `greenpass.pdf_qr`).
 
 A page holds the month's opening balance, its entries, the closing balance, the
 month's kilograms and CO2e, and a QR code with a statement link signed by central's
@@ -32,7 +32,7 @@ from central.store import CentralStore
 from greenpass import statement_link
 from greenpass.errors import ConfigError
 from greenpass.fonts import FontFace, find_cjk_fonts
-from provisioning.cards import draw_qr
+from greenpass.pdf_qr import draw_qr
 from sync.keys import Ed25519PrivateKey
 
 LINK_DAYS = 400  # a statement's QR still opens when the next year's statements come

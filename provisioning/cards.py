@@ -39,6 +39,7 @@ from edge.ledger.ledger import Ledger
 from greenpass import statement_link
 from greenpass.errors import ConfigError, LedgerError, Refused
 from greenpass.fonts import FontFace, find_cjk_fonts
+from greenpass.pdf_qr import draw_qr
 from sync.keys import Ed25519PrivateKey, public_bytes
 
 # --- the layout, in millimetres, origin at the top left (fpdf's) -----------------------
@@ -228,23 +229,6 @@ def check_issuer(ledger: Ledger, key_id: str, key: Ed25519PrivateKey) -> str | N
 
 
 # --- the sheet ------------------------------------------------------------------------
-
-
-def draw_qr(pdf: FPDF, x: float, y: float, size: float, matrix: Sequence[Sequence[int]]) -> None:
-    """A QR symbol as vector squares, its top-left module at (x, y), `size` mm wide."""
-    m = size / len(matrix)
-    pdf.set_fill_color(0, 0, 0)
-    for r, row in enumerate(matrix):
-        c = 0
-        while c < len(row):  # one rectangle per run of dark modules
-            if row[c]:
-                start = c
-                while c < len(row) and row[c]:
-                    c += 1
-                # A hair taller than a module, so rows meet without a hairline gap.
-                pdf.rect(x + start * m, y + r * m, (c - start) * m, m * 1.02, style="F")
-            else:
-                c += 1
 
 
 def card_origin(slot: int) -> tuple[float, float]:
