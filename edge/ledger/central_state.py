@@ -18,13 +18,10 @@ import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from edge.ledger.store import Store
 from greenpass.errors import IntegrityError, RulesError
 from greenpass.record.rules import Rules, parse_rules
-
-if TYPE_CHECKING:
-    from edge.ledger.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +65,29 @@ def state_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
-    """Apply `state` atomically; False (nothing changed) if it is not newer."""
+@dataclass(frozen=True)
+class Applied:
+    """What `apply_central_state` did: `changed` is False when the state was not newer;
+    `rules` are the rules it installed (None: the ones in force stay)."""
+
+    changed: bool
+    rules: Rules | None = None
+
+
+def apply_central_state(store: Store, state: CentralState, *, village: str, now: int) -> Applied:
+    """Apply `state` to the ledger in `store` (of `village`) atomically, at wall-clock
+    `now` (ms); nothing changes if it is not newer."""
     rules: Rules | None = None
     if state.rules_text is not None:
         rules = parse_rules(state.rules_text, "<rules from central>")
-        if rules.village not in ("*", ledger.village):
+        if rules.village not in ("*", village):
             raise RulesError(
                 f"central sent rules {rules.version!r} for village {rules.village!r}, "
-                f"this kiosk is {ledger.village!r}"
+                f"this kiosk is {village!r}"
             )
-    now = ledger.clock.wall_ms()
-    with ledger.store.write() as conn:
+    with store.write() as conn:
         if state_version(conn) >= state.version:
-            return False
+            return Applied(changed=False)
         head = int(conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()[0])
         if not 0 <= state.included_seq <= head:
             raise IntegrityError(
@@ -102,13 +108,11 @@ def apply_central_state(ledger: Ledger, state: CentralState) -> bool:
         conn.executemany("INSERT INTO issuer_keys VALUES (?, ?)", state.issuer_keys.items())
         if rules is not None:
             _install_rules(conn, rules, now)
-    if rules is not None:
-        ledger.rules = rules
     if blanked:
         # The erased names are overwritten in the file (secure_delete); the WAL still
         # holds the pages that had them until a checkpoint copies and truncates it.
-        ledger.store.checkpoint()
-    return True
+        store.checkpoint()
+    return Applied(changed=True, rules=rules)
 
 
 def _villagers(conn: sqlite3.Connection, state: CentralState, now: int) -> bool:

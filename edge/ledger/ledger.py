@@ -82,11 +82,6 @@ class Ledger:
         `Ledger`) may have installed new ones since the last look."""
         return self._rules.current(self.store.conn)
 
-    @rules.setter
-    def rules(self, rules: Rules) -> None:
-        # For edge.ledger.central_state, which has just installed `rules` in the file.
-        self._rules.remember(rules)
-
     # --- opening ------------------------------------------------------------------------
 
     @classmethod
@@ -308,7 +303,12 @@ class Ledger:
 
     def apply_state(self, state: CentralState) -> bool:
         """Apply central's pushed state atomically (see `edge.ledger.central_state`)."""
-        return apply_central_state(self, state)
+        applied = apply_central_state(
+            self.store, state, village=self.village, now=self.clock.wall_ms()
+        )
+        if applied.rules is not None:  # just installed in the file: no need to read it back
+            self._rules.remember(applied.rules)
+        return applied.changed
 
     def issuer_keys(self) -> dict[str, bytes]:
         """Public keys central trusts to sign passbook cards, by key id."""
