@@ -39,6 +39,7 @@ from edge.kiosk.devices import Devices
 from edge.kiosk.receipt_printing import Outcome, ReceiptPrinting
 from edge.kiosk.uplink_handle import UplinkFactory, UplinkHandle
 from edge.kiosk.view import (
+    Snapshot,
     Status,
     build_view,
     categories_of,
@@ -388,8 +389,26 @@ class Kiosk:
     def view(self) -> dict[str, Any]:
         return self._view
 
+    def _snapshot(self) -> Snapshot:
+        ledger = self.ledger
+        return Snapshot(
+            session=self.session,
+            desk=self.desk,
+            language=self.language,
+            spoken=self.cfg.ui.spoken_prompts,
+            device=ledger.device_id if ledger else "",
+            village=ledger.village if ledger else "",
+            categories=self.categories,
+            villager=self.villager,
+            desk_villager=self.desk_villager,
+            last_result=self.last_result,
+            receipt=self.receipts.view(),
+            printer=self.receipts.state,
+            status=self.status,
+        )
+
     def _publish(self) -> None:
-        view = build_view(self)
+        view = build_view(self._snapshot())
         if view == self._view:
             return
         self._version += 1

@@ -20,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.kiosk import receipt as rc
+from edge.kiosk.config import KioskConfig
+from edge.ledger.clock import Clock
+from edge.ledger.ledger import Ledger
 from greenpass.errors import GreenPassError, HardwareError, Refused
 from hardware.printer import Paper, Printer, PrinterError, render
-
-if TYPE_CHECKING:
-    from edge.kiosk.daemon import Kiosk
 
 log = logging.getLogger(__name__)
 PROBE_EVERY_MS = 15_000  # how often an idle printer is asked how it is (a new roll …)
@@ -46,8 +49,33 @@ class Outcome:
     code: str = ""  # why not: paper_out, offline, jammed, timeout
 
 
+T = TypeVar("T")
+
+
+class Host(Protocol):
+    """What printing needs of the daemon (`edge.kiosk.daemon.Kiosk`): its config, clock
+    and device key, its ledger thread, its event loop and its event queue."""
+
+    @property
+    def cfg(self) -> KioskConfig: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def device_key(self) -> Ed25519PrivateKey | None: ...
+
+    def require_ledger(self) -> Ledger: ...
+
+    async def in_db(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def post(self, event: object) -> None: ...
+
+
 class ReceiptPrinting:
-    def __init__(self, k: Kiosk, printer: Printer | None) -> None:
+    def __init__(self, k: Host, printer: Printer | None) -> None:
         self.k = k
         self.printer = printer
         cfg = k.cfg.hardware.printer

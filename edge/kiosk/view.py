@@ -9,13 +9,12 @@ are masked (张*, 王*明) because the kiosk stands in a public place.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge.kiosk.desk import Desk
+from edge.kiosk.session import Session
 from edge.ledger.ledger import Ledger
 from edge.ledger.log_record import current_fault
-
-if TYPE_CHECKING:
-    from edge.kiosk.daemon import Kiosk
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,29 @@ def categories_of(ledger: Ledger) -> list[dict[str, Any]]:
     ]
 
 
-def build_view(k: Kiosk) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Snapshot:
+    """The kiosk at one moment, as the daemon hands it to `build_view`: the two state
+    machines, and what the daemon read from the ledger and the printer for them."""
+
+    session: Session
+    desk: Desk
+    language: str
+    spoken: bool
+    device: str  # "" until the ledger is open
+    village: str
+    categories: list[dict[str, Any]]
+    villager: dict[str, Any] | None  # the villager at the scale (`villager_info`)
+    desk_villager: dict[str, Any] | None  # the villager a staff task is for
+    last_result: dict[str, Any] | None  # what the last commit added to the result screen
+    receipt: dict[str, Any] | None  # the newest receipt (`ReceiptPrinting.view`)
+    printer: str  # the printer's state (`ReceiptPrinting.state`)
+    status: Status
+
+
+def build_view(k: Snapshot) -> dict[str, Any]:
     s = k.session
     d = k.desk
-    ledger = k.ledger
     if d.pending_staff is not None:
         screen = "staff_pin"
     elif d.staff_id is not None:
@@ -125,9 +143,9 @@ def build_view(k: Kiosk) -> dict[str, Any]:
     return {
         "screen": screen,
         "lang": k.language,
-        "spoken": k.cfg.ui.spoken_prompts,
-        "device": ledger.device_id if ledger else "",
-        "village": ledger.village if ledger else "",
+        "spoken": k.spoken,
+        "device": k.device,
+        "village": k.village,
         "hint": s.hint,
         "refusal": s.refusal,
         "weight": {"grams": s.grams, "stable": s.stable},
@@ -137,7 +155,7 @@ def build_view(k: Kiosk) -> dict[str, Any]:
         "result": result,
         "staff": staff,
         # The newest receipt: {seq, passbook, state: printing / printed / failed, code}.
-        "receipt": k.receipts.view(),
+        "receipt": k.receipt,
         "status": {
             "online": st.online,
             "backlog": st.backlog,
@@ -145,7 +163,7 @@ def build_view(k: Kiosk) -> dict[str, Any]:
             "scanner": st.scanner,
             # off / ok / paper_low / paper_out / jammed / timeout / offline / unknown
             # (edge.kiosk.receipt_printing): staff screens, `doctor` and the status topic.
-            "printer": k.receipts.state,
+            "printer": k.printer,
             # Shown on staff screens only: it changes nothing a villager does.
             "clock_ok": st.clock_ok,
             # For staff and the technician (the strip and the staff menu; `doctor`
