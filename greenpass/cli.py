@@ -2,7 +2,10 @@
 
 Each area of the project owns its subcommands in its own `cli` module, which
 exposes ``register(subparsers)``; this module only assembles them, so the parser
-is the single place that knows every command (and the docs test walks it).
+is the single place that knows every command (and the docs test walks it). The
+simulator's commands (`simulate`, `demo`) come in through the `greenpass.commands`
+entry point group, so production code never names the simulator and the command
+still starts when it is absent (docs/design.md §2).
 Handlers return an exit code; a `GreenPassError` becomes one clear line on
 stderr and exit code 2, never a traceback.
 """
@@ -12,7 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 
 from greenpass import __version__
 from greenpass.errors import GreenPassError
@@ -22,7 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edge.ledger.cli",
     "hardware.scanner_cli",
     "hardware.cli",
-    "simulator.cli",
     "sync.cli",
     "central.cli",
     "kiosk_ui.cli",
@@ -33,7 +36,26 @@ COMMAND_MODULES: tuple[str, ...] = (
     "greenpass.evidence_cli",
 )
 
+COMMANDS_GROUP = "greenpass.commands"  # entry points: `register` functions of other packages
+
 Handler = Callable[[argparse.Namespace], int]
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _installed() -> Iterable[EntryPoint]:
+    return entry_points(group=COMMANDS_GROUP)
+
+
+def plugin_commands(installed: Callable[[], Iterable[EntryPoint]] = _installed) -> list[Register]:
+    """The `register` functions installed in `COMMANDS_GROUP`, by name; one whose package
+    is gone (the simulator deleted from a kiosk) is left out."""
+    found = []
+    for ep in sorted(installed(), key=lambda e: e.name):
+        try:
+            found.append(ep.load())
+        except ImportError:
+            continue
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for register in plugin_commands():
+        register(sub)
     return parser
 
 

@@ -1,18 +1,22 @@
 """The kiosk's devices — scale, scanner, LEDs and buzzer — opened from config.
 
-`[hardware] backend = "real"` opens the drivers on the configured ports.
-`backend = "sim"` asks `simulator.kiosk` for simulated twins: a simulated scale
-and scanner on pseudo-terminals read by the very same drivers, and gpiozero's
-MockFactory. The simulator is imported only then, by name, so a production
-kiosk never loads it (docs/design.md §2).
+`[hardware] backend = "real"` opens the drivers on the configured ports. Any other
+backend is a function `(KioskConfig) -> Devices` found by its name: one registered in
+this process (`register_backend`), else one installed as an entry point of the
+`greenpass.backends` group. The simulator declares `sim` there (pyproject.toml) and
+registers it when imported: simulated twins of the scale and scanner on
+pseudo-terminals, read by the very same drivers, and gpiozero's MockFactory.
+Production code never names the simulator, so a kiosk runs with `simulator/` deleted
+and a sim config then fails with a ConfigError (docs/design.md §2).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
 from edge.kiosk.config import KioskConfig
@@ -77,12 +81,55 @@ def pin_factory(name: str) -> Any:
         ) from exc
 
 
+Backend = Callable[[KioskConfig], Devices]
+BACKENDS_GROUP = "greenpass.backends"
+_registered: dict[str, Backend] = {}
+
+
+def register_backend(name: str, opener: Backend) -> None:
+    """Make `[hardware] backend = name` open devices with `opener` in this process."""
+    _registered[name] = opener
+
+
+def _installed() -> Iterable[EntryPoint]:
+    return entry_points(group=BACKENDS_GROUP)
+
+
+_FIX = 'use backend = "real", or a development install (make bootstrap)'
+
+
+def find_backend(
+    name: str,
+    installed: Callable[[], Iterable[EntryPoint]] = _installed,
+    registered: dict[str, Backend] | None = None,
+) -> Backend:
+    """The opener of backend `name`: registered in this process, else an installed entry
+    point; ConfigError naming `hardware.backend` when neither has it."""
+    found = (_registered if registered is None else registered).get(name)
+    if found is not None:
+        return found
+    for ep in installed():
+        if ep.name == name:
+            try:
+                opener: Backend = ep.load()
+            except ImportError as exc:
+                raise ConfigError(
+                    f"no backend {name!r} here: its entry point ({ep.value}) cannot be "
+                    f"loaded ({exc}); {_FIX}",
+                    key="hardware.backend",
+                ) from exc
+            return opener
+    raise ConfigError(
+        f"no backend {name!r} here: it comes with the simulator, which a production install "
+        f"leaves out (no {BACKENDS_GROUP!r} entry point {name!r}); {_FIX}",
+        key="hardware.backend",
+    )
+
+
 def open_devices(cfg: KioskConfig) -> Devices:
     hw = cfg.hardware
-    if hw.backend == "sim":
-        sim = importlib.import_module("simulator.kiosk")
-        devices: Devices = sim.open_simulated_devices(cfg)
-        return devices
+    if hw.backend != "real":
+        return find_backend(hw.backend)(cfg)
     scale = open_scale(
         hw.scale.protocol,
         hw.scale.port,
