@@ -100,7 +100,8 @@ def write_frames(frames: list[CorpusFrame], out: Path) -> None:
 def print_stats(frames: list[CorpusFrame], decoder_name: str) -> None:
     import cv2  # noqa: PLC0415
 
-    from hardware.scanner.decoders import as_uint8, open_decoder  # noqa: PLC0415
+    from hardware.scanner.decoder_factory import open_decoder  # noqa: PLC0415
+    from hardware.scanner.decoders import as_uint8  # noqa: PLC0415
 
     decoder = open_decoder(cast(Any, decoder_name), isolated=False)
     total: Counter[str] = Counter()

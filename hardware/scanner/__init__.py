@@ -25,7 +25,8 @@ from hardware.scanner.serial_scanner import LineFramer, SerialScanner
 
 if TYPE_CHECKING:
     from hardware.scanner.camera import CameraScanner, FrameSource, OpenCVCamera, Roi
-    from hardware.scanner.decoders import Decoder, open_decoder
+    from hardware.scanner.decoder_factory import open_decoder
+    from hardware.scanner.decoders import Decoder
 
 __all__ = [
     "DECODER_NAMES",
@@ -54,7 +55,7 @@ _LAZY = {
     "OpenCVCamera": "hardware.scanner.camera",
     "Roi": "hardware.scanner.camera",
     "Decoder": "hardware.scanner.decoders",
-    "open_decoder": "hardware.scanner.decoders",
+    "open_decoder": "hardware.scanner.decoder_factory",
 }
 
 
@@ -89,7 +90,7 @@ def open_scanner(config: ScannerConfig, *, source: FrameSource | None = None) ->
         raise ScannerError(f"unknown scanner kind {config.kind!r}; use 'camera' or 'serial'")
     try:
         from hardware.scanner.camera import CameraScanner, OpenCVCamera  # noqa: PLC0415
-        from hardware.scanner.decoders import open_decoder  # noqa: PLC0415
+        from hardware.scanner.decoder_factory import open_decoder  # noqa: PLC0415
     except ImportError as exc:
         raise DecoderError(
             f"camera scanning needs the camera extra ({exc}): pip install 'green-passbook[camera]'"

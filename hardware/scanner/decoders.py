@@ -3,7 +3,8 @@
 zxing-cpp is the default: its maintainer's benchmark found 1113 codes on 540 hard
 images against pyzbar's 387, in a third of the time. pyzbar is selectable, but
 libzbar has open crash bugs (double free), so the camera scanner runs it in a
-worker process (`hardware.scanner.worker`) where a crash cannot take the kiosk down.
+worker process (`hardware.scanner.worker`) where a crash cannot take the kiosk down;
+`hardware.scanner.decoder_factory` chooses (`open_decoder`).
 
 Decoders are plain objects with `decode(grey) -> list[str]` so tests and the
 benchmark can wrap them (count calls, inject faults) without patching anything.
@@ -28,7 +29,6 @@ __all__ = [
     "PyzbarDecoder",
     "ZxingDecoder",
     "as_uint8",
-    "open_decoder",
 ]
 
 GreyImage = npt.NDArray[np.uint8]
@@ -157,33 +157,3 @@ class PyzbarDecoder:
 def make_pyzbar() -> PyzbarDecoder:
     """Module-level factory so a spawned worker process can unpickle it."""
     return PyzbarDecoder()
-
-
-def make_zxing() -> Decoder:
-    """Module-level factory so a spawned worker process can unpickle it."""
-    return _rescuing()
-
-
-def _rescuing() -> Decoder:
-    """zxing-cpp with the hard-frame rescue steps (`hardware.scanner.rescue`): the default."""
-    from hardware.scanner.rescue import RescuingDecoder  # noqa: PLC0415 - it imports this module
-
-    return RescuingDecoder()
-
-
-def open_decoder(name: DecoderName, *, isolated: bool | None = None) -> Decoder:
-    """The decoder called `name`. pyzbar runs in a worker process unless `isolated=False`."""
-    if name == "zxing":
-        if isolated:
-            from hardware.scanner.worker import IsolatedDecoder  # noqa: PLC0415
-
-            return IsolatedDecoder(make_zxing, name="zxing")
-        return _rescuing()
-    if name == "pyzbar":
-        if isolated is False:
-            return PyzbarDecoder()
-        PyzbarDecoder()  # fail here, in the kiosk, with a clear message if libzbar is missing
-        from hardware.scanner.worker import IsolatedDecoder  # noqa: PLC0415
-
-        return IsolatedDecoder(make_pyzbar, name="pyzbar")
-    raise DecoderError(f"unknown decoder {name!r}; choose one of {', '.join(DECODER_NAMES)}")

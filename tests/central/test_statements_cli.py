@@ -19,7 +19,7 @@ from central.ingest import ingest
 from central.store import CentralStore
 from greenpass import statement_link as sl
 from greenpass.cli import main
-from hardware.scanner.decoders import open_decoder
+from hardware.scanner.decoder_factory import open_decoder
 from sync.keys import generate_key, public_bytes, save_private_key
 from tests.central.conftest import NOW, Kiosk, populate
 

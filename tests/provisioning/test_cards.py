@@ -17,7 +17,7 @@ from edge.ledger.ledger import Ledger
 from greenpass.cli import main
 from greenpass.errors import LedgerError
 from greenpass.record.rules import default_rules
-from hardware.scanner.decoders import open_decoder
+from hardware.scanner.decoder_factory import open_decoder
 from provisioning.cards import CARD_H, CARD_W, PER_PAGE, card_origin, check_issuer
 from sync.keys import Ed25519PrivateKey, generate_key, load_private_key, public_bytes
 from sync.keys import save_private_key as save_key
