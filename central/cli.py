@@ -26,8 +26,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from central.cli_accounts import register_accounts
+from central.cli_common import DB_ENV, cli_actor, now_ms, open_store
 from central.cli_evidence import register as register_evidence
-from central.cli_operator import cli_actor, register_operator
+from central.cli_operator import register_operator
 from central.cli_registry import register as register_registry
 from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
@@ -41,13 +42,8 @@ if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every co
     from sync.keys import Ed25519PrivateKey
     from sync.transport import BrokerConfig
 
-DB_ENV = "GREENPASS_CENTRAL_DB"
 HOME_ENV = "GREENPASS_CENTRAL_HOME"
 NO_BROKER_URL = "mqtts://no-broker.invalid:8883"  # what --no-broker hands kiosks, unless told
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -237,16 +233,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     register_statements(child)  # statement-link, statements (issue 16)
 
 
-def _store(args: argparse.Namespace) -> CentralStore:
-    from central.store import CentralStore
-
-    if not args.db:
-        raise ConfigError(f"no central database: give --db or set ${DB_ENV}")
-    return CentralStore.open(args.db)
-
-
 def _store_when_reachable(args: argparse.Namespace, stop: threading.Event) -> CentralStore | None:
-    """As `_store`, but waits while a PostgreSQL server cannot be reached (central.db_wait)."""
+    """As `open_store`, but waits while a PostgreSQL server cannot be reached (central.db_wait)."""
     from central.db_wait import open_when_reachable
 
     if not args.db:
@@ -399,7 +387,7 @@ def _run_without_broker(args: argparse.Namespace, method: Methodology) -> int:
     villages' `changed_ms` in the same database)."""
     if not args.http:
         raise ConfigError("--no-broker serves only the API: give --http HOST:PORT")
-    store = _store(args)
+    store = open_store(args)
     stop = threading.Event()
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
@@ -498,12 +486,12 @@ def _devices_changed(broker_sync: BrokerSync) -> None:
 
 
 def _enrol_token(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         store.create_village(args.village)
         token = store.create_enrol_token(
             args.device,
             args.village,
-            _now_ms(),
+            now_ms(),
             ttl_s=int(args.ttl_hours * 3600),
             actor=cli_actor(),
         )
@@ -512,7 +500,7 @@ def _enrol_token(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         devices = store.devices()
     print(f"{'device':16} {'village':12} {'status':8} {'acked':>8}  last seen")
     for d in devices:
@@ -526,8 +514,8 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    with _store(args) as store:
-        store.revoke_device(args.device, _now_ms(), actor=cli_actor())
+    with open_store(args) as store:
+        store.revoke_device(args.device, now_ms(), actor=cli_actor())
         print(f"revoked {args.device}")
         if args.broker_dir or args.broker:
             from central.broker import broker_address
@@ -550,7 +538,7 @@ def _broker_config(args: argparse.Namespace) -> int:
     central_hash = mosquitto_password_hash(_central_password(args.home))
     devices = []
     if args.db:
-        with _store(args) as store:
+        with open_store(args) as store:
             devices = active_logins(store, load_secret(args.home))
     files = write_broker_config(
         args.out,
@@ -577,7 +565,7 @@ def _issuer_key(args: argparse.Namespace) -> int:
         raw = bytes.fromhex(args.public_key)
     except ValueError as exc:
         raise ConfigError("--public-key must be 64 hex digits") from exc
-    with _store(args) as store:
+    with open_store(args) as store:
         store.create_village(args.village)
         added = store.add_issuer_key(args.key_id, args.village, raw, now_ms=int(time.time() * 1000))
     print(
@@ -593,7 +581,7 @@ def _prune_dead_letters(args: argparse.Namespace) -> int:
     if args.days < 0:
         raise ConfigError("--days must be 0 or more")
     cutoff = int((time.time() - args.days * 86_400) * 1000)
-    with _store(args) as store:
+    with open_store(args) as store:
         gone = store.prune_dead_letters(cutoff)
     print(f"deleted {gone} dead letters older than {args.days:g} days")
     return 0

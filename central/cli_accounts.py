@@ -17,19 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from central.cli_operator import cli_actor
+from central.cli_common import DB_ENV, cli_actor, now_ms
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily: the CLI must start fast for every command
     from central.accounts import Accounts
 
 Child = Callable[[str, str], argparse.ArgumentParser]
-DB_ENV = "GREENPASS_CENTRAL_DB"
 
 
 def register_accounts(
@@ -80,10 +78,6 @@ def register_accounts(
     p.set_defaults(handler=_token)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _accounts(args: argparse.Namespace) -> Accounts:
     from central.accounts import Accounts  # noqa: PLC0415  (the CLI must start fast)
     from central.store import CentralStore  # noqa: PLC0415
@@ -108,7 +102,7 @@ def _add(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         a = accounts.add(
-            args.name, args.role, password, _now_ms(), village_id=args.village,
+            args.name, args.role, password, now_ms(), village_id=args.village,
             registry_account=args.registry_account, actor=cli_actor(),
         )  # fmt: skip
     finally:
@@ -130,7 +124,7 @@ def _list(args: argparse.Namespace) -> int:
         found = accounts.all()
     finally:
         accounts.store.close()
-    now = _now_ms()
+    now = now_ms()
     print(f"{'account':20} {'role':8} {'village / registry':20} state")
     for a in found:
         state = "active" if a.active else "disabled"
@@ -143,7 +137,7 @@ def _list(args: argparse.Namespace) -> int:
 def _disable(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        changed = accounts.disable(args.name, _now_ms(), actor=cli_actor())
+        changed = accounts.disable(args.name, now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(f"disabled {args.name}" if changed else f"{args.name} was already disabled")
@@ -153,7 +147,7 @@ def _disable(args: argparse.Namespace) -> int:
 def _unlock(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        accounts.unlock(args.name, _now_ms(), actor=cli_actor())
+        accounts.unlock(args.name, now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(f"unlocked {args.name}")
@@ -163,7 +157,7 @@ def _unlock(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
-        token = accounts.issue_token(args.name, _now_ms(), actor=cli_actor())
+        token = accounts.issue_token(args.name, now_ms(), actor=cli_actor())
     finally:
         accounts.store.close()
     print(token)

@@ -46,7 +46,7 @@ def _evidence(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from central import evidence
-    from central.cli import _store
+    from central.cli_common import open_store
     from central.evidence_summary import verify_line
     from central.operations import DEFAULT_TIMEZONE
     from central.tlog import DEFAULT_ORIGIN
@@ -58,7 +58,7 @@ def _evidence(args: argparse.Namespace) -> int:
             f"no central key at {key_file}: give the --home of the central whose log this is"
         )
     key = load_private_key(key_file)
-    with _store(args) as store:
+    with open_store(args) as store:
         done = evidence.write_pack(
             store, key, args.village, args.first, args.last, args.out,
             origin=args.log_origin or DEFAULT_ORIGIN,

@@ -18,21 +18,20 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import getpass
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from central.cli_common import cli_actor, now_ms, open_store, print_json
+from central.cli_personal import register as register_personal
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily: the CLI must start fast for every command
-    from central.store import CentralStore
+    pass
 
 Child = Callable[[str, str], argparse.ArgumentParser]
-DB_ENV = "GREENPASS_CENTRAL_DB"
 
 
 def register_operator(
@@ -107,36 +106,13 @@ def register_operator(
     p.add_argument("--csv", type=Path, help="write the new card's row for `greenpass cards --csv`")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_passbook_replace)
-    from central import cli_personal  # here: it imports this module's helpers
-
-    cli_personal.register(g, leaf)
+    register_personal(g, leaf)
 
     p = child("audit", "the operators' changes, newest first: who, when, what, before, after")
     p.add_argument("--village", help="only this village's")
     p.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_audit)
-
-
-def cli_actor() -> str:
-    """Who the audit names for a command-line change: the CLI writes the database
-    directly, so the unix user is all there is to vouch for."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (a container)
-        return f"cli:uid-{os.getuid()}"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _store(args: argparse.Namespace) -> CentralStore:
-    from central.store import CentralStore
-
-    if not args.db:
-        raise ConfigError(f"no central database: give --db or set ${DB_ENV}")
-    return CentralStore.open(args.db)
 
 
 def _read(path: Path) -> str:
@@ -146,20 +122,16 @@ def _read(path: Path) -> str:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
-
-
 # --- villages -------------------------------------------------------------------------------
 
 
 def _village_add(args: argparse.Namespace) -> int:
     from central import operations
 
-    with _store(args) as store:
+    with open_store(args) as store:
         outcome = operations.add_village(
             store, args.village_id, name_zh=args.name_zh, name_en=args.name_en,
-            timezone=args.timezone, actor=cli_actor(), now_ms=_now_ms(),
+            timezone=args.timezone, actor=cli_actor(), now_ms=now_ms(),
         )  # fmt: skip
     print(f"village {args.village_id} {outcome}")
     return 0
@@ -170,10 +142,10 @@ def _village_list(args: argparse.Namespace) -> int:
 
     from central import operations
 
-    with _store(args) as store:
+    with open_store(args) as store:
         found = operations.villages(store)
     if args.json:
-        _print_json([asdict(v) for v in found])
+        print_json([asdict(v) for v in found])
         return 0
     for v in found:
         print(
@@ -192,9 +164,9 @@ def _rules_set(args: argparse.Namespace) -> int:
     from central import operations
 
     text = _read(args.file)
-    with _store(args) as store:
+    with open_store(args) as store:
         changed = operations.set_rules(
-            store, args.village, text, path=str(args.file), actor=cli_actor(), now_ms=_now_ms()
+            store, args.village, text, path=str(args.file), actor=cli_actor(), now_ms=now_ms()
         )
         version = operations.rules(store, args.village).version
     if changed:
@@ -209,10 +181,10 @@ def _rules_show(args: argparse.Namespace) -> int:
 
     from central import operations
 
-    with _store(args) as store:
+    with open_store(args) as store:
         found = operations.rules(store, args.village)
     if args.json:
-        _print_json(asdict(found))
+        print_json(asdict(found))
     elif found.version is None:
         print(f"no rules set for {args.village}: its kiosks price with the rules installed there")
     else:
@@ -230,10 +202,10 @@ def _catalogue_set(args: argparse.Namespace) -> int:
     from central.catalogue_file import parse_catalogue
 
     items = parse_catalogue(_read(args.file), str(args.file), args.file.parent)
-    with _store(args) as store:
+    with open_store(args) as store:
         before = operations.catalogue(store, args.village).version
         done = operations.set_catalogue(
-            store, args.village, items, actor=cli_actor(), now_ms=_now_ms(),
+            store, args.village, items, actor=cli_actor(), now_ms=now_ms(),
             expected_version=args.if_version,
         )  # fmt: skip
     if done.version == before:
@@ -250,10 +222,10 @@ def _catalogue_set(args: argparse.Namespace) -> int:
 def _catalogue_show(args: argparse.Namespace) -> int:
     from central import operations
 
-    with _store(args) as store:
+    with open_store(args) as store:
         cat = operations.catalogue(store, args.village)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "village_id": cat.village_id,
                 "version": cat.version,
@@ -288,12 +260,12 @@ def _catalogue_show(args: argparse.Namespace) -> int:
 def _passbook_revoke(args: argparse.Namespace) -> int:
     from central import passbooks
 
-    with _store(args) as store:
+    with open_store(args) as store:
         changed = passbooks.revoke(
-            store, args.passbook_id, reason=args.reason, actor=cli_actor(), now_ms=_now_ms()
+            store, args.passbook_id, reason=args.reason, actor=cli_actor(), now_ms=now_ms()
         )
     if args.json:
-        _print_json({"passbook_id": args.passbook_id, "status": "revoked", "changed": changed})
+        print_json({"passbook_id": args.passbook_id, "status": "revoked", "changed": changed})
     elif changed:
         print(f"passbook {args.passbook_id} revoked; kiosks refuse it from their next state")
     else:
@@ -304,10 +276,10 @@ def _passbook_revoke(args: argparse.Namespace) -> int:
 def _passbook_reinstate(args: argparse.Namespace) -> int:
     from central import passbooks
 
-    with _store(args) as store:
-        changed = passbooks.reinstate(store, args.passbook_id, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        changed = passbooks.reinstate(store, args.passbook_id, actor=cli_actor(), now_ms=now_ms())
     if args.json:
-        _print_json({"passbook_id": args.passbook_id, "status": "active", "changed": changed})
+        print_json({"passbook_id": args.passbook_id, "status": "active", "changed": changed})
     elif changed:
         print(f"passbook {args.passbook_id} reinstated; kiosks accept it from their next state")
     else:
@@ -318,8 +290,8 @@ def _passbook_reinstate(args: argparse.Namespace) -> int:
 def _passbook_replace(args: argparse.Namespace) -> int:
     from central import passbooks, reports
 
-    with _store(args) as store:
-        new = passbooks.replace(store, args.passbook_id, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        new = passbooks.replace(store, args.passbook_id, actor=cli_actor(), now_ms=now_ms())
         lines = reports.statement(store, new)
         household = passbooks.household(store, new)
     balance = lines[-1].balance if lines else 0
@@ -329,7 +301,7 @@ def _passbook_replace(args: argparse.Namespace) -> int:
             w.writerow(["passbook_id", "household_name"])
             w.writerow([new, household])
     if args.json:
-        _print_json(
+        print_json(
             {"old_passbook_id": args.passbook_id, "new_passbook_id": new,
              "household_name": household, "balance": balance}
         )  # fmt: skip
@@ -353,10 +325,10 @@ def _audit(args: argparse.Namespace) -> int:
 
     if not 1 <= args.limit <= 10_000:
         raise ConfigError("--limit is 1 to 10000")
-    with _store(args) as store:
+    with open_store(args) as store:
         found = audit.rows(store, village_id=args.village, limit=args.limit)
     if args.json:
-        _print_json([asdict(r) for r in found])
+        print_json([asdict(r) for r in found])
         return 0
     for r in found:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at_ms / 1000))

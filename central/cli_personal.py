@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from central.cli_operator import _now_ms, _print_json, _store, cli_actor
+from central.cli_common import cli_actor, now_ms, open_store, print_json
 
 if TYPE_CHECKING:
     Leaf = Callable[
@@ -39,10 +39,10 @@ def register(group: argparse._SubParsersAction[argparse.ArgumentParser], leaf: L
 def _export(args: argparse.Namespace) -> int:
     from central import personal
 
-    with _store(args) as store:
+    with open_store(args) as store:
         found = personal.export(store, args.passbook_id)
     if args.out is None:
-        _print_json(found)
+        print_json(found)
         return 0
     args.out.write_text(json.dumps(found, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"the data held about {args.passbook_id}'s household is in {args.out}")
@@ -52,10 +52,10 @@ def _export(args: argparse.Namespace) -> int:
 def _erase(args: argparse.Namespace) -> int:
     from central import personal
 
-    with _store(args) as store:
-        erased = personal.erase(store, args.passbook_id, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        erased = personal.erase(store, args.passbook_id, actor=cli_actor(), now_ms=now_ms())
     if args.json:
-        _print_json({"passbook_id": args.passbook_id, "erased": erased})
+        print_json({"passbook_id": args.passbook_id, "erased": erased})
     else:
         print(
             f"erased the household name of {', '.join(erased)}; their points and CO2e stay "
@@ -67,12 +67,12 @@ def _erase(args: argparse.Namespace) -> int:
 def _correct(args: argparse.Namespace) -> int:
     from central import personal
 
-    with _store(args) as store:
+    with open_store(args) as store:
         cards = personal.correct(
-            store, args.passbook_id, args.household, actor=cli_actor(), now_ms=_now_ms()
+            store, args.passbook_id, args.household, actor=cli_actor(), now_ms=now_ms()
         )
     if args.json:
-        _print_json({"passbook_id": args.passbook_id, "corrected": cards})
+        print_json({"passbook_id": args.passbook_id, "corrected": cards})
     else:
         print(f"the household name of {', '.join(cards)} is corrected; kiosks take it with "
               "their next state")  # fmt: skip

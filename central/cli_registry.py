@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from central.cli_operator import _now_ms, _print_json, _store, cli_actor
+from central.cli_common import cli_actor, now_ms, open_store, print_json
 from greenpass.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -90,10 +90,10 @@ def _issue(args: argparse.Namespace) -> int:
     if not key_file.exists():
         raise ConfigError(f"no central key at {key_file}: give central's --home")
     method = load_methodology(args.methodology) if args.methodology else default_methodology()
-    with _store(args) as store:
+    with open_store(args) as store:
         done = registry.issue(
             store, load_private_key(key_file), args.village, args.period, method,
-            args.out_dir or args.home / "registry", actor=cli_actor(), now_ms=_now_ms(),
+            args.out_dir or args.home / "registry", actor=cli_actor(), now_ms=now_ms(),
             default_tz=ZoneInfo(DEFAULT_TIMEZONE),
         )  # fmt: skip
     for line in done.covered:
@@ -112,8 +112,8 @@ def _issue(args: argparse.Namespace) -> int:
 def _account_add(args: argparse.Namespace) -> int:
     from central import registry
 
-    with _store(args) as store:
-        registry.add_account(store, args.account_id, args.name, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        registry.add_account(store, args.account_id, args.name, actor=cli_actor(), now_ms=now_ms())
     print(f"registry account {args.account_id} added")
     return 0
 
@@ -123,8 +123,8 @@ def _transfer(args: argparse.Namespace) -> int:
     from central.registry_db import parse_serials
 
     s = parse_serials(args.serials)
-    with _store(args) as store:
-        holder = registry.transfer(store, s, args.to, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        holder = registry.transfer(store, s, args.to, actor=cli_actor(), now_ms=now_ms())
     print(f"{s.count} unit(s) {s} moved from {holder} to {args.to}")
     return 0
 
@@ -134,9 +134,9 @@ def _retire(args: argparse.Namespace) -> int:
     from central.registry_db import parse_serials
 
     s = parse_serials(args.serials)
-    with _store(args) as store:
+    with open_store(args) as store:
         rid = registry.retire(store, s, beneficiary=args.beneficiary, purpose=args.purpose,
-                              actor=cli_actor(), now_ms=_now_ms())  # fmt: skip
+                              actor=cli_actor(), now_ms=now_ms())  # fmt: skip
     print(f"{s.count} unit(s) {s} retired for {args.beneficiary}: retirement {rid}")
     return 0
 
@@ -150,7 +150,7 @@ def _certificate(args: argparse.Namespace) -> int:
     key_file = args.home / "central.key"
     if not key_file.exists():
         raise ConfigError(f"no central key at {key_file}: give central's --home")
-    with _store(args) as store:
+    with open_store(args) as store:
         doc = registry_certificate.document(
             store, load_private_key(key_file), args.retirement_id, args.public_url
         )
@@ -169,8 +169,8 @@ def _certificate(args: argparse.Namespace) -> int:
 def _reconcile(args: argparse.Namespace) -> int:
     from central import registry
 
-    with _store(args) as store:
-        done = registry.cover_reversals(store, actor=cli_actor(), now_ms=_now_ms())
+    with open_store(args) as store:
+        done = registry.cover_reversals(store, actor=cli_actor(), now_ms=now_ms())
     for line in done:
         print(line)
     print(f"{len(done)} reversal(s) of issued deposits covered")
@@ -180,12 +180,12 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from central import registry
 
-    with _store(args) as store:
+    with open_store(args) as store:
         found = registry.summary(store)
     if args.account:
         found["holdings"] = [h for h in found["holdings"] if h["account"] == args.account]
     if args.json:
-        _print_json(found)
+        print_json(found)
         return 0
     for i in found["issuances"]:
         print(f"{i['issuance_id']}  {i['units']} units ({i['buffer_units']} buffer), "

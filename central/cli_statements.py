@@ -45,7 +45,7 @@ def register(child: Child) -> None:
     p.set_defaults(handler=_statements)
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
@@ -72,18 +72,18 @@ def _days(n: int) -> int:
 
 def _statement_link(args: argparse.Namespace) -> int:
     from central import statement_access
-    from central.cli import _store
+    from central.cli_common import open_store
     from greenpass import statement_link
     from sync.keys import public_bytes
 
-    key, url, now = _central_key(args.home), _url(args.public_url), _now_ms()
+    key, url, now = _central_key(args.home), _url(args.public_url), now_ms()
     try:
         link = statement_link.sign(
             key, "c", "", args.passbook, statement_link.day_of(now) + _days(args.days)
         )
     except statement_link.BadLink as exc:
         raise ConfigError(f"--passbook {args.passbook!r} is not a passbook id") from exc
-    with _store(args) as store:
+    with open_store(args) as store:
         # Checked as the page will check it: a link that opens nothing is not handed out.
         found = statement_access.check(store, link.token, public_bytes(key), now)
     if not isinstance(found, statement_access.Granted):
@@ -97,13 +97,13 @@ def _statements(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from central import exports, statements_pdf
-    from central.cli import _store
+    from central.cli_common import open_store
     from central.operations import DEFAULT_TIMEZONE
     from provisioning.cards import write_private
 
     month = statements_pdf.Month.parse(args.month)
-    key, url, now = _central_key(args.home), _url(args.public_url), _now_ms()
-    with _store(args) as store:
+    key, url, now = _central_key(args.home), _url(args.public_url), now_ms()
+    with open_store(args) as store:
         if args.village not in store.villages():
             raise CentralError(f"no village {args.village!r}")
         tz = exports.village_tz(store, args.village, ZoneInfo(DEFAULT_TIMEZONE))

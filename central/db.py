@@ -1,8 +1,9 @@
 """Central's database: one SQLAlchemy Core schema for SQLite (one site) and PostgreSQL.
 
 `open_engine` turns a URL or a plain file path into an engine with the settings the
-ingest relies on; `migrate` creates the schema through numbered migrations recorded
-in `schema_migrations`, so reopening is a no-op and a later version only adds steps.
+ingest relies on; `central.migrations.migrate` creates the schema through numbered
+migrations recorded in `schema_migrations` (steps 1 to 4 are here, beside the tables
+they make), so reopening is a no-op and a later version only adds steps.
 
 SQLite: WAL, `synchronous=FULL` (an ack is sent only after the commit, so a committed
 batch must survive a power cut), foreign keys on, a busy timeout, and SQLAlchemy in
@@ -45,7 +46,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -385,57 +385,14 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[account_tokens, console_sessions], checkfirst=False)
 
 
-def _v5(conn: Connection) -> None:
-    from central import rollup  # noqa: PLC0415 - it imports this module (tables, metadata)
-
-    rollup.overview_rollup.create(conn, checkfirst=False)
-    rollup.rebuild(conn)  # from the entries already stored
-
-
-def _v6(conn: Connection) -> None:
-    from central import personal  # noqa: PLC0415 - it imports this module (tables, metadata)
-
-    personal.migrate_v6(conn)
-
-
-def _v7(conn: Connection) -> None:
-    from central import tlog  # noqa: PLC0415 - it imports this module (tables, metadata)
-
-    tlog.migrate_v7(conn)
-
-
-def _v8(conn: Connection) -> None:
-    from central import heads  # noqa: PLC0415 - it imports this module (tables, metadata)
-
-    heads.migrate_v8(conn)
-
-
-def _v9(conn: Connection) -> None:
-    from central import registry_db  # noqa: PLC0415 - it imports this module (metadata)
-
-    registry_db.migrate_v9(conn)
-
-
-def _v10(conn: Connection) -> None:
-    from central import registry_db  # noqa: PLC0415 - it imports this module (metadata)
-
-    registry_db.migrate_v10(conn)
-
-
-# Never edit a released step: append the next number.
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+# The steps that make this module's tables; `central.migrations` numbers them with the
+# later ones. Never edit a released step: append the next one there.
+STEPS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "central tables", _v1),
     (2, "rules versions", _v2),
     (3, "operator console", _v3),
     (4, "operator accounts", _v4),
-    (5, "overview rollup", _v5),
-    (6, "personal data", _v6),
-    (7, "transparency log", _v7),
-    (8, "device heads", _v8),
-    (9, "reduction registry", _v9),
-    (10, "registry buyers' logins", _v10),
 ]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 # --- rows -------------------------------------------------------------------------------
@@ -541,56 +498,3 @@ def open_engine(url: str | Path) -> Engine:
         f"database URL {raw!r}: central supports a SQLite file (path or sqlite:///…) "
         "or PostgreSQL (postgresql://user@host/db)"
     )
-
-
-def _driver_sql(conn: Connection, sql: str) -> None:
-    """`sql` on the driver's connection, outside any transaction."""
-    conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
-
-
-def _migrate(conn: Connection, now_ms: int) -> int:
-    if is_postgres(conn):
-        # Two central workers starting together must not both create the tables.
-        conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
-    schema_migrations.create(conn, checkfirst=True)
-    done = set(conn.scalars(select(schema_migrations.c.version)))
-    before = max(done, default=0)
-    if before > SCHEMA_VERSION:
-        raise StorageError(
-            f"the central database has schema version {before}, newer than this "
-            f"software's {SCHEMA_VERSION}: upgrade the software"
-        )
-    for version, name, step in MIGRATIONS:
-        if version not in done:
-            step(conn)
-            conn.execute(
-                insert(schema_migrations).values(version=version, name=name, applied_ms=now_ms)
-            )
-    return before
-
-
-def migrate(engine: Engine, now_ms: int) -> int:
-    """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
-    try:
-        with engine.connect() as conn:
-            sqlite = not is_postgres(conn)
-            if sqlite:
-                # A migration that rebuilds a table (SQLite cannot alter a constraint)
-                # must drop the old one while other tables refer to it: SQLite allows
-                # that only with foreign keys off, which it ignores inside a transaction.
-                _driver_sql(conn, "PRAGMA foreign_keys = OFF")
-            try:
-                with conn.begin():
-                    before = _migrate(conn, now_ms)
-                    if sqlite and before < SCHEMA_VERSION:  # a migration ran
-                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-                        if broken:
-                            raise StorageError(
-                                f"migrating the central database broke references: {broken[:3]}"
-                            )
-                    return before
-            finally:
-                if sqlite:
-                    _driver_sql(conn, "PRAGMA foreign_keys = ON")
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot prepare the central database: {exc}") from exc

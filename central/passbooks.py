@@ -31,12 +31,15 @@ against the account and shows up as an overdraft if the points were spent twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from central import audit, db
-from central.store import CentralStore
+from central import audit, db, personal_db
 from greenpass.errors import CentralError, ConfigError
+
+if TYPE_CHECKING:  # a type only: the store opens through modules that import this one
+    from central.store import CentralStore
 
 CENTRAL_SOURCE = "central"  # `villagers.source_device` of rows central writes itself
 MAX_REASON = 200
@@ -158,9 +161,7 @@ def replace(store: CentralStore, old: str, *, actor: str, now_ms: int) -> str:
         done = _replaced_by(conn, old)
         if done is not None:
             raise CentralError(f"passbook {old!r} was already replaced by {done!r}")
-        from central import personal  # noqa: PLC0415 - it imports this module
-
-        erased = personal.erased_in(conn, old)
+        erased = personal_db.erased_in(conn, old)
         if not household and not erased:
             raise CentralError(
                 f"passbook {old!r}: its enrolment has not reached central yet (only a status "
@@ -182,7 +183,7 @@ def replace(store: CentralStore, old: str, *, actor: str, now_ms: int) -> str:
         )  # fmt: skip
         link(conn, old, new, village, actor=actor, now_ms=now_ms)
         if erased:  # a household whose name was erased gets its card, still nameless
-            personal.mark_erased(conn, new, village, f"replaces erased {old}", now_ms)
+            personal_db.mark_erased(conn, new, village, f"replaces erased {old}", now_ms)
         audit.record(
             conn, actor=actor, action="passbook.replace", target=old, now_ms=now_ms,
             village_id=village, before={"passbook_id": old, "status": status},

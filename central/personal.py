@@ -2,7 +2,7 @@
 commitments in the enrolments, exported and erased on request (docs/privacy.md).
 
 The name itself is `villagers.household_name` (what the console, exports and the
-state push show). This module's table, `personal`, holds per passbook the commitment
+state push show). The table `personal` (`central.personal_db`) holds per passbook the commitment
 its enrolment carries (`greenpass.record.personal`; None for enrolments from before version 2,
 which carried the name itself) and the salt that opens it, as a kiosk sent it in a
 batch's personal records. A record whose name and salt do not make the commitment is
@@ -27,66 +27,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Connection,
-    ForeignKey,
-    LargeBinary,
-    String,
-    Table,
-    Text,
     insert,
     select,
     update,
 )
 
 from central import audit, db, passbooks
-from central.store import CentralStore, Device
+from central.db import Device
+from central.personal_db import personal
 from greenpass.errors import CentralError, ConfigError
 from greenpass.record.entries import Entry, Kind
 from greenpass.record.ids import ID_RE
 from greenpass.record.personal import LEGACY_NAME_KEY, PERSONAL_KEY, is_commitment, matches
 from sync.batch import WirePersonal
 
-personal = Table(
-    "personal",
-    db.metadata,
-    Column("passbook_id", Text, primary_key=True),
-    Column("village_id", String(64), ForeignKey("villages.village_id"), nullable=False),
-    Column("commitment", String(64)),  # from the enrolment; None before version 2
-    Column("enrolled_by", String(64)),  # the device whose enrolment it is: only it sends the name
-    Column("salt", LargeBinary),  # None until a kiosk sent it, and after an erasure
-    Column("received_ms", BigInteger),
-    Column("erased_ms", BigInteger),
-    Column("erased_by", Text),
-)
+if TYPE_CHECKING:
+    from central.store import CentralStore
 
-_data_json = msgspec.json.Encoder(order="sorted")  # as ingest writes `entries.data`
 ERASED = "erased"  # what an erased household's name fields say in an audit row
 _ID = ID_RE  # a passbook id, as greenpass.record.ids.check_id takes it
-
-
-def migrate_v6(conn: Connection) -> None:
-    personal.create(conn, checkfirst=False)
-    e = db.entries
-    # Take the names out of central's copy of the enrolments written before version 2.
-    rows = conn.execute(
-        select(e.c.device_id, e.c.seq, e.c.data).where(
-            (e.c.kind == Kind.ENROL.value) & e.c.data.contains(f'"{LEGACY_NAME_KEY}"')
-        )
-    ).all()
-    for device_id, seq, text in rows:
-        data = json.loads(text)
-        if data.pop(LEGACY_NAME_KEY, None) is not None:
-            conn.execute(
-                update(e)
-                .where((e.c.device_id == device_id) & (e.c.seq == seq))
-                .values(data=_data_json.encode(data).decode() if data else "{}")
-            )
 
 
 # --- ingest -------------------------------------------------------------------------------
@@ -314,21 +277,6 @@ def correct(
     return account
 
 
-def erased_in(conn: Connection, passbook_id: str) -> bool:
-    """Inside a transaction: was the passbook's household's data erased?"""
-    found = conn.scalar(select(personal.c.erased_ms).where(personal.c.passbook_id == passbook_id))
-    return found is not None
-
-
-def mark_erased(conn: Connection, passbook_id: str, village_id: str, why: str, now_ms: int) -> None:
-    """A new card of an erased household starts erased (no name will be taken for it)."""
-    conn.execute(
-        insert(personal).values(
-            passbook_id=passbook_id, village_id=village_id, erased_ms=now_ms, erased_by=why
-        )
-    )
-
-
 def erased_at(store: CentralStore, passbook_id: str) -> int | None:
     """When the passbook's personal data was erased (ms), or None."""
     with store.read("reading an erasure") as conn:
@@ -427,13 +375,9 @@ __all__ = [
     "correct",
     "erase",
     "erased_at",
-    "erased_in",
     "export",
     "keep_erased",
     "known",
-    "mark_erased",
-    "migrate_v6",
-    "personal",
     "record_commitments",
     "stored_data",
 ]

@@ -136,7 +136,7 @@ def migrate_v9(conn: Connection) -> None:
 def migrate_v10(conn: Connection) -> None:
     """Buyers' logins: `accounts` gains the role ``buyer`` and its ``registry_account``.
     PostgreSQL changes the constraints in place; SQLite cannot, so the table is copied
-    into a new one (`central.db.migrate` runs migrations with SQLite's foreign keys off
+    into a new one (`central.migrations.migrate` runs migrations with SQLite's foreign keys off
     and checks them all before it commits)."""
     checks = {
         str(c.name): str(c.sqltext)

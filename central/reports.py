@@ -18,14 +18,16 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import RowMapping, Select, func, select
 from sqlalchemy.orm import aliased
 
 from central import db, passbooks
-from central.store import CentralStore
 from greenpass.record.entries import Entry, Kind
+
+if TYPE_CHECKING:  # a type only: the store opens through modules that import this one
+    from central.store import CentralStore
 
 EXPORT_COLUMNS = (
     "village_id",

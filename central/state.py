@@ -22,7 +22,7 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import Connection, func, select, update
 
-from central import db, log_proofs, passbooks, personal, tlog
+from central import db, log_proofs, passbooks, personal_db, tlog
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
 from sync import protocol
@@ -142,7 +142,7 @@ def build_village_states(
         statuses = {d.device_id: status_of(d) for d in devices}
         takes = {k: frozenset(st.features if st else ()) for k, st in statuses.items()}
         logs = _logs(conn, statuses)
-        pe = personal.personal
+        pe = personal_db.personal
         erased = sorted(
             conn.scalars(
                 select(pe.c.passbook_id).where(

@@ -25,7 +25,7 @@ import segno
 from fpdf import FPDF
 from sqlalchemy import select
 
-from central import db, exports, passbooks, personal, statement_view
+from central import db, exports, passbooks, personal_db, statement_view
 from central.statement_view import Line, Names, co2, mass, signed
 from central.statement_words import kind_word
 from central.store import CentralStore
@@ -93,7 +93,7 @@ class Written:
 def _households(store: CentralStore, village_id: str) -> tuple[list[tuple[str, str]], int]:
     """(passbook, name) of each account of the village that is not revoked, by id; and
     how many were left out as revoked. An erased household's name is ""."""
-    v, p = db.villagers, personal.personal
+    v, p = db.villagers, personal_db.personal
     with store.read("listing the village's passbooks") as conn:
         rows = conn.execute(
             select(v.c.passbook_id, v.c.household_name, v.c.status).where(

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import audit, db, rules_versions
+from central import audit, db, migrations, rules_versions
 from central.broker import mosquitto_password_hash
 from central.db import Device, device_from_row, storage_error
 from central.dynsec import DeviceLogin, is_reserved
@@ -100,7 +100,7 @@ class CentralStore:
         """Open (and create or migrate) the database at `url`; `now_ms` stamps migrations."""
         engine = db.open_engine(url)
         try:
-            db.migrate(engine, now_ms)
+            migrations.migrate(engine, now_ms)
         except BaseException:
             engine.dispose()
             raise

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import (
@@ -61,10 +61,12 @@ from sqlalchemy import (
 )
 
 from central import db
-from central.store import CentralStore
 from greenpass import checkpoint, merkle
 from greenpass.errors import CentralError, ConfigError
 from greenpass.tlog_leaf import device_prefix
+
+if TYPE_CHECKING:  # a type only: the store opens through modules that import this one
+    from central.store import CentralStore
 
 DEFAULT_ORIGIN = "greenpass.local/log"
 MAX_APPEND = 20_000  # leaves per sequencer transaction: a storm's backlog goes in steps

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, text
 
-from central import db
+from central import db, migrations
 from central.store import CentralStore
 from greenpass.errors import ConfigError
 from tests.central.conftest import NOW
@@ -21,8 +21,10 @@ def test_reopening_is_idempotent_and_the_version_recorded(central_url: str) -> N
         assert st.villages() == ["V1"]
         with st.read() as conn:
             rows = conn.execute(select(db.schema_migrations)).all()
-        assert [(r.version, r.applied_ms) for r in rows] == [(v, NOW) for v, _, _ in db.MIGRATIONS]
-        assert db.migrate(st.engine, NOW + 2) == db.SCHEMA_VERSION
+        assert [(r.version, r.applied_ms) for r in rows] == [
+            (v, NOW) for v, _, _ in migrations.MIGRATIONS
+        ]
+        assert migrations.migrate(st.engine, NOW + 2) == migrations.SCHEMA_VERSION
 
 
 def test_sqlite_is_durable_and_writes_begin_immediate(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import select, text
 
-from central import db, reports
+from central import db, migrations, reports
 from central.heads import device_heads
 from central.ingest import ingest
 from central.store import CentralStore
@@ -125,7 +125,7 @@ def test_migration_8_adds_the_table_to_a_central_with_entries(
     with store.write("as a central before migration 8") as conn:
         conn.execute(text("DROP TABLE device_heads"))
         conn.execute(db.schema_migrations.delete().where(db.schema_migrations.c.version == 8))
-    db.migrate(store.engine, NOW)  # step 8 alone is missing: it runs again
+    migrations.migrate(store.engine, NOW)  # step 8 alone is missing: it runs again
     assert send(store, k1, k1.batch(6, sign_head=True)).status == "ok"
     assert [s for _, s, _, _ in kept(store)] == [k1.head_seq]
     assert store.count_entries() == k1.head_seq

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from central import audit, db, passbooks, personal, reports
+from central import audit, db, migrations, passbooks, personal, personal_db, reports
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
@@ -168,10 +168,10 @@ def test_migration_6_takes_names_out_of_old_enrolments(store: CentralStore, k1: 
             .where(e.c.passbook_id == li)
             .values(data=json.dumps({"household_name": NAME, "village": "V1"}))
         )
-        conn.execute(personal.personal.delete())
+        conn.execute(personal_db.personal.delete())
         conn.execute(text("DROP TABLE personal"))
         conn.execute(db.schema_migrations.delete().where(db.schema_migrations.c.version == 6))
-    db.migrate(store.engine, NOW)
+    migrations.migrate(store.engine, NOW)
     with store.read("reading") as conn:
         data = json.loads(conn.scalar(select(e.c.data).where(e.c.passbook_id == li)))
     assert data == {"village": "V1"}
@@ -262,7 +262,7 @@ def test_a_correction_renames_every_card_and_reaches_the_kiosk(
     assert sorted(cards) == sorted([li, new])
     assert {passbooks.household(store, p) for p in cards} == {"Lee household"}
     with store.read("reading") as conn:
-        salts = conn.scalars(select(personal.personal.c.salt)).all()
+        salts = conn.scalars(select(personal_db.personal.c.salt)).all()
     assert salts == [None]  # it opened the commitment to the old name only
     row = audit.rows(store)[0]
     assert row.action == "passbook.correct" and row.after["household_name"] == "Lee household"  # type: ignore[index]

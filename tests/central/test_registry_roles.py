@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text
 
-from central import audit, db, registry
+from central import audit, db, migrations, registry
 from central.accounts import Accounts
 from central.api import create_app
 from central.store import CentralStore
@@ -301,9 +301,9 @@ def test_an_older_database_keeps_its_accounts_tokens_and_sessions(
     """Migration 10 rebuilds `accounts` on SQLite (other tables refer to it) and alters
     it on PostgreSQL; a central upgraded from 9 keeps every login, token and session."""
     engine = db.open_engine(central_url)
-    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:9])
-    monkeypatch.setattr(db, "SCHEMA_VERSION", 9)
-    db.migrate(engine, LATER)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:9])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", 9)
+    migrations.migrate(engine, LATER)
     with engine.begin() as conn:
         conn.execute(insert(db.villages).values(village_id="V1"))
         for name, role, village in (("county", "county", None), ("v1", "village", "V1")):
@@ -324,7 +324,7 @@ def test_an_older_database_keeps_its_accounts_tokens_and_sessions(
         assert [a.name for a in accounts.all()] == ["acme-buyer", "county", "v1"]
         with store.read() as conn:
             versions = list(conn.scalars(select(db.schema_migrations.c.version)))
-        assert versions[-1] == db.SCHEMA_VERSION == 10
+        assert versions[-1] == migrations.SCHEMA_VERSION == 10
         # The database still refuses what the roles forbid.
         with pytest.raises(StorageError, match=r"accounts_scope|CHECK"), store.write() as conn:
             conn.execute(text(
