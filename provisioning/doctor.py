@@ -25,7 +25,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -33,23 +33,11 @@ from edge.kiosk.config import KioskConfig, load_kiosk_config
 from edge.ledger.clock import Clock, SystemClock
 from greenpass.errors import ConfigError, GreenPassError
 from provisioning.disk_crypt import DOC, encryption_of
+from provisioning.doctor_finding import Finding, Level
+from provisioning.doctor_printer import printer_findings
 
-Level = Literal["ok", "warn", "fail"]
 BACKLOG_WARN_H = 24  # a kiosk that has not synced for a day is worth a look
 CERT_WARN_DAYS = 30
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    level: Level
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[self.level]
-        text = f"{mark}  {self.check:<11} {self.detail}"
-        return text + (f"\n      fix: {self.fix}" if self.fix else "")
 
 
 @dataclass(frozen=True)
@@ -450,8 +438,6 @@ def run(cfg: KioskConfig, opts: DoctorOptions = DoctorOptions()) -> list[Finding
     found.append(check_clock(clock))
     view = live_view(cfg, opts.timeout_s)
     found += check_devices(cfg, opts, view)
-    from provisioning.doctor_printer import printer_findings  # noqa: PLC0415 - imports us
-
     found += printer_findings(cfg, view, opts.timeout_s)
     db_ok = all(f.level == "ok" for f in found if f.check == "database")
     if cfg.sync is None:

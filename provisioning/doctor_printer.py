@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.kiosk.config import KioskConfig
 from greenpass.errors import GreenPassError
-from provisioning.doctor import Finding, Level
+from provisioning.doctor_finding import Finding, Level
 
 PRINTER_FIX = {
     "paper_out": "put in a new paper roll, then reprint the last receipt from the staff menu",

@@ -20,7 +20,8 @@ from edge.kiosk.devices import Devices
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from kiosk_ui.main import serve
-from provisioning.doctor import DoctorOptions, Finding, run
+from provisioning.doctor import DoctorOptions, run
+from provisioning.doctor_finding import Finding
 from simulator.kiosk_home import KioskHome
 from sync.keys import load_private_key, public_key
 from sync.supervisor import RestartPolicy

@@ -23,13 +23,13 @@ from provisioning.doctor import (
     LOG_FAULT_FIX,
     SYNC_FAULT_FIX,
     DoctorOptions,
-    Finding,
     check_certificate,
     check_log,
     check_sync_fault,
     healthy,
     run,
 )
+from provisioning.doctor_finding import Finding
 from simulator.kiosk_home import KioskHome, make_kiosk_home
 from sync.config import SyncConfig
 from sync.protocol import LOG_FAULTS, SYNC_FAULTS
