@@ -74,8 +74,8 @@ from central.dynsec import (
     is_reserved,
     write_dynsec,
 )
-from central.files import write_public
 from greenpass.errors import ConfigError
+from greenpass.files import write_public
 
 __all__ = [
     "CENTRAL_BATCH_SUBSCRIPTION",

@@ -32,6 +32,7 @@ from central.cli_operator import register_operator
 from central.cli_registry import register as register_registry
 from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
+from greenpass.files import create_private
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
     from central.amqp_receiver import AmqpConfig
@@ -266,9 +267,7 @@ def _central_password(home: Path) -> str:
     path = home / "central.password"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24) + "\n")
+        create_private(path, (secrets.token_urlsafe(24) + "\n").encode("ascii"))
     return path.read_text(encoding="utf-8").strip()
 
 
@@ -434,10 +433,8 @@ def _serve_http(
     token_file = args.home / "admin.token"
     if not token_file.exists():
         args.home.mkdir(parents=True, exist_ok=True)
-        # Created 0600, not chmod-ed after: it is readable by no one else at any moment.
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_urlsafe(24) + "\n")
+        # Mode 0600 from its creation: readable by no one else at any moment.
+        create_private(token_file, (secrets.token_urlsafe(24) + "\n").encode("ascii"))
     ca_pem = args.ca.read_text(encoding="ascii") if args.ca else ""
     app = create_app(
         store,

@@ -99,7 +99,7 @@ def _statements(args: argparse.Namespace) -> int:
     from central import exports, statements_pdf
     from central.cli_common import open_store
     from central.operations import DEFAULT_TIMEZONE
-    from provisioning.cards import write_private
+    from greenpass.files import write_private
 
     month = statements_pdf.Month.parse(args.month)
     key, url, now = _central_key(args.home), _url(args.public_url), now_ms()
@@ -110,7 +110,10 @@ def _statements(args: argparse.Namespace) -> int:
         data, done = statements_pdf.write(
             store, args.village, month, key, url, tz=tz, now_ms=now, days=_days(args.days)
         )
-    write_private(args.out, data)  # it holds households' names
+    try:
+        write_private(args.out, data)  # it holds households' names
+    except OSError as exc:
+        raise ConfigError(f"{args.out}: cannot write the statements ({exc.strerror})") from exc
     print(f"wrote {args.out}: {done.pages} statement(s) of {args.village} for {month} (A5)")
     if done.revoked:
         print(f"left out {done.revoked} revoked passbook(s)")

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from central.files import write_private, write_public
 from greenpass.errors import ConfigError
+from greenpass.files import write_private, write_public
 
 _RENEW_BEFORE = dt.timedelta(days=30)
 _CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]

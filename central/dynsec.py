@@ -31,7 +31,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import queue
 import secrets
 import time
@@ -41,8 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from central.files import write_private
 from greenpass.errors import CentralError, ConfigError, TransportError
+from greenpass.files import create_private, write_private
 from sync.protocol import STATE, device_client_id, topic
 from sync.transport import BrokerConfig, Transport
 
@@ -139,13 +138,8 @@ def load_or_create_secret(path: Path) -> bytes:
     """Central's broker secret (32 random bytes, hex, mode 0600), made on first use."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another central process made it a moment ago
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(secrets.token_hex(32) + "\n")
+        # Another central process may make it a moment before: the first one stays.
+        create_private(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     try:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError) as exc:

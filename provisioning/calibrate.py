@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenpass.errors import GreenPassError, HardwareError
+from greenpass.files import write_public
 from hardware.scale import Scale, ScaleStatus
 from hardware.scale.errors import Unsupported
 from hardware.scale.factory import PROTOCOLS, open_scale
@@ -174,6 +175,4 @@ def save_span(config: Path, span_ppm: int) -> None:
                 break
         else:
             lines.insert(table + 1, entry)
-    tmp = config.with_name(config.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(config)
+    write_public(config, ("\n".join(lines) + "\n").encode("utf-8"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -38,6 +37,7 @@ from edge.kiosk.cards import CardKind, make_card
 from edge.ledger.ledger import Ledger
 from greenpass import statement_link
 from greenpass.errors import ConfigError, LedgerError, Refused
+from greenpass.files import write_private
 from greenpass.fonts import FontFace, find_cjk_fonts
 from greenpass.pdf_qr import draw_qr
 from sync.keys import Ed25519PrivateKey, public_bytes
@@ -438,17 +438,10 @@ def cards_per_page(cards: Sequence[PrintedCard]) -> int:
     return ROWS if any(c.statement for c in cards) else PER_PAGE
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file (mode 0600): a failed run leaves
-    no half sheet behind, and a sheet of cards is as sensitive as the cards."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_sheet(path: Path, data: bytes) -> None:
+    """Write a sheet (mode 0600, whole or not at all): a failed run leaves no half sheet
+    behind, and a sheet of cards is as sensitive as the cards."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_private(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write the sheet ({exc.strerror})") from exc

@@ -105,7 +105,7 @@ def _print_sheet(args: argparse.Namespace) -> int:
     first, last = chosen[0].holder_id, chosen[-1].holder_id
     footer = f"{args.village} · {args.key_id} · {first} – {last}"
     pdf = c.render_sheet(cards, village_name=args.village_name or args.village, footer=footer)
-    c.write_private(args.out, pdf)
+    c.write_sheet(args.out, pdf)
     pages = -(-len(cards) // c.cards_per_page(cards))
     print(f"wrote {len(cards)} {kind} cards ({first} … {last}) on {pages} A4 page(s) to {args.out}")
     if warning:

@@ -35,9 +35,10 @@ import httpx
 
 from edge.ledger.ledger import Ledger
 from greenpass.errors import CentralError, ConfigError, Refused
+from greenpass.files import write_public
 from greenpass.record.ids import check_device_id, check_id
 from greenpass.record.rules import default_rules
-from sync.config import SyncConfig, write_sync_config
+from sync.config import SyncConfig, sync_config_text
 from sync.enrol import check_central_url, enrol, save_credentials, tls_verify, unreachable
 from sync.keys import load_or_create_key, public_bytes
 
@@ -198,10 +199,5 @@ def write_kiosk_config(path: Path, req: ProvisionRequest, sync: SyncConfig) -> N
         f'port = "{req.scanner_port}"',
         "",
     ]
-    sync_file = path.with_name("sync.toml.tmp")
-    write_sync_config(sync_file, sync)
-    text = "\n".join(lines) + sync_file.read_text(encoding="utf-8")
-    sync_file.unlink()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    text = "\n".join(lines) + sync_config_text(path, sync)
+    write_public(path, text.encode("utf-8"))

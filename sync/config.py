@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from greenpass.errors import ConfigError
+from greenpass.files import write_public
 from greenpass.tomlfile import read_toml
 from sync.transport import MQTT_VERSIONS
 
@@ -117,6 +118,12 @@ def load_sync_config(path: Path) -> SyncConfig:
 
 
 def write_sync_config(path: Path, cfg: SyncConfig) -> None:
+    write_public(path, sync_config_text(path, cfg).encode("utf-8"))
+
+
+def sync_config_text(path: Path, cfg: SyncConfig) -> str:
+    """The `[sync]` table of a file at `path` (paths beside it are written as names)."""
+
     def q(p: Path) -> str:
         return p.name if p.parent == path.parent else str(p)
 
@@ -133,4 +140,4 @@ def write_sync_config(path: Path, cfg: SyncConfig) -> None:
         # Written only when not the default: a kiosk on Mosquitto keeps its file as it was.
         *([f'mqtt_version = "{cfg.mqtt_version}"'] if cfg.mqtt_version != "5" else []),
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"

@@ -24,7 +24,6 @@ they receive.
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import httpx
 import msgspec
 
 from greenpass.errors import CentralError, ConfigError
+from greenpass.files import write_private, write_public
 from sync.config import SyncConfig
 
 ENROL_PATH = "/api/v1/enrol"
@@ -231,12 +231,10 @@ def save_credentials(folder: Path, creds: Credentials, key_file: Path) -> SyncCo
     """Write the MQTT password (mode 0600) and CA into `folder`; the `[sync]` settings."""
     folder.mkdir(parents=True, exist_ok=True)
     password = folder / "mqtt.password"
-    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(creds.mqtt_password + "\n")
+    write_private(password, (creds.mqtt_password + "\n").encode("utf-8"))
     ca = folder / "ca.crt"
     if creds.ca_cert_pem:
-        ca.write_text(creds.ca_cert_pem, encoding="ascii")
+        write_public(ca, creds.ca_cert_pem.encode("ascii"))
     return SyncConfig(
         broker_url=creds.broker_url,
         password_file=password,

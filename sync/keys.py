@@ -7,7 +7,6 @@ generated on the device and never leaves it. Public keys travel as their raw
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from greenpass.errors import ConfigError
+from greenpass.files import write_private
 
 __all__ = [
     "Ed25519PrivateKey",
@@ -42,13 +42,7 @@ def save_private_key(path: Path, key: Ed25519PrivateKey) -> None:
         serialization.NoEncryption(),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, pem)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
