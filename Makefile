@@ -21,6 +21,7 @@ test: bootstrap lint typecheck firmware pytest
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_imports.py
 
 typecheck:
 	$(BIN)/mypy
