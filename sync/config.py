@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from greenpass.errors import ConfigError
 from greenpass.files import write_public
-from greenpass.tomlfile import read_toml
+from greenpass.tomlfile import Table, TableReader
 from sync.transport import MQTT_VERSIONS
 
 KEYS = (
@@ -60,61 +59,48 @@ class SyncConfig:
             ) from exc
 
 
-def _get(table: dict[str, Any], key: str, kind: type, path: Path, default: Any = None) -> Any:
-    if key not in table:
-        if default is None:
-            raise ConfigError(f"{path}: [sync] {key} is missing")
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ConfigError(f"{path}: [sync] {key} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def parse_sync_config(table: dict[str, Any], path: Path) -> SyncConfig:
-    unknown = sorted(set(table) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: [sync] has unknown key {unknown[0]!r} (known: {KEYS})")
-    base = path.parent
+def parse_sync_config(t: Table) -> SyncConfig:
+    """The `[sync]` table `t` (of a kiosk's config file, or of a file of its own)."""
 
     def rel(key: str) -> Path:
-        p = Path(_get(table, key, str, path))
-        return p if p.is_absolute() else base / p
+        p = t.path(key)
+        if p is None:
+            raise t.fail(key, "missing")
+        return p
 
-    hexkey = _get(table, "central_public_key", str, path)
+    hexkey = t.get("central_public_key", str)
     try:
         central = bytes.fromhex(hexkey)
     except ValueError as exc:
-        raise ConfigError(f"{path}: [sync] central_public_key is not hex") from exc
+        raise t.fail("central_public_key", "is not hex") from exc
     if len(central) != 32:
-        raise ConfigError(f"{path}: [sync] central_public_key must be 32 bytes (64 hex digits)")
-    window = _get(table, "window", int, path, 2)
+        raise t.fail("central_public_key", "must be 32 bytes (64 hex digits)")
+    window = t.get("window", int, 2)
     if not 1 <= window <= 8:
-        raise ConfigError(f"{path}: [sync] window must be 1..8, got {window}")
-    version = _get(table, "mqtt_version", str, path, "5")
+        raise t.fail("window", f"must be 1..8, got {window}")
+    version = t.get("mqtt_version", str, "5")
     if version not in MQTT_VERSIONS:
-        raise ConfigError(f"{path}: [sync] mqtt_version must be one of {MQTT_VERSIONS}")
-    return SyncConfig(
-        broker_url=_get(table, "broker_url", str, path),
+        raise t.fail("mqtt_version", f"must be one of {', '.join(MQTT_VERSIONS)}")
+    cfg = SyncConfig(
+        broker_url=t.get("broker_url", str),
         password_file=rel("password_file"),
-        ca_cert=rel("ca_cert") if "ca_cert" in table else None,
+        ca_cert=t.path("ca_cert"),
         key_file=rel("key_file"),
         central_public_key=central,
         window=window,
-        ack_timeout_s=_get(table, "ack_timeout_s", float, path, 20.0),
-        status_every_s=_get(table, "status_every_s", float, path, 60.0),
+        ack_timeout_s=t.get("ack_timeout_s", float, 20.0),
+        status_every_s=t.get("status_every_s", float, 60.0),
         mqtt_version=version,
     )
+    t.done()
+    return cfg
 
 
 def load_sync_config(path: Path) -> SyncConfig:
-    data = read_toml(path)
-    table = data.get("sync")
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: no [sync] table")
-    return parse_sync_config(table, path)
+    reader, data = TableReader.load(path)
+    if not isinstance(data.get("sync"), dict):
+        raise reader.fail("sync", None, "no [sync] table")
+    return parse_sync_config(reader.at(data["sync"], "sync"))
 
 
 def write_sync_config(path: Path, cfg: SyncConfig) -> None:

@@ -59,7 +59,7 @@
     [sync]                        # optional; see sync/config.py and docs/sync.md
 
 Every key is documented in docs/kiosk.md; an unknown key or a wrong type is
-refused with its table and name.
+refused with its line and its dotted name (`greenpass.tomlfile`).
 """
 
 from __future__ import annotations
@@ -68,8 +68,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from greenpass.errors import ConfigError
-from greenpass.tomlfile import read_toml
+from greenpass.tomlfile import Table, TableReader
 from hardware.gpio import GpioPins
 from hardware.printer.document import CHINESE_MODES, WIDTHS_MM, ChineseMode
 from hardware.printer.escpos_driver import KINDS as PRINTER_KINDS
@@ -152,63 +151,10 @@ class KioskConfig:
         return self.kiosk.key_file or (self.sync.key_file if self.sync else None)
 
 
-class _Table:
-    """One TOML table being read: every read names `[table] key` in its error."""
-
-    def __init__(self, data: Any, name: str, path: Path) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table")
-        self.data, self.name, self.path = data, name, path
-        self.used: set[str] = set()
-
-    def get(self, key: str, kind: type, default: Any) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(
-                f"{self.path}: [{self.name}] {key} must be a {kind.__name__}, got {value!r}"
-            )
-        return value
-
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        value: str = self.get(key, str, default)
-        if value not in options:
-            raise ConfigError(
-                f"{self.path}: [{self.name}] {key} must be one of {', '.join(options)}, "
-                f"got {value!r}"
-            )
-        return value
-
-    def positive(self, key: str, kind: type, default: Any) -> Any:
-        value = self.get(key, kind, default)
-        if value <= 0:
-            raise ConfigError(f"{self.path}: [{self.name}] {key} must be positive, got {value}")
-        return value
-
-    def path_value(self, key: str, default: str | None) -> Path | None:
-        raw = self.get(key, str, default)
-        if raw is None:
-            return None
-        p = Path(raw)
-        return p if p.is_absolute() else self.path.parent / p
-
-    def done(self, subtables: tuple[str, ...] = ()) -> None:
-        unknown = sorted(set(self.data) - self.used - set(subtables))
-        if unknown:
-            raise ConfigError(
-                f"{self.path}: [{self.name}] has unknown key {unknown[0]!r} "
-                f"(known: {', '.join(sorted(self.used))})"
-            )
-
-
-def _kiosk(t: _Table) -> KioskSection:
-    db = t.path_value("db", None)
+def _kiosk(t: Table) -> KioskSection:
+    db = t.path("db")
     if db is None:
-        raise ConfigError(f"{t.path}: [kiosk] db is missing (the ledger file)")
+        raise t.fail("db", "missing (the ledger file)")
     lang = t.choice("language", ("zh", "en"), "zh")
     section = KioskSection(
         db=db,
@@ -218,7 +164,7 @@ def _kiosk(t: _Table) -> KioskSection:
         result_s=t.positive("result_s", float, 6.0),
         staff_timeout_s=t.positive("staff_timeout_s", float, 120.0),
         zero_band_grams=t.positive("zero_band_grams", int, 50),
-        key_file=t.path_value("key_file", None),
+        key_file=t.path("key_file"),
         statement_url=_statement_url(t),
         statement_days=t.positive("statement_days", int, 366),
     )
@@ -226,23 +172,23 @@ def _kiosk(t: _Table) -> KioskSection:
     return section
 
 
-def _statement_url(t: _Table) -> str:
+def _statement_url(t: Table) -> str:
     url: str = t.get("statement_url", str, "").strip().rstrip("/")
     # A villager's phone opens it from a paper QR: only HTTPS, never a path or a query
     # (the link appends /s/<token>). http:// is for a central on this machine (the demo).
     local = url.startswith(("http://127.0.0.1", "http://localhost"))
     if url and (not (url.startswith("https://") or local) or "?" in url or "#" in url):
-        raise ConfigError(
-            f"{t.path}: [kiosk] statement_url must be central's public address, "
-            f"e.g. https://central.county.example; got {url!r}"
+        raise t.fail(
+            "statement_url",
+            f"must be central's public address, e.g. https://central.county.example; got {url!r}",
         )
     return url
 
 
-def _ui(t: _Table) -> UiSection:
+def _ui(t: Table) -> UiSection:
     port = t.get("port", int, 8080)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{t.path}: [ui] port must be 0..65535, got {port}")
+        raise t.fail("port", f"must be 0..65535, got {port}")
     section = UiSection(
         host=t.get("host", str, "127.0.0.1"),
         port=port,
@@ -252,9 +198,9 @@ def _ui(t: _Table) -> UiSection:
     return section
 
 
-def _hardware(t: _Table) -> HardwareSection:
+def _hardware(t: Table) -> HardwareSection:
     backend = t.choice("backend", ("real", "sim"), "real")
-    s = _Table(t.data.get("scale", {}), "hardware.scale", t.path)
+    s = t.sub("scale")
     scale = ScaleSection(
         protocol=s.choice("protocol", SCALE_PROTOCOLS, "gpfw"),
         port=s.get("port", str, "/dev/greenpass-scale"),
@@ -264,7 +210,7 @@ def _hardware(t: _Table) -> HardwareSection:
         span_ppm=s.positive("span_ppm", int, 1_000_000),
     )
     s.done()
-    c = _Table(t.data.get("scanner", {}), "hardware.scanner", t.path)
+    c = t.sub("scanner")
     decoder = c.choice("decoder", DECODER_NAMES, "zxing")
     scanner = ScannerConfig(
         kind="camera" if c.choice("kind", ("serial", "camera"), "serial") == "camera" else "serial",
@@ -274,7 +220,7 @@ def _hardware(t: _Table) -> HardwareSection:
         decoder="pyzbar" if decoder == "pyzbar" else "zxing",
     )
     c.done()
-    g = _Table(t.data.get("gpio", {}), "hardware.gpio", t.path)
+    g = t.sub("gpio")
     defaults = GpioPins()
     pins: dict[str, Any] = {}
     for f in fields(GpioPins):
@@ -285,13 +231,13 @@ def _hardware(t: _Table) -> HardwareSection:
         if f.name == "button" and number == -1:
             pins[f.name] = None
         elif not 0 <= number <= 27:
-            raise ConfigError(f"{t.path}: [hardware.gpio] {f.name} must be a BCM pin 0..27")
+            raise g.fail(f.name, "must be a BCM pin 0..27")
         else:
             pins[f.name] = number
     pin_factory = g.choice("pin_factory", ("", "lgpio", "rpigpio", "mock"), "")
     g.done()
-    printer = _printer(_Table(t.data.get("printer", {}), "hardware.printer", t.path))
-    t.done(subtables=("scale", "scanner", "gpio", "printer"))
+    printer = _printer(t.sub("printer"))
+    t.done()
     return HardwareSection(
         backend="sim" if backend == "sim" else "real",
         scale=scale,
@@ -302,10 +248,10 @@ def _hardware(t: _Table) -> HardwareSection:
     )
 
 
-def _printer(p: _Table) -> PrinterSection:
+def _printer(p: Table) -> PrinterSection:
     width = p.get("width", int, 58)
     if width not in WIDTHS_MM:
-        raise ConfigError(f"{p.path}: [hardware.printer] width must be 58 or 80 (mm), got {width}")
+        raise p.fail("width", f"must be 58 or 80 (mm), got {width}")
     chinese = p.choice("chinese", CHINESE_MODES, "gb18030")
     section = PrinterSection(
         enabled=p.get("enabled", bool, False),
@@ -320,9 +266,9 @@ def _printer(p: _Table) -> PrinterSection:
     return section
 
 
-def _simulator(t: _Table) -> SimulatorSection:
+def _simulator(t: Table) -> SimulatorSection:
     section = SimulatorSection(
-        cards_file=t.path_value("cards_file", None),
+        cards_file=t.path("cards_file"),
         network_proxy=t.get("network_proxy", bool, True),
     )
     t.done()
@@ -332,27 +278,23 @@ def _simulator(t: _Table) -> SimulatorSection:
 SECTIONS = ("kiosk", "ui", "hardware", "simulator", "sync")
 
 
-def parse_kiosk_config(data: dict[str, Any], path: Path) -> KioskConfig:
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown table [{unknown[0]}] (known: {', '.join(f'[{s}]' for s in SECTIONS)})"
-        )
+def parse_kiosk_config(reader: TableReader, data: dict[str, Any]) -> KioskConfig:
+    top = reader.at(data, "")
+    for name in data:
+        if name not in SECTIONS:
+            raise top.fail(name, f"unknown table (known: {', '.join(f'[{s}]' for s in SECTIONS)})")
     if "kiosk" not in data:
-        raise ConfigError(f"{path}: no [kiosk] table")
+        raise top.fail("kiosk", "no [kiosk] table")
     sync = data.get("sync")
-    if sync is not None and not isinstance(sync, dict):
-        raise ConfigError(f"{path}: [sync] must be a table")
     return KioskConfig(
-        path=path,
-        kiosk=_kiosk(_Table(data["kiosk"], "kiosk", path)),
-        ui=_ui(_Table(data.get("ui", {}), "ui", path)),
-        hardware=_hardware(_Table(data.get("hardware", {}), "hardware", path)),
-        simulator=_simulator(_Table(data.get("simulator", {}), "simulator", path)),
-        sync=parse_sync_config(sync, path) if sync is not None else None,
+        path=Path(reader.path),
+        kiosk=_kiosk(reader.at(data["kiosk"], "kiosk")),
+        ui=_ui(reader.at(data.get("ui", {}), "ui")),
+        hardware=_hardware(reader.at(data.get("hardware", {}), "hardware")),
+        simulator=_simulator(reader.at(data.get("simulator", {}), "simulator")),
+        sync=parse_sync_config(reader.at(sync, "sync")) if sync is not None else None,
     )
 
 
 def load_kiosk_config(path: Path) -> KioskConfig:
-    data = read_toml(path)
-    return parse_kiosk_config(data, path)
+    return parse_kiosk_config(*TableReader.load(path))

@@ -27,7 +27,6 @@ new version, so every unit can be traced to the exact text it was issued under.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -320,14 +319,7 @@ class _MethodologyReader(TableReader):
 
 def parse_methodology(text: str, path: str = "<methodology>") -> Methodology:
     """Parse and validate a methodology file's text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise MethodologyError(
-            f"not valid TOML: {exc}", path=path, line=int(m.group(1)) if m else None
-        ) from exc
-    r = _MethodologyReader(text, path)
+    r, data = _MethodologyReader.parse(text, path)
     r.table(data, "", _TOP_KEYS)
     version = r.text_value(data, "", "version")
     if len(version) > 64:

@@ -18,7 +18,6 @@ and the same grams always give the same points on every kiosk and at central.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -135,14 +134,7 @@ class _RulesReader(TableReader):
 
 def parse_rules(text: str, path: str = "<rules>") -> Rules:
     """Parse and validate a rules file's text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise RulesError(
-            f"not valid TOML: {exc}", path=path, line=int(m.group(1)) if m else None
-        ) from exc
-    r = _RulesReader(text, path)
+    r, data = _RulesReader.parse(text, path)
     r.table(data, "", _TOP_KEYS)
     version = r.get(data, "", "version", str)
     if not version.strip() or len(version) > 64:

@@ -118,44 +118,82 @@ def test_defaults_need_only_the_ledger(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "named"),
+    ("text", "key", "line", "says"),
     [
-        ('[kiosk]\ndb = "k.db"\nlanguge = "en"\n', "[kiosk] has unknown key 'languge'"),
+        ('[kiosk]\ndb = "k.db"\nlanguge = "en"\n', "kiosk.languge", 3, "unknown key"),
         (
             '[kiosk]\ndb = "k.db"\n[hardware.scale]\nprotocol = "acme"\n',
-            "[hardware.scale] protocol",
+            "hardware.scale.protocol",
+            4,
+            "must be one of gpfw",
         ),
-        ('[kiosk]\ndb = "k.db"\n[ui]\nport = "80"\n', "[ui] port must be a int"),
-        ('[kiosk]\ndb = "k.db"\n[ui]\nport = 70000\n', "[ui] port must be 0..65535"),
-        ('[kiosk]\ndb = "k.db"\nresult_s = 0\n', "[kiosk] result_s must be positive"),
+        ('[kiosk]\ndb = "k.db"\n[ui]\nport = "80"\n', "ui.port", 4, "must be int"),
+        ('[kiosk]\ndb = "k.db"\n[ui]\nport = 70000\n', "ui.port", 4, "must be 0..65535"),
+        ('[kiosk]\ndb = "k.db"\nresult_s = 0\n', "kiosk.result_s", 3, "must be positive"),
         (
             '[kiosk]\ndb = "k.db"\nsettle_timeout_s = -1\n',
-            "[kiosk] settle_timeout_s must be positive",
+            "kiosk.settle_timeout_s",
+            3,
+            "must be positive",
         ),
-        ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\ngreen = 40\n', "[hardware.gpio] green"),
-        ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\nbuzzer = true\n', "[hardware.gpio] buzzer"),
-        ('[kiosk]\ndb = "k.db"\n[screen]\n', "unknown table [screen]"),
-        ("[ui]\nport = 1\n", "no [kiosk] table"),
-        ("[kiosk]\nlanguage = 'zh'\n", "[kiosk] db is missing"),
-        ('[kiosk]\ndb = "k.db"\n[sync]\nbroker_url = "mqtts://x"\n', "[sync]"),
-        ("[kiosk\n", "not valid TOML"),
-        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\nwidth = 76\n', "[hardware.printer] width"),
-        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\nkind = "lpt"\n', "[hardware.printer] kind"),
+        ('[kiosk]\ndb = "k.db"\n[hardware.gpio]\ngreen = 40\n', "hardware.gpio.green", 4, "BCM"),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.gpio]\nbuzzer = true\n',
+            "hardware.gpio.buzzer",
+            4,
+            "must be int",
+        ),
+        ('[kiosk]\ndb = "k.db"\n[screen]\n', "screen", None, "unknown table"),
+        ("[ui]\nport = 1\n", "kiosk", None, "no [kiosk] table"),
+        ("[kiosk]\nlanguage = 'zh'\n", "kiosk.db", 1, "missing"),
+        ('[kiosk]\ndb = "k.db"\n[sync]\nbroker_url = "mqtts://x"\n', "sync.", 3, ""),
+        ("[kiosk\n", None, 1, "not valid TOML"),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.printer]\nwidth = 76\n',
+            "hardware.printer.width",
+            4,
+            "must be 58 or 80",
+        ),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.printer]\nkind = "lpt"\n',
+            "hardware.printer.kind",
+            4,
+            "must be one of",
+        ),
         (
             '[kiosk]\ndb = "k.db"\n[hardware.printer]\nchinese = "big5"\n',
-            "[hardware.printer] chinese",
+            "hardware.printer.chinese",
+            4,
+            "must be one of",
         ),
-        ('[kiosk]\ndb = "k.db"\n[hardware.printer]\npaper = 1\n', "unknown key 'paper'"),
+        (
+            '[kiosk]\ndb = "k.db"\n[hardware.printer]\npaper = 1\n',
+            "hardware.printer.paper",
+            4,
+            "unknown key",
+        ),
         (
             '[kiosk]\ndb = "k.db"\nstatement_url = "http://central.example"\n',
-            "[kiosk] statement_url",
+            "kiosk.statement_url",
+            3,
+            "central's public address",
         ),
     ],
 )
-def test_a_bad_config_names_the_key(tmp_path: Path, text: str, named: str) -> None:
+def test_a_bad_config_names_the_key(
+    tmp_path: Path, text: str, key: str | None, line: int | None, says: str
+) -> None:
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_kiosk_config(write(tmp_path, text))
-    assert named in str(err.value)
+        load_kiosk_config(path)
+    if key is not None and key.endswith("."):  # some key of that table
+        assert err.value.key is not None and err.value.key.startswith(key)
+    else:
+        assert err.value.key == key
+    assert err.value.line == line and err.value.path == str(path)
+    assert says in str(err.value)
+    where = f"{path}:{line}" if line else str(path)
+    assert str(err.value).startswith(where + (f", key '{err.value.key}'" if key else ""))
 
 
 def test_every_config_key_is_documented() -> None:

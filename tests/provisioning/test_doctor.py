@@ -279,5 +279,5 @@ def test_a_bad_config_key_is_a_failed_check_naming_it(home: KioskHome) -> None:
     r = _doctor("--config", str(home.config), "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     [config] = json.loads(r.stdout)["findings"]
-    assert config["level"] == "fail" and "unknown key 'languge'" in config["detail"]
+    assert config["level"] == "fail" and "key 'kiosk.languge': unknown key" in config["detail"]
     assert "docs/kiosk.md" in config["fix"]

@@ -38,23 +38,26 @@ def test_load_resolves_relative_paths_and_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "key", "message"),
     [
-        (("window = 3", "windo = 3"), "unknown key 'windo'"),
-        (("window = 3", "window = 0"), "window must be 1..8"),
-        (("window = 3", 'window = "3"'), "window must be a int"),
-        (('key_file = "device.key"', ""), "key_file is missing"),
-        (("ab" * 32, "ab" * 31), "32 bytes"),
-        (("[sync]", "[sink]"), "no [sync] table"),
-        (("[sync]", "[sync"), "not valid TOML"),
-        (("window = 3", 'mqtt_version = "3"'), "mqtt_version must be one of"),
+        (("window = 3", "windo = 3"), "sync.windo", "unknown key"),
+        (("window = 3", "window = 0"), "sync.window", "must be 1..8"),
+        (("window = 3", 'window = "3"'), "sync.window", "must be int"),
+        (('key_file = "device.key"', ""), "sync.key_file", "missing"),
+        (("ab" * 32, "ab" * 31), "sync.central_public_key", "32 bytes"),
+        (("[sync]", "[sink]"), "sync", "no [sync] table"),
+        (("[sync]", "[sync"), None, "not valid TOML"),
+        (("window = 3", 'mqtt_version = "3"'), "sync.mqtt_version", "must be one of"),
     ],
 )
-def test_bad_config_names_the_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+def test_bad_config_names_the_key(
+    tmp_path: Path, change: tuple[str, str], key: str | None, message: str
+) -> None:
     path = tmp_path / "kiosk.toml"
     path.write_text(GOOD.replace(*change))
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as err:
         load_sync_config(path)
+    assert err.value.key == key and err.value.path == str(path)
 
 
 def test_mqtt_version_defaults_to_5_and_is_written_only_when_not(tmp_path: Path) -> None:
