@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from central import log_proofs, sequencer, tlog
 from central.amqp_receiver import AmqpConfig, AmqpReceiver
-from central.ingest import ingest
+from central.ingest import Ingest
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
@@ -48,6 +48,7 @@ class CentralService:
         amqp: AmqpConfig | None = None,
     ) -> None:
         self.store = store
+        self.ingest = Ingest(store)  # keeps each device as last read, for the next batch
         self.key = key
         self.log = log  # None: this worker keeps no log (`--no-log`, for benchmarks)
         self._log_stop = threading.Event()
@@ -124,7 +125,7 @@ class CentralService:
     # --- handlers (the receiver's thread) -----------------------------------------------
 
     def on_batch(self, topic: str, payload: bytes) -> list[Outgoing]:
-        result = ingest(self.store, topic, payload, self.now_ms())
+        result = self.ingest.batch(topic, payload, self.now_ms())
         out = []
         if result.ack is not None and result.device_id is not None:
             out.append(Outgoing(p.topic(result.device_id, p.ACK), p.encode_ack(result.ack)))
