@@ -11,14 +11,15 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from central import reports
-from central.store import DEVICE_ID_RE, ID_RE, Device
+from central.store import Device
 from greenpass.errors import ProtocolError
 from greenpass.record.entries import Kind
+from greenpass.record.ids import DEVICE_ID_RE, ID_RE
 from sync import protocol
 from sync.keys import public_key
 
-ID_PATTERN = f"^{ID_RE.pattern}$"
-DEVICE_ID_PATTERN = f"^{DEVICE_ID_RE.pattern}$"
+ID_PATTERN = ID_RE.pattern
+DEVICE_ID_PATTERN = DEVICE_ID_RE.pattern
 DEAD_LETTER_HEAD = 64  # bytes of a refused payload shown (hex), enough to recognise it
 
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from central.store import ID_RE
 from greenpass.errors import ConfigError
+from greenpass.record.ids import ID_RE
 
 THUMB_PX = 96
 MAX_PICTURE_BYTES = 8 * 1024  # after re-encoding; a 96×96 JPEG is about 3 KiB

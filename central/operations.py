@@ -21,8 +21,9 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from central import audit, db, rules_versions
 from central.catalogue_file import MAX_PICTURES_BYTES, CatalogueItem
-from central.store import ID_RE, CentralStore
+from central.store import CentralStore
 from greenpass.errors import CentralError, ConfigError, ConflictError
+from greenpass.record.ids import ID_RE
 from greenpass.record.rules import parse_rules
 
 MAX_NAME = 64

@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from central import audit, db
 from central.accounts import Accounts, LoginRefused
-from central.store import CentralStore, key_fingerprint
+from central.enrolment import key_fingerprint
+from central.store import CentralStore
 from greenpass.errors import CentralError
 from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW
