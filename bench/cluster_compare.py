@@ -3,8 +3,8 @@ the choice in docs/scale.md.
 
     python -m bench.cluster_compare [mosquitto|rabbit|nats …]
 
-For each broker: start three nodes on loopback (tests/rabbit_cluster.py,
-tests/nats_cluster.py), then with plain paho MQTT 3.1.1 clients over TLS:
+For each broker: start three nodes on loopback (devkit/rabbit_cluster.py,
+devkit/nats_cluster.py), then with plain paho MQTT 3.1.1 clients over TLS:
 
 - session: a kiosk's persistent session (clean_session=false) made on node 2; 20
   QoS 1 messages for it published on node 1 while it is away; node 2 SIGKILLed; the
@@ -267,7 +267,7 @@ class _OneMosquitto:
     """The baseline: the loop on one Mosquitto (what a county runs), same clients."""
 
     def __init__(self, folder: Path) -> None:
-        from tests.mqtt_broker import Broker  # noqa: PLC0415
+        from devkit.mqtt_broker import Broker  # noqa: PLC0415
 
         self.broker = Broker(folder, list(USERS.items())).start()
         self.ca_cert = self.broker.ca_cert
@@ -297,11 +297,11 @@ def run(kind: str, folder: Path) -> None:
             cluster.close()
         return
     if kind == "rabbit":
-        from tests.rabbit_cluster import RabbitCluster  # noqa: PLC0415 - one broker per run
+        from devkit.rabbit_cluster import RabbitCluster  # noqa: PLC0415 - one broker per run
 
         cluster = RabbitCluster(folder, USERS).start()
     else:
-        from tests.nats_cluster import NatsCluster  # noqa: PLC0415
+        from devkit.nats_cluster import NatsCluster  # noqa: PLC0415
 
         if shutil.which("nats-server") is None:
             print("nats: skipped: nats-server is not installed")

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from bench.waits import BenchError, log_tail, stop_process, wait_until
+from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
@@ -48,7 +49,6 @@ from greenpass.record.rules import default_rules
 from sync.keys import generate_key, public_bytes, save_private_key
 from sync.transport import Backoff, BrokerConfig
 from sync.uplink import Uplink
-from tests.mqtt_broker import Broker
 
 GOAL_RATE = 20_000
 GOAL_SHARE = 0.30

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.sync_drain import PG_DEFAULT, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
+from devkit.mqtt_broker import Broker
 from greenpass.errors import TransportError
 from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass.record.ids import uuid7
@@ -34,7 +35,6 @@ from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes, save_private_key
 from sync.transport import Backoff, BrokerConfig, Transport
-from tests.mqtt_broker import Broker
 
 GOAL_RSS_MB = 500
 STORM_TIMEOUT_S = 1800.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.mqtt_broker import Broker, free_port
+from devkit.mqtt_broker import Broker, free_port
 from tests.sync.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,10 +22,10 @@ from central.api import EnrolmentSettings, create_app
 from central.catalogue_file import CatalogueItem, thumbnail
 from central.ingest import ingest
 from central.store import CentralStore
+from devkit.mqtt_broker import free_port
 from greenpass.record.rules import DEFAULT_RULES_PATH
 from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW, Kiosk
-from tests.mqtt_broker import free_port
 from tests.sync.harness import wait_for
 
 ADMIN = "admin-token-for-tests-0123456789"

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from greenpass.record.rules import DEFAULT_RULES_PATH
-from tests.mqtt_broker import Broker
 from tests.sync.conftest import BROKER_USERS
 from tests.sync.harness import World, wait_for
 

@@ -17,9 +17,9 @@ import pytest
 
 from central.db_wait import open_when_reachable, unreachable
 from central.store import CentralStore
+from devkit.mqtt_broker import free_port
 from greenpass.errors import StorageError
 from sync.transport import Backoff
-from tests.mqtt_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = Backoff(0.01, 0.05)

@@ -12,13 +12,13 @@ import pytest
 from central.amqp_receiver import AmqpConfig
 from central.service import CentralService
 from central.store import CentralStore
+from devkit.rabbit_cluster import RabbitCluster
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 from sync.keys import generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig
 from tests.conftest import PIN
-from tests.rabbit_cluster import RabbitCluster
 from tests.sync.harness import T0, Kiosk, World, wait_for
 from tests.tcp_balancer import Balancer
 

@@ -15,12 +15,12 @@ import pytest
 
 from central.amqp_receiver import declare_queues
 from central.rabbit import BATCH_QUEUE
+from devkit.rabbit_cluster import RabbitCluster
 from greenpass.errors import TransportError
 from sync.keys import load_private_key
 from sync.transport import BrokerConfig, Transport
 from tests.central_process import running_central
 from tests.cluster.conftest import USERS, ClusterWorld
-from tests.rabbit_cluster import RabbitCluster
 from tests.sync.harness import Kiosk, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -18,11 +18,11 @@ from sqlalchemy import insert
 from central import db
 from central.ingest import ingest
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
 from sync import protocol
 from tests.central.conftest import enrol, new_kiosk, populate
 from tests.central_process import ROOT, Central, running_central
-from tests.mqtt_broker import Broker
 from tests.ui.cjk import assert_cjk_renders
 
 if TYPE_CHECKING:

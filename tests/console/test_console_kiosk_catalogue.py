@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from devkit.mqtt_broker import Broker
 from simulator.kiosk_home import STAFF_PIN, make_kiosk_home
 from sync.enrol import enrol, save_credentials
 from sync.keys import load_or_create_key, public_bytes
 from tests.central_process import running_central
 from tests.console.test_console_browser import BROKER_USERS, DESKTOP, PW, SHOTS, Offline, login
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
-from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 from tests.ui.kiosk_pages import UI_KIOSK_KEYS, open_page, wait_screen
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devkit.mqtt_broker import Broker
 from tests.central_process import ROOT, running_central
 from tests.console.test_console_browser import BROKER_USERS, PW, Offline, login
-from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 
 if TYPE_CHECKING:

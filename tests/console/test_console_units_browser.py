@@ -16,6 +16,7 @@ import pytest
 
 from central.ingest import ingest
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
 from tests.central.conftest import enrol, new_kiosk, populate
 from tests.central_process import Central, running_central
@@ -30,7 +31,6 @@ from tests.console.test_console_browser import (
     assert_no_blank_values,
     login,
 )
-from tests.mqtt_broker import Broker
 from tests.ui.cjk import assert_cjk_renders
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from central import db, operations
 from central.accounts import Accounts
 from central.state import build_state
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from greenpass.record.rules import DEFAULT_RULES_PATH
 from tests.central_process import Central, running_central
 from tests.console import test_console_browser
@@ -36,7 +37,6 @@ from tests.console.test_console_browser import (
     assert_no_blank_values,
     login,
 )
-from tests.mqtt_broker import Broker
 from tests.ui.cjk import assert_cjk_renders
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from edge.kiosk.config import KioskConfig, load_kiosk_config
 from edge.kiosk.devices import Devices
 from edge.ledger.clock import FixedClock
@@ -29,7 +30,6 @@ from sync.transport import BrokerConfig
 from sync.uplink import Uplink
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.kiosk.synced import BROKER_USERS, DEVICE, head_of, synced_home
-from tests.mqtt_broker import Broker
 from tests.sync.status_watch import StatusWatch, forged_ack
 
 D = DEVICE

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from edge.kiosk.cards import make_card
 from greenpass.errors import ConfigError
 from provisioning import provision as prov
@@ -27,7 +28,6 @@ from simulator.serial_scanner import SimulatedSerialScanner
 from sync.keys import load_private_key
 from tests.central_process import Central, running_central
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
-from tests.mqtt_broker import Broker
 from tests.ports import wait_opened
 from tests.sync.harness import wait_for
 

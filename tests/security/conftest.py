@@ -21,8 +21,8 @@ import pytest
 from central.broker_sync import load_secret
 from central.dynsec import CENTRAL_USER, device_password
 from central.store import CentralStore
+from devkit.mqtt_broker import MqttTestClient, connect_client, free_port, mosquitto_binary
 from sync.keys import load_or_create_key, public_bytes
-from tests.mqtt_broker import MqttTestClient, connect_client, free_port, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CENTRAL_PW = "central-pw"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from central.dynsec import CENTRAL_BATCH_SUBSCRIPTION
-from tests.mqtt_broker import BrokerRefused, connect_client, free_port, mosquitto_binary
+from devkit.mqtt_broker import BrokerRefused, connect_client, free_port, mosquitto_binary
 from tests.security.conftest import (
     CENTRAL_PW,
     ROOT,

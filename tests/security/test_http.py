@@ -30,6 +30,7 @@ import pytest
 from central.api import EnrolmentSettings, create_app
 from central.http_guard import HttpLimits
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker, BrokerRefused, MqttTestClient, free_port, mosquitto_binary
 from greenpass.errors import CentralError
 from sync import enrol as enrol_client
 from sync import protocol
@@ -42,7 +43,6 @@ from tests.central.conftest import (  # noqa: F401 - central_url and store are f
 )
 from tests.central.served import ADMIN, serving
 from tests.central_process import ROOT, Central, running_central
-from tests.mqtt_broker import Broker, BrokerRefused, MqttTestClient, free_port, mosquitto_binary
 
 MiB = 1 << 20
 BIG = 200 * MiB

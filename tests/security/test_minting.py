@@ -19,6 +19,7 @@ import pytest
 from central import reports
 from central.ingest import ingest
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from greenpass.record.entries import Entry, Kind
 from greenpass.record.rules import default_rules
 from tests.central.conftest import (  # noqa: F401 - fixtures: SQLite and PostgreSQL
@@ -37,7 +38,6 @@ from tests.central.forge import (
     with_kind_code,
     write_forged,
 )
-from tests.mqtt_broker import Broker
 from tests.sync.conftest import broker  # noqa: F401 - fixture: a real Mosquitto
 from tests.sync.harness import World, wait_for
 

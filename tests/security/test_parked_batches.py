@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from central import reports
-from tests.mqtt_broker import Broker
+from devkit.mqtt_broker import Broker
 from tests.sync.harness import World, wait_for
 
 

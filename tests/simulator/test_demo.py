@@ -23,8 +23,8 @@ import pytest
 
 from central.reports import village_totals
 from central.store import CentralStore
+from devkit.mqtt_broker import free_port, mosquitto_binary
 from simulator.demo import DemoError, DemoInfo, Ports, check_folder, fresh_folder
-from tests.mqtt_broker import free_port, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from simulator.netproxy import ControlError, NetProxy, apply_control, parse_target
-from tests.mqtt_broker import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
 

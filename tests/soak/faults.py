@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from tests.mqtt_broker import Broker
+from devkit.mqtt_broker import Broker
 from tests.soak.fleet import CentralWorker, SoakKiosk
 from tests.soak.postgres import PostgresCluster
 

@@ -34,6 +34,7 @@ import httpx
 
 from central.dynsec import device_password
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from simulator.kiosk_home import HOUSEHOLDS, KioskHome, make_kiosk_home
@@ -41,7 +42,6 @@ from simulator.netproxy import NetProxy
 from sync.config import SyncConfig
 from sync.keys import load_private_key, public_bytes
 from tests.kiosk.conftest import RunningKiosk, start_kiosk
-from tests.mqtt_broker import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
 VILLAGE = "V1"

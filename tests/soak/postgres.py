@@ -35,7 +35,7 @@ from types import TracebackType
 import psycopg
 import pytest
 
-from tests.mqtt_broker import free_port
+from devkit.mqtt_broker import free_port
 
 SUPERUSER = "soak"
 DATABASE = "greenpass"

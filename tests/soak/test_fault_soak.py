@@ -23,10 +23,10 @@ import pytest
 
 from central.broker_sync import load_secret
 from central.store import CentralStore
+from devkit.mqtt_broker import Broker
 from edge.ledger.ledger import Ledger
 from sync import protocol as p
 from sync.keys import generate_key, load_private_key, public_bytes, save_private_key
-from tests.mqtt_broker import Broker
 from tests.soak.faults import Injector, Plan
 from tests.soak.fleet import VILLAGE, CentralWorker, SoakKiosk, enrol_kiosk
 from tests.soak.postgres import PostgresCluster

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from tests.central.conftest import central_url  # noqa: F401 - shared: SQLite and PostgreSQL
-from tests.mqtt_broker import Broker
 from tests.sync.harness import World
 
 BROKER_USERS = (("central", "central-pw"), ("K1", "k1-pw"), ("K2", "k2-pw"))

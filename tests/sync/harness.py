@@ -11,6 +11,7 @@ from pathlib import Path
 from central.service import CentralService
 from central.store import CentralStore
 from central.tlog import LogSettings
+from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
@@ -18,7 +19,6 @@ from sync.keys import Ed25519PrivateKey, generate_key, public_bytes
 from sync.transport import Backoff, BrokerConfig
 from sync.uplink import Uplink
 from tests.conftest import PIN
-from tests.mqtt_broker import Broker
 
 T0 = 1_764_000_000_000
 DEFAULT_LOG = LogSettings()

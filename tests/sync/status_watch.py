@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from devkit.mqtt_broker import Broker
 from sync import protocol as p
-from tests.mqtt_broker import Broker
 
 
 class StatusWatch:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from sync.transport import Backoff
 from sync.uplink import Uplink
-from tests.mqtt_broker import Broker
 from tests.sync.harness import Kiosk, World, wait_for
 from tests.sync.status_watch import StatusWatch, fault_is, forged_ack
 

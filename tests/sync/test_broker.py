@@ -33,10 +33,10 @@ from central.broker import (
 )
 from central.devca import DevCA
 from central.dynsec import DeviceLogin, dynsec_password
+from devkit.mqtt_broker import Broker, BrokerRefused
 from greenpass.errors import ConfigError
 from sync import protocol
 from sync.receiver import STATUS_SUBSCRIPTION
-from tests.mqtt_broker import Broker, BrokerRefused
 
 NOT_AUTHORIZED = 0x87
 

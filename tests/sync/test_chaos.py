@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from central import reports
+from devkit.mqtt_broker import Broker
 from greenpass.record.entries import check_chain
 from simulator.netproxy import NetProxy
 from sync import protocol as p
 from sync.config import SyncConfig, write_sync_config
 from sync.keys import generate_key, public_bytes, save_private_key
-from tests.mqtt_broker import Broker
 from tests.sync.harness import Kiosk, World, wait_for
 
 KILLS = int(os.environ.get("GREENPASS_SYNC_KILLS", "12"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from devkit.mqtt_broker import Broker
 from tests.central_process import ROOT, running_central
-from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 
 

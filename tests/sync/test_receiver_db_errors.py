@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devkit.mqtt_broker import Broker
 from greenpass.errors import StorageError
 from sync import protocol as p
 from sync.receiver import Outgoing, Receiver
 from sync.transport import Backoff, BrokerConfig
-from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 
 

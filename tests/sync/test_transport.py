@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from greenpass.errors import ConfigError, TransportError
 from simulator.netproxy import NetProxy
 from sync import protocol as p
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
-from tests.mqtt_broker import Broker
 from tests.sync.harness import wait_for
 
 PAHO_RECONNECT_S = 1.0  # paho's own reconnect delay, were it allowed to reconnect

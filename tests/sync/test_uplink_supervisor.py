@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from sync.supervisor import RestartPolicy
-from tests.mqtt_broker import Broker
 from tests.sync.harness import Kiosk, World, wait_for
 from tests.sync.status_watch import StatusWatch, fault_is
 

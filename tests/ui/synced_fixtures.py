@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mqtt_broker import Broker
 from tests.kiosk.conftest import RunningKiosk, start_kiosk, stop_kiosk
 from tests.kiosk.synced import BROKER_USERS, DEVICE, synced_home
-from tests.mqtt_broker import Broker
 from tests.ui.kiosk_pages import UI_KIOSK_KEYS
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devkit.mqtt_broker import Broker
 from simulator.kiosk_home import STAFF_PIN
 from tests.kiosk.conftest import RunningKiosk
 from tests.kiosk.synced import DEVICE, head_of
-from tests.mqtt_broker import Broker
 from tests.sync.status_watch import StatusWatch, forged_ack
 from tests.ui import synced_fixtures
 from tests.ui.kiosk_pages import assert_fits, open_page, shot, text, wait_screen

@@ -22,7 +22,7 @@ from types import TracebackType
 import pytest
 
 from central.devca import DevCA
-from tests.mqtt_broker import free_port
+from devkit.mqtt_broker import free_port
 
 START_TIMEOUT = 60.0
 

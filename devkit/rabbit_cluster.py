@@ -27,7 +27,7 @@ import pytest
 
 from central.devca import DevCA
 from central.rabbit import RabbitNode, cluster_definitions, node_config
-from tests.mqtt_broker import free_port
+from devkit.mqtt_broker import free_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 # A node boots in 5-10 s alone; on two shared cores three at once take longer.
