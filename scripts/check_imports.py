@@ -9,7 +9,8 @@ Fails (exit 1), listing each offender as file:line, on
   entry point;
 - `central/` importing `edge/`, directly or through another module (central runs with
   no kiosk code): what both ends share is in `greenpass/record/`;
-- any import cycle between production modules.
+- any import cycle between production modules;
+- `bench/` or `devkit/` importing `tests/` (what they share is in `devkit/`).
 
 Every import counts: at module level and inside functions (a lazy import is still a
 dependency), except in an `if TYPE_CHECKING:` block, which never runs. An import of a
@@ -35,6 +36,8 @@ PRODUCTION = ("edge", "central", "sync", "hardware", "provisioning", "greenpass"
 # MicroPython for the scale board: its imports are the board's, not the project's.
 SKIP = ("hardware/firmware",)
 SIMULATOR = "simulator"
+# Development folders and what they must not import.
+NOT_FROM = {"bench": ("tests",), "devkit": ("tests", "bench")}
 # A string that is a simulator module's dotted name, e.g. "simulator.cli" or
 # "simulator.kiosk:open_devices" (prose that mentions one does not match).
 _SIM_STRING = re.compile(
@@ -127,10 +130,24 @@ def _is_under(name: str, top: str) -> bool:
     return name == top or name.startswith(top + ".")
 
 
+def _development_offences(root: Path) -> list[Offence]:
+    offences = []
+    for folder, banned in NOT_FROM.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            collector = _Collector(module_name(root, path), path.name == "__init__.py")
+            collector.visit(ast.parse(path.read_text(encoding="utf-8"), filename=rel))
+            for imp in collector.imports:
+                for top in banned:
+                    if _is_under(imp.target, top):
+                        offences.append(Offence(rel, imp.line, f"{folder}/ imports {imp.target}"))
+    return offences
+
+
 def check(root: Path) -> list[Offence]:
     files = {module_name(root, p): p for p in production_files(root)}
     graph: dict[str, dict[str, int]] = {name: {} for name in files}
-    offences: list[Offence] = []
+    offences: list[Offence] = _development_offences(root)
     for name, path in files.items():
         rel = path.relative_to(root).as_posix()
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)

@@ -62,12 +62,16 @@ def test_a_planted_tree_fails_on_each_offence_with_its_file_and_line(tmp_path: P
             "simulator/__init__.py": "",
             "simulator/kiosk.py": "from edge import a\n",
             "tests/test_x.py": "import simulator.kiosk\n",
+            "tests/harness.py": "",
+            "bench/__init__.py": "",
+            "bench/run.py": "def main():\n    from tests.harness import Broker\n",
         },
     )
     r = check(tmp_path)
     assert r.returncode == 1
     lines = [line for line in r.stdout.splitlines() if not line.startswith("    ")]
     assert sorted(lines) == [
+        "bench/run.py:2: bench/ imports tests.harness",
         "central/y.py:3: central imports the kiosk's edge.ledger",
         "central/z.py:1: central reaches the kiosk's edge.ledger <- provisioning.p <- central.z",
         "edge/a.py:1: import cycle: edge.a -> edge.b -> edge.a",
@@ -78,4 +82,4 @@ def test_a_planted_tree_fails_on_each_offence_with_its_file_and_line(tmp_path: P
     # Each step of a cycle is named with its file and line.
     assert "    edge/a.py:1 (edge.a -> edge.b)\n    edge/b.py:2 (edge.b -> edge.a)" in r.stdout
     assert "edge.c" not in r.stdout and "tests/" not in r.stdout and "simulator/" not in r.stdout
-    assert "6 offence(s)" in r.stderr
+    assert "7 offence(s)" in r.stderr
