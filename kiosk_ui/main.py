@@ -24,6 +24,7 @@ from edge.kiosk.daemon import Kiosk
 from edge.kiosk.devices import Devices, open_devices
 from edge.kiosk.uplink_handle import UplinkFactory
 from edge.ledger.ledger import Ledger
+from greenpass.files import write_public
 from kiosk_ui.app import build_app
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ async def serve(
         port = server.servers[0].sockets[0].getsockname()[1] if server.servers else cfg.ui.port
         url = f"http://{cfg.ui.host}:{port}/"
         print(f"kiosk {kiosk.require_ledger().device_id} ready: {url}", flush=True)
-        if ready_file is not None:
-            ready_file.write_text(url, encoding="utf-8")
+        if ready_file is not None:  # whole or absent: a script polls for it to appear
+            write_public(ready_file, url.encode("utf-8"))
 
     async def end_streams_on_exit() -> None:
         # uvicorn waits for open responses before it returns; the pages' event
