@@ -27,6 +27,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -44,7 +45,6 @@ from edge.kiosk.view import (
     build_view,
     categories_of,
     log_fault_of,
-    passbook_refusal,
     villager_info,
 )
 from edge.ledger.clock import Clock, SystemClock
@@ -190,14 +190,14 @@ class Kiosk:
                 return
             except HardwareError as exc:
                 log.warning("scanner: %s", exc)
-                self.post(("scanner", "error"))
+                self.post(ScannerState("error"))
                 self._stop.wait(1.0)
                 continue
             connected = getattr(scanner, "connected", True)
             if connected != (self.status.scanner == "ok"):
-                self.post(("scanner", "ok" if connected else "disconnected"))
+                self.post(ScannerState("ok" if connected else "disconnected"))
             if scan is not None:
-                self.post(("scan", scan.payload))
+                self.post(Scanned(scan.payload))
 
     async def _tick(self) -> None:
         while True:
@@ -222,15 +222,14 @@ class Kiosk:
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it
                 event.future.set_exception(exc)
             return
-        if isinstance(event, tuple):
-            kind, value = event
-            if kind == "scan":
-                await self._scanned(value)
-            elif kind == "scanner":
-                self.status = self.status.with_(scanner=value)
-            elif kind == "receipt":
-                assert isinstance(value, Outcome)
-                self.receipts.done(value)
+        if isinstance(event, Scanned):
+            await self._scanned(event.payload)
+            return
+        if isinstance(event, ScannerState):
+            self.status = self.status.with_(scanner=event.state)
+            return
+        if isinstance(event, Outcome):
+            self.receipts.done(event)
             return
         if isinstance(event, ss.Tick):
             self.desk = dk.tick(
@@ -252,35 +251,44 @@ class Kiosk:
         return await future
 
     async def step(self, event: ss.Event) -> None:
-        before = self.session.screen
-        self.session = ss.step(self.session, event, self.limits)
-        for effect in self.session.effects:
-            if isinstance(effect, ss.Beep):
-                self.beep(effect.kind)
-            elif isinstance(effect, ss.WriteDeposit):
-                await self._write_deposit(effect)
-        if self.session.screen is ss.Screen.IDLE and before is not ss.Screen.IDLE:
-            self.villager = None
-        self._show_leds()
+        """Feed `event` to the session, then the ledger's answer to a deposit it asks
+        for (Committed or CommitRefused), one after the other."""
+        events: list[ss.Event] = [event]
+        committed: list[tuple[str, int]] = []  # (passbook, seq) confirmed on screen
+        while events:
+            before = self.session.screen
+            self.session = ss.step(self.session, events.pop(0), self.limits)
+            for effect in self.session.effects:
+                if isinstance(effect, ss.Beep):
+                    self.beep(effect.kind)
+                elif isinstance(effect, ss.WriteDeposit):
+                    answer, seq = await self._write_deposit(effect)
+                    events.append(answer)
+                    if seq is not None:
+                        committed.append((effect.passbook_id, seq))
+            if self.session.screen is ss.Screen.IDLE and before is not ss.Screen.IDLE:
+                self.villager = None
+            self._show_leds()
+        # Only now, the entry committed and confirmed: its receipt, printed off this task.
+        for passbook_id, seq in committed:
+            self.receipts.after_commit(passbook_id, [seq])
 
-    async def _write_deposit(self, w: ss.WriteDeposit) -> None:
+    async def _write_deposit(self, w: ss.WriteDeposit) -> tuple[ss.Event, int | None]:
+        """Write the deposit; the ledger's answer for the session, and the entry's seq
+        when it committed."""
         self._show_leds()
         ledger = self.require_ledger()
         try:
             entry = await self.in_db(ledger.deposit, w.passbook_id, w.category, w.grams)
         except Refused as exc:
-            await self.step(ss.CommitRefused(exc.code))
-            return
+            return ss.CommitRefused(exc.code), None
         except GreenPassError as exc:  # the disk is full, the file is gone …
             log.error("deposit not written: %s", exc)
-            await self.step(ss.CommitRefused("storage_error"))
-            return
+            return ss.CommitRefused("storage_error"), None
         self.villager = await self.in_db(villager_info, ledger, w.passbook_id)
         self.last_result = {"category": w.category, "grams": w.grams, "seq": entry.seq}
         balance = self.villager["balance"] if self.villager else 0
-        await self.step(ss.Committed(entry.points, entry.co2e_g, balance))
-        # Only now, the entry committed and confirmed: its receipt, printed off this task.
-        self.receipts.after_commit(w.passbook_id, [entry.seq])
+        return ss.Committed(entry.points, entry.co2e_g, balance), entry.seq
 
     async def _scanned(self, payload: str) -> None:
         ledger = self.require_ledger()
@@ -302,7 +310,11 @@ class Kiosk:
             self.desk = dk.card_scanned(self.desk, card.holder_id, now)
             self.beep("ok")
             return
-        refusal = await self.in_db(passbook_refusal, ledger, card.holder_id)
+        try:  # the ledger's word on the passbook: '' when it may be used here
+            await self.in_db(ledger.check_villager, card.holder_id)
+            refusal = ""
+        except Refused as exc:
+            refusal = exc.code
         if self.desk.staff_id is not None:
             if refusal:
                 self.desk = dk.outcome(self.desk, refusal, now)
@@ -457,6 +469,20 @@ class Kiosk:
     async def in_db(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, lambda: fn(*args, **kw))
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The scanner read a code (the scanner thread's event)."""
+
+    payload: str
+
+
+@dataclass(frozen=True)
+class ScannerState:
+    """The scanner's state changed: ok / disconnected / error."""
+
+    state: str
 
 
 class _Action:

@@ -2,7 +2,7 @@
 
     ledger commit ─→ Committed (screen, beep) ─→ task: read the receipt from the ledger
                                                    └─→ printer thread: print_job
-                                                         └─→ event ("receipt", outcome)
+                                                         └─→ event: the Outcome
 
 The deposit is confirmed first; the receipt is read back from the committed entries
 and printed on a thread of its own, so a slow, stuck or absent printer never holds
@@ -103,7 +103,7 @@ class ReceiptPrinting:
             job = await self.k.in_db(self._job, passbook_id, seqs, False)
         except GreenPassError as exc:  # the entries are committed; only their re-read failed
             log.error("receipt of %s not made: %s", seqs, exc)
-            self.k.post(("receipt", Outcome(seqs[0], passbook_id, self.state, False, "error")))
+            self.k.post(Outcome(seqs[0], passbook_id, self.state, False, "error"))
             return
         self._submit(seqs[0], passbook_id, job)
 
@@ -130,7 +130,7 @@ class ReceiptPrinting:
     def _submit(self, seq: int, passbook_id: str, job: tuple[int, bytes]) -> Future[Outcome]:
         self._busy += 1
         fut = self._pool.submit(self._run, seq, passbook_id, job[1])
-        fut.add_done_callback(lambda f: self.k.post(("receipt", f.result())))
+        fut.add_done_callback(lambda f: self.k.post(f.result()))
         return fut
 
     def _run(self, seq: int | None, passbook_id: str, job: bytes | None) -> Outcome:
@@ -169,7 +169,7 @@ class ReceiptPrinting:
         self._probe_ms = now_ms
         self._probing = True
         fut = self._pool.submit(self._run, None, "", None)
-        fut.add_done_callback(lambda f: self.k.post(("receipt", f.result())))
+        fut.add_done_callback(lambda f: self.k.post(f.result()))
 
     # --- staff --------------------------------------------------------------------------
 

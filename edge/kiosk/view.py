@@ -55,21 +55,6 @@ def villager_info(ledger: Ledger, passbook_id: str) -> dict[str, Any] | None:
     }
 
 
-def passbook_refusal(ledger: Ledger, passbook_id: str) -> str:
-    """The ledger's word on a scanned passbook: '' when it may be used here, else the
-    refusal code the screen shows."""
-    v = ledger.villager(passbook_id)
-    if v is None:
-        return "unknown_passbook"
-    if v.status == "revoked":
-        return "revoked_passbook"
-    if v.village != ledger.village:
-        return "foreign_village"
-    if v.status != "active":
-        return "inactive_villager"
-    return ""
-
-
 def log_fault_of(ledger: Ledger) -> tuple[str, str] | None:
     """The current fault of this kiosk's check of central's log (sync.log_check), as
     the uplink recorded it in the file (call on the ledger's thread)."""

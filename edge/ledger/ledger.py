@@ -348,6 +348,11 @@ class Ledger:
     def villager(self, passbook_id: str) -> Villager | None:
         return q.villager(self.store.conn, passbook_id)
 
+    def check_villager(self, passbook_id: str) -> None:
+        """Refused (unknown_passbook, revoked_passbook, foreign_village,
+        inactive_villager) unless the passbook may earn and spend at this kiosk."""
+        q.require_villager(self.store.conn, passbook_id, self.village)
+
     def villagers(self, status: str = "active") -> list[Villager]:
         """This kiosk's village's villagers with `status`, by passbook id."""
         return q.villagers(self.store.conn, self.village, status)
