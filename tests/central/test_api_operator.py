@@ -24,7 +24,7 @@ from central.ingest import ingest
 from central.store import CentralStore
 from edge.rules import DEFAULT_RULES_PATH
 from sync.keys import generate_key, public_bytes
-from tests.central.conftest import NOW, Kiosk
+from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk
 from tests.mqtt_broker import free_port
 from tests.sync.harness import wait_for
 
@@ -180,6 +180,7 @@ def test_passbooks_and_audit(client: TestClient, store: CentralStore, k1: Kiosk)
     assert client.get("/api/v1/audit?limit=0").status_code == 422
 
 
+@SQLITE_ONLY  # the process without a broker; the API runs on both above
 def test_no_broker_serves_the_api(central_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
