@@ -31,11 +31,12 @@ firmware:
 	@scripts/check-firmware
 
 # Two passes: most tests on TEST_WORKERS processes (whole files per worker, so a file's
-# fixtures stay together), then the `serial` ones alone: schemathesis folds its
+# fixtures stay together; the longest files first, by tests/durations.json, which
+# scripts/test-weights rewrites), then the `serial` ones alone: schemathesis folds its
 # per-operation cases into one under xdist, fuzzing less.
 TEST_WORKERS ?= 2
 pytest:
-	$(BIN)/python -m pytest -q -m "not soak and not serial and not cluster" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not soak and not serial and not cluster" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m "serial and not soak and not cluster" $(PYTEST_ARGS)
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing

@@ -3,6 +3,7 @@ only when told (the kiosk's clock is a hardware boundary)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,28 @@ from edge.ledger.ledger import Ledger
 from greenpass.record.rules import default_rules
 
 PIN = "2468"
+
+DURATIONS = Path(__file__).with_name("durations.json")  # scripts/test-weights writes it
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first, so `make test`'s workers (`--dist loadfile
+    --no-loadscope-reorder`) never end with one of them running a long file alone.
+    Within a file the order stays as written; unknown files keep theirs, at the end."""
+    try:
+        weight: dict[str, float] = json.loads(DURATIONS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    root = config.rootpath
+
+    def key(item: pytest.Item) -> float:
+        try:
+            name = item.path.relative_to(root).as_posix()
+        except ValueError:
+            return 0.0
+        return -weight.get(name, 0.0)
+
+    items.sort(key=key)  # stable: a file's tests stay together and in order
 
 
 @pytest.fixture

@@ -265,13 +265,31 @@ window.GP = window.GP || {};
         `<section class="staff">${header(v, "redeem")}` +
         `<div class="split"><div class="list scroll" id="catalogue">${items ? rows : loading()}</div>` +
         `<div class="side">${villagerChip(vil)}` +
-        `<p class="sum"><span>${esc(t("cart_total"))}</span><b id="cart-total">${total}</b></p>` +
-        `<p class="sum${after < 0 ? " neg" : ""}"><span>${esc(t("after"))}</span><b id="cart-after">${after}</b></p>` +
+        // Just redeemed, the cart is empty: the outcome (and a receipt's fault) take the
+        // sums' room, which say nothing then.
+        (total === 0 && L.done
+          ? ""
+          : `<p class="sum"><span>${esc(t("cart_total"))}</span><b id="cart-total">${total}</b></p>` +
+            `<p class="sum${after < 0 ? " neg" : ""}"><span>${esc(t("after"))}</span><b id="cart-after">${after}</b></p>`) +
         `<button class="btn btn-primary" data-act="redeem" id="redeem"${off}>${icon("gift")}<span>${esc(t("confirm"))}</span></button>` +
         (why && !L.done && !L.error ? `<p class="msg" id="cart-why">${esc(why)}</p>` : outcome(L)) +
+        redeemReceipt(v, L) +
         `</div></div></section>`,
     };
   };
+
+  /** The redemption stands whatever the printer does (the outcome line says so); a
+   * receipt that failed is said under it with the fix, so staff reprint it before the
+   * villager walks off. */
+  function redeemReceipt(v, L) {
+    const rc = v.receipt;
+    if (!L.done || L.seq == null || !rc || rc.seq !== L.seq || rc.state !== "failed") return "";
+    const why = t(`printer_word_${PRINTER_FAULTS.includes(rc.code) ? rc.code : "error"}`);
+    return (
+      `<p class="msg msg-bad" id="redeem-receipt-failed" data-code="${esc(rc.code)}">${icon("printer")}` +
+      `<span>${esc(t("redeem_receipt_failed", { why }))}</span></p>`
+    );
+  }
 
   function changeCart(id, delta) {
     const L = local();
@@ -292,6 +310,7 @@ window.GP = window.GP || {};
     if (local() !== L) return;
     if (r.ok) {
       L.done = t("redeemed", { n: r.points, b: r.balance });
+      L.seq = r.seqs[0]; // the receipt's, to say if it failed
       L.error = null;
       L.cart = {};
     } else {

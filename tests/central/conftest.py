@@ -50,6 +50,12 @@ def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     pytest.skip(reason)
 
 
+# For a test whose subject is above the database (the HTTP guard, a CLI's words, a
+# page's layout) and whose queries other tests already run on both dialects: SQLite
+# only, so `make test` keeps its time for the tests where the dialect matters.
+SQLITE_ONLY = pytest.mark.parametrize("central_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def central_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

@@ -23,7 +23,7 @@ from central.accounts import (
 )
 from central.store import CentralStore
 from greenpass.errors import CentralError
-from tests.central.conftest import NOW
+from tests.central.conftest import NOW, SQLITE_ONLY
 
 ROOT = Path(__file__).resolve().parents[2]
 PW = "a long enough password"
@@ -131,6 +131,7 @@ def _gp(url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
+@SQLITE_ONLY  # the CLI's words; the account queries run on both in the tests above
 def test_the_account_commands(store: CentralStore, central_url: str, tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text(PW + "\n")

@@ -25,7 +25,7 @@ from central.store import CentralStore
 from devkit.mqtt_broker import free_port
 from greenpass.record.rules import DEFAULT_RULES_PATH
 from sync.keys import generate_key, public_bytes
-from tests.central.conftest import NOW, Kiosk
+from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk
 from tests.sync.harness import wait_for
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -180,6 +180,7 @@ def test_passbooks_and_audit(client: TestClient, store: CentralStore, k1: Kiosk)
     assert client.get("/api/v1/audit?limit=0").status_code == 422
 
 
+@SQLITE_ONLY  # the process without a broker; the API runs on both above
 def test_no_broker_serves_the_api(central_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()

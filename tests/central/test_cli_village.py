@@ -1,6 +1,7 @@
 """`greenpass central village|rules|catalogue|passbook|audit` through a real process, on
-SQLite and PostgreSQL; and a revocation and a catalogue change made with them reaching
-a kiosk's ledger through a real Mosquitto and a real state push."""
+SQLite and PostgreSQL (the commands' words and refusals on SQLite alone: their queries
+are tested on both in test_operations.py); and a revocation and a catalogue change made
+with them reaching a kiosk's ledger through a real Mosquitto and a real state push."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image
 from central.store import CentralStore
 from devkit.mqtt_broker import Broker
 from greenpass.record.rules import DEFAULT_RULES_PATH
+from tests.central.conftest import SQLITE_ONLY
 from tests.sync.conftest import BROKER_USERS
 from tests.sync.harness import World, wait_for
 
@@ -96,6 +98,7 @@ def test_villages(gp: Cli) -> None:
     assert audit[0]["actor"].startswith("cli:")
 
 
+@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_rules_set_show_and_refusals(gp: Cli, tmp_path: Path) -> None:
     gp("village", "add", "dongcun", "--name-zh", "东村", "--name-en", "East")
     shown = gp.json("rules", "show", "--village", "dongcun")
@@ -122,6 +125,7 @@ def test_rules_set_show_and_refusals(gp: Cli, tmp_path: Path) -> None:
     assert actions == ["rules.set", "village.add"]  # nothing from the refused files
 
 
+@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_catalogue_set_show_conflict_and_script_text(gp: Cli, tmp_path: Path) -> None:
     gp("village", "add", "dongcun", "--name-zh", "东村", "--name-en", "East")
     Image.new("RGB", (640, 480), (200, 180, 40)).save(tmp_path / "rice.jpg")
@@ -149,6 +153,7 @@ def test_catalogue_set_show_conflict_and_script_text(gp: Cli, tmp_path: Path) ->
     assert [r["action"] for r in rows][:1] == ["catalogue.set"]
 
 
+@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_passbook_commands_refuse_unknown_ones(gp: Cli) -> None:
     for args in (("revoke", "P9", "--reason", "lost"), ("reinstate", "P9"), ("replace", "P9")):
         r = gp("passbook", *args, ok=False)

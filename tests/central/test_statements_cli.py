@@ -21,7 +21,7 @@ from greenpass import statement_link as sl
 from greenpass.cli import main
 from hardware.scanner.decoder_factory import open_decoder
 from sync.keys import generate_key, public_bytes, save_private_key
-from tests.central.conftest import NOW, Kiosk, populate
+from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk, populate
 
 CENTRAL = generate_key()
 URL = "https://central.example"
@@ -96,6 +96,7 @@ def page_texts(pdf: Path) -> list[str]:
     return [doc[i].get_textpage().get_text_range() for i in range(len(doc))]
 
 
+@SQLITE_ONLY  # the PDF; test_statement_page.py runs its queries on both
 def test_monthly_statements(
     store: CentralStore,
     central_url: str,

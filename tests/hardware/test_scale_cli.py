@@ -148,7 +148,7 @@ def test_watch_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     try:
         assert "disconnected" in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=5)
+        _, err = proc.communicate(timeout=20)  # a loaded machine is slow to exit
         assert proc.returncode == 0
         assert "Traceback" not in err
     finally:

@@ -69,3 +69,50 @@ def test_paper_out_is_said_and_staff_reprint(
     shot(page, screenshot_dir, "staff-reprint", docs=True)
     page.click("#signout")
     wait_screen(page, "idle")
+
+
+def test_a_redemptions_receipt_that_failed_is_said_to_staff(
+    page: Page, kiosk: RunningKiosk, screenshot_dir: Path
+) -> None:
+    kiosk.sim("printer", action="load_paper")
+    kiosk.scan("villager 王家")
+    wait_screen(page, "villager")
+    page.click("[data-cat=cardboard]")
+    kiosk.wait_view("weighing", lambda v: v["hint"] == "place_bag")
+    kiosk.sim("scale", action="place", grams=3250)
+    wait_screen(page, "confirmed")
+    kiosk.wait_view("receipt printed", lambda v: (v["receipt"] or {}).get("state") == "printed")
+    kiosk.post("/api/cancel")
+    kiosk.sim("scale", action="remove")
+    wait_screen(page, "idle")
+
+    kiosk.sim("printer", action="paper_out")
+    sign_in(page, kiosk)
+    open_task(page, "redeem")
+    kiosk.scan("villager 王家")
+    page.wait_for_selector("[data-item=soap]")
+    page.locator("[data-item=soap] [data-act=cart-plus]").click()
+    page.click("#redeem")
+    page.wait_for_selector("#outcome.msg-ok")
+    # The redemption stands; its receipt's failure is said beside it, with the fix.
+    page.wait_for_selector("#redeem-receipt-failed")
+    said = text(page, "#redeem-receipt-failed")
+    assert said == "小票没打出来（没纸），请在菜单里补打。"
+    assert text(page, "#outcome").startswith("已兑换，扣 25 分")
+    receipt = kiosk.view()["receipt"]
+    assert receipt["state"] == "failed" and receipt["code"] == "paper_out"
+    assert_cjk_renders(page, "#redeem-receipt-failed", drawn_with=CJK)
+    assert_fits(page, touch=False)
+    shot(page, screenshot_dir, "staff-redeem-receipt-failed")
+    kiosk.post("/api/language", {"lang": "en"})
+    page.wait_for_selector("#redeem-receipt-failed:has-text('out of paper')")
+    assert_fits(page, touch=False)
+    kiosk.post("/api/language", {"lang": "zh"})
+    page.wait_for_selector("#redeem-receipt-failed:has-text('没纸')")
+
+    # A change to the cart starts a new redemption: the old failure is not said again.
+    page.locator("[data-item=soap] [data-act=cart-plus]").click()
+    assert page.locator("#redeem-receipt-failed").count() == 0
+    kiosk.sim("printer", action="load_paper")
+    page.click("#signout")
+    wait_screen(page, "idle")
