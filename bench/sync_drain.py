@@ -4,10 +4,12 @@ A kiosk ledger holds `--entries` (default 100,000) unsynced deposits. A real
 Mosquitto (the project's config, TLS) and a real central process (`greenpass
 central`, SQLite, then PostgreSQL if reachable) run; the kiosk's uplink starts and
 the clock runs until central has acknowledged the last entry. Printed: entries/s,
-against the raw baseline measured in the same run — the same rows inserted
-straight into a SQLite table of the same shape in 500-row durable transactions
-(no network, no signature, no chain: the least storing them can cost).
-Goal: ≥ 20,000 entries/s and ≥ 30 % of raw. Each database is drained twice, with
+against the raw baseline measured in the same run on the same database — the same
+rows inserted straight into a table of the same shape in 500-row durable
+transactions (no network, no signature, no chain: the least storing them can cost);
+on PostgreSQL the faster of psycopg's executemany and binary COPY, as a fast client
+would write, never SQLite's figure.
+Goal: ≥ 20,000 entries/s and ≥ 60 % of raw (issue 15). Each database is drained twice, with
 central's transparency log (the default) and with `--no-log`: the log may cost at most
 10 % of drain throughput (issue 13), and the bench prints how long after the last ack
 a signed checkpoint covered every entry.
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
 
 GOAL_RATE = 20_000
-GOAL_SHARE = 0.30
+GOAL_SHARE = 0.60  # of the same database's raw batched insert (issue 15)
 LOG_COST = 0.10  # the transparency log may cost at most this share of drain throughput
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 DRAIN_TIMEOUT_S = 600.0  # 100,000 entries at a fifth of the goal rate
@@ -417,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             cost = 1 - rate / rate_bare
             print(
-                f"    same, without the log   {rate_bare:10.0f} entries/s  ({bare:.1f} s); the "
+                f"    same, without the log   {rate_bare:10.0f} entries/s  ({bare:.1f} s, "
+                f"{rate_bare / raw:.0%} of raw); the "
                 f"log costs {cost:.0%} of drain throughput (goal ≤ {LOG_COST:.0%}: "
                 f"{'met' if cost <= LOG_COST else 'NOT met'}); its checkpoint covered every "
                 f"entry {statistics.median(catch_ups):.1f} s (median) after the last ack"
