@@ -60,7 +60,7 @@ def _copy_type(column: Any) -> str:
 
 
 _COPY_SQL = f"COPY entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = [_copy_type(c) for c in db.entries.columns]
+COPY_TYPES = [_copy_type(c) for c in db.entries.columns]
 
 
 def _data_text(data: dict[str, str]) -> str:
@@ -110,7 +110,7 @@ def _copy_entries(
     n_data = DATA
     try:
         with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
-            copy.set_types(_COPY_TYPES)
+            copy.set_types(COPY_TYPES)
             for row, h in zip(rows, hashes, strict=True):
                 copy.write_row((*row[:n_data], _data_text(row[n_data]), h, village_id, now_ms))
     except psycopg.Error as exc:
