@@ -12,6 +12,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+import segno
 
 from edge.cards import read_card
 from hardware.scanner import CameraScanner, open_decoder
@@ -168,3 +169,21 @@ def test_the_missing_finder_is_placed_within_half_a_module() -> None:
         g.centers[g.missing] for raw in guesses(a, b) for g in refined(raw, marks.holes, module)
     ]
     assert min(np.linalg.norm(p - third) for p in places) < 0.5 * module
+
+
+def test_a_micro_qr_code_is_not_read() -> None:
+    # An M1 Micro QR has error detection but no correction; zxing-cpp 3 reads it as
+    # part of "QR Code", and one turned up inside a held card's own modules (below).
+    micro = segno.make("8405", micro=True)
+    assert micro.version == "M1"
+    modules = np.pad(np.array(micro.matrix, np.uint8), 4)
+    image = np.kron(np.where(modules > 0, 30, 225), np.ones((8, 8))).astype(np.uint8)
+    assert ZxingDecoder().decode(image) == []
+    assert RescuingDecoder().decode(image) == []
+
+
+def test_no_phantom_micro_qr_in_a_held_cards_texture() -> None:
+    cam = HeldCard("perspective", seed=40_007)  # held-card trial 7 of seed 4
+    frames = [cam.read() for _ in range(4)]
+    phantom = grey(frames[3])  # plain zxing-cpp read "8405" here as a Micro QR
+    assert set(ZxingDecoder().decode(phantom)) <= {cam.payload}
