@@ -76,7 +76,11 @@ class ZxingDecoder:
                 "zxing-cpp is not installed: pip install 'green-passbook[camera]'"
             ) from exc
         self._zxing = zxingcpp
-        self._formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+        # Full-size QR only. zxing-cpp 3 made `QRCode` the family, Micro QR included,
+        # and an M1 Micro QR (error detection, no correction) turns up in a big
+        # code's own texture: a wrong payload on one held-card frame in 2,000.
+        qr = zxingcpp.BarcodeFormat
+        self._formats = zxingcpp.BarcodeFormats(getattr(qr, "QRCodeModel2", qr.QRCode))
         self._try_downscale = try_downscale
 
     def decode(self, grey: GreyImage, *, fixed_threshold: bool = False) -> list[str]:

@@ -11,24 +11,31 @@ first code read:
     upscale        the crop ×2 (bicubic): 2–3 px modules become 4–6 px
     deblur         a Wiener deconvolution, upscaled: along the blur's direction
                    when the crop's gradients say it is streaked (motion), else
-                   Gaussian (defocus)
+                   Gaussian (defocus) (`hardware.scanner.deblur`)
     sharpen        unsharp mask on the upscaled crop
     clahe          local contrast (CLAHE) on the upscaled crop: faded print, glare
     finder         when the crop shows two finder patterns and not three (a thumb
                    over a corner square), a synthetic one painted where the third
                    must be (`hardware.scanner.finders`); zxing then reads the
                    code, its error correction repairing the covered data
+    shake          a held card's blur: the lens's softness and a short streak from
+                   the hand at once (or a real defocus), deconvolved with little
+                   regularisation, upscaled, both binarizers
+    frames         when a frame is not read with a code-like crop in it, that crop
+                   and the same place in the frame before, aligned and deconvolved
+                   together (`hardware.scanner.multiframe`): a held card's
+                   frames are shaken in different directions
 
 The order and the set come from `python -m bench.camera_loop`, which measures
 each step's gain and CPU on the hard-frame corpus; see docs/hardware-scanner.md.
 An empty scene yields no candidate, so it costs the first look and the texture
-map only. Every payload still comes from zxing's own decoder (Reed–Solomon
-checked), and the kiosk checks the card's signature afterwards as for any scan.
+map only (and the decoder forgets any earlier frame). Every payload still comes
+from zxing's own decoder (Reed–Solomon checked), and the kiosk checks the card's
+signature afterwards as for any scan.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,18 +43,37 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
+from hardware.scanner.deblur import REACH, deblurred, deshaken, streak
 from hardware.scanner.decoders import GreyImage, ZxingDecoder, as_uint8
 from hardware.scanner.finders import restored
+from hardware.scanner.multiframe import Box, RecentFrames
 
-Step = Literal["zxing_options", "upscale", "deblur", "sharpen", "clahe", "finder"]
-STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "sharpen", "clahe", "finder")
+Step = Literal[
+    "zxing_options", "upscale", "deblur", "sharpen", "clahe", "finder", "shake", "frames"
+]
+STEPS: tuple[Step, ...] = (
+    "zxing_options",
+    "upscale",
+    "deblur",
+    "sharpen",
+    "clahe",
+    "finder",
+    "shake",
+    "frames",
+)
 # Sharpening is measured but left out: on the benchmark's corpus it read no
 # code that deconvolution had not already read (docs/hardware-scanner.md).
-DEFAULT_STEPS: tuple[Step, ...] = ("zxing_options", "upscale", "deblur", "clahe", "finder")
+DEFAULT_STEPS: tuple[Step, ...] = (
+    "zxing_options",
+    "upscale",
+    "deblur",
+    "clahe",
+    "finder",
+    "shake",
+    "frames",
+)
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 _CELL = 16  # texture map cell, px: a few modules of a 2–5 px/module code
 _MAX_CROP = 360  # a crop's longer side before the ×2 upscale (bounds the retry cost)
 _SMALL_MODULE = 3.2  # px per module: below this a painted-finder crop is also tried ×2
@@ -74,6 +100,7 @@ class RescuingDecoder:
         *,
         max_candidates: int = 2,
         texture_threshold: float = 16.0,
+        earlier_frames: int = 1,
     ) -> None:
         self.steps = steps
         self.max_candidates = max_candidates
@@ -81,30 +108,54 @@ class RescuingDecoder:
         self.stats = RescueStats()
         self._zxing = ZxingDecoder()
         self._clahe = cv2.createCLAHE(clipLimit=2.5, tileGridSize=(4, 4))
+        self._recent = RecentFrames(depth=earlier_frames)
 
     def decode(self, grey: GreyImage) -> list[str]:
         texts, located = self._zxing.decode_located(grey)
         if texts:
             self.stats.first_look += 1
+            self._recent.forget()
             return texts
         if not self.steps:
             return []
-        tried = False
+        tried: list[Box] = []
         for box in self._candidates(grey, located)[: self.max_candidates]:
             crop = _cut(grey, box)
             if not looks_like_code(crop):
                 continue
-            tried = True
+            tried.append(box)
             self.stats.candidates += 1
-            for step, image, fixed in self._variants(crop):
-                found = self._zxing.decode(image, fixed_threshold=fixed)
-                if found:
-                    self.stats.rescued[step] += 1
+            wide = _cut(grey, _widened(box, REACH))  # deconvolution needs the blur's reach
+            for step, image, fixed in self._variants(crop, wide):
+                if found := self._read(step, image, fixed):
                     return found
-        self.stats.misses += tried
+        if not tried:  # nothing code-like: the card has gone, its frames are no help to the next
+            self._recent.forget()
+            return []
+        if "frames" in self.steps:
+            # Only now, when no single frame was enough: aligning costs ~10 ms a frame.
+            for box in tried:
+                for image in self._recent.combined(grey, box):
+                    for fixed in (True, False):
+                        if found := self._read("frames", image, fixed):
+                            return found
+            self._recent.remember(grey)
+        self.stats.misses += 1
         return []
 
-    def _variants(self, crop: GreyImage) -> Iterator[tuple[Step, GreyImage, bool]]:
+    def forget(self) -> None:
+        """Drop the remembered frames: the next frame is a new scene (the benchmark's
+        corpus frames are unrelated to each other)."""
+        self._recent.forget()
+
+    def _read(self, step: Step, image: GreyImage, fixed: bool) -> list[str]:
+        found = self._zxing.decode(image, fixed_threshold=fixed)
+        if found:
+            self.stats.rescued[step] += 1
+            self._recent.forget()
+        return found
+
+    def _variants(self, crop: GreyImage, wide: GreyImage) -> Iterator[tuple[Step, GreyImage, bool]]:
         """(step, image, use the fixed-threshold binarizer) in order, computed lazily."""
         steps = self.steps
         if "zxing_options" in steps:
@@ -113,7 +164,7 @@ class RescuingDecoder:
         if "upscale" in steps:
             yield "upscale", up, False
         if "deblur" in steps:
-            for image in _deblurred(crop):
+            for image in deblurred(wide):
                 yield "deblur", _upscale(image), False
         if "sharpen" in steps:
             blurred = cv2.GaussianBlur(up, (0, 0), 2.5)
@@ -125,6 +176,13 @@ class RescuingDecoder:
                 yield "finder", image, False
                 if module < _SMALL_MODULE:
                     yield "finder", _upscale(image), False
+        if "shake" in steps:
+            # Deconvolved this hard, a code's modules come out as blobs whose grey
+            # level is all that is left: both binarizers read a different share.
+            for image in deshaken(wide):
+                up = _upscale(image)
+                yield "shake", up, True
+                yield "shake", up, False
 
     def _candidates(self, grey: GreyImage, located: list[Box]) -> list[Box]:
         """Where to look again: textured blocks, else the span of zxing's unread symbols.
@@ -165,6 +223,11 @@ class RescuingDecoder:
         self._zxing.close()
 
 
+def _widened(box: Box, by: int) -> Box:
+    x0, y0, x1, y1 = box
+    return x0 - by, y0 - by, x1 + by, y1 + by
+
+
 def _cut(grey: GreyImage, box: Box) -> GreyImage:
     height, width = grey.shape
     x0, y0, x1, y1 = box
@@ -193,83 +256,3 @@ def looks_like_code(crop: GreyImage) -> bool:
 
 def _upscale(crop: GreyImage) -> GreyImage:
     return as_uint8(cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
-
-
-def streak(crop: GreyImage) -> tuple[float, float]:
-    """Direction (degrees) along which the crop is smeared, and how isotropic it is (0..1).
-
-    From the structure tensor: a motion streak wipes out gradients along its
-    direction, so the tensor's weak axis is the streak's and a small ratio of its
-    eigenvalues means a long streak. A sharp or defocused code scores near 1.
-    """
-    img = crop.astype(np.float32)
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1)
-    a, b, c = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    root = math.sqrt(((a - b) / 2) ** 2 + c * c)
-    strong, weak = (a + b) / 2 + root, (a + b) / 2 - root
-    angle = (0.5 * math.degrees(math.atan2(2 * c, a - b)) + 90) % 180
-    return angle, weak / strong if strong > 0 else 1.0
-
-
-def line_kernel(length: float, angle_deg: float) -> npt.NDArray[np.float32]:
-    size = math.ceil(length) | 1
-    kernel = np.zeros((size, size), np.float32)
-    c = size // 2
-    dx = math.cos(math.radians(angle_deg)) * (length - 1) / 2
-    dy = math.sin(math.radians(angle_deg)) * (length - 1) / 2
-    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1)
-    return np.asarray(kernel / kernel.sum(), np.float32)
-
-
-def gaussian_kernel(sigma: float) -> npt.NDArray[np.float32]:
-    k = cv2.getGaussianKernel(int(3 * sigma) * 2 + 1, sigma)
-    return np.asarray(k @ k.T, np.float32)
-
-
-# Streak lengths tried for a given anisotropy: measured on the corpus, a ratio
-# near 0.2 goes with a 8–10 px streak and near 0.45 with a 4–5 px one.
-_STREAK_LENGTHS: tuple[tuple[float, tuple[float, ...]], ...] = (
-    (0.30, (9.0, 7.0, 5.5)),
-    (0.45, (6.5, 5.0, 8.0)),
-    (0.60, (4.5, 3.5, 6.0)),
-)
-
-
-# Defocus widths tried (σ, noise-to-signal). The last two trust the image more:
-# a heavily defocused code of under 3 px per module keeps so little contrast
-# that the default 0.02 smooths it away (docs/hardware-scanner.md).
-_DEFOCUS: tuple[tuple[float, float], ...] = ((1.5, 0.02), (2.2, 0.02), (1.5, 0.005), (1.9, 0.005))
-
-
-def _deblurred(crop: GreyImage) -> Iterator[GreyImage]:
-    angle, ratio = streak(crop)
-    for limit, lengths in _STREAK_LENGTHS:
-        if ratio < limit:  # streaked: a motion blur along `angle`
-            for length in lengths:
-                yield wiener(crop, line_kernel(length, angle))
-            return
-    for sigma, nsr in _DEFOCUS:  # about isotropic: defocus
-        yield wiener(crop, gaussian_kernel(sigma), nsr)
-
-
-def wiener(image: GreyImage, kernel: npt.NDArray[np.float32], nsr: float = 0.02) -> GreyImage:
-    """Wiener deconvolution of `image` by `kernel` (a blur's point spread), in the DFT domain."""
-    height, width = image.shape
-    rows, cols = cv2.getOptimalDFTSize(height + 16), cv2.getOptimalDFTSize(width + 16)
-    # Pad by replicating the border so the DFT's wrap-around does not ring into the code.
-    padded = cv2.copyMakeBorder(
-        image, 0, rows - height, 0, cols - width, cv2.BORDER_REPLICATE
-    ).astype(np.float32)
-    psf = np.zeros((rows, cols), np.float32)
-    kh, kw = kernel.shape
-    psf[:kh, :kw] = kernel
-    psf = np.roll(psf, (-(kh // 2), -(kw // 2)), (0, 1))
-    spectrum = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
-    h = cv2.dft(psf, flags=cv2.DFT_COMPLEX_OUTPUT)
-    power = h[:, :, 0] ** 2 + h[:, :, 1] ** 2 + nsr
-    # (G · conj(H)) / (|H|² + nsr), with complex parts as the last axis.
-    re = (spectrum[:, :, 0] * h[:, :, 0] + spectrum[:, :, 1] * h[:, :, 1]) / power
-    im = (spectrum[:, :, 1] * h[:, :, 0] - spectrum[:, :, 0] * h[:, :, 1]) / power
-    out = cv2.idft(np.dstack([re, im]), flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
-    return as_uint8(np.clip(out[:height, :width], 0, 255))

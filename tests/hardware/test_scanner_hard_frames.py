@@ -12,19 +12,14 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+import segno
 
 from edge.kiosk.cards import read_card
 from hardware.scanner import CameraScanner, open_decoder
+from hardware.scanner.deblur import line_kernel, shake_kernel, streak, wiener, wiener_stack
 from hardware.scanner.decoders import ZxingDecoder, as_uint8
 from hardware.scanner.finders import find_marks, guesses, refined
-from hardware.scanner.rescue import (
-    DEFAULT_STEPS,
-    RescuingDecoder,
-    line_kernel,
-    looks_like_code,
-    streak,
-    wiener,
-)
+from hardware.scanner.rescue import DEFAULT_STEPS, RescuingDecoder, looks_like_code
 from simulator.camera import background
 from simulator.hard_frames import (
     CODE_CATEGORIES,
@@ -168,3 +163,81 @@ def test_the_missing_finder_is_placed_within_half_a_module() -> None:
         g.centers[g.missing] for raw in guesses(a, b) for g in refined(raw, marks.holes, module)
     ]
     assert min(np.linalg.norm(p - third) for p in places) < 0.5 * module
+
+
+def test_a_micro_qr_code_is_not_read() -> None:
+    # An M1 Micro QR has error detection but no correction; zxing-cpp 3 reads it as
+    # part of "QR Code", and one turned up inside a held card's own modules (below).
+    micro = segno.make("8405", micro=True)
+    assert micro.version == "M1"
+    modules = np.pad(np.array(micro.matrix, np.uint8), 4)
+    image = np.kron(np.where(modules > 0, 30, 225), np.ones((8, 8))).astype(np.uint8)
+    assert ZxingDecoder().decode(image) == []
+    assert RescuingDecoder().decode(image) == []
+
+
+def test_no_phantom_micro_qr_in_a_held_cards_texture() -> None:
+    cam = HeldCard("perspective", seed=40_007)  # held-card trial 7 of seed 4
+    frames = [cam.read() for _ in range(4)]
+    phantom = grey(frames[3])  # plain zxing-cpp read "8405" here as a Micro QR
+    assert set(ZxingDecoder().decode(phantom)) <= {cam.payload}
+
+
+def test_two_views_shaken_different_ways_deconvolve_better_together() -> None:
+    rng = np.random.default_rng(2)
+    modules = rng.integers(0, 2, (40, 40)).astype(np.float32) * 190 + 35
+    sharp = np.kron(modules, np.ones((3, 3), np.float32))  # 3 px per module
+    # Defocus σ 1.6 px and a 6 px shake, across in one view and down in the other.
+    kernels = [shake_kernel(1.6, 6.0, 0.0), shake_kernel(1.6, 6.0, 90.0)]
+    views = [
+        as_uint8(np.clip(cv2.filter2D(sharp, -1, k) + rng.normal(0, 5, sharp.shape), 0, 255))
+        for k in kernels
+    ]
+
+    def wrong_modules(image: np.ndarray) -> float:  # type: ignore[type-arg]
+        inner = (slice(5, -5), slice(5, -5))  # away from the border's wrap-around
+        return float(((image[1::3, 1::3] > 130)[inner] != (modules > 130)[inner]).mean())
+
+    alone = [wrong_modules(wiener(v, k, 0.005)) for v, k in zip(views, kernels, strict=True)]
+    together = wrong_modules(wiener_stack(views, kernels, 0.005))
+    # Measured: 3.6 % and 5.0 % of modules wrong alone, none together. Each streak
+    # wipes out detail across one axis, which the other view kept.
+    assert min(alone) > 0.02, alone
+    assert together < 0.005, together
+
+
+def test_a_held_card_too_blurred_for_any_one_frame_is_read_from_two() -> None:
+    # Tuning seed 1, trial 186: defocus σ 1.9 px at 2.8 px per module, plus the shake.
+    cam = HeldCard("gaussian_blur", seed=10_186)
+    first, second = grey(cam.read()), grey(cam.read())
+    for frame in (first, second):
+        assert RescuingDecoder().decode(frame) == []
+    decoder = RescuingDecoder()
+    assert decoder.decode(first) == []
+    assert decoder.decode(second) == [cam.payload]
+    assert decoder.stats.rescued == {"frames": 1}
+    # A frame of another card before it does not align, so nothing is combined.
+    other = grey(HeldCard("gaussian_blur", seed=10_187).read())
+    decoder = RescuingDecoder()
+    assert decoder.decode(other) == []
+    assert decoder.decode(second) == []
+    assert decoder.stats.rescued == {}
+
+
+def test_held_out_defocused_and_small_cards_are_read_on_most_frames() -> None:
+    # Held-out seed 12 (the rescue was tuned on seeds 1-6): its defocus and small-module
+    # trials among the first 56, the first 0.3 s of each (3 frames at 10 fps), each
+    # trial through one decoder as a camera would feed it. Measured: 42 of 48 frames
+    # read; 37 without the shake and frames steps (a lone frame: the test above).
+    decoded = 0
+    for i in range(56):
+        category = CODE_CATEGORIES[i % 7]
+        if category not in ("gaussian_blur", "small_modules"):
+            continue
+        cam = HeldCard(category, seed=120_000 + i, frames=3)
+        decoder = RescuingDecoder()
+        while (frame := cam.read()) is not None:
+            found = decoder.decode(grey(frame))
+            assert set(found) <= {cam.payload}
+            decoded += found == [cam.payload]
+    assert decoded >= 40, decoded
