@@ -99,7 +99,9 @@ def reserve(engine: Engine, device_id: str, payload: bytes, now_ms: int) -> rw.R
     raise AssertionError("unreachable")
 
 
-def _refused(device_id: str, request_id: str, code: str, reason: str, by: str = "") -> Any:
+def _refused(
+    device_id: str, request_id: str, code: str, reason: str, by: str = ""
+) -> rw.ReserveReply:
     return rw.ReserveReply(
         device_id=device_id, request_id=request_id, status="refused", code=code,
         reason=reason, by_device=by,

@@ -178,7 +178,7 @@ def _wire(
     boots: dict[str, int] = {}
     rules: dict[str, int] = {}
     refs: dict[int, str] = {}
-    out = []
+    out: list[WireEntry] = []
     wall = mono = 0
     kinds = _KIND_CODES
     for r, _ in rows:  # positions: ROW_FIELDS; r[8:18] are WireEntry's passbook..reason
@@ -334,11 +334,11 @@ def decode_batch(env: Envelope) -> Batch:
     if body.head_sig and len(body.head_sig) != heads.SIGNATURE_SIZE:
         raise ProtocolError("rejected", f"a head signature of {len(body.head_sig)} bytes")
     refs, unset = body.ref_devices, msgspec.UNSET
-    for n, ref_device in refs.items():
+    for n, named in refs.items():
         if not (0 <= n < len(body.entries) and body.entries[n].kind == _REVERSAL_CODE):
             raise ProtocolError("rejected", f"ref_device for entry {n}, which is no reversal")
-        if not ref_device or ref_device == body.device_id:
-            raise ProtocolError("rejected", f"entry {n}: ref_device {ref_device!r}")
+        if not named or named == body.device_id:
+            raise ProtocolError("rejected", f"entry {n}: ref_device {named!r}")
     n_kinds, boots, rules = len(_KINDS), body.boots, body.rules
     n_boots, n_rules = len(boots), len(rules)
     rows: list[tuple[Any, ...]] = []
