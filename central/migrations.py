@@ -21,7 +21,7 @@ from greenpass.errors import StorageError
 
 def _v5(conn: Connection) -> None:
     rollup.overview_rollup.create(conn, checkfirst=False)
-    rollup.rebuild(conn)  # from the entries already stored
+    rollup.rebuild(conn, ref_device=False)  # from the entries already stored
 
 
 def _v6(conn: Connection) -> None:
