@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from central import cli_operator, registry, registry_certificate
+from central import cli_registry, registry, registry_certificate
 from central.api import create_app
 from central.registry_db import Serials, parse_serials, registry_blocks, registry_issued_entries
 from central.store import CentralStore
@@ -292,7 +292,7 @@ def test_the_command_line_issues_transfers_and_retires(
     home = tmp_path / "home"
     home.mkdir()
     save_private_key(home / "central.key", KEY)
-    monkeypatch.setattr(cli_operator, "_now_ms", lambda: LATER)
+    monkeypatch.setattr(cli_registry, "now_ms", lambda: LATER)
     base = ["central", "registry"]
     db = ["--db", central_url, "--home", str(home)]
     assert main([*base, "issue", *db, "--village", "V1", "--period", PERIOD]) == 0
