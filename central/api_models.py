@@ -221,6 +221,10 @@ class StatementLineOut(BaseModel):
     item_id: str | None
     qty: int | None
     ref_seq: int | None = Field(description="For a reversal: the seq it cancels")
+    ref_device: str | None = Field(
+        default=None,
+        description="For a reversal of another kiosk's entry: that kiosk (null: its own)",
+    )
     staff_id: str | None
     reason: str | None
     balance: int = Field(description="The passbook's balance after this entry")
@@ -248,6 +252,7 @@ class StatementOut(BaseModel):
                 item_id=x.entry.item_id,
                 qty=x.entry.qty,
                 ref_seq=x.entry.ref_seq,
+                ref_device=x.entry.ref_device,
                 staff_id=x.entry.staff_id,
                 reason=x.entry.reason,
                 balance=x.balance,

@@ -97,43 +97,54 @@ enrol_tokens = Table(
     Column("used_ms", BigInteger),
 )
 
-entries = Table(
-    "entries",
-    metadata,
-    # Text, not VARCHAR(n): what a signed batch may carry is checked at ingest, and a
-    # length limit that only PostgreSQL enforces would make the dialects disagree.
-    Column("device_id", String(_ID), ForeignKey("devices.device_id"), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("entry_id", String(36), nullable=False, unique=True),
-    Column("kind", String(16), nullable=False),
-    Column("wall_ms", BigInteger, nullable=False),
-    Column("clock_ok", Boolean(create_constraint=False), nullable=False),
-    Column("boot_id", Text, nullable=False),
-    Column("mono_ms", BigInteger, nullable=False),
-    Column("passbook_id", Text),
-    Column("category", Text),
-    Column("grams", BigInteger),
-    Column("points", BigInteger, nullable=False),
-    Column("co2e_g", BigInteger, nullable=False),
-    Column("item_id", Text),
-    Column("qty", BigInteger),
-    Column("ref_seq", BigInteger),
-    Column("staff_id", Text),
-    Column("reason", Text),
-    Column("rules_version", Text),
-    Column("flags", Text, nullable=False),
-    Column("data", Text, nullable=False),  # JSON object of strings
-    Column("h", LargeBinary(32), nullable=False),
-    Column("village_id", Text, nullable=False),
-    Column("received_ms", BigInteger, nullable=False),
-    PrimaryKeyConstraint("device_id", "seq", name="entries_pk"),
-    CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in Kind) + ")", name="entries_kind"),
-    # By village only: a village's new rows go at the end of its range. Keyed by
-    # (village_id, passbook_id), each row went beside its passbook's, a random leaf page
-    # per row: over half of SQLite's insert time and most of the WAL a batch wrote.
-    # Every query that used it is by village ("WHERE village_id = ?", then grouped).
-    Index("entries_village", "village_id"),
-)
+
+def _entries(md: MetaData, *, ref_device: bool) -> Table:
+    """The entries table: as migration 1 made it (`ref_device=False`), and as migration
+    11 left it, with `ref_device` (a reversal of another kiosk's entry,
+    `central.reservations`). Its columns are `protocol.ROW_FIELDS` in order, then what
+    central adds (`central.ingest_rows` checks that at import)."""
+    extra = [Column("ref_device", String(_ID))] if ref_device else []
+    return Table(
+        "entries",
+        md,
+        # Text, not VARCHAR(n): what a signed batch may carry is checked at ingest, and a
+        # length limit that only PostgreSQL enforces would make the dialects disagree.
+        Column("device_id", String(_ID), ForeignKey("devices.device_id"), nullable=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("entry_id", String(36), nullable=False, unique=True),
+        Column("kind", String(16), nullable=False),
+        Column("wall_ms", BigInteger, nullable=False),
+        Column("clock_ok", Boolean(create_constraint=False), nullable=False),
+        Column("boot_id", Text, nullable=False),
+        Column("mono_ms", BigInteger, nullable=False),
+        Column("passbook_id", Text),
+        Column("category", Text),
+        Column("grams", BigInteger),
+        Column("points", BigInteger, nullable=False),
+        Column("co2e_g", BigInteger, nullable=False),
+        Column("item_id", Text),
+        Column("qty", BigInteger),
+        Column("ref_seq", BigInteger),
+        Column("staff_id", Text),
+        Column("reason", Text),
+        Column("rules_version", Text),
+        Column("flags", Text, nullable=False),
+        Column("data", Text, nullable=False),  # JSON object of strings
+        *extra,
+        Column("h", LargeBinary(32), nullable=False),
+        Column("village_id", Text, nullable=False),
+        Column("received_ms", BigInteger, nullable=False),
+        PrimaryKeyConstraint("device_id", "seq", name="entries_pk"),
+        CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in Kind) + ")", name="entries_kind"),
+        # By village only: a village's new rows go at the end of its range. Keyed by
+        # (village_id, passbook_id), each row went beside its passbook's, a random leaf
+        # page per row: over half of SQLite's insert time and most of the WAL a batch
+        # wrote. Every query that used it is by village ("WHERE village_id = ?", grouped).
+        Index("entries_village", "village_id"),
+    )
+
+
+entries = _entries(metadata, ref_device=True)
 
 villagers = Table(
     "villagers",
@@ -215,7 +226,6 @@ _V1_TABLES = [
     villages,
     devices,
     enrol_tokens,
-    entries,
     villagers,
     catalogue,
     village_rules,
@@ -226,6 +236,10 @@ _V1_TABLES = [
 
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1_TABLES, checkfirst=False)
+    shape = MetaData()
+    villages.to_metadata(shape)  # only for the foreign keys; they exist already
+    devices.to_metadata(shape)
+    _entries(shape, ref_device=False).create(conn, checkfirst=False)
 
 
 def _v2(conn: Connection) -> None:

@@ -52,6 +52,7 @@ TOPIC_ROOT = "gp/v1/dev"
 CENTRAL_SHARE_GROUP = "central"
 CENTRAL_BATCH_SUBSCRIPTION = f"$share/{CENTRAL_SHARE_GROUP}/{TOPIC_ROOT}/+/up/batch"
 CENTRAL_STATUS_SUBSCRIPTION = f"$share/{CENTRAL_SHARE_GROUP}/{TOPIC_ROOT}/+/status"
+CENTRAL_RESERVE_SUBSCRIPTION = f"$share/{CENTRAL_SHARE_GROUP}/{TOPIC_ROOT}/+/up/reverse"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 CENTRAL_ROLE = "gp-central"
@@ -83,16 +84,20 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
     """A device writes its own uplink and status, and subscribes to its own downlink.
 
     ``subscribeLiteral`` compares the filter as written, so a device can subscribe to
-    exactly these three filters: ``down/#``, or ``down/ack`` and ``down/state`` as the
-    kiosk does. No retained junk under ``up/…``: only ``up/batch`` may be published.
+    exactly these filters: ``down/#``, or ``down/ack``, ``down/state`` and
+    ``down/reverse`` as the kiosk does. No retained junk under ``up/…``: only
+    ``up/batch`` and ``up/reverse`` (a request to reserve another kiosk's entry for a
+    reversal, `sync.reserve_wire`) may be published.
     """
     dev = f"{TOPIC_ROOT}/{device_id}"
     return [
         _acl("publishClientSend", f"{dev}/up/batch"),
+        _acl("publishClientSend", f"{dev}/up/reverse"),
         _acl("publishClientSend", f"{dev}/status"),
         _acl("subscribeLiteral", f"{dev}/down/#"),
         _acl("subscribeLiteral", f"{dev}/down/ack"),
         _acl("subscribeLiteral", f"{dev}/down/state"),
+        _acl("subscribeLiteral", f"{dev}/down/reverse"),
         _acl("publishClientReceive", f"{dev}/down/#"),
     ]
 
@@ -105,7 +110,10 @@ def central_acls() -> list[dict[str, Any]]:
         # Its workers share the status stream too (sync.receiver), a monitor may not.
         _acl("subscribeLiteral", CENTRAL_STATUS_SUBSCRIPTION),
         _acl("subscribeLiteral", f"{dev}/+/status"),
+        _acl("subscribeLiteral", CENTRAL_RESERVE_SUBSCRIPTION),
+        _acl("subscribeLiteral", f"{dev}/+/up/reverse"),
         _acl("publishClientReceive", f"{dev}/+/up/batch"),
+        _acl("publishClientReceive", f"{dev}/+/up/reverse"),
         _acl("publishClientReceive", f"{dev}/+/status"),
         _acl("publishClientSend", f"{dev}/+/down/#"),
         _acl("subscribePattern", "$SYS/#"),
@@ -313,6 +321,20 @@ class BrokerAdmin:
         (answer,) = self.run([{"command": "listRoles", "verbose": False, "count": -1}])
         return set(answer.get("data", {}).get("roles", []))
 
+    def role_acls(self, role: str) -> set[tuple[str, str]]:
+        """(acltype, topic) of each ACL `role` has now."""
+        (answer,) = self.run([{"command": "getRole", "rolename": role}])
+        acls = answer.get("data", {}).get("role", {}).get("acls", [])
+        return {(a.get("acltype", ""), a.get("topic", "")) for a in acls if isinstance(a, dict)}
+
+    def _missing_acls(self, role: str, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # A broker set up by an older central lacks the ACLs added since (`up/reverse`):
+        # add what is missing, never remove (removing is what revoking a device does).
+        have = self.role_acls(role)
+        return _role_acl_commands(
+            role, [a for a in wanted if (a["acltype"], a["topic"]) not in have]
+        )
+
     def clear_state(self, device_id: str) -> None:
         """Delete the retained state of a device that is gone: it holds its village's
         names and balances, and central sends a revoked device no state that would
@@ -332,11 +354,15 @@ class BrokerAdmin:
         roles = self.roles()
         wanted = {d.device_id: d for d in devices}
         commands: list[dict[str, Any]] = []
+        if CENTRAL_ROLE in roles:
+            commands += self._missing_acls(CENTRAL_ROLE, central_acls())
         for d in wanted.values():
             role, label, cid = device_role(d.device_id), key_label(d.public_key), None
             if role not in roles:
                 commands.append({"command": "createRole", "rolename": role})
                 commands += _role_acl_commands(role, device_acls(d.device_id))
+            else:
+                commands += self._missing_acls(role, device_acls(d.device_id))
             current = have.get(d.device_id)
             if current is None:
                 if d.password is None:

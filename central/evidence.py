@@ -146,17 +146,24 @@ def _ranges(
         .where(in_period)
         .group_by(e.c.device_id)
     ).all()
-    refs = dict(
-        conn.execute(
-            select(e.c.device_id, func.min(e.c.ref_seq))
+    # The entries the period's reversals cancel, by the device that holds each: its own
+    # (ref_device NULL) or another kiosk's, whose range then reaches back to it too.
+    owner = func.coalesce(e.c.ref_device, e.c.device_id)
+    refs = {
+        str(device): (int(lo), int(hi))
+        for device, lo, hi in conn.execute(
+            select(owner, func.min(e.c.ref_seq), func.max(e.c.ref_seq))
             .where(in_period & (e.c.kind == Kind.REVERSAL.value))
-            .group_by(e.c.device_id)
-        ).all()
-    )
+            .group_by(owner)
+        )
+    }
     out = {}
     for device_id, first, hi, n in rows:
-        lo = min(int(first), int(refs.get(device_id) or first))
-        out[str(device_id)] = (max(1, lo - 1), int(hi), int(n))
+        ref_lo, ref_hi = refs.pop(str(device_id), (int(first), int(hi)))
+        lo = min(int(first), ref_lo)
+        out[str(device_id)] = (max(1, lo - 1), max(int(hi), ref_hi), int(n))
+    for device_id, (ref_lo, ref_hi) in refs.items():  # no entry of its own in the period
+        out[device_id] = (max(1, ref_lo - 1), ref_hi, 0)
     return out
 
 

@@ -351,7 +351,9 @@ def statement_table(
         row: list[Cell] = [
             period.local(x.wall_ms), x.device_id, x.seq, _kind(x.kind, lang), x.passbook_id,
             x.category, zh or None, en or None, x.grams, _kg(x.grams), x.points,
-            line.balance, x.co2e_g, x.item_id, x.qty, x.ref_seq, x.staff_id, x.reason,
+            line.balance, x.co2e_g, x.item_id, x.qty,
+            x.ref_seq if x.ref_device is None else f"{x.ref_device}#{x.ref_seq}",
+            x.staff_id, x.reason,
         ]  # fmt: skip
         rows.append(row)
     return Table("statement", _header(STATEMENT_KEYS, lang), rows)

@@ -57,7 +57,7 @@ from sync import protocol
 log = logging.getLogger(__name__)
 
 # What this central takes in a batch beyond its first version, named in every ack.
-ACCEPTS = (protocol.ACCEPT_PERSONAL, protocol.ACCEPT_HEADS)
+ACCEPTS = (protocol.ACCEPT_PERSONAL, protocol.ACCEPT_HEADS, protocol.ACCEPT_REF_DEVICE)
 _FRESH_ATTEMPTS = 3  # a device re-enrolled during each of them: give up, no ack
 
 
@@ -258,7 +258,7 @@ def _place(
         if batch.rows[n][KIND] in VILLAGER_KIND_VALUES
     ]
     if villager_changes:  # an enrolment from before version 2 names its household
-        rows = [(*r[:DATA], personal.stored_data(r[KIND], r[DATA])) for r in rows]
+        rows = [(*r[:DATA], personal.stored_data(r[KIND], r[DATA]), *r[DATA + 1 :]) for r in rows]
     insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     apply_villagers(conn, dev, villager_changes)
     personal.keep_erased(conn, {x.passbook_id for x in villager_changes if x.passbook_id})

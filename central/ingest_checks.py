@@ -53,7 +53,7 @@ def checked(store: CentralStore, batch: protocol.Batch, dev: Device) -> protocol
 _ROW = {name: n for n, name in enumerate(protocol.ROW_FIELDS)}
 _NUMBERS = [_ROW[c] for c in ("wall_ms", "mono_ms", "grams", "points", "co2e_g", "qty", "ref_seq")]
 _TEXTS = [_ROW[c] for c in ("boot_id", "passbook_id", "category", "item_id", "staff_id",
-                            "reason", "rules_version", "flags")]  # fmt: skip
+                            "reason", "rules_version", "flags", "ref_device")]  # fmt: skip
 KIND, DATA = _ROW["kind"], _ROW["data"]
 VILLAGER_KIND_VALUES = frozenset({Kind.ENROL.value, Kind.VILLAGER_STATUS.value})
 
@@ -92,7 +92,8 @@ def _check_each_entry(batch: protocol.Batch, village_id: str) -> None:
             if n is not None and not lo <= n <= hi:
                 raise ProtocolError("rejected", f"entry seq {e.seq}: a number is out of range")
         texts = (e.boot_id, e.passbook_id, e.category, e.item_id, e.staff_id, e.reason,
-                 e.rules_version, e.flags, *e.data.keys(), *e.data.values())  # fmt: skip
+                 e.rules_version, e.flags, e.ref_device,
+                 *e.data.keys(), *e.data.values())  # fmt: skip
         if any(t is not None and "\0" in t for t in texts):
             raise ProtocolError("rejected", f"entry seq {e.seq}: text contains a NUL character")
         if e.kind is Kind.ENROL or e.kind is Kind.VILLAGER_STATUS:

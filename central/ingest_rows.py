@@ -94,7 +94,7 @@ def insert_entries(
         flat: list[Any] = []
         for row, h in zip(chunk, hashes[start : start + _ROWS_PER_STATEMENT], strict=True):
             flat += row[:n_data]
-            flat += (_data_text(row[n_data]), h, village_id, now_ms)
+            flat += (_data_text(row[n_data]), row[n_data + 1], h, village_id, now_ms)
         conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(flat))
 
 
@@ -112,7 +112,9 @@ def _copy_entries(
         with raw.cursor() as cur, cur.copy(_COPY_SQL) as copy:
             copy.set_types(COPY_TYPES)
             for row, h in zip(rows, hashes, strict=True):
-                copy.write_row((*row[:n_data], _data_text(row[n_data]), h, village_id, now_ms))
+                copy.write_row(
+                    (*row[:n_data], _data_text(row[n_data]), row[n_data + 1], h, village_id, now_ms)
+                )
     except psycopg.Error as exc:
         raise DBAPIError.instance(
             _COPY_SQL, None, exc, psycopg.Error, dialect=conn.dialect

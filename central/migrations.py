@@ -14,14 +14,14 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import db, heads, personal_db, registry_db, rollup, tlog
+from central import db, heads, personal_db, registry_db, reservations, rollup, tlog
 from central.db import is_postgres, schema_migrations
 from greenpass.errors import StorageError
 
 
 def _v5(conn: Connection) -> None:
     rollup.overview_rollup.create(conn, checkfirst=False)
-    rollup.rebuild(conn)  # from the entries already stored
+    rollup.rebuild(conn, ref_device=False)  # from the entries already stored
 
 
 def _v6(conn: Connection) -> None:
@@ -44,6 +44,10 @@ def _v10(conn: Connection) -> None:
     registry_db.migrate_v10(conn)
 
 
+def _v11(conn: Connection) -> None:
+    reservations.migrate_v11(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     *db.STEPS,
     (5, "overview rollup", _v5),
@@ -52,6 +56,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "device heads", _v8),
     (9, "reduction registry", _v9),
     (10, "registry buyers' logins", _v10),
+    (11, "cross-kiosk reversals", _v11),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -47,6 +47,7 @@ SEQ, KIND, DATA = _ROW["seq"], _ROW["kind"], _ROW["data"]
 PASSBOOK, CATEGORY, GRAMS = _ROW["passbook_id"], _ROW["category"], _ROW["grams"]
 POINTS, CO2E, RULES = _ROW["points"], _ROW["co2e_g"], _ROW["rules_version"]
 ITEM, QTY, REF = _ROW["item_id"], _ROW["qty"], _ROW["ref_seq"]
+REF_DEVICE = _ROW["ref_device"]
 
 # Stock entries belong to no villager; enrolments and status changes move nothing.
 _STOCK_NEVER = ("passbook_id", "category", "grams", "points", "co2e_g", "ref_seq")

@@ -8,7 +8,10 @@ applies to: a batch of deposits costs nothing here.
 - **Reversals**: the target is an earlier entry of the same kiosk (`ref_seq` is that
   kiosk's seq, so it is in the same village too), of a kind that can be reversed, not
   already reversed, and the reversal carries exactly its negated grams, points, CO2e
-  and stock, with the same passbook, category, item and rules version.
+  and stock, with the same passbook, category, item and rules version. A reversal of
+  another kiosk's entry (`ref_device`) must match central's reservation of that entry
+  for this kiosk (`central.reservations`); a kiosk's own reversal of an entry another
+  kiosk reserved is refused, and no entry is reversed twice at any kiosk.
 - **Stock** is kept per kiosk (the sum of `qty` over the kiosk's own entries, as the
   kiosk counts it): no entry may take it below zero.
 - **Balances**: a redemption may spend at most what the kiosk could have known, which
@@ -30,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from central import db, kiosk_replacements, passbooks
+from central import db, kiosk_replacements, passbooks, reservations
 from central.recheck import (
     CATEGORY,
     CO2E,
@@ -41,11 +44,13 @@ from central.recheck import (
     POINTS,
     QTY,
     REF,
+    REF_DEVICE,
     RULES,
     SEQ,
     refuse,
 )
 from greenpass.record.entries import REVERSIBLE, Kind
+from greenpass.record.targets import OTHER_REVERSIBLE
 from sync import protocol
 
 _e = db.entries
@@ -56,6 +61,7 @@ _TARGET_FIELDS = ("passbook_id", "category", "grams", "points", "co2e_g", "item_
 _TARGET_AT = (PASSBOOK, CATEGORY, GRAMS, POINTS, CO2E, ITEM, QTY, RULES)
 _NEGATED = frozenset({"grams", "points", "co2e_g", "qty"})
 _REVERSIBLE = frozenset(k.value for k in REVERSIBLE)
+_OTHER_REVERSIBLE = frozenset(k.value for k in OTHER_REVERSIBLE)
 
 
 def check_against_ledger(
@@ -79,43 +85,56 @@ def _negated(name: str, value: Any) -> Any:
 
 def _reversals(conn: Connection, device_id: str, batch: protocol.Batch, skip: int) -> None:
     rows, first_new = batch.rows[skip:], batch.first_seq + skip
-    refs = {r[REF] for r in rows if r[KIND] == Kind.REVERSAL}
+    revs = [r for r in rows if r[KIND] == Kind.REVERSAL]
+    own_older = sorted({r[REF] for r in revs if r[REF_DEVICE] is None and 1 <= r[REF] < first_new})
+    others = {(r[REF_DEVICE], r[REF]) for r in revs if r[REF_DEVICE] is not None}
     stored: dict[int, tuple[str, tuple[Any, ...]]] = {}  # seq → kind, _TARGET_FIELDS
-    done: dict[int, int] = {}  # target seq → the seq of the reversal that cancelled it
-    older = [ref for ref in refs if 1 <= ref < first_new]
-    if older:
+    if own_older:
         cols = [_e.c.seq, _e.c.kind, *(_e.c[f] for f in _TARGET_FIELDS)]
         mine = _e.c.device_id == device_id
-        for row in conn.execute(select(*cols).where(mine & _e.c.seq.in_(older))):
+        for row in conn.execute(select(*cols).where(mine & _e.c.seq.in_(own_older))):
             stored[int(row[0])] = (row[1], tuple(row[2:]))
-        reversed_ = select(_e.c.ref_seq, _e.c.seq).where(
-            mine & (_e.c.kind == Kind.REVERSAL.value) & _e.c.ref_seq.in_(older)
-        )
-        done.update((int(ref), int(seq)) for ref, seq in conn.execute(reversed_))
-    for r in rows:
-        if r[KIND] != Kind.REVERSAL:
-            continue
-        seq, ref = r[SEQ], r[REF]
+    # (device, seq) of a target → (device, seq) of the reversal that cancelled it, at any
+    # kiosk: its own reversals and others' (`ref_device`) alike (central.reservations).
+    done = reservations.reversed_already(conn, {(device_id, s) for s in own_older} | others)
+    held = reservations.held_by_others(conn, device_id, own_older)
+    theirs = reservations.reserved_for(conn, device_id, others)
+    for r in revs:
+        seq, ref, owner = r[SEQ], r[REF], r[REF_DEVICE]
         target: tuple[str, tuple[Any, ...]] | None = None
-        if first_new <= ref < seq:
-            t = batch.rows[ref - batch.first_seq]
-            target = (t[KIND], tuple(t[n] for n in _TARGET_AT))
-        elif 1 <= ref < first_new:
-            target = stored.get(ref)
-        if target is None:
-            raise refuse(seq, f"reverses entry {ref}, which does not exist before it")
+        if owner is None:
+            name = str(ref)
+            if first_new <= ref < seq:
+                t = batch.rows[ref - batch.first_seq]
+                target = (t[KIND], tuple(t[n] for n in _TARGET_AT))
+            elif 1 <= ref < first_new:
+                target = stored.get(ref)
+            if target is None:
+                raise refuse(seq, f"reverses entry {ref}, which does not exist before it")
+            if ref in held:
+                raise refuse(seq, f"entry {ref} is reserved for reversal by kiosk {held[ref]}")
+        else:
+            name = f"{owner}#{ref}"
+            target = theirs.get((owner, ref))
+            if target is None:
+                raise refuse(
+                    seq, f"reverses entry {name} without central's reservation for this kiosk"
+                )
         kind, values = target
-        if kind not in _REVERSIBLE:
-            raise refuse(seq, f"reverses entry {ref} ({kind}), which cannot be reversed")
-        if ref in done:
-            raise refuse(seq, f"entry {ref} was already reversed by entry {done[ref]}")
-        for name, n, value in zip(_TARGET_FIELDS, _TARGET_AT, values, strict=True):
-            want = _negated(name, value)
+        if kind not in (_REVERSIBLE if owner is None else _OTHER_REVERSIBLE):
+            raise refuse(seq, f"reverses entry {name} ({kind}), which cannot be reversed")
+        key = (owner or device_id, ref)
+        if key in done:
+            by_device, by_seq = done[key]
+            by = str(by_seq) if by_device == device_id else f"{by_device}#{by_seq}"
+            raise refuse(seq, f"entry {name} was already reversed by entry {by}")
+        for field, n, value in zip(_TARGET_FIELDS, _TARGET_AT, values, strict=True):
+            want = _negated(field, value)
             if r[n] != want:
                 raise refuse(
-                    seq, f"a reversal of entry {ref} must have {name} {want!r}, got {r[n]!r}"
+                    seq, f"a reversal of entry {name} must have {field} {want!r}, got {r[n]!r}"
                 )
-        done[ref] = seq
+        done[key] = (device_id, seq)
 
 
 def _stock(

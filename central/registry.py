@@ -133,7 +133,7 @@ def _eligible(
     reversal after the month is not, recomputes the units without them."""
     e, r, ie = db.entries, aliased(db.entries), registry_issued_entries
     reversed_ = exists().where(
-        (r.c.device_id == e.c.device_id)
+        (func.coalesce(r.c.ref_device, r.c.device_id) == e.c.device_id)
         & (r.c.ref_seq == e.c.seq)
         & (r.c.kind == Kind.REVERSAL.value)
     )

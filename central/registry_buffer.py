@@ -3,7 +3,7 @@ is covered by retiring buffer units (docs/registry.md, "The buffer pool")."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, exists, func, select, update
 
 from central import db
 from central.registry_db import (
@@ -28,7 +28,8 @@ def cover_reversals(store: CentralStore, *, actor: str, now_ms: int) -> list[str
         due = conn.execute(
             select(ie.c.device_id, ie.c.seq)
             .where(ie.c.covered_units.is_(None) & exists().where(
-                (r.c.device_id == ie.c.device_id) & (r.c.ref_seq == ie.c.seq)
+                (func.coalesce(r.c.ref_device, r.c.device_id) == ie.c.device_id)
+                & (r.c.ref_seq == ie.c.seq)
                 & (r.c.kind == Kind.REVERSAL.value)))
         ).all()  # fmt: skip
     done = []

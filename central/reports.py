@@ -51,6 +51,7 @@ EXPORT_COLUMNS = (
     "flags",
     "received_ms",
     "h",
+    "ref_device",  # last: added with cross-kiosk reversals; empty for every other entry
 )
 
 _ENTRY_FIELDS = (
@@ -75,6 +76,7 @@ _ENTRY_FIELDS = (
     "rules_version",
     "flags",
     "data",
+    "ref_device",
 )
 
 
@@ -125,6 +127,7 @@ def entry_from_row(m: RowMapping) -> Entry:
         item_id=m["item_id"],
         qty=None if m["qty"] is None else int(m["qty"]),
         ref_seq=None if m["ref_seq"] is None else int(m["ref_seq"]),
+        ref_device=m["ref_device"],
         staff_id=m["staff_id"],
         reason=m["reason"],
         rules_version=m["rules_version"],
@@ -217,7 +220,9 @@ def totals_query(village_id: str) -> Select[Any]:
         )
         .select_from(
             e.outerjoin(
-                target, (target.c.device_id == e.c.device_id) & (target.c.seq == e.c.ref_seq)
+                target,
+                (target.c.device_id == func.coalesce(e.c.ref_device, e.c.device_id))
+                & (target.c.seq == e.c.ref_seq),
             )
         )
         .where(e.c.village_id == village_id)

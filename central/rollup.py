@@ -50,11 +50,12 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.orm import aliased
 
 from central import db
-from central.recheck import CATEGORY, CO2E, GRAMS, KIND, POINTS, REF
+from central.recheck import CATEGORY, CO2E, GRAMS, KIND, POINTS, REF, REF_DEVICE
 from greenpass.record.entries import Kind
 from sync import protocol
 
@@ -98,18 +99,22 @@ def day_of(wall_ms: int) -> int:
 
 def add(conn: Connection, device_id: str, village_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Count `rows` (a batch's new entries, `protocol.Batch.rows`, already inserted)."""
-    refs = {r[REF] for r in rows if r[KIND] == Kind.REVERSAL}
-    targets: dict[int, str] = {}
+    # A reversal's target: this kiosk's own entry, or another's (`ref_device`).
+    refs = {(r[REF_DEVICE] or device_id, r[REF]) for r in rows if r[KIND] == Kind.REVERSAL}
+    targets: dict[tuple[str, int], str] = {}
     if refs:
-        q = select(_e.c.seq, _e.c.kind).where((_e.c.device_id == device_id) & _e.c.seq.in_(refs))
-        targets = {int(seq): str(kind) for seq, kind in conn.execute(q)}
+        q = select(_e.c.device_id, _e.c.seq, _e.c.kind).where(
+            tuple_(_e.c.device_id, _e.c.seq).in_(refs)
+        )
+        targets = {(str(dev), int(seq)): str(kind) for dev, seq, kind in conn.execute(q)}
     sums: dict[tuple[int, str, str], list[int]] = {}
     for r in rows:
         kind, sign = str(r[KIND]), 1
         if kind == Kind.REVERSAL:
-            if r[REF] not in targets:
+            target = targets.get((r[REF_DEVICE] or device_id, r[REF]))
+            if target is None:
                 continue  # never stored: the raw query's outer join counts it nowhere
-            kind, sign = targets[r[REF]], -1
+            kind, sign = target, -1
         key = (day_of(r[WALL]), kind, r[CATEGORY] or NO_CATEGORY)
         s = sums.setdefault(key, [0, 0, 0, 0])
         s[0] += sign
@@ -127,11 +132,14 @@ def add(conn: Connection, device_id: str, village_id: str, rows: Sequence[tuple[
         )  # fmt: skip
 
 
-def rebuild(conn: Connection) -> None:
+def rebuild(conn: Connection, *, ref_device: bool = True) -> None:
     """The whole table again from `entries`: the migration that creates it, and after
-    entries were written by something other than ingest (the console bench)."""
+    entries were written by something other than ingest (the console bench).
+    `ref_device=False`: for migration 5, which runs before `entries.ref_device` exists
+    (migration 11; no reversal could name another kiosk's entry before it)."""
     conn.execute(delete(overview_rollup))
     target = aliased(_e)
+    owner = func.coalesce(_e.c.ref_device, _e.c.device_id) if ref_device else _e.c.device_id
     # Inlined literals, not bound parameters: PostgreSQL would see the SELECT's and the
     # GROUP BY's copies of an expression as different ($1 vs $2) and refuse the query.
     is_reversal = _e.c.kind == literal_column(f"'{Kind.REVERSAL.value}'")
@@ -153,7 +161,8 @@ def rebuild(conn: Connection) -> None:
         )
         .select_from(
             _e.outerjoin(
-                target, (target.c.device_id == _e.c.device_id) & (target.c.seq == _e.c.ref_seq)
+                target,
+                (target.c.device_id == owner) & (target.c.seq == _e.c.ref_seq),
             )
         )
         .where(counted.is_not(None))

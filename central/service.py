@@ -16,14 +16,18 @@ import threading
 import time
 from collections.abc import Callable
 
-from central import log_proofs, sequencer, tlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from central import log_proofs, reservations, sequencer, tlog
 from central.amqp_receiver import AmqpConfig, AmqpReceiver
+from central.db import storage_error
 from central.ingest import Ingest
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
 from greenpass.errors import StorageError
 from sync import protocol as p
+from sync import reserve_wire
 from sync.keys import Ed25519PrivateKey
 from sync.receiver import Outgoing, Receiver
 from sync.transport import BrokerConfig
@@ -76,7 +80,12 @@ class CentralService:
         # With `amqp` the batches come from a RabbitMQ cluster's queues, not MQTT.
         self.receiver: Receiver | AmqpReceiver = (
             Receiver(
-                broker, self.on_batch, self.on_status, tick=self.on_tick, on_connect=self.all_states
+                broker,
+                self.on_batch,
+                self.on_status,
+                tick=self.on_tick,
+                on_connect=self.all_states,
+                on_reserve=self.on_reserve,
             )
             if amqp is None
             else AmqpReceiver(
@@ -132,6 +141,17 @@ class CentralService:
         if result.stored and result.village_id is not None:
             self._dirty.setdefault(result.village_id, time.monotonic())
         return out
+
+    def on_reserve(self, topic: str, payload: bytes) -> list[Outgoing]:
+        """A kiosk asks to reverse another kiosk's entry (`central.reservations`)."""
+        device_id = p.device_of(topic, reserve_wire.REQUEST)
+        if device_id is None:
+            return []
+        try:
+            reply = reservations.reserve(self.store.engine, device_id, payload, self.now_ms())
+        except SQLAlchemyError as exc:
+            raise storage_error(exc, f"reserving a reversal for {device_id}") from exc
+        return [Outgoing(p.topic(device_id, reserve_wire.REPLY), reserve_wire.encode(reply))]
 
     def on_status(self, topic: str, payload: bytes) -> None:
         status = self.store.record_status(topic, payload, self.now_ms())

@@ -104,6 +104,8 @@ def file_name(version: str) -> str:
 def entry_record(e: Entry, h: bytes, village_id: str, received_ms: int, redacted: bool) -> str:
     """One line of `entries.jsonl`."""
     fields = e.fields()
+    if fields["ref_device"] is None:  # as in the canonical bytes: only when it is set
+        del fields["ref_device"]
     fields.update(h=h.hex(), village_id=village_id, received_ms=received_ms)
     if redacted:
         fields["redacted"] = True
@@ -113,7 +115,8 @@ def entry_record(e: Entry, h: bytes, village_id: str, received_ms: int, redacted
 def _entry_of(line: str, n: int) -> PackEntry:
     try:
         raw = json.loads(line)
-        fields = {k: raw[k] for k in ENTRY_FIELDS}
+        fields = {k: raw[k] for k in ENTRY_FIELDS if k != "ref_device"}
+        fields["ref_device"] = raw.get("ref_device")  # absent: not a cross-kiosk reversal
         fields["kind"] = Kind(fields["kind"])
         if not isinstance(fields["data"], dict):
             raise TypeError("data is not an object")
@@ -215,7 +218,7 @@ def totals_of(entries: Iterable[Entry], targets: Mapping[tuple[str, int], Entry]
     for e in entries:
         kind, sign = e.kind, 1
         if kind == Kind.REVERSAL:
-            target = targets.get((e.device_id, e.ref_seq or 0))
+            target = targets.get((e.ref_device or e.device_id, e.ref_seq or 0))
             if target is None:
                 continue  # the verifier reports it; it counts nowhere
             kind, sign = target.kind, -1

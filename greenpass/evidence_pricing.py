@@ -114,7 +114,8 @@ def _price(e: Entry, rules: Rules | None) -> str | None:
 
 def _reversal(e: Entry, target: Entry | None) -> str | None:
     if target is None:
-        return f"cancels seq {e.ref_seq}, which is not in the pack"
+        where = f"{e.ref_device} " if e.ref_device else ""
+        return f"cancels {where}seq {e.ref_seq}, which is not in the pack"
     if target.kind not in REVERSIBLE:
         return f"cancels a {target.kind} entry, which cannot be reversed"
     pairs = [(e.grams, target.grams), (e.points, target.points), (e.co2e_g, target.co2e_g),
@@ -145,7 +146,8 @@ def check_pricing(
         elif e.kind == Kind.REDEEM and (e.points >= 0 or (e.qty or 0) >= 0):
             wrong = "a redemption must take points and stock"
         elif e.kind == Kind.REVERSAL:
-            target_key = (e.device_id, e.ref_seq or 0)
+            # Its own kiosk's entry, or another's (`ref_device`, a cross-kiosk reversal).
+            target_key = (e.ref_device or e.device_id, e.ref_seq or 0)
             wrong = _reversal(e, by_key.get(target_key))
             if wrong is None and target_key in reversed_:
                 wrong = f"reverses seq {e.ref_seq} a second time"

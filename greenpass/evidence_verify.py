@@ -120,7 +120,7 @@ def _check_certificate(ctx: _Ctx, key: Ed25519PublicKey, path: Path, cert: Path)
         ctx.report.fail("certificate", [f"{cert}: not signed by the key given"])
         return
     reversed_in_pack = {
-        (p.entry.device_id, p.entry.ref_seq or 0)
+        (p.entry.ref_device or p.entry.device_id, p.entry.ref_seq or 0)
         for p in ctx.pack.entries
         if p.entry.kind == Kind.REVERSAL
     }

@@ -12,7 +12,8 @@
     POST /api/staff/redeem     {"cart": [["rice-5kg", 1]]}      for the scanned villager
     POST /api/staff/award      {"points": 50, "reason": "…"}
     POST /api/staff/enrol      {"household": "张家"}            → passbook id and card QR
-    POST /api/staff/reverse    {"seq": 12, "reason": "…"}
+    POST /api/staff/reverse    {"seq": 12, "reason": "…"}, or {"entry": "K1#12", "reason": "…"}
+                               for another kiosk's entry (reserved at central first)
     POST /api/staff/restock    {"item": "soap", "qty": 20}
     POST /api/staff/replace    {"passbook": "K0001-00003"}      a lost card → new passbook
                                                                 and card QR, balance carried
@@ -22,7 +23,9 @@
     GET  /api/staff/passbooks?q=…  the village's passbooks by id or name (names masked)
     GET  /api/catalogue        goods and services with stock (and a picture URL or null)
     GET  /api/catalogue/I/picture  item I's JPEG thumbnail from central's catalogue
-    GET  /api/staff/entries    recent entries (to pick one to reverse)
+    GET  /api/staff/entries    recent entries (to pick one to reverse); `other`: whether
+                               another kiosk's entry may be reversed here (central takes it)
+    GET  /api/staff/other-entry?id=K1%2312  another kiosk's entry, reserved for this one
     GET  /api/staff/report     today's report
     GET  /api/card.svg?text=…  a QR code as SVG (printing a new passbook card)
 
@@ -49,6 +52,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from edge.kiosk import actions as act
+from edge.kiosk import other_reversals as others
 from edge.kiosk.daemon import Kiosk
 from edge.kiosk.report import day_report
 from greenpass.errors import Refused
@@ -178,7 +182,12 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
 
     async def reverse(r: Request) -> dict[str, Any]:
         d = await _body(r)
+        if "entry" in d:
+            return await others.reverse(k, _field(d, "entry", str), _field(d, "reason", str))
         return await act.reverse(k, _field(d, "seq", int), _field(d, "reason", str))
+
+    async def other_entry(r: Request) -> dict[str, Any]:
+        return {"entry": await others.find(k, r.query_params.get("id", ""))}
 
     async def restock(r: Request) -> dict[str, Any]:
         d = await _body(r)
@@ -211,7 +220,9 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
 
     async def entries(r: Request) -> dict[str, Any]:
         act.require_staff(k)
-        return {"entries": await k.in_db(act.recent_entries, k)}
+        up = k.uplink
+        other = up is not None and up.other_reversals
+        return {"entries": await k.in_db(act.recent_entries, k), "other": other}
 
     async def report(r: Request) -> dict[str, Any]:
         act.require_staff(k)
@@ -249,6 +260,7 @@ def build_app(kiosk: Kiosk, *, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         Route("/api/catalogue", _guard(catalogue)),
         Route("/api/catalogue/{item}/picture", picture),
         Route("/api/staff/entries", _guard(entries)),
+        Route("/api/staff/other-entry", _guard(other_entry)),
         Route("/api/staff/report", _guard(report)),
         Route("/api/card.svg", card_svg),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -28,7 +28,8 @@ def ledger_totals(db: Path) -> dict[str, Any]:
     sql = (
         "SELECT e.kind, t.kind, e.category, COUNT(*), COALESCE(SUM(e.grams), 0), "
         "COALESCE(SUM(e.points), 0), COALESCE(SUM(e.co2e_g), 0) FROM entries e "
-        "LEFT JOIN entries t ON t.seq = e.ref_seq GROUP BY e.kind, t.kind, e.category"
+        "LEFT JOIN entries t ON t.seq = e.ref_seq AND e.ref_device IS NULL "
+        "GROUP BY e.kind, t.kind, e.category"
     )
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
         rows = c.execute(sql).fetchall()

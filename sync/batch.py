@@ -37,6 +37,7 @@ MAX_BATCH_BYTES = 64 * 1024  # uncompressed body a kiosk aims to stay under
 _KIND_CODES = {kind.value: n for n, kind in enumerate(Kind)}  # a Kind finds its value's
 _KINDS = list(Kind)
 _KIND_VALUES = [kind.value for kind in Kind]
+_REVERSAL_CODE = _KIND_CODES[Kind.REVERSAL.value]
 
 
 class WireEntry(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -94,11 +95,20 @@ class _BatchBodyV2(_BatchBodyV1):
     personal: list[WirePersonal] = []
 
 
-class BatchBody(_BatchBodyV2, forbid_unknown_fields=True):
+class _BatchBodyV3(_BatchBodyV2):
     # The kiosk's signature of its last entry's head (`greenpass.heads`), sent only to a
     # central whose acks say it takes them (`ACCEPT_HEADS`): one from before them
     # refuses an eleventh element, so a body without it goes as `_BatchBodyV2` or V1.
     head_sig: bytes = b""
+
+
+class BatchBody(_BatchBodyV3, forbid_unknown_fields=True):
+    # `Entry.ref_device` of the entries that have one (reversals of another kiosk's
+    # entry), by their index in `entries`: beside them, not in `WireEntry`, so that the
+    # entries of every other batch stay as they were. Only kiosks whose central accepts
+    # them (`ACCEPT_REF_DEVICE`) write such entries; a central from before them refuses a
+    # twelfth element, so a body without any goes as `_BatchBodyV3` or shorter.
+    ref_devices: dict[int, str] = {}
 
 
 MAX_PERSONAL = 200  # personal records in one batch; the rest go with the next
@@ -112,7 +122,7 @@ _batch_decoder = msgspec.msgpack.Decoder(BatchBody)
 ROW_FIELDS = (
     "device_id", "seq", "entry_id", "kind", "wall_ms", "clock_ok", "boot_id", "mono_ms",
     "passbook_id", "category", "grams", "points", "co2e_g", "item_id", "qty", "ref_seq",
-    "staff_id", "reason", "rules_version", "flags", "data",
+    "staff_id", "reason", "rules_version", "flags", "data", "ref_device",
 )  # fmt: skip
 if tuple(f.name for f in dataclass_fields(Entry)) != ROW_FIELDS:  # pragma: no cover
     raise RuntimeError("sync.batch.ROW_FIELDS no longer lists Entry's fields in order")
@@ -164,14 +174,17 @@ def _eid(entry_id: str, wall_ms: int) -> bytes:
 
 def _wire(
     rows: Sequence[tuple[tuple[Any, ...], bytes]],
-) -> tuple[list[WireEntry], list[str], list[str]]:
+) -> tuple[list[WireEntry], list[str], list[str], dict[int, str]]:
     boots: dict[str, int] = {}
     rules: dict[str, int] = {}
-    out = []
+    refs: dict[int, str] = {}
+    out: list[WireEntry] = []
     wall = mono = 0
     kinds = _KIND_CODES
     for r, _ in rows:  # positions: ROW_FIELDS; r[8:18] are WireEntry's passbook..reason
         rules_version = r[18]
+        if len(r) > 21 and r[21] is not None:
+            refs[len(out)] = r[21]
         out.append(
             WireEntry(
                 kinds[r[3]],
@@ -187,13 +200,13 @@ def _wire(
             )
         )  # fmt: skip
         wall, mono = r[4], r[7]
-    return out, list(boots), list(rules)
+    return out, list(boots), list(rules), refs
 
 
 def _entry_fields(entry: Entry) -> tuple[Any, ...]:
     """An entry as a row of `Batch.rows` / `encode_rows` (ROW_FIELDS order, kind as str)."""
     values = tuple(getattr(entry, name) for name in ROW_FIELDS)
-    return (*values[:3], entry.kind.value, *values[4:20], dict(entry.data))
+    return (*values[:3], entry.kind.value, *values[4:20], dict(entry.data), entry.ref_device)
 
 
 def encode_batch(
@@ -238,13 +251,15 @@ def encode_rows(
         raise ValueError(f"at most {MAX_PERSONAL} personal records in a batch")
     n = len(rows)
     while True:
-        wire, boots, rules = _wire(rows[:n])
+        wire, boots, rules, refs = _wire(rows[:n])
         last_h = rows[n - 1][1]
         head = (VERSION, device_id, rows[0][0][1], prev_h, last_h, sent_ms, boots, rules)
+        sig = heads.sign_head(key, device_id, rows[n - 1][0][1], last_h) if sign_head else b""
         # The shortest body that carries what is present: an older central refuses more.
-        if sign_head:
-            sig = heads.sign_head(key, device_id, rows[n - 1][0][1], last_h)
-            body = pack.encode(BatchBody(*head, wire, list(personal), sig))
+        if refs:
+            body = pack.encode(BatchBody(*head, wire, list(personal), sig, refs))
+        elif sign_head:
+            body = pack.encode(_BatchBodyV3(*head, wire, list(personal), sig))
         elif personal:
             body = pack.encode(_BatchBodyV2(*head, wire, list(personal)))
         else:
@@ -285,6 +300,7 @@ class _Canonical(msgspec.Struct):
     points: int
     qty: int | None
     reason: str | None
+    ref_device: str | msgspec.UnsetType  # UNSET: left out of the bytes (canonical_bytes)
     ref_seq: int | None
     rules_version: str | None
     seq: int
@@ -317,6 +333,12 @@ def decode_batch(env: Envelope) -> Batch:
         raise ProtocolError("rejected", "bad first_seq or hash length")
     if body.head_sig and len(body.head_sig) != heads.SIGNATURE_SIZE:
         raise ProtocolError("rejected", f"a head signature of {len(body.head_sig)} bytes")
+    refs, unset = body.ref_devices, msgspec.UNSET
+    for n, named in refs.items():
+        if not (0 <= n < len(body.entries) and body.entries[n].kind == _REVERSAL_CODE):
+            raise ProtocolError("rejected", f"ref_device for entry {n}, which is no reversal")
+        if not named or named == body.device_id:
+            raise ProtocolError("rejected", f"entry {n}: ref_device {named!r}")
     n_kinds, boots, rules = len(_KINDS), body.boots, body.rules
     n_boots, n_rules = len(boots), len(rules)
     rows: list[tuple[Any, ...]] = []
@@ -339,20 +361,22 @@ def decode_batch(env: Envelope) -> Batch:
         entry_id = _entry_id(w.eid, wall)
         kind, boot = _KIND_VALUES[w.kind], boots[w.boot]
         rules_version = None if w.rules is None else rules[w.rules]
+        ref_device = refs.get(n) if refs else None
         prev = sha256(
             prev
             + canonical(
                 _Canonical(
                     boot, w.category, w.ok, w.co2e, w.data, device, entry_id, w.flags,
                     w.grams, w.item, kind, mono, w.passbook, w.points, w.qty, w.reason,
-                    w.ref, rules_version, seq, w.staff, version, wall,
+                    unset if ref_device is None else ref_device, w.ref, rules_version, seq,
+                    w.staff, version, wall,
                 )
             )
         ).digest()  # fmt: skip
         rows.append(
             (device, seq, entry_id, kind, wall, w.ok, boot, mono, w.passbook, w.category,
              w.grams, w.points, w.co2e, w.item, w.qty, w.ref, w.staff, w.reason,
-             rules_version, w.flags, w.data)
+             rules_version, w.flags, w.data, ref_device)
         )  # fmt: skip
         hashes.append(prev)
         seq += 1

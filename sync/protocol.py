@@ -9,6 +9,9 @@ Pure: no network, no database. Both ends import it, so it is the contract:
                                                 central, retained
     gp/v1/dev/<D>/status      kiosk → central   `Status`, JSON, retained; also the
                                                 kiosk's last will
+    gp/v1/dev/<D>/up/reverse  kiosk → central   `ReserveRequest`, JSON: reserve
+                                                another kiosk's entry to reverse it
+    gp/v1/dev/<D>/down/reverse central → kiosk  `ReserveReply`, JSON (`sync.reserve_wire`)
 
 Batches and states travel in the signed envelope of `sync.envelope`. This module
 holds the topics, acks, statuses and states, and re-exports the batch, envelope
@@ -53,6 +56,7 @@ from sync.log_wire import LOG_FAULTS, STICKY_LOG_FAULTS, LogFault, StateLog, Wir
 __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for each
     "ACCEPT_HEADS",
     "ACCEPT_PERSONAL",
+    "ACCEPT_REF_DEVICE",
     "ACK",
     "ACK_STATUSES",
     "BATCH",
@@ -165,6 +169,9 @@ class Ack(msgspec.Struct, kw_only=True):
 ACCEPT_PERSONAL = "personal_v1"
 # The signed head of a batch's last entry (BatchBody.head_sig, greenpass.heads).
 ACCEPT_HEADS = "heads_v1"
+# Reversals of another kiosk's entry (Entry.ref_device, BatchBody.ref_devices), and the
+# reservations that come before them on `up/reverse` (sync.reserve_wire).
+ACCEPT_REF_DEVICE = "ref_device_v1"
 
 ACK_STATUSES = frozenset({"ok", "gap", "bad_chain", "bad_signature", "rejected"})
 MAX_ACK_PAYLOAD = 16 * 1024  # an ack is a few hundred bytes; more is not one

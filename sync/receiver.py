@@ -20,12 +20,18 @@ from dataclasses import dataclass
 
 from greenpass.errors import StorageError
 from sync import protocol as p
+from sync import reserve_wire
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
 log = logging.getLogger(__name__)
 
 STATUS_SUBSCRIPTION = f"$share/central/{p.TOPIC_ROOT}/+/{p.STATUS}"
-V311_SUBSCRIPTIONS = (f"{p.TOPIC_ROOT}/+/{p.BATCH}", f"{p.TOPIC_ROOT}/+/{p.STATUS}")
+RESERVE_SUBSCRIPTION = f"$share/central/{p.TOPIC_ROOT}/+/{reserve_wire.REQUEST}"
+V311_SUBSCRIPTIONS = (
+    f"{p.TOPIC_ROOT}/+/{p.BATCH}",
+    f"{p.TOPIC_ROOT}/+/{p.STATUS}",
+    f"{p.TOPIC_ROOT}/+/{reserve_wire.REQUEST}",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Receiver:
         *,
         tick: Tick | None = None,
         on_connect: Tick | None = None,
+        on_reserve: Handler | None = None,
         tick_s: float = 0.25,
         backoff: Backoff | None = None,
     ) -> None:
@@ -58,6 +65,8 @@ class Receiver:
         self.on_status = on_status
         self.tick = tick
         self.on_connect = on_connect
+        # Requests to reserve another kiosk's entry for a reversal (sync.reserve_wire).
+        self.on_reserve = on_reserve
         self.tick_s = tick_s
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=15)
         self.stop_event = threading.Event()
@@ -80,7 +89,7 @@ class Receiver:
         keep_connected(
             lambda: Transport(self.broker),
             self._loop,
-            subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION)
+            subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, RESERVE_SUBSCRIPTION)
             if self.broker.v5
             else V311_SUBSCRIPTIONS,
             backoff=self.backoff,
@@ -125,6 +134,10 @@ class Receiver:
             out = self._guard(lambda: self.on_batch(msg.topic, msg.payload))
             self._send(t, out)
             self.handled += 1
+        elif msg.topic.endswith("/" + reserve_wire.REQUEST) and self.on_reserve is not None:
+            if not msg.retain:  # a retained request is stale by the time anyone reads it
+                on_reserve = self.on_reserve
+                self._send(t, self._guard(lambda: on_reserve(msg.topic, msg.payload)))
         elif msg.topic.endswith("/" + p.STATUS):
 
             def status() -> list[Outgoing]:

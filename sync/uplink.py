@@ -41,13 +41,16 @@ from edge.ledger.central_state import CentralState, ItemRecord, VillagerRecord
 from edge.ledger.ledger import Ledger
 from greenpass import __version__
 from greenpass.errors import BadAck, GreenPassError, TransportError
+from greenpass.record.targets import OtherEntry
 from sync import protocol as p
+from sync import reserve_wire
 from sync.acks import judge_ack, refusal_fault
 from sync.faults import Faults
 from sync.head_signing import HeadSigning
 from sync.keys import Ed25519PrivateKey, Ed25519PublicKey
 from sync.log_check import LogChecker
 from sync.personal_sender import PersonalSender
+from sync.reserver import Reserver
 from sync.supervisor import RestartPolicy, Supervisor
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
 
@@ -141,6 +144,7 @@ class Uplink:
         self._fresh: set[int] = set()  # first seqs sent since acked_seq last moved
         self.personal = PersonalSender(ledger.store, self.device_id, key)
         self.heads = HeadSigning(ledger.store)
+        self.reserver = Reserver(ledger.store, self.device_id, lambda: self._transport)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -159,6 +163,16 @@ class Uplink:
     def failed(self) -> str | None:
         """Why the uplink thread is gone for good (the kiosk then exits); None otherwise."""
         return None if self._supervisor is None else self._supervisor.failed
+
+    @property
+    def other_reversals(self) -> bool:
+        """Central takes reversals of other kiosks' entries (`sync.reserver`)."""
+        return self.reserver.enabled()
+
+    def reserve_reversal(self, target_device: str, target_seq: int, staff_id: str) -> OtherEntry:
+        """Ask central, now, to reserve another kiosk's entry for this kiosk to reverse;
+        `Refused` (``needs_network`` among others) if it is not."""
+        return self.reserver.reserve(target_device, target_seq, staff_id)
 
     def start(self) -> None:
         """Run the uplink in its own thread, restarted after a crash (`Supervisor`)."""
@@ -185,7 +199,11 @@ class Uplink:
                 will=(p.topic(self.device_id, p.STATUS), self._status_payload(online=False)),
             ),
             self._session,
-            subscriptions=(p.topic(self.device_id, p.ACK), p.topic(self.device_id, p.STATE)),
+            subscriptions=(
+                p.topic(self.device_id, p.ACK),
+                p.topic(self.device_id, p.STATE),
+                p.topic(self.device_id, reserve_wire.REPLY),
+            ),
             backoff=self.backoff,
             stop=self.stop_event,
             name=f"uplink {self.device_id}",
@@ -272,6 +290,8 @@ class Uplink:
                         paused_until = time.monotonic() + pause_s
                 elif msg.topic.endswith(p.STATE):
                     self._on_state(msg)
+                elif msg.topic.endswith(reserve_wire.REPLY):
+                    self.reserver.on_reply(msg.payload)
             due = self.faults.take_due()
             due = self.log_check.take_due() or due
             if due or time.monotonic() - last_status >= self.status_every_s:
@@ -323,6 +343,7 @@ class Uplink:
         self.stats.acks += 1
         self.personal.on_ack(ack)
         self.heads.on_ack(ack)
+        self.reserver.on_ack(ack)
         if judged.late:
             self.stats.late_acks += 1
             log.debug("uplink %s: a late %s ack ignored", self.device_id, ack.status)

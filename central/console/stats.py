@@ -140,7 +140,9 @@ def overview_raw(store: CentralStore, villages: list[str], now_ms: int, tz: Zone
         )
         .select_from(
             e.outerjoin(
-                target, (target.c.device_id == e.c.device_id) & (target.c.seq == e.c.ref_seq)
+                target,
+                (target.c.device_id == func.coalesce(e.c.ref_device, e.c.device_id))
+                & (target.c.seq == e.c.ref_seq),
             )
         )
         .where(e.c.village_id.in_(villages))

@@ -293,6 +293,7 @@ def recent_entries(k: Kiosk, limit: int = 20) -> list[dict[str, Any]]:
         "SELECT e.seq, e.kind, e.passbook_id, e.category, e.grams, e.points, e.item_id, e.qty, "
         "e.staff_id, e.wall_ms, r.seq AS reversed_by, v.household_name FROM entries e "
         "LEFT JOIN entries r ON r.kind = 'reversal' AND r.ref_seq = e.seq "
+        "AND r.ref_device IS NULL "
         "LEFT JOIN villagers v ON v.passbook_id = e.passbook_id "
         "WHERE e.kind IN ('deposit', 'redeem', 'award', 'restock', 'adjust_stock') "
         "ORDER BY e.seq DESC LIMIT ?",

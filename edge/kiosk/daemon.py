@@ -450,6 +450,11 @@ class Kiosk:
 
     # --- helpers ------------------------------------------------------------------------
 
+    @property
+    def uplink(self) -> UplinkHandle | None:
+        """The sync uplink, when this kiosk syncs (staff actions that ask central)."""
+        return self._uplink
+
     def require_ledger(self) -> Ledger:
         if self.ledger is None:
             raise RuntimeError("the kiosk is not started")

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from edge.kiosk.config import KioskConfig
 from edge.kiosk.devices import Devices
+from greenpass.record.targets import OtherEntry
 
 
 class Fault(Protocol):
@@ -33,6 +34,15 @@ class UplinkHandle(Protocol):
     @property
     def failed(self) -> str | None:
         """Why the uplink thread is gone for good: the kiosk must exit to be restarted."""
+
+    @property
+    def other_reversals(self) -> bool:
+        """Central takes reversals of other kiosks' entries (staff are offered them)."""
+
+    def reserve_reversal(self, target_device: str, target_seq: int, staff_id: str) -> OtherEntry:
+        """Central's reservation of another kiosk's entry for this one to reverse, with the
+        fields to negate; `Refused` otherwise (``needs_network`` when it cannot answer).
+        Blocks for up to a few seconds: call it off the event loop."""
 
     def start(self) -> None: ...
     def stop(self, timeout_s: float = 10.0) -> None: ...

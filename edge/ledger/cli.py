@@ -178,7 +178,8 @@ def _describe(e: Entry) -> str:
     if e.co2e_g:
         parts.append(f"{e.co2e_g:+d} g CO2e")
     if e.ref_seq:
-        parts.append(f"reverses #{e.ref_seq}")
+        where = f"{e.ref_device} " if e.ref_device else ""
+        parts.append(f"reverses {where}#{e.ref_seq}")
     if e.data.get("replaces"):
         parts.append(f"{e.passbook_id} replaces {e.data['replaces']}")
     if e.reason:

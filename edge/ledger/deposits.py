@@ -35,11 +35,13 @@ MAX_REPLAY = 5_000  # more new entries than this since the view's seq: start ove
 
 _LOAD = (
     "SELECT seq, kind, category, grams, wall_ms, boot_id, mono_ms, ref_seq FROM entries "
-    "WHERE passbook_id = ? AND kind IN ('deposit', 'reversal') ORDER BY seq"
+    "WHERE passbook_id = ? AND kind IN ('deposit', 'reversal') AND ref_device IS NULL "
+    "ORDER BY seq"
 )
 _TAIL = (
     "SELECT seq, kind, category, grams, wall_ms, boot_id, mono_ms, ref_seq, passbook_id "
-    "FROM entries WHERE seq > ? AND kind IN ('deposit', 'reversal') ORDER BY seq"
+    "FROM entries WHERE seq > ? AND kind IN ('deposit', 'reversal') AND ref_device IS NULL "
+    "ORDER BY seq"
 )
 
 

@@ -34,6 +34,7 @@ from greenpass.errors import IntegrityError, LedgerError, Refused, RulesError
 from greenpass.record import ids
 from greenpass.record.entries import GENESIS_H, ChainReport, Entry, Kind, check_chain
 from greenpass.record.rules import Rules, weighable
+from greenpass.record.targets import OtherEntry
 
 # What a deposit must read before it may write, in one statement: the rules in force,
 # the villager's standing and the chain head (NULLs for an unknown passbook, an empty chain).
@@ -256,6 +257,12 @@ class Ledger:
     def reverse(self, seq: int, *, staff_id: str, reason: str) -> Entry:
         """Cancel an earlier entry with a new one that negates it (at most once)."""
         return reversal.reverse(self.store, self._appender, seq, staff_id=staff_id, reason=reason)
+
+    def reverse_other(self, target: OtherEntry, *, staff_id: str, reason: str) -> Entry:
+        """Cancel another kiosk's entry that central reserved for this one (`sync.reserve`)."""
+        return reversal.reverse_other(
+            self.store, self._appender, target, staff_id=staff_id, reason=reason
+        )
 
     # --- catalogue and stock (edge.ledger.catalogue) ------------------------------------
 

@@ -39,6 +39,13 @@ Migration 6 (log check, `sync.log_check`, `edge.ledger.log_record`):
 - `log_faults`: every failed check, the current one with `cleared_ms` NULL (at most
   one), with the checkpoint that failed as evidence. Reset by a technician
   (`greenpass sync log --reset`), never deleted.
+
+Migration 7 (cross-kiosk reversals, docs/ledger.md):
+- `entries.ref_device`: the device whose entry `ref_seq` is, set only on a reversal of
+  another kiosk's entry (reserved at central first); NULL on every other entry, whose
+  canonical bytes therefore stay as they were.
+- `entries_reversed_once` now covers (ref_device, ref_seq): one reversal per target,
+  this kiosk's own (NULL, seq) and another's (device, seq) alike.
 """
 
 from __future__ import annotations
@@ -231,6 +238,17 @@ CREATE TABLE log_faults (
 
 CREATE UNIQUE INDEX log_faults_one_current ON log_faults ((cleared_ms IS NULL))
     WHERE cleared_ms IS NULL;
+""",
+    ),
+    (
+        7,
+        "cross-kiosk reversals",
+        """
+ALTER TABLE entries ADD COLUMN ref_device TEXT;
+
+DROP INDEX entries_reversed_once;
+CREATE UNIQUE INDEX entries_reversed_once ON entries (ifnull(ref_device, ''), ref_seq)
+    WHERE kind = 'reversal';
 """,
     ),
 ]

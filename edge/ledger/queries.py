@@ -285,7 +285,11 @@ class DayReport:
     entries: int  # every standing entry of the day but reversals (enrolments and restocks too)
 
 
-_STANDING = "seq NOT IN (SELECT ref_seq FROM entries WHERE kind = 'reversal')"
+# This kiosk's own entries a reversal here cancelled (`ref_device` NULL); a reversal of
+# another kiosk's entry cancels nothing in this ledger.
+_STANDING = (
+    "seq NOT IN (SELECT ref_seq FROM entries WHERE kind = 'reversal' AND ref_device IS NULL)"
+)
 
 
 def today_deposits(conn: sqlite3.Connection, passbook_id: str, day_start: int) -> list[DepositLine]:
@@ -293,7 +297,8 @@ def today_deposits(conn: sqlite3.Connection, passbook_id: str, day_start: int) -
     rows = conn.execute(
         "SELECT seq, category, grams, points, co2e_g, wall_ms, flags FROM entries "
         "WHERE passbook_id = ?1 AND kind = 'deposit' AND wall_ms >= ?2 AND seq NOT IN "
-        "(SELECT ref_seq FROM entries WHERE passbook_id = ?1 AND kind = 'reversal') "
+        "(SELECT ref_seq FROM entries WHERE passbook_id = ?1 AND kind = 'reversal' "
+        "AND ref_device IS NULL) "
         "ORDER BY seq DESC",
         (passbook_id, day_start),
     ).fetchall()
@@ -324,7 +329,8 @@ def check_reversible(conn: sqlite3.Connection, target: Entry) -> None:
     if target.kind not in REVERSIBLE:
         raise Refused("not_reversible", f"a {target.kind} entry cannot be reversed")
     done = conn.execute(
-        "SELECT seq FROM entries WHERE kind = ? AND ref_seq = ?", (Kind.REVERSAL.value, target.seq)
+        "SELECT seq FROM entries WHERE kind = ? AND ref_seq = ? AND ref_device IS NULL",
+        (Kind.REVERSAL.value, target.seq),
     ).fetchone()
     if done is not None:
         raise Refused(

@@ -15,7 +15,12 @@ ENTRY_COLUMNS = tuple(f.name for f in fields(Entry))
 SELECT_ENTRY = f"SELECT {', '.join(ENTRY_COLUMNS)}, h FROM entries"
 _KINDS = {kind.value: kind for kind in Kind}
 _DATA = ENTRY_COLUMNS.index("data")
-if ENTRY_COLUMNS[3] != "kind" or ENTRY_COLUMNS[5] != "clock_ok" or _DATA != 20:  # pragma: no cover
+if (
+    ENTRY_COLUMNS[3] != "kind"
+    or ENTRY_COLUMNS[5] != "clock_ok"
+    or _DATA != 20
+    or ENTRY_COLUMNS[21:] != ("ref_device",)
+):  # pragma: no cover
     raise RuntimeError("edge.ledger.rows no longer matches Entry's fields")
 
 
@@ -28,8 +33,9 @@ def fields_from_row(row: Sequence[Any]) -> tuple[tuple[Any, ...], bytes]:
         bool(row[5]),
         *row[6:_DATA],
         {} if data == "{}" else json.loads(data),  # the ledger writes "{}" for no data
+        row[_DATA + 1],  # ref_device
     )
-    return values, bytes(row[_DATA + 1])
+    return values, bytes(row[_DATA + 2])
 
 
 def entry_from_row(row: Sequence[Any]) -> tuple[Entry, bytes]:

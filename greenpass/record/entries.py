@@ -6,8 +6,11 @@ An entry is immutable. Its hash is
 
 `canonical_bytes` is UTF-8 JSON of every field except `h`, keys sorted, no
 whitespace, integers as integers, absent values as null (format version 1, in
-the field `v`). Central recomputes the same bytes from the synced fields, so this
-function is the contract between kiosk and central: change it only with a new `v`.
+the field `v`). The one exception is `ref_device`, added later: it is in the bytes
+only when it is set (a reversal of another kiosk's entry), so every entry written
+before it, and every entry without it, hashes exactly as it always did. Central
+recomputes the same bytes from the synced fields, so this function is the contract
+between kiosk and central: change it only with a new `v`.
 
 Signed quantities make every total a plain sum: a reversal carries the negated
 grams, points, CO2e and stock of the entry it cancels.
@@ -66,6 +69,10 @@ class Entry:
     rules_version: str | None = None
     flags: str = ""  # comma-separated review flags, e.g. "burst,heavy"
     data: Mapping[str, str] = field(default_factory=dict)  # kind-specific text fields
+    # The device whose entry `ref_seq` is, when it is not this one: a reversal of another
+    # kiosk's entry, reserved at central first (docs/design.md §3). Last, so positional
+    # readers of older rows stay as they were; None for every other entry.
+    ref_device: str | None = None
 
     def fields(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies and was a third of a deposit.
@@ -88,7 +95,10 @@ _ENCODER = msgspec.json.Encoder(order="sorted")
 
 
 def _canonical(fields: dict[str, Any]) -> bytes:
-    return _ENCODER.encode({**fields, "v": CANONICAL_VERSION})
+    doc = {**fields, "v": CANONICAL_VERSION}
+    if doc.get("ref_device") is None:
+        doc.pop("ref_device", None)  # absent, not null: older entries' bytes stay as they were
+    return _ENCODER.encode(doc)
 
 
 def chain_hash(prev_h: bytes, entry: Entry) -> bytes:

@@ -211,6 +211,16 @@ GP.STRINGS = {
     msg_bad_name: "户名要 1 到 64 个字",
     msg_bad_quantity: "数量不对",
     msg_already_reversed: "这条已经撤销过了",
+    msg_already_reversed_at: "这条已经在 {by} 撤销过了",
+    msg_needs_network: "需要联网：连上网络后再试",
+    msg_not_found: "中心没有这条记录（可能还没同步，或编号不对）",
+    msg_bad_entry_ref: "编号不对：机器号#序号，如 K1#42",
+    msg_own_entry: "这是本机的记录，请在列表里选",
+    msg_not_reversible_here: "商品和库存的记录请在原来的机器上撤销",
+    msg_other_village: "这条记录属于别的村",
+    other_entry: "其他机器的记录",
+    other_entry_hint: "如 K1#42",
+    other_find: "查找",
     msg_not_reversible: "这条不能撤销",
     msg_unknown_entry: "找不到这条记录",
     msg_not_allowed: "没有权限做这件事",
@@ -417,6 +427,16 @@ GP.STRINGS = {
     msg_bad_name: "A household name is 1 to 64 characters",
     msg_bad_quantity: "Wrong quantity",
     msg_already_reversed: "This entry was already reversed",
+    msg_already_reversed_at: "This entry was already reversed at kiosk {by}",
+    msg_needs_network: "Needs the network: try again once online",
+    msg_not_found: "Central holds no such entry (not synced yet, or a wrong id)",
+    msg_bad_entry_ref: "Not an entry id: kiosk#number, e.g. K1#42",
+    msg_own_entry: "This kiosk's own entry: pick it from the list",
+    msg_not_reversible_here: "Goods and stock entries are reversed at their own kiosk",
+    msg_other_village: "The entry belongs to another village",
+    other_entry: "Another kiosk's entry",
+    other_entry_hint: "e.g. K1#42",
+    other_find: "Find",
     msg_not_reversible: "This entry cannot be reversed",
     msg_unknown_entry: "No such entry",
     msg_not_allowed: "You may not do this",
@@ -465,6 +485,9 @@ GP.co2 = function (grams) {
  * `details` the refusal's numbers (the 409 body: e.g. tries_left for a wrong PIN). */
 GP.message = function (lang, code, message, details) {
   if (!code) return "";
+  if (code === "already_reversed" && details && details.by) {
+    return GP.t(lang, "msg_already_reversed_at", { by: details.by });
+  }
   if (code === "bad_pin") {
     const n = details && details.tries_left;
     return n != null ? GP.t(lang, "msg_bad_pin_left", { n }) : GP.t(lang, "msg_bad_pin");

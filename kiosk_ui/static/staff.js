@@ -640,6 +640,7 @@ window.GP = window.GP || {};
   async function loadEntries(L) {
     const r = await GP.get("/api/staff/entries");
     L.entries = r.ok ? r.entries : [];
+    L.other = Boolean(r.ok && r.other); // central takes reversals of other kiosks' entries
     if (!r.ok) L.error = r;
     render();
   }
@@ -693,13 +694,18 @@ window.GP = window.GP || {};
       html:
         `<section class="staff">${header(v, "reverse")}` +
         `<div class="confirm confirm-dense" id="reverse-confirm" data-seq="${e.seq}">${icon("undo", "confirm-icon")}` +
-        `<div class="confirm-text"><p class="confirm-title" id="confirm-title">${esc(t("reverse_confirm_title", { seq: e.seq }))}</p>` +
+        `<div class="confirm-text"><p class="confirm-title" id="confirm-title">${esc(t("reverse_confirm_title", { seq: entryId(e) }))}</p>` +
         lines.map(([id, text]) => `<p id="confirm-${id}">${esc(text)}</p>`).join("") +
         `</div>` +
         `<div class="actions"><button class="btn btn-secondary" data-act="reverse-back" id="reverse-back">${icon("back")}<span>${esc(t("cancel"))}</span></button>` +
         `<button class="btn btn-primary" data-act="reverse-do" id="reverse-do"${busy}>${icon("undo")}<span>${esc(t("reverse_confirm_do"))}</span></button></div>` +
         `</div></section>`,
     };
+  }
+
+  /** An entry's id as staff read it: "#12" here, "K1#12" for another kiosk's. */
+  function entryId(e) {
+    return e.device ? `${e.device}#${e.seq}` : e.seq;
   }
 
   GP.screens.staff_reverse = (v, L) => {
@@ -719,7 +725,7 @@ window.GP = window.GP || {};
         );
       })
       .join("");
-    const picked = (entries || []).find((e) => e.seq === L.pick);
+    const picked = L.pick === "other" ? L.otherEntry : (entries || []).find((e) => e.seq === L.pick);
     const reason = L.reason || "";
     if (picked && L.confirm && reason.trim()) return reverseConfirm(v, picked, reason.trim());
     const off = !picked || !reason.trim() || GP.isBusy("/api/staff/reverse") ? " disabled" : "";
@@ -727,14 +733,21 @@ window.GP = window.GP || {};
       .map((k) => `<button type="button" class="chip-btn" data-act="set" data-arg="reason=${esc(t(k))}">${esc(t(k))}</button>`)
       .join("");
     const side = picked
-      ? `<p class="picked-entry" id="picked-entry">#${picked.seq} ${esc(t(`kind_${picked.kind}`))} ${esc(entryWhat(v, picked))}</p>`
+      ? `<p class="picked-entry" id="picked-entry">${picked.device ? esc(picked.device) : ""}#${picked.seq} ${esc(t(`kind_${picked.kind}`))} ${esc(entryWhat(v, picked))}</p>`
       : `<p class="picked-entry muted" id="picked-entry">${esc(t("pick_entry"))}</p>`;
+    // Another kiosk's entry, by the id on the villager's receipt: only when central takes it.
+    const findBusy = GP.isBusy("/api/staff/other-entry") ? " disabled" : "";
+    const other = L.other
+      ? `<label for="other-entry">${esc(t("other_entry"))}</label>` +
+        `<div class="inline"><input id="other-entry" data-bind="otherId" maxlength="80" placeholder="${esc(t("other_entry_hint"))}" value="${esc(L.otherId || "")}">` +
+        `<button type="button" class="btn btn-small btn-secondary" data-act="find-other" id="find-other"${findBusy}><span>${esc(t("other_find"))}</span></button></div>`
+      : "";
     return {
       title: staffTitle(v),
       html:
         `<section class="staff">${header(v, "reverse")}` +
         `<div class="split"><div class="list scroll" id="entries">${entries ? rows : loading()}</div>` +
-        `<form class="side" data-submit="reverse" id="reverse-form" autocomplete="off">${side}` +
+        `<form class="side" data-submit="reverse" id="reverse-form" autocomplete="off">${other}${side}` +
         `<label for="reverse-reason">${esc(t("reason"))}</label>` +
         `<input id="reverse-reason" data-bind="reason" maxlength="200" value="${esc(reason)}">` +
         `<div class="chips">${reasons}</div>` +
@@ -744,6 +757,22 @@ window.GP = window.GP || {};
     };
   };
 
+  GP.actions["find-other"] = async () => {
+    const L = local();
+    const id = (L.otherId || "").trim();
+    if (!id) return;
+    L.done = L.error = null;
+    const r = await GP.get(`/api/staff/other-entry?id=${encodeURIComponent(id)}`);
+    if (local() !== L) return;
+    if (r.ok) {
+      L.otherEntry = r.entry;
+      L.pick = "other";
+    } else {
+      L.error = r;
+      if (L.pick === "other") L.pick = null;
+    }
+    render();
+  };
   GP.actions["pick-entry"] = (seq) => {
     const L = local();
     L.pick = Number(seq);
@@ -765,13 +794,18 @@ window.GP = window.GP || {};
   GP.actions["reverse-do"] = async () => {
     const L = local();
     if (L.pick === undefined || L.pick === null) return;
-    const r = await GP.post("/api/staff/reverse", { seq: L.pick, reason: (L.reason || "").trim() });
+    const reason = (L.reason || "").trim();
+    const body =
+      L.pick === "other" && L.otherEntry ? { entry: entryId(L.otherEntry), reason } : { seq: L.pick, reason };
+    const r = await GP.post("/api/staff/reverse", body);
     if (local() !== L) return;
     L.confirm = false;
     if (r.ok) {
       L.done = t("reversed_ok", { seq: r.reverses });
       L.error = null;
       L.pick = null;
+      L.otherEntry = null;
+      L.otherId = "";
       L.reason = "";
     } else {
       L.error = r;

@@ -141,7 +141,7 @@ def row(kind: str, **fields: Any) -> tuple[Any, ...]:
         "clock_ok": True, "boot_id": "b", "mono_ms": 0, "passbook_id": None,
         "category": None, "grams": None, "points": 0, "co2e_g": 0, "item_id": None,
         "qty": None, "ref_seq": None, "staff_id": None, "reason": None,
-        "rules_version": None, "flags": "", "data": {},
+        "rules_version": None, "flags": "", "data": {}, "ref_device": None,
     }  # fmt: skip
     values.update(fields)
     return tuple(values[f] for f in ROW_FIELDS)

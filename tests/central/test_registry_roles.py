@@ -324,7 +324,7 @@ def test_an_older_database_keeps_its_accounts_tokens_and_sessions(
         assert [a.name for a in accounts.all()] == ["acme-buyer", "county", "v1"]
         with store.read() as conn:
             versions = list(conn.scalars(select(db.schema_migrations.c.version)))
-        assert versions[-1] == migrations.SCHEMA_VERSION == 10
+        assert versions[-1] == migrations.SCHEMA_VERSION >= 10
         # The database still refuses what the roles forbid.
         with pytest.raises(StorageError, match=r"accounts_scope|CHECK"), store.write() as conn:
             conn.execute(text(

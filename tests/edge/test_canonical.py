@@ -16,6 +16,8 @@ text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 
 def reference(entry: Entry) -> bytes:
     payload = {**entry.fields(), "v": CANONICAL_VERSION}
+    if payload["ref_device"] is None:  # added later: present only when set
+        del payload["ref_device"]
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -27,9 +29,15 @@ def reference(entry: Entry) -> bytes:
     data=st.dictionaries(text, text, max_size=3),
     grams=st.none() | st.integers(-(2**53), 2**53),
     wall=st.integers(0, 2**50),
+    ref_device=st.none() | text,
 )
 def test_canonical_bytes_are_sorted_compact_utf8_json(
-    passbook: str | None, reason: str | None, data: dict[str, str], grams: int | None, wall: int
+    passbook: str | None,
+    reason: str | None,
+    data: dict[str, str],
+    grams: int | None,
+    wall: int,
+    ref_device: str | None,
 ) -> None:
     entry = Entry(
         device_id="K1",
@@ -44,6 +52,7 @@ def test_canonical_bytes_are_sorted_compact_utf8_json(
         grams=grams,
         reason=reason,
         data=data,
+        ref_device=ref_device,
     )
     assert canonical_bytes(entry) == reference(entry)
 
@@ -57,6 +66,16 @@ def test_canonical_bytes_of_a_known_entry() -> None:
         b'"reason":null,"ref_seq":null,"rules_version":null,"seq":1,"staff_id":null,"v":1,'
         b'"wall_ms":5}'
     )
+
+
+def test_ref_device_is_in_the_bytes_only_when_set() -> None:
+    """Entries from before `ref_device` (and every entry without one) hash as they did;
+    a reversal of another kiosk's entry carries it, between `reason` and `ref_seq`."""
+    own = Entry("K2", 3, "e", Kind.REVERSAL, 5, True, "b", 7, points=-4, ref_seq=2)
+    assert b"ref_device" not in canonical_bytes(own)
+    other = dataclasses.replace(own, ref_device="K1")
+    assert b'"reason":null,"ref_device":"K1","ref_seq":2,' in canonical_bytes(other)
+    assert canonical_bytes(other) != canonical_bytes(own)
 
 
 def test_fields_are_exactly_the_entrys_fields() -> None:

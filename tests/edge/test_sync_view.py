@@ -150,6 +150,11 @@ def test_a_ledger_from_before_pictures_migrates_keeping_its_items(
         conn.execute("ALTER TABLE villagers DROP COLUMN salt")  # and migration 5
         conn.execute("DROP TABLE log_check")  # and migration 6
         conn.execute("DROP TABLE log_faults")
+        conn.execute("DROP INDEX entries_reversed_once")  # and migration 7
+        conn.execute("ALTER TABLE entries DROP COLUMN ref_device")
+        conn.execute(
+            "CREATE UNIQUE INDEX entries_reversed_once ON entries (ref_seq) WHERE kind = 'reversal'"
+        )
         conn.execute("DELETE FROM schema_migrations WHERE version >= 3")
     with Ledger.open(path, clock) as ledger:
         soap = ledger.item("soap")

@@ -111,7 +111,7 @@ def test_row_appended_behind_the_ledgers_back_is_found(db, clock) -> None:
         db,
         "INSERT INTO entries SELECT seq + 7, entry_id || 'x', device_id, kind, "
         "passbook_id, category, grams, points, co2e_g, item_id, qty, ref_seq, staff_id, "
-        "reason, rules_version, wall_ms, clock_ok, boot_id, mono_ms, flags, data, h "
+        "reason, rules_version, wall_ms, clock_ok, boot_id, mono_ms, flags, data, h, ref_device "
         "FROM entries WHERE seq = 7",
     )
     report = verify(db, clock)

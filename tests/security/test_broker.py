@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from central.dynsec import CENTRAL_BATCH_SUBSCRIPTION
+from central.dynsec import CENTRAL_BATCH_SUBSCRIPTION, CENTRAL_RESERVE_SUBSCRIPTION
 from devkit.mqtt_broker import BrokerRefused, connect_client, free_port, mosquitto_binary
 from tests.security.conftest import (
     CENTRAL_PW,
@@ -76,7 +76,9 @@ def test_a_device_publishes_only_its_own_batch_and_status(configured: Configured
     k1 = b.client("K1")
     for topic in (
         "gp/v1/dev/K2/up/batch",
+        "gp/v1/dev/K2/up/reverse",
         "gp/v1/dev/K2/status",
+        "gp/v1/dev/K1/down/reverse",
         "gp/v1/dev/K2/down/ack",
         "gp/v1/dev/K1/down/ack",
         "gp/v1/dev/K1/down/state",
@@ -90,6 +92,27 @@ def test_a_device_publishes_only_its_own_batch_and_status(configured: Configured
     assert not k1.publish_wait("gp/v1/dev/K1/status", b"online", retain=True).is_failure
     got = sorted((m.topic, m.payload) for m in central.messages(0.5))
     assert got == [("gp/v1/dev/K1/status", b"online"), ("gp/v1/dev/K1/up/batch", b"mine")]
+
+
+def test_a_device_asks_central_to_reserve_only_on_its_own_branch(
+    configured: ConfiguredBroker,
+) -> None:
+    """Reversals of another kiosk's entry (issue 17): K1 publishes its own
+    ``up/reverse``, central receives it through its share group and answers on K1's
+    ``down/reverse``, which K1 may read and K2 may not."""
+    b = configured
+    central = b.client("central")
+    central.subscribe_wait(CENTRAL_RESERVE_SUBSCRIPTION)
+    k1, k2 = b.client("K1"), b.client("K2")
+    assert not k1.subscribe_wait("gp/v1/dev/K1/down/reverse")[0].is_failure
+    assert k2.subscribe_wait("gp/v1/dev/K1/down/reverse")[0].value == NOT_AUTHORIZED
+    assert not k1.publish_wait("gp/v1/dev/K1/up/reverse", b"reserve").is_failure
+    assert k2.publish_wait("gp/v1/dev/K1/up/reverse", b"forged").value == NOT_AUTHORIZED
+    got = [(m.topic, m.payload) for m in central.messages(0.5)]
+    assert got == [("gp/v1/dev/K1/up/reverse", b"reserve")]
+    assert not central.publish_wait("gp/v1/dev/K1/down/reverse", b"reserved").is_failure
+    assert [m.payload for m in k1.messages(0.5)] == [b"reserved"]
+    assert k2.messages(0.2) == []
 
 
 def test_retained_junk_under_a_devices_own_branch_is_refused(configured: ConfiguredBroker) -> None:
@@ -149,6 +172,11 @@ def test_a_flood_from_one_device_leaves_the_others_and_central_working(
         "#",
         "gp/v1/dev/K2/down/#",
         "gp/v1/dev/K2/down/ack",
+        "gp/v1/dev/K2/down/reverse",
+        "gp/v1/dev/+/down/reverse",
+        "gp/v1/dev/+/up/reverse",
+        "gp/v1/dev/K1/up/reverse",
+        CENTRAL_RESERVE_SUBSCRIPTION,
         "gp/v1/dev/+/down/#",
         "gp/v1/dev/+/status",
         "gp/v1/dev/K1/up/batch",

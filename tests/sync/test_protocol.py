@@ -4,6 +4,7 @@ status central puts in its ack."""
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from greenpass.errors import ConfigError, ProtocolError
-from greenpass.record.entries import Entry
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.targets import OtherEntry
 from sync import batch, envelope
 from sync import protocol as p
 from sync.keys import generate_key, load_or_create_key, load_private_key, public_bytes
@@ -48,6 +50,36 @@ def test_batch_round_trips_every_field_and_hash(busy_ledger: Ledger) -> None:
     batch = p.decode_batch(env)
     assert (batch.first_seq, batch.last_seq, batch.sent_ms) == (4, rows[-1][0].seq, 123)
     assert batch.entries == rows  # every field and the recomputed hash
+
+
+def test_a_reversal_of_another_kiosks_entry_round_trips_beside_the_others(
+    busy_ledger: Ledger,
+) -> None:
+    """`ref_device` rides beside the entries (BatchBody.ref_devices) and in the hash;
+    a batch without one is the shorter body an older central decodes (issue 17)."""
+    key = generate_key()
+    plain, _ = p.encode_batch("K1", rows_of(busy_ledger), bytes(32), key, 0)
+    body = msgspec.msgpack.decode(p.inflate(p.open_envelope(plain, "batch")))
+    assert len(body) <= 11  # no twelfth element: centrals from before ref_device take it
+    other = OtherEntry("K9", 4, Kind.AWARD, None, None, None, 0, 0, None, None, None, 0)
+    rev = busy_ledger.reverse_other(other, staff_id="S1", reason="wrong kiosk")
+    rows = rows_of(busy_ledger)
+    payload, n = p.encode_batch("K1", rows, bytes(32), key, 0)
+    assert n == len(rows)
+    body = msgspec.msgpack.decode(p.inflate(p.open_envelope(payload, "batch")))
+    assert body[11] == {len(rows) - 1: "K9"}
+    batch = p.decode_batch(p.open_envelope(payload, "batch"))
+    assert batch.entries == rows and batch.entries[-1][0] == rev
+    assert batch.rows[-1][-1] == "K9" and batch.rows[0][-1] is None
+
+
+def test_ref_device_on_an_entry_that_is_no_reversal_is_refused(busy_ledger: Ledger) -> None:
+    key = generate_key()
+    rows = rows_of(busy_ledger)
+    forged = [(dataclasses.replace(rows[0][0], ref_device="K9"), rows[0][1]), *rows[1:]]
+    payload, _ = p.encode_batch("K1", forged, bytes(32), key, 0)
+    with pytest.raises(ProtocolError, match="no reversal"):
+        p.decode_batch(p.open_envelope(payload, "batch"))
 
 
 def test_full_batches_are_compact(busy_ledger: Ledger) -> None:
