@@ -160,8 +160,15 @@ def kill_kiosk_during_sync(world: World, kills: int) -> None:
     world.start_central()
     rng = random.Random(4)
     cmd = [sys.executable, "-m", "greenpass.cli", "sync", "run", "--db", str(k.path)]
-    for _ in range(kills):
+    for i in range(kills):
+        before = world.store.count_entries("KA")
         proc = subprocess.Popen([*cmd, "--config", str(cfg)], stderr=subprocess.DEVNULL)
+        if i == 0:
+            # The first kill hits a working sync: once central has stored something of
+            # it (how long a start takes varies tenfold on a loaded machine); the rest
+            # hit any moment, the start included.
+            wait_for("the uplink storing", lambda: world.store.count_entries("KA") > before,  # noqa: B023
+                     timeout=60)  # fmt: skip
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
