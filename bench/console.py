@@ -90,7 +90,8 @@ def _entries(
         points = co2e = 0
         kind = Kind.DEPOSIT
         if roll < 0.03 and deposits:
-            kind, ref = Kind.REVERSAL, rng.choice(deposits)
+            # Each deposit reversed at most once, as central's unique index holds.
+            kind, ref = Kind.REVERSAL, deposits.pop(rng.randrange(len(deposits)))
             points, co2e = -10, -500  # roughly; the bench measures reading, not pricing
         elif roll < 0.06:
             kind, points = Kind.AWARD, 10
@@ -102,11 +103,19 @@ def _entries(
             points, co2e = grams // 100, grams * factors[cat] // 1_000
             deposits.append(seq)
         passbook = f"{village}-{rng.randrange(400):05d}"
-        yield (
+        row = dict(zip(_NAMED, (
             device, seq, f"{device}-{seq:012d}", kind, wall, True, "boot", seq * 1000,
             passbook, cat, grams, points, co2e, item, qty, ref, "S1", None, "bench-1", "",
             "{}", h, village, wall + 60_000,
-        )  # fmt: skip
+        ), strict=True))  # fmt: skip
+        # By name: a column central adds later (e.g. ref_device) is None here.
+        yield tuple(row.get(c.name) for c in db.entries.columns)
+
+
+_NAMED = ("device_id", "seq", "entry_id", "kind", "wall_ms", "clock_ok", "boot_id", "mono_ms",
+          "passbook_id", "category", "grams", "points", "co2e_g", "item_id", "qty", "ref_seq",
+          "staff_id", "reason", "rules_version", "flags", "data", "h", "village_id",
+          "received_ms")  # fmt: skip
 
 
 def fill(url: str, villages: int, kiosks: int, entries: int) -> None:
