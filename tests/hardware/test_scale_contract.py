@@ -86,6 +86,9 @@ def test_garbage_is_counted_and_skipped(rig: Rig) -> None:
     rig.sim.inject_garbage()
     rig.wait_for(lambda r: rig.scale.counters.garbage >= 1)
     rig.sim.inject_garbage(b"\xff\xfe\r\n#\x00\n")
+    # Waited for, not read after one stable reading: a reading already on its way can
+    # come before the garbage does on a loaded machine.
+    rig.wait_for(lambda r: rig.scale.counters.garbage >= 2)
     rig.stable_at(750)
     counters = rig.scale.counters
     assert counters.garbage >= 2
