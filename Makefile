@@ -33,8 +33,10 @@ firmware:
 # Two passes: most tests on TEST_WORKERS processes (whole files per worker, so a file's
 # fixtures stay together; the longest files first, by tests/durations.json, which
 # scripts/test-weights rewrites), then the `serial` ones alone: schemathesis folds its
-# per-operation cases into one under xdist, fuzzing less.
-TEST_WORKERS ?= 2
+# per-operation cases into one under xdist, fuzzing less. Three workers on two cores:
+# most tests wait on brokers, central processes, browsers and sockets (a run keeps
+# about 1.5 cores busy), and the third worker fills that wait.
+TEST_WORKERS ?= 3
 pytest:
 	$(BIN)/python -m pytest -q -m "not soak and not serial and not cluster" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m "serial and not soak and not cluster" $(PYTEST_ARGS)

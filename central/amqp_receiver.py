@@ -1,9 +1,11 @@
-"""Central on a RabbitMQ cluster: batches and statuses from quorum queues over AMQP.
+"""Central on a RabbitMQ cluster: batches, statuses and reversal reservations from
+quorum queues over AMQP.
 
 Kiosks publish over MQTT 3.1.1 to any node; RabbitMQ routes `gp/v1/dev/D/up/batch`
 (routing key `gp.v1.dev.D.up.batch` on `amq.topic`) into the quorum queue
-`gp.central.batches` (and statuses into `gp.central.status`), replicated on three
-nodes. Every central worker consumes both queues at once: RabbitMQ hands each
+`gp.central.batches` (statuses into `gp.central.status`, requests to reverse another
+kiosk's entry into `gp.central.reserve`), replicated on three nodes. Every central
+worker consumes the queues at once: RabbitMQ hands each
 message to one of them — the competing consumers that MQTT 3.1.1, which has no
 `$share`, cannot express. A message is acknowledged to RabbitMQ only after the
 handler returned (its database commit done, its kiosk ack published), so a worker
@@ -35,7 +37,15 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from central.rabbit import BATCH_KEY, BATCH_QUEUE, EXCHANGE, STATUS_KEY, STATUS_QUEUE
+from central.rabbit import (
+    BATCH_KEY,
+    BATCH_QUEUE,
+    EXCHANGE,
+    RESERVE_KEY,
+    RESERVE_QUEUE,
+    STATUS_KEY,
+    STATUS_QUEUE,
+)
 from greenpass.errors import ConfigError, StorageError
 from sync.receiver import Handler, Outgoing, Tick
 from sync.transport import Backoff
@@ -76,6 +86,7 @@ class AmqpReceiver:
         on_batch: Handler,
         on_status: Callable[[str, bytes], None],
         *,
+        on_reserve: Handler | None = None,
         tick: Tick | None = None,
         on_connect: Tick | None = None,
         tick_s: float = 0.25,
@@ -84,6 +95,7 @@ class AmqpReceiver:
         self.cfg = cfg
         self.on_batch = on_batch
         self.on_status = on_status
+        self.on_reserve = on_reserve
         self.tick = tick
         self.on_connect = on_connect
         self.tick_s = tick_s
@@ -129,6 +141,8 @@ class AmqpReceiver:
         ch.basic_qos(prefetch_count=self.cfg.prefetch)
         ch.basic_consume(BATCH_QUEUE, lambda c, m, p, b: self._batch(c, m, b))
         ch.basic_consume(STATUS_QUEUE, lambda c, m, p, b: self._status(c, m, b))
+        if self.on_reserve is not None:
+            ch.basic_consume(RESERVE_QUEUE, lambda c, m, p, b: self._reserve(c, m, b))
         self.connects += 1
         self.backoff.reset()
         self.connected.set()
@@ -148,6 +162,14 @@ class AmqpReceiver:
         # the batch to another (ingest stores it once, the kiosk may get two `ok`s).
         ch.basic_ack(method.delivery_tag)
         self.handled += 1
+
+    def _reserve(self, ch: Any, method: Any, body: bytes) -> None:
+        topic, handler = method.routing_key.replace(".", "/"), self.on_reserve
+        assert handler is not None  # consumed only with one
+        # The reservation is one transaction, the same answer to a repeated request:
+        # a worker lost before the ack leaves a redelivery that changes nothing.
+        self._send(ch, self._guard(lambda: handler(topic, body)))
+        ch.basic_ack(method.delivery_tag)
 
     def _status(self, ch: Any, method: Any, body: bytes) -> None:
         topic = method.routing_key.replace(".", "/")
@@ -183,7 +205,8 @@ def declare_queues(ch: Any) -> None:
     connection (idempotent): a queue made while only one node was up would have one
     replica for ever (quorum membership is fixed when a queue is declared), so they
     are not in the definitions file a node loads at boot."""
-    for queue, key in ((BATCH_QUEUE, BATCH_KEY), (STATUS_QUEUE, STATUS_KEY)):
+    pairs = ((BATCH_QUEUE, BATCH_KEY), (STATUS_QUEUE, STATUS_KEY), (RESERVE_QUEUE, RESERVE_KEY))
+    for queue, key in pairs:
         ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
         ch.queue_bind(queue, EXCHANGE, routing_key=key)
 

@@ -8,6 +8,7 @@ Everything lives under ``/api/v1/``; the OpenAPI document is ``/openapi.json``.
         POST /api/v1/enrol-tokens                     a one-time enrolment token
         GET  /api/v1/villages/{village_id}/totals     grams per category, points, CO2e
         GET  /api/v1/villages/{village_id}/overdrafts
+        GET  /api/v1/villages/{village_id}/double-reversals
         GET  /api/v1/villages/{village_id}/export.csv every entry of the village (raw)
         GET  …/totals.{csv,xlsx}, …/entries.{csv,xlsx}, /passbooks/{id}/statement.{csv,xlsx}
                                                       for people (central.api_exports)
@@ -63,6 +64,7 @@ from central.api_models import (
     ID_PATTERN,
     DeadLetterOut,
     DeviceOut,
+    DoubleReversalOut,
     EnrolIn,
     EnrolOut,
     EnrolTokenIn,
@@ -110,6 +112,9 @@ class EnrolmentSettings:
     broker_url: str
     ca_cert_pem: str
     central_public_key: bytes
+    # What the kiosk speaks to that broker: "5" (Mosquitto), "3.1.1" (a RabbitMQ
+    # cluster's MQTT plugin; `greenpass central --amqp`).
+    mqtt_version: str = "5"
     # Central's broker secret: each device's MQTT password is derived from it
     # (`central.dynsec.device_password`), so the broker's login can always be remade.
     broker_secret: bytes | None = None
@@ -322,6 +327,16 @@ def create_app(
         return [OverdraftOut.of(o) for o in reports.overdrafts(store, village_id)]
 
     @admin.get(
+        "/villages/{village_id}/double-reversals",
+        response_model=list[DoubleReversalOut],
+        responses=_problem(404, missing=NO_VILLAGE),
+    )
+    def double_reversals(village_id: VillageId, actor: CurrentActor) -> list[DoubleReversalOut]:
+        """Entries reversed both at their own kiosk and at another, offline at once."""
+        require_village(village_id, actor)
+        return [DoubleReversalOut.of(d) for d in reports.double_reversals(store, village_id)]
+
+    @admin.get(
         "/villages/{village_id}/export.csv",
         response_class=StreamingResponse,
         responses={**_CSV_RESPONSE, **_problem(404, missing=NO_VILLAGE)},
@@ -399,6 +414,7 @@ def create_app(
             broker_url=enrolment.broker_url,
             ca_cert_pem=enrolment.ca_cert_pem,
             central_public_key=enrolment.central_public_key.hex(),
+            mqtt_version=enrolment.mqtt_version,
         )
 
     app.include_router(admin)

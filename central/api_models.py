@@ -178,6 +178,9 @@ class EnrolOut(BaseModel):
     broker_url: str = Field(description="mqtts://host:port")
     ca_cert_pem: str = Field(description="The CA the broker's TLS certificate chains to")
     central_public_key: str = Field(description="Central's Ed25519 key (hex) for the state")
+    mqtt_version: str = Field(
+        "5", description='MQTT to speak to the broker: "5", or "3.1.1" on a RabbitMQ cluster'
+    )
 
 
 class VillageTotalsOut(BaseModel):
@@ -187,6 +190,22 @@ class VillageTotalsOut(BaseModel):
     points_issued: int = Field(description="For deposits and awards, net of reversals")
     points_redeemed: int = Field(description="Spent on goods and services, net of reversals")
     co2e_g: int = Field(description="Grams of CO2e avoided by the deposits")
+
+
+class DoubleReversalOut(BaseModel):
+    passbook_id: str
+    device_id: str = Field(description="Kiosk of the entry reversed twice")
+    seq: int
+    points: int = Field(description="The entry's points, taken a second time")
+    reversals: list[str] = Field(description="The two reversals, as DEVICE#SEQ")
+    wall_ms: int = Field(description="When the later reversal was made")
+
+    @classmethod
+    def of(cls, d: reports.DoubleReversal) -> Self:
+        return cls(
+            passbook_id=d.passbook_id, device_id=d.device_id, seq=d.seq, points=d.points,
+            reversals=[f"{dev}#{seq}" for dev, seq in d.reversals], wall_ms=d.wall_ms,
+        )  # fmt: skip
 
 
 class OverdraftOut(BaseModel):

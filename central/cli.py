@@ -446,6 +446,8 @@ def _serve_http(
             ca_cert_pem=ca_pem,
             central_public_key=public_bytes(key),
             broker_secret=None if broker_sync is None else broker_sync.secret,
+            # A cluster's MQTT plugin speaks 3.1.1 only (docs/scale.md).
+            mqtt_version="3.1.1" if args.amqp else "5",
         ),
         # Synchronous: a revocation answers only once the broker has dropped the
         # device (or 503); an enrolment runs it after its answer.

@@ -30,8 +30,10 @@ EXCHANGE = "amq.topic"
 # central worker at once; RabbitMQ hands each message to one of them.
 BATCH_QUEUE = "gp.central.batches"
 STATUS_QUEUE = "gp.central.status"
+RESERVE_QUEUE = "gp.central.reserve"  # requests to reverse another kiosk's entry
 BATCH_KEY = "gp.v1.dev.*.up.batch"
 STATUS_KEY = "gp.v1.dev.*.status"
+RESERVE_KEY = "gp.v1.dev.*.up.reverse"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -77,7 +79,7 @@ def device_rights(device_id: str) -> tuple[dict[str, str], dict[str, str]]:
     }
     topic = {
         "exchange": EXCHANGE,
-        "write": rf"^gp\.v1\.dev\.{d}\.(up\.batch|status)$",
+        "write": rf"^gp\.v1\.dev\.{d}\.(up\.batch|up\.reverse|status)$",
         "read": rf"^gp\.v1\.dev\.{d}\.down\.",
     }
     return perms, topic
@@ -92,7 +94,7 @@ def central_rights() -> tuple[dict[str, str], dict[str, str]]:
     topic = {
         "exchange": EXCHANGE,
         "write": r"^gp\.v1\.dev\.[^.]+\.down\.",
-        "read": r"^gp\.v1\.dev\.[^.]+\.(up\.batch|status)$",
+        "read": r"^gp\.v1\.dev\.[^.]+\.(up\.batch|up\.reverse|status)$",
     }
     return perms, topic
 

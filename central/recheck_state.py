@@ -10,8 +10,10 @@ applies to: a batch of deposits costs nothing here.
   already reversed, and the reversal carries exactly its negated grams, points, CO2e
   and stock, with the same passbook, category, item and rules version. A reversal of
   another kiosk's entry (`ref_device`) must match central's reservation of that entry
-  for this kiosk (`central.reservations`); a kiosk's own reversal of an entry another
-  kiosk reserved is refused, and no entry is reversed twice at any kiosk.
+  for this kiosk (`central.reservations`). No kiosk reverses an entry twice; a kiosk's
+  own reversal of an entry another kiosk reserved (or reversed) while it was offline
+  is stored, counted and reported (`central.reports.double_reversals`), never
+  refused: refusing would stall that kiosk's sync for good.
 - **Stock** is kept per kiosk (the sum of `qty` over the kiosk's own entries, as the
   kiosk counts it): no entry may take it below zero.
 - **Balances**: a redemption may spend at most what the kiosk could have known, which
@@ -97,7 +99,6 @@ def _reversals(conn: Connection, device_id: str, batch: protocol.Batch, skip: in
     # (device, seq) of a target → (device, seq) of the reversal that cancelled it, at any
     # kiosk: its own reversals and others' (`ref_device`) alike (central.reservations).
     done = reservations.reversed_already(conn, {(device_id, s) for s in own_older} | others)
-    held = reservations.held_by_others(conn, device_id, own_older)
     theirs = reservations.reserved_for(conn, device_id, others)
     for r in revs:
         seq, ref, owner = r[SEQ], r[REF], r[REF_DEVICE]
@@ -111,8 +112,6 @@ def _reversals(conn: Connection, device_id: str, batch: protocol.Batch, skip: in
                 target = stored.get(ref)
             if target is None:
                 raise refuse(seq, f"reverses entry {ref}, which does not exist before it")
-            if ref in held:
-                raise refuse(seq, f"entry {ref} is reserved for reversal by kiosk {held[ref]}")
         else:
             name = f"{owner}#{ref}"
             target = theirs.get((owner, ref))
@@ -124,17 +123,16 @@ def _reversals(conn: Connection, device_id: str, batch: protocol.Batch, skip: in
         if kind not in (_REVERSIBLE if owner is None else _OTHER_REVERSIBLE):
             raise refuse(seq, f"reverses entry {name} ({kind}), which cannot be reversed")
         key = (owner or device_id, ref)
-        if key in done:
-            by_device, by_seq = done[key]
-            by = str(by_seq) if by_device == device_id else f"{by_device}#{by_seq}"
-            raise refuse(seq, f"entry {name} was already reversed by entry {by}")
+        own = [s for d, s in done.get(key, ()) if d == device_id]
+        if own:
+            raise refuse(seq, f"entry {name} was already reversed by entry {own[0]}")
         for field, n, value in zip(_TARGET_FIELDS, _TARGET_AT, values, strict=True):
             want = _negated(field, value)
             if r[n] != want:
                 raise refuse(
                     seq, f"a reversal of entry {name} must have {field} {want!r}, got {r[n]!r}"
                 )
-        done[key] = (device_id, seq)
+        done.setdefault(key, []).append((device_id, seq))
 
 
 def _stock(

@@ -1,5 +1,6 @@
 """Reports over central's copy of every kiosk's ledger: village totals, a passbook's
-statement, overdrafts, dead letters, and rows for CSV export.
+statement, overdrafts, entries reversed at two kiosks, dead letters, and rows for CSV
+export.
 
 Quantities are signed (a reversal carries the negated grams, points and CO2e of what
 it cancels), so totals are plain sums. A reversal is counted under the kind of the
@@ -95,6 +96,20 @@ class Overdraft:
     device_id: str  # the entry that first took it below zero
     seq: int
     wall_ms: int
+
+
+@dataclass(frozen=True)
+class DoubleReversal:
+    """An entry reversed both by its own kiosk and by the kiosk holding central's
+    reservation of it, offline at once (`central.reservations`): both reversals count,
+    so the passbook lost `points` once too often and the village office gives them back."""
+
+    passbook_id: str
+    device_id: str  # the reversed entry
+    seq: int
+    points: int  # the entry's points, taken a second time
+    reversals: tuple[tuple[str, int], ...]  # (device, seq) of each reversal
+    wall_ms: int  # when the later reversal was made
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,43 @@ def overdrafts(store: CentralStore, village_id: str) -> list[Overdraft]:
         if first is not None:
             out.append(Overdraft(pid, lowest, first.device_id, first.seq, first.wall_ms))
     return out
+
+
+def double_reversals(store: CentralStore, village_id: str) -> list[DoubleReversal]:
+    """The village's entries reversed at two kiosks, oldest first."""
+    e, t = db.entries, aliased(db.entries)
+    owner = func.coalesce(e.c.ref_device, e.c.device_id)
+    twice = (
+        select(owner.label("device_id"), e.c.ref_seq.label("seq"))
+        .where((e.c.village_id == village_id) & (e.c.kind == Kind.REVERSAL.value))
+        .group_by(owner, e.c.ref_seq)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    q = (
+        select(
+            t.c.device_id, t.c.seq, t.c.passbook_id, t.c.points, e.c.device_id, e.c.seq, e.c.wall_ms
+        )
+        .join(twice, (t.c.device_id == twice.c.device_id) & (t.c.seq == twice.c.seq))
+        .join(
+            e,
+            (func.coalesce(e.c.ref_device, e.c.device_id) == t.c.device_id)
+            & (e.c.ref_seq == t.c.seq)
+            & (e.c.kind == Kind.REVERSAL.value),
+        )
+        .order_by(t.c.device_id, t.c.seq, e.c.device_id)
+    )
+    found: dict[tuple[str, int], list[Any]] = {}
+    with store.read("reading entries reversed twice") as conn:
+        for device, seq, passbook, points, by_device, by_seq, wall_ms in conn.execute(q):
+            row = found.setdefault((device, int(seq)), [passbook or "", int(points), [], 0])
+            row[2].append((str(by_device), int(by_seq)))
+            row[3] = max(row[3], int(wall_ms))
+    out = [
+        DoubleReversal(p, device, seq, points, tuple(revs), when)
+        for (device, seq), (p, points, revs, when) in found.items()
+    ]
+    return sorted(out, key=lambda d: (d.wall_ms, d.device_id, d.seq))
 
 
 def totals_query(village_id: str) -> Select[Any]:

@@ -8,15 +8,23 @@ key on the target makes it one per entry, whoever asks at once) and answers with
 fields B's reversal must negate. B's repeated request gets the same answer.
 
 When B's batch brings the reversal (`ref_device` = A, `ref_seq` = N),
-`central.recheck_state` holds it to this reservation (`check_reserved`). Every
-reversal, own or another's, is unique on (coalesce(ref_device, device_id), ref_seq) in
-`entries` too (migration 11), so two workers storing two reversals of one entry at once
-cannot both commit.
+`central.recheck_state` holds it to this reservation. A kiosk reverses a target at
+most once, and only one other kiosk ever holds its reservation: `entries` is unique on
+(coalesce(ref_device, device_id), ref_seq, device_id) for reversals (migration 11), so
+two workers storing the same kiosk's two reversals of one entry cannot both commit.
+
+The race this leaves is real and is not refused: kiosk A reverses its own entry
+offline while B holds central's reservation of it (or has already reversed it). A
+cannot leave its reversal out of its chain, so refusing it would stall A's sync for
+good. Central stores both, and both count, like two kiosks spending the same points
+offline; `central.reports.double_reversals` lists the target for the village office,
+which gives the points back with an award. Counting both under-states the village's
+CO2e by that deposit, never over-states it, and the evidence pack's verifier recounts
+the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -70,8 +78,8 @@ def migrate_v11(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE entries ADD COLUMN ref_device VARCHAR(64)"))
     conn.execute(
         text(
-            "CREATE UNIQUE INDEX entries_reversed_once ON entries "
-            "((coalesce(ref_device, device_id)), ref_seq) WHERE kind = 'reversal'"
+            "CREATE UNIQUE INDEX entries_reversed_once_per_kiosk ON entries "
+            "((coalesce(ref_device, device_id)), ref_seq, device_id) WHERE kind = 'reversal'"
         )
     )
     reversal_reservations.create(conn, checkfirst=False)
@@ -189,26 +197,18 @@ def reserved_for(
     return {(row[0], int(row[1])): (row[2], tuple(row[3:])) for row in conn.execute(q)}
 
 
-def held_by_others(conn: Connection, device_id: str, seqs: Sequence[int]) -> dict[int, str]:
-    """Of this device's own entries `seqs`, those another kiosk reserved: seq → that kiosk.
-    Its own reversal of one of them is refused (the other kiosk's holds)."""
-    if not seqs:
-        return {}
-    r = reversal_reservations
-    q = select(r.c.target_seq, r.c.device_id).where(
-        (r.c.target_device == device_id) & r.c.target_seq.in_(list(seqs))
-    )
-    return {int(seq): str(by) for seq, by in conn.execute(q)}
-
-
 def reversed_already(
     conn: Connection, targets: set[tuple[str, int]]
-) -> dict[tuple[str, int], tuple[str, int]]:
-    """Of `targets` (device, seq), those a stored reversal cancels: → (its device, seq)."""
+) -> dict[tuple[str, int], list[tuple[str, int]]]:
+    """Of `targets` (device, seq), those stored reversals cancel: → their (device, seq),
+    at most one per kiosk (the owner's own and one reserved by another)."""
     if not targets:
         return {}
     owner = func.coalesce(_e.c.ref_device, _e.c.device_id)
     q = select(owner, _e.c.ref_seq, _e.c.device_id, _e.c.seq).where(
         (_e.c.kind == _REVERSAL) & tuple_(owner, _e.c.ref_seq).in_(targets)
     )
-    return {(str(o), int(ref)): (str(dev), int(seq)) for o, ref, dev, seq in conn.execute(q)}
+    out: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for o, ref, dev, seq in conn.execute(q.order_by(_e.c.device_id, _e.c.seq)):
+        out.setdefault((str(o), int(ref)), []).append((str(dev), int(seq)))
+    return out

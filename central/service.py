@@ -89,7 +89,12 @@ class CentralService:
             )
             if amqp is None
             else AmqpReceiver(
-                amqp, self.on_batch, self.on_status, tick=self.on_tick, on_connect=self.all_states
+                amqp,
+                self.on_batch,
+                self.on_status,
+                on_reserve=self.on_reserve,
+                tick=self.on_tick,
+                on_connect=self.all_states,
             )
         )
 

@@ -137,7 +137,10 @@ def check_pricing(
 ) -> None:  # fmt: skip
     problems: list[str] = []
     checked = 0
-    reversed_: set[tuple[str, int]] = set()
+    # (target, reversing kiosk): a kiosk reverses an entry once, but the entry's own
+    # kiosk and the one holding central's reservation may both have, offline
+    # (`central.reservations`): both count.
+    reversed_: set[tuple[tuple[str, int], str]] = set()
     for p in period:
         e = p.entry
         wrong: str | None = None
@@ -149,9 +152,9 @@ def check_pricing(
             # Its own kiosk's entry, or another's (`ref_device`, a cross-kiosk reversal).
             target_key = (e.ref_device or e.device_id, e.ref_seq or 0)
             wrong = _reversal(e, by_key.get(target_key))
-            if wrong is None and target_key in reversed_:
+            if wrong is None and (target_key, e.device_id) in reversed_:
                 wrong = f"reverses seq {e.ref_seq} a second time"
-            reversed_.add(target_key)
+            reversed_.add((target_key, e.device_id))
         elif e.kind == Kind.ENROL and not p.redacted and PERSONAL_KEY not in e.data:
             wrong = "an enrolment without its household's commitment"
         if wrong:

@@ -34,6 +34,7 @@ import msgspec
 from greenpass.errors import CentralError, ConfigError
 from greenpass.files import write_private, write_public
 from sync.config import SyncConfig
+from sync.transport import MQTT_VERSIONS
 
 ENROL_PATH = "/api/v1/enrol"
 _KEY_BYTES = 32
@@ -50,6 +51,7 @@ class Credentials:
     broker_url: str
     ca_cert_pem: str
     central_public_key: bytes  # raw 32-byte Ed25519 key
+    mqtt_version: str = "5"  # "3.1.1" from a central on a RabbitMQ cluster
 
 
 class _Answer(msgspec.Struct):
@@ -60,6 +62,7 @@ class _Answer(msgspec.Struct):
     broker_url: str
     ca_cert_pem: str
     central_public_key: str
+    mqtt_version: str = "5"  # a central older than the field is on Mosquitto
 
 
 class _Issue(msgspec.Struct):
@@ -198,6 +201,11 @@ def _credentials(url: str, device_id: str, content: bytes) -> Credentials:
         raise CentralError(
             f"central at {url} sent a {len(central_key)}-byte public key, not {_KEY_BYTES}"
         )
+    if answer.mqtt_version not in MQTT_VERSIONS:
+        raise CentralError(
+            f"central at {url} asks for MQTT {answer.mqtt_version!r}, which this kiosk does "
+            f"not speak ({', '.join(MQTT_VERSIONS)})"
+        )
     if answer.device_id != device_id:
         raise CentralError(
             f"central at {url} enrolled device {answer.device_id!r}, not {device_id!r}"
@@ -210,6 +218,7 @@ def _credentials(url: str, device_id: str, content: bytes) -> Credentials:
         broker_url=answer.broker_url,
         ca_cert_pem=answer.ca_cert_pem,
         central_public_key=central_key,
+        mqtt_version=answer.mqtt_version,
     )
 
 
@@ -241,4 +250,5 @@ def save_credentials(folder: Path, creds: Credentials, key_file: Path) -> SyncCo
         ca_cert=ca if creds.ca_cert_pem else None,
         key_file=key_file,
         central_public_key=creds.central_public_key,
+        mqtt_version=creds.mqtt_version,
     )

@@ -22,6 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Longest files first, so `make test`'s workers (`--dist loadfile
     --no-loadscope-reorder`) never end with one of them running a long file alone.
     Within a file the order stays as written; unknown files keep theirs, at the end."""
+    _deselect_postgres_of_sqlite_only(config, items)
     try:
         weight: dict[str, float] = json.loads(DURATIONS.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -36,6 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return -weight.get(name, 0.0)
 
     items.sort(key=key)  # stable: a file's tests stay together and in order
+
+
+def _deselect_postgres_of_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL case of a test marked `sqlite_only` (tests/central/conftest.py)."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        marked = item.get_closest_marker("sqlite_only") is not None
+        (drop if marked and params.get("central_url") == "postgresql" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -190,6 +190,12 @@ ZH: dict[str, str] = {
     "no_overdrafts": "没有透支。",
     "lowest": "最低余额",
     "first_below": "首次低于零的记录",
+    "double_reversals": "撤销了两次的记录",
+    "double_reversals_hint": "同一条记录在它自己的设备上和另一台设备上都被撤销了（两台都离线时），"
+    "积分被扣了两次。请用奖励把多扣的积分补回给这户。",
+    "reversed_entry": "被撤销的记录",
+    "reversed_by": "撤销记录",
+    "points_to_return": "应补回积分",
     "audit_hint": "操作员对本村的每次改动：谁、何时、改了什么（改动前后）。",
     "audit_all_hint": "所有村及县级账户的改动：谁、何时、改了什么（改动前后）。",
     "county_wide": "全县",
@@ -395,6 +401,13 @@ EN: dict[str, str] = {
     "no_overdrafts": "No overdrafts.",
     "lowest": "Lowest balance",
     "first_below": "First entry below zero",
+    "double_reversals": "Entries reversed twice",
+    "double_reversals_hint": "Entries reversed both at their own kiosk and at another, while "
+    "both were offline: the points were taken twice. Give the extra points back to the "
+    "household with an award.",
+    "reversed_entry": "Reversed entry",
+    "reversed_by": "Reversals",
+    "points_to_return": "Points to give back",
     "audit_hint": "Every operator change to this village: who, when, and the value before "
     "and after.",
     "audit_all_hint": "Every change in every village, and to county accounts: who, when, "

@@ -157,7 +157,10 @@ def install(router: APIRouter, pages: VillagePages) -> None:
         if denied := pages.refused(request, session, village_id):
             return denied
         rows = reports.overdrafts(store, village_id)
-        return pages.render(request, session, "overdrafts.html", village_id, rows=rows)
+        doubles = reports.double_reversals(store, village_id)
+        return pages.render(
+            request, session, "overdrafts.html", village_id, rows=rows, doubles=doubles
+        )
 
     @router.get("/villages/{village_id}/audit")
     def audit_log(

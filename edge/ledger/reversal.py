@@ -41,22 +41,7 @@ def reverse(store: Store, appender: Appender, seq: int, *, staff_id: str, reason
                     "out_of_stock",
                     f"reversing removes {target.qty} from stock but only {stock} are left",
                 )
-        return appender.append(
-            conn,
-            Kind.REVERSAL,
-            appender.now(),
-            passbook_id=target.passbook_id,
-            category=target.category,
-            grams=_neg(target.grams),
-            points=-target.points,
-            co2e_g=-target.co2e_g,
-            item_id=target.item_id,
-            qty=_neg(target.qty),
-            ref_seq=target.seq,
-            staff_id=staff_id,
-            reason=reason,
-            rules_version=target.rules_version,
-        )
+        return _negation(conn, appender, target, None, staff_id, reason)
 
 
 def reverse_other(
@@ -83,23 +68,31 @@ def reverse_other(
                 f"entry {target.device_id}#{target.seq} was already reversed by entry {done[0]}",
             )
         _check_points(conn, target.passbook_id, target.points)
-        return appender.append(
-            conn,
-            Kind.REVERSAL,
-            appender.now(),
-            passbook_id=target.passbook_id,
-            category=target.category,
-            grams=_neg(target.grams),
-            points=-target.points,
-            co2e_g=-target.co2e_g,
-            item_id=target.item_id,
-            qty=_neg(target.qty),
-            ref_seq=target.seq,
-            ref_device=target.device_id,
-            staff_id=staff_id,
-            reason=reason,
-            rules_version=target.rules_version,
-        )
+        return _negation(conn, appender, target, target.device_id, staff_id, reason)
+
+
+def _negation(
+    conn: sqlite3.Connection, appender: Appender, target: Entry | OtherEntry,
+    ref_device: str | None, staff_id: str, reason: str,
+) -> Entry:  # fmt: skip
+    """Append the reversal of `target`: its negated amounts, the rest as it is."""
+    return appender.append(
+        conn,
+        Kind.REVERSAL,
+        appender.now(),
+        passbook_id=target.passbook_id,
+        category=target.category,
+        grams=_neg(target.grams),
+        points=-target.points,
+        co2e_g=-target.co2e_g,
+        item_id=target.item_id,
+        qty=_neg(target.qty),
+        ref_seq=target.seq,
+        ref_device=ref_device,
+        staff_id=staff_id,
+        reason=reason,
+        rules_version=target.rules_version,
+    )
 
 
 def _check_points(conn: sqlite3.Connection, passbook_id: str | None, points: int) -> None:

@@ -53,7 +53,9 @@ def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
 # For a test whose subject is above the database (the HTTP guard, a CLI's words, a
 # page's layout) and whose queries other tests already run on both dialects: SQLite
 # only, so `make test` keeps its time for the tests where the dialect matters.
-SQLITE_ONLY = pytest.mark.parametrize("central_url", ["sqlite"], indirect=True)
+# As a decorator or a module's `pytestmark`: tests/conftest.py deselects the PostgreSQL
+# case of each test it marks (a test that does not use `central_url` has none).
+SQLITE_ONLY = pytest.mark.sqlite_only
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

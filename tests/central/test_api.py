@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ from central.store import CentralStore
 from greenpass.errors import CentralError, ConfigError
 from sync import enrol as enrol_client
 from sync.keys import generate_key, public_bytes
-from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
+from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk, enrol, new_kiosk, populate
+
+# SQLite only: the API's routes and answers; the reports, exports and enrolment queries
+# behind them run on both in their own tests.
+pytestmark = SQLITE_ONLY
 
 ADMIN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -582,3 +586,32 @@ def test_enrol_token_ttl_must_be_a_whole_number_not_a_boolean(app_api: Api) -> N
     assert answer.status_code == 422
     assert app_api.store.device("K9") is None
     assert app_api.enrol("any", "K9").status_code == 403  # and no token was issued
+
+
+def test_a_central_on_a_cluster_tells_the_kiosk_to_speak_mqtt_3_1_1(
+    store: CentralStore, tmp_path: Path
+) -> None:
+    """`greenpass central --amqp` enrols kiosks for the cluster's MQTT plugin (3.1.1):
+    the answer says so and the kiosk writes it into its `[sync]`."""
+    cluster = replace(SETTINGS, mqtt_version="3.1.1")
+    app = create_app(store, admin_token=ADMIN, enrolment=cluster, clock=Clock())
+    with TestClient(app) as client:
+        api = Api(client, store, Clock(), [])
+        key = public_bytes(generate_key())
+        creds = enrol_client.enrol(
+            "https://central.test/", api.token("K7"), "K7", key, transport=api.transport()
+        )
+    assert creds.mqtt_version == "3.1.1"
+    cfg = enrol_client.save_credentials(tmp_path / "sync", creds, tmp_path / "device.key")
+    assert cfg.mqtt_version == "3.1.1"
+
+
+def test_an_mqtt_version_the_kiosk_does_not_speak_is_refused_at_enrolment() -> None:
+    answer = {
+        "device_id": "K7", "village_id": "V1", "mqtt_username": "K7", "mqtt_password": "x" * 24,
+        "broker_url": "mqtts://b:8883", "ca_cert_pem": "", "central_public_key": CENTRAL_KEY.hex(),
+        "mqtt_version": "6",
+    }  # fmt: skip
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    with pytest.raises(CentralError, match="asks for MQTT '6'"):
+        enrol_client.enrol("https://central.test/", "t" * 32, "K7", bytes(32), transport=transport)

@@ -28,6 +28,10 @@ from sync.keys import generate_key, public_bytes
 from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk
 from tests.sync.harness import wait_for
 
+# SQLite only: the operator API's routes; tests/central/test_operations.py runs their
+# queries on both.
+pytestmark = SQLITE_ONLY
+
 ADMIN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +184,6 @@ def test_passbooks_and_audit(client: TestClient, store: CentralStore, k1: Kiosk)
     assert client.get("/api/v1/audit?limit=0").status_code == 422
 
 
-@SQLITE_ONLY  # the process without a broker; the API runs on both above
 def test_no_broker_serves_the_api(central_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()

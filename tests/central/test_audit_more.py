@@ -26,6 +26,10 @@ from tests.central.conftest import NOW, SQLITE_ONLY
 from tests.central.test_api import Api, app_api
 from tests.central.test_auth import Site, site
 
+# SQLite only: what is audited; tests/central/test_audit.py runs the audit log's queries
+# on both.
+pytestmark = SQLITE_ONLY
+
 __all__ = ["app_api", "site"]  # the fixtures, imported for pytest
 ROOT = Path(__file__).resolve().parents[2]
 PW = "a long enough password"
@@ -193,7 +197,6 @@ def test_the_console_shows_them_where_they_belong(site: Site) -> None:
     assert PW not in page
 
 
-@SQLITE_ONLY  # the CLI passing $USER; the audit rows run on both above
 def test_the_cli_passes_its_unix_user(central_url: str, tmp_path: Path) -> None:
     with CentralStore.open(central_url) as store:
         store.create_village("V1")

@@ -18,8 +18,12 @@ from central.api import create_app
 from central.console.i18n import EN, ZH
 from central.ingest import ingest
 from central.store import CentralStore
-from tests.central.conftest import NOW, Kiosk, enrol, new_kiosk, populate
+from tests.central.conftest import NOW, SQLITE_ONLY, Kiosk, enrol, new_kiosk, populate
 from tests.central.test_api import ADMIN, SETTINGS
+
+# SQLite only: sessions, tokens and roles, above the database;
+# tests/central/test_accounts.py runs the accounts' queries on both.
+pytestmark = SQLITE_ONLY
 
 PW = "a long enough password"
 CONSOLE_PAGES = ["/", "/fleet", "/villages/V1"]

@@ -22,6 +22,10 @@ from tests.central.conftest import SQLITE_ONLY
 from tests.sync.conftest import BROKER_USERS
 from tests.sync.harness import World, wait_for
 
+# SQLite only: the CLI's words; tests/central/test_operations.py runs its queries on
+# both.
+pytestmark = SQLITE_ONLY
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -98,7 +102,6 @@ def test_villages(gp: Cli) -> None:
     assert audit[0]["actor"].startswith("cli:")
 
 
-@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_rules_set_show_and_refusals(gp: Cli, tmp_path: Path) -> None:
     gp("village", "add", "dongcun", "--name-zh", "东村", "--name-en", "East")
     shown = gp.json("rules", "show", "--village", "dongcun")
@@ -125,7 +128,6 @@ def test_rules_set_show_and_refusals(gp: Cli, tmp_path: Path) -> None:
     assert actions == ["rules.set", "village.add"]  # nothing from the refused files
 
 
-@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_catalogue_set_show_conflict_and_script_text(gp: Cli, tmp_path: Path) -> None:
     gp("village", "add", "dongcun", "--name-zh", "东村", "--name-en", "East")
     Image.new("RGB", (640, 480), (200, 180, 40)).save(tmp_path / "rice.jpg")
@@ -153,7 +155,6 @@ def test_catalogue_set_show_conflict_and_script_text(gp: Cli, tmp_path: Path) ->
     assert [r["action"] for r in rows][:1] == ["catalogue.set"]
 
 
-@SQLITE_ONLY  # the CLI's words; tests/central/test_operations.py runs its queries on both
 def test_passbook_commands_refuse_unknown_ones(gp: Cli) -> None:
     for args in (("revoke", "P9", "--reason", "lost"), ("reinstate", "P9"), ("replace", "P9")):
         r = gp("passbook", *args, ok=False)

@@ -15,8 +15,12 @@ from greenpass.errors import ConfigError
 from sync import protocol
 from sync.keys import generate_key, public_bytes
 from tests.central import test_auth
-from tests.central.conftest import NOW
+from tests.central.conftest import NOW, SQLITE_ONLY
 from tests.central.test_auth import Site
+
+# SQLite only: the Fleet pages' layout and scoping; tests/bench/test_console_bench.py
+# runs their queries on both.
+pytestmark = SQLITE_ONLY
 
 site = test_auth.site  # the fixture: a kiosk's day at V1 (K1), county, v1 and v2 accounts
 

@@ -12,8 +12,13 @@ from pathlib import Path
 
 from central import audit, passbooks
 from tests.central import test_auth
+from tests.central.conftest import SQLITE_ONLY
 from tests.central.test_auth import Site
 from tests.central.test_personal import every_text
+
+# SQLite only: the console's and CLI's personal-data pages;
+# tests/central/test_personal.py runs their queries on both.
+pytestmark = SQLITE_ONLY
 
 site = test_auth.site  # the fixture: a kiosk's day at V1, county, v1 and v2 accounts
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,12 @@ from central import audit, operations
 from central.catalogue_file import MAX_PICTURE_BYTES, THUMB_PX, CatalogueItem
 from central.http_guard import HttpLimits
 from tests.central import test_auth
-from tests.central.conftest import NOW
+from tests.central.conftest import NOW, SQLITE_ONLY
 from tests.central.test_auth import Site
+
+# SQLite only: the pictures' upload and checks; tests/central/test_state.py runs the
+# state that carries them on both.
+pytestmark = SQLITE_ONLY
 
 site = test_auth.site  # the fixture: a kiosk's day at V1, county, v1 and v2 accounts
 

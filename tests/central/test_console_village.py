@@ -5,6 +5,7 @@ a change, passbook revocation reaching the state, and names shown as text."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,13 @@ from central.state import build_state
 from greenpass.errors import Refused
 from greenpass.record.rules import DEFAULT_RULES_PATH
 from tests.central import test_auth
-from tests.central.conftest import NOW
+from tests.central.conftest import NOW, SQLITE_ONLY
 from tests.central.test_auth import Site
+from tests.central.test_evidence_other_reversal import reversed_at_both
+
+# SQLite only: the village pages; tests/central/test_operations.py and test_reports.py
+# run their queries on both.
+pytestmark = SQLITE_ONLY
 
 site = test_auth.site  # the fixture: a kiosk's day at V1, county, v1 and v2 accounts
 
@@ -202,3 +208,25 @@ def test_item_and_household_names_are_shown_as_text(site: Site) -> None:
     for path in ["/villages/V1/catalogue", "/villages/V1/audit"]:
         text = c.get(path).text
         assert XSS not in text and "&lt;script&gt;" in text, path
+
+
+def test_an_entry_reversed_at_two_kiosks_is_listed_for_the_village_office(
+    site: Site, tmp_path: Path
+) -> None:
+    c = site.login("v1")
+    r = c.get("/villages/V1/overdrafts")
+    assert r.status_code == 200 and 'data-testid="double-reversals"' not in r.text
+    race = reversed_at_both(site.store, site.kiosk, site.passbooks["li"], tmp_path)
+    r = c.get("/villages/V1/overdrafts")
+    table = r.text.split('data-testid="double-reversals"', 1)[1].split("</table>", 1)[0]
+    assert f"K1 #{race.wrong.seq}" in table and f"K2 #{race.theirs.seq}" in table
+    assert f"K1 #{race.mine.seq}" in table and f">{race.wrong.points}<" in table
+    assert "撤销了两次的记录" in r.text
+    api = c.get("/api/v1/villages/V1/double-reversals", headers=site.bearer("v1"))
+    assert api.status_code == 200, api.text
+    (row,) = api.json()
+    assert row["reversals"] == [f"K1#{race.mine.seq}", f"K2#{race.theirs.seq}"]
+    assert (row["device_id"], row["seq"]) == ("K1", race.wrong.seq)
+    assert row["points"] == race.wrong.points
+    theirs = c.get("/api/v1/villages/V1/double-reversals", headers=site.bearer("v2"))
+    assert theirs.status_code == 403

@@ -24,6 +24,10 @@ from central.http_guard import (
 from central.store import CentralStore
 from greenpass.errors import ConfigError
 from sync.keys import generate_key, public_bytes
+from tests.central.conftest import SQLITE_ONLY
+
+# SQLite only: the HTTP guard's, before any query.
+pytestmark = SQLITE_ONLY
 
 ADMIN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

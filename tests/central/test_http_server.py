@@ -27,7 +27,11 @@ from central.store import CentralStore
 from greenpass.errors import CentralError, ConfigError
 from sync import enrol as enrol_client
 from sync.keys import generate_key, public_bytes
+from tests.central.conftest import SQLITE_ONLY
 from tests.central.served import ADMIN, Served, serving
+
+# SQLite only: the HTTP server's TLS and limits, before any query.
+pytestmark = SQLITE_ONLY
 
 SETTINGS = EnrolmentSettings(
     broker_url="mqtts://central.example:8883",

@@ -24,10 +24,14 @@ from central.store import CentralStore
 from greenpass import certificate
 from greenpass.errors import CentralError, StorageError
 from sync.keys import public_key
-from tests.central.conftest import Kiosk
+from tests.central.conftest import SQLITE_ONLY, Kiosk
 from tests.central.test_api import ADMIN, SETTINGS
 from tests.central.test_evidence import sync
 from tests.central.test_registry import IID, KEY, LATER, PERIOD, a_month, blocks
+
+# SQLite only: who may do what; tests/central/test_registry.py runs the registry's
+# queries on both.
+pytestmark = SQLITE_ONLY
 
 PW = "a long enough password"
 

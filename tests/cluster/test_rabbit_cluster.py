@@ -17,6 +17,7 @@ from central.amqp_receiver import declare_queues
 from central.rabbit import BATCH_QUEUE
 from devkit.rabbit_cluster import RabbitCluster
 from greenpass.errors import TransportError
+from greenpass.record.entries import Kind
 from sync.keys import load_private_key
 from sync.transport import BrokerConfig, Transport
 from tests.central_process import running_central
@@ -67,19 +68,21 @@ def test_a_device_reads_and_writes_only_its_own_topics(cluster: RabbitCluster) -
         finally:
             t.close()
     # Publishing as another kiosk: the connection is closed, nothing reaches central.
-    t = v311(cluster, 3, "K1")
-    try:
-        with pytest.raises(TransportError):
-            t.publish("gp/v1/dev/K2/up/batch", b"forged", timeout_s=5)
-        wait_for("K1 disconnected", lambda: not t.connected)
-    finally:
-        t.close()
+    for forged in ("gp/v1/dev/K2/up/batch", "gp/v1/dev/K2/up/reverse"):
+        t = v311(cluster, 3, "K1")
+        try:
+            with pytest.raises(TransportError):
+                t.publish(forged, b"forged", timeout_s=5)
+            wait_for("K1 disconnected", lambda t=t: not t.connected)  # type: ignore[misc]
+        finally:
+            t.close()
     # Its own topics work, on any node.
     for node in (1, 2, 3):
         t = v311(cluster, node, "K1")
         try:
             t.subscribe("gp/v1/dev/K1/down/ack", "gp/v1/dev/K1/down/state")
             t.publish("gp/v1/dev/K1/status", b"{}", timeout_s=5)
+            t.publish("gp/v1/dev/K1/up/reverse", b"{}", timeout_s=5)  # refused by central
         finally:
             t.close()
     # K2's session queue is out of reach with K2's client id: it is K2's to declare.
@@ -132,6 +135,21 @@ def test_sync_survives_a_node_killed_mid_stream(world: ClusterWorld) -> None:
     # Both workers took part: competing consumers on the one queue.
     assert all(w.receiver.handled > 0 for w in workers)
     assert kiosks[0].uplink is not None and kiosks[0].uplink.stats.connects >= 2
+
+    # K2 reverses K1's deposit, reserved at central through the cluster's queue.
+    a, b = kiosks[0], kiosks[1]
+    first = next(e for e, _ in a.ledger.iter_entries() if e.kind == Kind.DEPOSIT)
+    assert b.uplink is not None and first.passbook_id is not None
+    wait_for(
+        "K1's household's points at K2",
+        lambda: b.ledger.balance(first.passbook_id or "") >= first.points,
+        timeout=60,
+    )
+    got = b.uplink.reserve_reversal("K1", first.seq, "S1")
+    assert (got.device_id, got.seq, got.points) == ("K1", first.seq, first.points)
+    rev = b.ledger.reverse_other(got, staff_id="S1", reason="wrong passbook")
+    wait_for("K2's reversal synced", b.synced, timeout=60)
+    assert world.store.count_entries("K2") == rev.seq
 
 
 def test_greenpass_central_consumes_the_cluster_over_amqp(

@@ -161,35 +161,36 @@ def test_a_flood_from_one_device_leaves_the_others_and_central_working(
 # --- what a device may subscribe to ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "topic_filter",
-    [
-        CENTRAL_BATCH_SUBSCRIPTION,
-        "$share/central/gp/v1/dev/K2/up/batch",
-        "$share/mine/gp/v1/dev/+/up/batch",
-        "gp/#",
-        "+/#",
-        "#",
-        "gp/v1/dev/K2/down/#",
-        "gp/v1/dev/K2/down/ack",
-        "gp/v1/dev/K2/down/reverse",
-        "gp/v1/dev/+/down/reverse",
-        "gp/v1/dev/+/up/reverse",
-        "gp/v1/dev/K1/up/reverse",
-        CENTRAL_RESERVE_SUBSCRIPTION,
-        "gp/v1/dev/+/down/#",
-        "gp/v1/dev/+/status",
-        "gp/v1/dev/K1/up/batch",
-        "$SYS/#",
-        "$CONTROL/dynamic-security/v1/response",
-    ],
-)
-def test_a_device_subscribes_only_to_its_own_downlink(
-    configured: ConfiguredBroker, topic_filter: str
-) -> None:
+# Each refused on one broker (a refusal changes nothing there): a broker per filter
+# cost two seconds each.
+FORBIDDEN_FILTERS = [
+    CENTRAL_BATCH_SUBSCRIPTION,
+    "$share/central/gp/v1/dev/K2/up/batch",
+    "$share/mine/gp/v1/dev/+/up/batch",
+    "gp/#",
+    "+/#",
+    "#",
+    "gp/v1/dev/K2/down/#",
+    "gp/v1/dev/K2/down/ack",
+    "gp/v1/dev/K2/down/reverse",
+    "gp/v1/dev/+/down/reverse",
+    "gp/v1/dev/+/up/reverse",
+    "gp/v1/dev/K1/up/reverse",
+    CENTRAL_RESERVE_SUBSCRIPTION,
+    "gp/v1/dev/+/down/#",
+    "gp/v1/dev/+/status",
+    "gp/v1/dev/K1/up/batch",
+    "$SYS/#",
+    "$CONTROL/dynamic-security/v1/response",
+]
+
+
+def test_a_device_subscribes_only_to_its_own_downlink(configured: ConfiguredBroker) -> None:
     k1 = configured.client("K1")
-    assert k1.subscribe_wait(topic_filter)[0].value == NOT_AUTHORIZED
+    allowed = {f: k1.subscribe_wait(f)[0].value for f in FORBIDDEN_FILTERS}
+    assert {f: v for f, v in allowed.items() if v != NOT_AUTHORIZED} == {}
     assert not k1.subscribe_wait("gp/v1/dev/K1/down/#")[0].is_failure
+    assert k1.is_connected()
 
 
 def test_a_device_in_centrals_share_group_delays_no_batch(configured: ConfiguredBroker) -> None:

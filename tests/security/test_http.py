@@ -45,6 +45,9 @@ from tests.central.conftest import (  # noqa: F401 - central_url and store are f
 from tests.central.served import ADMIN, serving
 from tests.central_process import ROOT, Central, running_central
 
+# SQLite only: the HTTP guard's, before any query.
+pytestmark = SQLITE_ONLY
+
 MiB = 1 << 20
 BIG = 200 * MiB
 ENROL = "/api/v1/enrol"
@@ -163,7 +166,6 @@ def rss(pid: int) -> int:
 # --- bodies -------------------------------------------------------------------------------
 
 
-@SQLITE_ONLY  # the HTTP guard's, before any query
 def test_a_200_mb_body_is_refused_at_once_and_central_does_not_grow(central: Central) -> None:
     declared = head(ENROL, Content_Length=str(BIG))
     streamed = head(ENROL, Transfer_Encoding="chunked")
@@ -188,7 +190,6 @@ def test_a_200_mb_body_is_refused_at_once_and_central_does_not_grow(central: Cen
     assert httpx.get(central.url + "/openapi.json", verify=central.verify).status_code == 200
 
 
-@SQLITE_ONLY  # the HTTP guard's, before any query
 def test_a_malformed_enrolment_repeats_nothing_of_it(central: Central) -> None:
     marker = "ATTACKER-MARKER"
     body = (
@@ -234,7 +235,6 @@ def test_a_refused_enrolment_names_no_other_device_and_a_token_works_once(
         assert "KSECRET42" not in stolen_again.text
 
 
-@SQLITE_ONLY  # the HTTP guard's, before any query
 def test_enrolment_over_plain_http_is_not_served(central: Central) -> None:
     """The listener speaks TLS only: a plain request gets no answer at all, let alone
     a password; and the kiosk's client will not send a token over plain HTTP to
@@ -262,7 +262,6 @@ def test_enrolment_over_plain_http_is_not_served(central: Central) -> None:
 # --- rate ---------------------------------------------------------------------------------
 
 
-@SQLITE_ONLY  # the HTTP guard's, before any query
 def test_one_address_gets_a_few_enrolment_attempts_a_minute(central: Central) -> None:
     body = {"token": "guess", "device_id": "K1", "public_key": public_bytes(generate_key()).hex()}
 
@@ -386,7 +385,6 @@ def test_a_flood_of_enrolment_attempts_does_not_delay_ingest(
     assert max(busy) < 5, f"acks took {busy} s under the flood, {quiet} s before"
 
 
-@SQLITE_ONLY  # the HTTP guard's, before any query
 def test_a_flood_of_connections_is_turned_away_without_delaying_ingest(
     central: Central, syncing: SyncingKiosk
 ) -> None:

@@ -24,6 +24,7 @@ from greenpass.record.entries import Entry, Kind
 from greenpass.record.rules import default_rules
 from tests.central.conftest import (  # noqa: F401 - fixtures: SQLite and PostgreSQL
     NOW,
+    SQLITE_ONLY,
     Kiosk,
     central_url,
     k1,
@@ -40,6 +41,10 @@ from tests.central.forge import (
 )
 from tests.sync.conftest import broker  # noqa: F401 - fixture: a real Mosquitto
 from tests.sync.harness import World, wait_for
+
+# SQLite only: forged batches; tests/central/test_recheck.py runs the same re-checks'
+# queries on both.
+pytestmark = SQLITE_ONLY
 
 RULES = default_rules()
 VERSION = RULES.version

@@ -144,7 +144,9 @@ def test_a_synced_kiosk_asks_central_again_by_resending_its_last_entry(world: Wo
     wang = k.ledger.enrol("Wang household", staff_id="S1").passbook_id or ""
     deposits(k, wang, 3)
     world.start_central()
-    up = k.start(world, fault_backoff=Backoff(1.5, 1.5, rng=Widest()))
+    # The fault stands for the whole pause: long enough that central has stored it
+    # before the resend clears it, even on a loaded machine (1.5 s was not).
+    up = k.start(world, fault_backoff=Backoff(4.0, 4.0, rng=Widest()))
     wait_for("synced", k.synced)
     head = k.ledger.head()[0]
     watch = StatusWatch(world.broker, D)

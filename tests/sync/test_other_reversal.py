@@ -1,7 +1,8 @@
 """Reversing another kiosk's entry (issue 17): kiosk B reserves kiosk A's entry at
 central over the real Mosquitto, writes the reversal with `ref_device`, and every
 ledger and central agree afterwards; a second reversal anywhere is refused at the
-request, a forged one at ingest, and a batch made the old way still syncs."""
+request, a forged one at ingest, and a batch made the old way still syncs; the one
+race left (the entry's own kiosk reversing it offline at once) does not stall sync."""
 
 from __future__ import annotations
 
@@ -159,3 +160,39 @@ def test_central_refuses_a_ref_device_reversal_without_reservation(world: World)
     assert result.ack is not None and result.ack.status == "rejected"
     assert "reservation" in result.ack.reason
     assert world.store.count_entries("KB") == before == 0
+
+
+def test_a_kiosk_that_reversed_offline_what_another_reversed_still_syncs(world: World) -> None:
+    """The race (central.reservations): A, offline, reverses its own deposit while B
+    reserves and reverses it too. A's batch is not refused (its sync would stall for
+    good): both reversals count at central and, through the state, at every kiosk."""
+    a, b = world.kiosk("KA"), world.kiosk("KB")
+    wang = a.ledger.enrol("Wang household", staff_id="S1").passbook_id or ""
+    wrong = _deposit(a, wang, 2_000)
+    _deposit(a, wang)
+    b.ledger.enrol("Li household", staff_id="S1")
+    world.start_central()
+    a.start(world)
+    b.start(world)
+    wait_for("A synced", a.synced)
+    _deposit(a, wang)
+    wait_for("A synced again", a.synced)
+    _online(a, b)
+    wait_for("Wang's points at B", lambda: b.ledger.balance(wang) == a.ledger.balance(wang))
+    before, points = a.ledger.balance(wang), _other(a, wrong).points
+    a.stop()  # A's link is down
+    a.ledger.reverse(wrong, staff_id="S1", reason="offline at A")
+    assert b.uplink is not None
+    got = b.uplink.reserve_reversal("KA", wrong, "S1")
+    b.ledger.reverse_other(got, staff_id="S1", reason="at B")
+    wait_for("B synced", b.synced)
+    a.start(world)
+    wait_for("A synced after its link came back", a.synced)
+    assert a.uplink is not None and a.uplink.stats.rejected == 0
+
+    after = before - 2 * points
+    assert _central_balance(world, wang) == after
+    wait_for("A learns B's reversal", lambda: a.ledger.balance(wang) == after)
+    wait_for("B learns A's", lambda: b.ledger.balance(wang) == after)
+    (double,) = reports.double_reversals(world.store, world.village)
+    assert (double.device_id, double.seq, double.points) == ("KA", wrong, points)
