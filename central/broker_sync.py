@@ -14,8 +14,11 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
+from typing import Protocol
 
 from central.broker import mosquitto_password_hash
 from central.dynsec import (
@@ -30,6 +33,22 @@ from greenpass.errors import CentralError, StorageError, TransportError
 from sync.transport import Backoff, BrokerConfig
 
 log = logging.getLogger(__name__)
+
+
+class Admin(Protocol):
+    """What keeps a broker's logins: `central.dynsec.BrokerAdmin`, or
+    `central.rabbit_admin.RabbitAdmin` on a cluster."""
+
+    def __enter__(self) -> Admin: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+    def sync(self, devices: Sequence[DeviceLogin]) -> SyncReport: ...
+
 
 BROKER_SECRET_FILE = "broker.secret"  # in central's home
 
@@ -73,9 +92,13 @@ class BrokerSync:
         *,
         period_s: float = 300.0,
         backoff: Backoff | None = None,
+        admin: Callable[[], Admin] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
+        # Mosquitto's dynamic-security plugin, or a RabbitMQ cluster's management API
+        # (`central.rabbit_admin`): the same `sync` either way.
+        self._admin: Callable[[], Admin] = admin or (lambda: BrokerAdmin(self.broker))
         self.secret = secret
         self.period_s = period_s
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
@@ -90,7 +113,7 @@ class BrokerSync:
     def sync_now(self) -> SyncReport:
         """One sync; raises `TransportError` (broker away) or `CentralError` (refused)."""
         logins = active_logins(self.store, self.secret)
-        with BrokerAdmin(self.broker) as admin:
+        with self._admin() as admin:
             report = admin.sync(logins)
         if report.created or report.updated or report.deleted:
             log.info("broker logins: %s", report)

@@ -87,7 +87,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="amqp://HOST:PORT",
         help="consume batches and statuses from a RabbitMQ cluster's quorum queues over "
         "AMQP, with --broker-user and its password file (repeatable: one per node; "
-        "docs/scale.md); the broker's logins are then not managed by central",
+        "docs/scale.md); the broker's logins are then managed only with --rabbit-api",
+    )
+    parser.add_argument(
+        "--rabbit-api",
+        action="append",
+        metavar="http://HOST:15672",
+        help="with --amqp: the cluster's management API (repeatable: one per node), through "
+        "which central keeps the devices' logins as it does on Mosquitto; its user needs "
+        "the administrator tag",
     )
     parser.add_argument(
         "--broker-password-file",
@@ -295,7 +303,15 @@ def _broker_sync(
 ) -> BrokerSync:
     from central.broker_sync import BrokerSync, load_secret
 
-    return BrokerSync(store, _central_broker(args, url, ca), load_secret(args.home))
+    login = _central_broker(args, url, ca)
+    if not getattr(args, "rabbit_api", None):
+        return BrokerSync(store, login, load_secret(args.home))
+    from central.rabbit_admin import RabbitAdmin
+
+    def rabbit() -> RabbitAdmin:
+        return RabbitAdmin(args.rabbit_api, login.username, login.password, ca_cert=ca)
+
+    return BrokerSync(store, login, load_secret(args.home), admin=rabbit)
 
 
 def _amqp(args: argparse.Namespace, login: BrokerConfig) -> AmqpConfig:
@@ -342,9 +358,13 @@ def _run(args: argparse.Namespace) -> int:
     if store is None:
         return 0  # stopped while waiting for the database
     key = _key(args.home)
+    if args.rabbit_api and not args.amqp:
+        raise ConfigError("--rabbit-api is a RabbitMQ cluster's: give it with --amqp")
     amqp = _amqp(args, admin) if args.amqp else None
-    # Mosquitto's logins are central's to keep (over $CONTROL); a cluster's are not yet.
-    broker_sync = _broker_sync(args, store, args.broker, args.ca) if amqp is None else None
+    # Mosquitto's logins are central's to keep (over $CONTROL); a cluster's too when
+    # central is given its management API (--rabbit-api).
+    keeps_logins = amqp is None or bool(args.rabbit_api)
+    broker_sync = _broker_sync(args, store, args.broker, args.ca) if keeps_logins else None
     service = CentralService(
         store,
         BrokerConfig(

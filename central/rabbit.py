@@ -43,6 +43,7 @@ class RabbitNode:
     amqp_port: int
     mqtt_port: int  # MQTT over TLS
     dist_port: int  # Erlang distribution between the nodes
+    api_port: int = 0  # the management API (central keeps the logins through it); 0: none
 
 
 def check_rabbit_id(device_id: str) -> str:
@@ -110,9 +111,11 @@ def cluster_definitions(users: Mapping[str, str]) -> str:
     }
     for user, password in users.items():
         perms, topic = central_rights() if user == CENTRAL_USER else device_rights(user)
+        # Central keeps the devices' logins through the management API: administrator.
+        tags = ["administrator"] if user == CENTRAL_USER else []
         out["users"].append(
             {"name": user, "password_hash": rabbit_password_hash(password),
-             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags}
         )  # fmt: skip
         out["permissions"].append({"user": user, "vhost": "/", **perms})
         out["topic_permissions"].append({"user": user, "vhost": "/", **topic})
@@ -158,6 +161,9 @@ def node_config(
         "vm_memory_high_watermark.relative = 0.2",
         "disk_free_limit.absolute = 50MB",
     ]
+    if me.api_port:
+        # Central keeps the devices' logins through it (`central.rabbit_admin`).
+        lines += [f"management.tcp.ip = {bind}", f"management.tcp.port = {me.api_port}"]
     if definitions is not None:
         lines.append(f"load_definitions = {definitions}")
     return "\n".join(lines) + "\n"

@@ -5,7 +5,9 @@ Kiosk B asks on its `up/reverse` topic (`sync.reserve_wire`) to reverse entry (A
 a kind one kiosk may reverse of another's (`OTHER_REVERSIBLE`), not reversed by any
 kiosk and not reserved by another; then it records the reservation for B (the primary
 key on the target makes it one per entry, whoever asks at once) and answers with the
-fields B's reversal must negate. B's repeated request gets the same answer.
+fields B's reversal must negate. B's repeated request gets the same answer. A learns
+of the reservation in its next state (`StateBody.reversed_elsewhere`) and from then
+on refuses to reverse the entry itself.
 
 When B's batch brings the reversal (`ref_device` = A, `ref_seq` = N),
 `central.recheck_state` holds it to this reservation. A kiosk reverses a target at
@@ -42,6 +44,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -163,6 +166,10 @@ def _reserve(conn: Connection, req: rw.ReserveRequest, now_ms: int) -> rw.Reserv
                 reserved_ms=now_ms,
             )
         )  # fmt: skip
+        # The target's kiosk learns it in its next state (`reversed_elsewhere`), from
+        # whichever worker pushes the village next.
+        v = db.villages
+        conn.execute(update(v).where(v.c.village_id == village).values(changed_ms=now_ms))
     elif held != me:  # reversed or reserved by another kiosk (or by A itself)
         who = by[0] if by is not None else str(held)
         return _refused(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import Connection, func, select, update
 
-from central import db, log_proofs, passbooks, personal_db, tlog
+from central import db, log_proofs, passbooks, personal_db, reservations, tlog
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
 from sync import protocol
@@ -150,6 +150,16 @@ def build_village_states(
                 )
             )
         )
+        # Each kiosk's entries another kiosk reserved to reverse: that kiosk then refuses
+        # to reverse them itself (a reservation always ends in that reversal).
+        rr = reservations.reversal_reservations
+        elsewhere: dict[str, dict[int, str]] = {}
+        for target, seq, by in conn.execute(
+            select(rr.c.target_device, rr.c.target_seq, rr.c.device_id).where(
+                rr.c.village_id == village
+            )
+        ):
+            elsewhere.setdefault(target, {})[int(seq)] = by
     revoked = [v.passbook_id for v in villagers if v.status == "revoked"]
     return [
         StateBody(
@@ -169,6 +179,9 @@ def build_village_states(
             revoked=revoked,
             erased=erased if protocol.FEATURE_ERASURES in takes[dev.device_id] else [],
             log=logs.get(dev.device_id),
+            reversed_elsewhere=elsewhere.get(dev.device_id, {})
+            if protocol.FEATURE_REVERSED_ELSEWHERE in takes[dev.device_id]
+            else {},
         )
         for dev in devices
     ]

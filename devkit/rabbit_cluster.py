@@ -57,6 +57,7 @@ class RabbitCluster:
                 amqp_port=free_port(),
                 mqtt_port=free_port(),
                 dist_port=free_port(),
+                api_port=free_port(),
             )
             for i in range(1, size + 1)
         ]
@@ -65,7 +66,7 @@ class RabbitCluster:
         cookie = folder / "home" / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16))
         cookie.chmod(0o400)
-        (folder / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        (folder / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_management].\n")
         (folder / "rabbitmq-env.conf").write_text("")
         (folder / "definitions.json").write_text(cluster_definitions(self.users))
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -78,6 +79,10 @@ class RabbitCluster:
 
     def mqtt_url(self, n: int) -> str:
         return f"mqtts://127.0.0.1:{self.nodes[n - 1].mqtt_port}"
+
+    def api_url(self, n: int) -> str:
+        """Node `n`'s management API (central keeps the devices' logins through it)."""
+        return f"http://127.0.0.1:{self.nodes[n - 1].api_port}"
 
     def amqp_url(self, n: int, user: str = "central") -> str:
         return f"amqp://{user}:{self.users[user]}@127.0.0.1:{self.nodes[n - 1].amqp_port}/%2F"
@@ -159,7 +164,9 @@ class RabbitCluster:
                 if retry and "eaddrinuse" in log and not self._started[n - 1]:
                     # Another process took a port `free_port` offered: new ones, once.
                     node = self.nodes[n - 1]
-                    self.nodes[n - 1] = RabbitNode(node.name, free_port(), free_port(), free_port())
+                    self.nodes[n - 1] = RabbitNode(
+                        node.name, free_port(), free_port(), free_port(), free_port()
+                    )
                     self._spawn(n)
                     self._wait(n, retry=False)
                     return

@@ -66,6 +66,7 @@ __all__ = [  # batches and envelopes too, so `protocol.X` stays the one name for
     "FEATURE_ERASURES",
     "FEATURE_ITEM_PICTURES",
     "FEATURE_LOG_PROOFS",
+    "FEATURE_REVERSED_ELSEWHERE",
     "LOG_FAULTS",
     "MAX_BATCH_BYTES",
     "MAX_BODY",
@@ -250,7 +251,10 @@ FEATURE_ERASURES = "erasures"
 # Proofs of central's transparency log (StateBody.log, sync.log_wire): older kiosks
 # refuse the unknown key.
 FEATURE_LOG_PROOFS = "log_proofs"
-FEATURES = (FEATURE_ITEM_PICTURES, FEATURE_ERASURES, FEATURE_LOG_PROOFS)
+# This kiosk's entries another kiosk holds central's reservation to reverse
+# (StateBody.reversed_elsewhere, central.reservations): older kiosks refuse the key.
+FEATURE_REVERSED_ELSEWHERE = "reversed_elsewhere"
+FEATURES = (FEATURE_ITEM_PICTURES, FEATURE_ERASURES, FEATURE_LOG_PROOFS, FEATURE_REVERSED_ELSEWHERE)
 
 
 class WireVillager(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -297,6 +301,9 @@ class StateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
     # Central's newest checkpoint and proofs for this kiosk to check it by: sent only to
     # kiosks that name FEATURE_LOG_PROOFS (omitted when None).
     log: StateLog | None = None
+    # This kiosk's own entries (seq → the kiosk) that another kiosk reserved at central
+    # to reverse: sent only to kiosks that name FEATURE_REVERSED_ELSEWHERE.
+    reversed_elsewhere: dict[int, str] = {}
 
 
 _json = msgspec.json.Encoder()

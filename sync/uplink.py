@@ -93,6 +93,7 @@ def to_central_state(body: p.StateBody) -> CentralState:
         issuer_keys=body.issuer_keys,
         revoked=body.revoked,
         erased=body.erased,
+        reversed_elsewhere=body.reversed_elsewhere,
     )
 
 

@@ -291,9 +291,11 @@ def recent_entries(k: Kiosk, limit: int = 20) -> list[dict[str, Any]]:
     the household's, masked, so that staff confirm whose entry they undo."""
     rows = k.require_ledger().store.query(
         "SELECT e.seq, e.kind, e.passbook_id, e.category, e.grams, e.points, e.item_id, e.qty, "
-        "e.staff_id, e.wall_ms, r.seq AS reversed_by, v.household_name FROM entries e "
+        "e.staff_id, e.wall_ms, coalesce(r.seq, x.by_device) AS reversed_by, "
+        "v.household_name FROM entries e "
         "LEFT JOIN entries r ON r.kind = 'reversal' AND r.ref_seq = e.seq "
         "AND r.ref_device IS NULL "
+        "LEFT JOIN reversed_elsewhere x ON x.seq = e.seq "
         "LEFT JOIN villagers v ON v.passbook_id = e.passbook_id "
         "WHERE e.kind IN ('deposit', 'redeem', 'award', 'restock', 'adjust_stock') "
         "ORDER BY e.seq DESC LIMIT ?",

@@ -58,6 +58,9 @@ class CentralState:
     issuer_keys: Mapping[str, bytes] = field(default_factory=dict)
     revoked: Sequence[str] = ()
     erased: Sequence[str] = ()  # households whose personal data central erased
+    # This kiosk's entries another kiosk holds central's reservation to reverse: seq →
+    # that kiosk. Only added to, never cleared (an older central sends none).
+    reversed_elsewhere: Mapping[int, str] = field(default_factory=dict)
 
 
 def state_version(conn: sqlite3.Connection) -> int:
@@ -104,6 +107,10 @@ def apply_central_state(store: Store, state: CentralState, *, village: str, now:
         blanked = _villagers(conn, state, now)
         if state.catalogue is not None:
             _catalogue(conn, state.catalogue)
+        conn.executemany(
+            "INSERT OR REPLACE INTO reversed_elsewhere VALUES (?, ?)",
+            state.reversed_elsewhere.items(),
+        )
         conn.execute("DELETE FROM issuer_keys")
         conn.executemany("INSERT INTO issuer_keys VALUES (?, ?)", state.issuer_keys.items())
         if rules is not None:

@@ -46,6 +46,11 @@ Migration 7 (cross-kiosk reversals, docs/ledger.md):
   canonical bytes therefore stay as they were.
 - `entries_reversed_once` now covers (ref_device, ref_seq): one reversal per target,
   this kiosk's own (NULL, seq) and another's (device, seq) alike.
+
+Migration 8: `reversed_elsewhere`, this kiosk's entries another kiosk holds central's
+reservation to reverse (seq → that kiosk), from central's state. Only ever added to:
+a reservation always ends in that kiosk's reversal. This kiosk then refuses to
+reverse them itself.
 """
 
 from __future__ import annotations
@@ -249,6 +254,16 @@ ALTER TABLE entries ADD COLUMN ref_device TEXT;
 DROP INDEX entries_reversed_once;
 CREATE UNIQUE INDEX entries_reversed_once ON entries (ifnull(ref_device, ''), ref_seq)
     WHERE kind = 'reversal';
+""",
+    ),
+    (
+        8,
+        "entries reversed at another kiosk",
+        """
+CREATE TABLE reversed_elsewhere (
+    seq       INTEGER PRIMARY KEY,
+    by_device TEXT NOT NULL
+) STRICT;
 """,
     ),
 ]

@@ -336,6 +336,15 @@ def check_reversible(conn: sqlite3.Connection, target: Entry) -> None:
         raise Refused(
             "already_reversed", f"entry {target.seq} was already reversed by entry {done[0]}"
         )
+    elsewhere = conn.execute(
+        "SELECT by_device FROM reversed_elsewhere WHERE seq = ?", (target.seq,)
+    ).fetchone()
+    if elsewhere is not None:
+        raise Refused(
+            "already_reversed",
+            f"entry {target.seq} is reversed at kiosk {elsewhere[0]}",
+            by=str(elsewhere[0]),
+        )
 
 
 # --- staff -----------------------------------------------------------------------------

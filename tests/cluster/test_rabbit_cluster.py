@@ -7,9 +7,11 @@ Marked `cluster` (the cluster takes about 40 s to form): `make test-cluster`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pika
 import pytest
 
@@ -18,7 +20,8 @@ from central.rabbit import BATCH_QUEUE
 from devkit.rabbit_cluster import RabbitCluster
 from greenpass.errors import TransportError
 from greenpass.record.entries import Kind
-from sync.keys import load_private_key
+from sync import enrol as enrol_client
+from sync.keys import generate_key, load_private_key, public_bytes
 from sync.transport import BrokerConfig, Transport
 from tests.central_process import running_central
 from tests.cluster.conftest import USERS, ClusterWorld
@@ -168,3 +171,74 @@ def test_greenpass_central_consumes_the_cluster_over_amqp(
         wait_for("K4 synced", k.synced, timeout=60)
         assert world.store.count_entries("K4") == k.ledger.head()[0] == 30
         wait_for("K4's state from that central", lambda: up.stats.states_applied > 0)
+
+
+def test_central_keeps_the_clusters_logins_from_enrolment_to_revocation(
+    world: ClusterWorld, tmp_path: Path
+) -> None:
+    """`greenpass central --amqp … --rabbit-api …`: a kiosk enrolled over HTTPS gets a
+    login on the cluster (no definitions file names it) and is told to speak 3.1.1;
+    it reaches its own topics only, as on Mosquitto; re-enrolled, its new password
+    replaces the old one; revoked, its login is gone and its connection closed at once."""
+    cluster = world.cluster
+    n = range(1, len(cluster.nodes) + 1)
+    args = [x for i in n for x in ("--amqp", f"amqp://127.0.0.1:{cluster.nodes[i - 1].amqp_port}")]
+    args += [x for i in n for x in ("--rabbit-api", cluster.api_url(i))]
+    front = SimpleNamespace(url=cluster.mqtt_url(2), ca_cert=cluster.ca_cert)
+    with running_central(tmp_path / "proc", front, db_url=world.db_url, args=args) as c:  # type: ignore[arg-type]
+        key, token = generate_key(), c.token("K5", "V1")
+        creds = enrol_client.enrol(c.url, token, "K5", public_bytes(key), ca_file=c.ca)
+        assert creds.mqtt_version == "3.1.1"
+        assert "K5" not in USERS  # the cluster's definitions never named it
+
+        def login(password: str | None = None) -> Transport | None:
+            t = Transport(
+                BrokerConfig(
+                    url=cluster.mqtt_url(3), username="K5",
+                    password=password or creds.mqtt_password,
+                    client_id="gp-K5", ca_cert=cluster.ca_cert, clean_start=True,
+                    mqtt_version=creds.mqtt_version,
+                )
+            )  # fmt: skip
+            try:
+                t.connect()
+            except TransportError:
+                t.close()
+                return None
+            return t
+
+        deadline = time.monotonic() + 30  # central makes the login just after its answer
+        while (t := login()) is None:
+            assert time.monotonic() < deadline, "K5 never got a login on the cluster"
+            time.sleep(0.5)
+        t.subscribe("gp/v1/dev/K5/down/ack")
+        t.publish("gp/v1/dev/K5/status", b"{}", timeout_s=5)
+        with pytest.raises(TransportError):  # its rights are a device's, as on Mosquitto
+            t.publish("gp/v1/dev/K1/up/batch", b"forged", timeout_s=5)
+        t.close()
+        first = login()
+        assert first is not None
+
+        # Re-enrolled with a new key (a replaced SD card): the new password works, the
+        # old connection is closed and the old password no longer logs in.
+        old_password = creds.mqtt_password
+        creds = enrol_client.enrol(
+            c.url, c.token("K5", "V1"), "K5", public_bytes(generate_key()), ca_file=c.ca
+        )
+        assert creds.mqtt_password != old_password
+        wait_for("the old connection closed", lambda: not first.connected, timeout=30)
+        first.close()
+        deadline = time.monotonic() + 30
+        while (again := login()) is None:
+            assert time.monotonic() < deadline, "K5's new password never worked"
+            time.sleep(0.5)
+        assert login(old_password) is None, "the old password still logs in"
+
+        r = httpx.post(
+            f"{c.url}/api/v1/devices/K5/revoke", headers={"Authorization": f"Bearer {c.admin}"},
+            verify=c.verify, timeout=30,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        wait_for("K5 disconnected", lambda: not again.connected, timeout=30)
+        again.close()
+        assert login() is None, "a revoked device still logs in"

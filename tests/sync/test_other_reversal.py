@@ -37,6 +37,11 @@ def _central_balance(world: World, passbook: str) -> int:
     )
 
 
+def _elsewhere(k: Kiosk) -> dict[int, str]:
+    rows = k.ledger.store.query("SELECT seq, by_device FROM reversed_elsewhere")
+    return {int(r["seq"]): str(r["by_device"]) for r in rows}
+
+
 def _online(*kiosks: Kiosk) -> None:
     """Wait until each kiosk has heard from central that it takes ref_device: in the
     ack of a batch, so a kiosk with no entry at all does not offer it yet."""
@@ -92,6 +97,13 @@ def test_b_reverses_as_entry_once_and_every_ledger_agrees(world: World) -> None:
 
     after = before - target.points
     wait_for("A learns it through its state", lambda: a.ledger.balance(wang) == after)
+    # A online now refuses to reverse it too, naming B (the state's reversed_elsewhere).
+    wait_for("A knows B holds it", lambda: _elsewhere(a) == {wrong: "KB"})
+    head_a = a.ledger.head()[0]
+    with pytest.raises(Refused) as at_a:
+        a.ledger.reverse(wrong, staff_id="S1", reason="again at A")
+    assert at_a.value.code == "already_reversed" and at_a.value.details == {"by": "KB"}
+    assert a.ledger.head()[0] == head_a
     wait_for("C learns it", lambda: c.ledger.balance(wang) == after)
     assert b.ledger.balance(wang) == after
     assert _central_balance(world, wang) == after

@@ -1,0 +1,165 @@
+"""A RabbitMQ cluster's logins kept equal to central's active devices (docs/scale.md).
+
+On Mosquitto central keeps each device's login in the dynamic-security plugin over
+``$CONTROL`` (`central.dynsec.BrokerAdmin`). On a RabbitMQ cluster the same job goes
+through the management plugin's HTTP API, which any node answers for the whole
+cluster: `RabbitAdmin.sync` has `BrokerAdmin.sync`'s contract, so `BrokerSync` runs
+either (`greenpass central --amqp … --rabbit-api …`).
+
+A device's user carries the tags `gp-device` (central made it: only those are ever
+deleted) and `gp-key-<hash>` (the enrolled key its password belongs to, as
+`key_label` on Mosquitto), with the rights of `central.rabbit.device_rights`. A
+re-enrolled device gets its new password; a revoked one is deleted and its open
+connections are closed at once. Central's own user needs the `administrator` tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from central.dynsec import DeviceLogin, SyncReport
+from central.rabbit import check_rabbit_id, device_rights, rabbit_password_hash
+from greenpass.errors import CentralError, TransportError
+
+log = logging.getLogger(__name__)
+
+DEVICE_TAG = "gp-device"
+_KEY_TAG = "gp-key-"
+_VHOST = quote("/", safe="")
+
+
+def key_tag(public_key: bytes) -> str:
+    return _KEY_TAG + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+class RabbitAdmin:
+    """The management API of a cluster, tried node by node (`api_urls`)."""
+
+    def __init__(
+        self,
+        api_urls: Sequence[str],
+        username: str,
+        password: str,
+        *,
+        ca_cert: Path | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if not api_urls:
+            raise CentralError("no RabbitMQ management API URL given")
+        self.api_urls = [u.rstrip("/") for u in api_urls]
+        self._auth = (username, password)
+        self._verify: Any = str(ca_cert) if ca_cert else True
+        self._timeout = timeout_s
+        self._client: httpx.Client | None = None
+        self._base = ""
+
+    def __enter__(self) -> RabbitAdmin:
+        errors = []
+        for url in self.api_urls:
+            client = httpx.Client(auth=self._auth, verify=self._verify, timeout=self._timeout)
+            try:
+                r = client.get(f"{url}/api/whoami")
+            except httpx.HTTPError as exc:
+                client.close()
+                errors.append(f"{url}: {exc or type(exc).__name__}")
+                continue
+            if r.status_code in (401, 403):
+                client.close()
+                raise CentralError(f"the RabbitMQ management API at {url} refused central's login")
+            if "administrator" not in str(r.json().get("tags", "")):
+                client.close()
+                raise CentralError(
+                    f"central's RabbitMQ user at {url} lacks the administrator tag: it "
+                    "cannot manage the devices' logins"
+                )
+            self._client, self._base = client, url
+            return self
+        raise TransportError("no RabbitMQ management API reachable: " + "; ".join(errors))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        if self._client is None:
+            raise CentralError("RabbitAdmin used outside its `with` block")
+        try:
+            r = self._client.request(method, f"{self._base}{path}", json=body)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"RabbitMQ management API {self._base}: {exc}") from exc
+        if r.status_code == 404 and method == "DELETE":
+            return None  # gone already
+        if r.status_code >= 400:
+            raise CentralError(
+                f"RabbitMQ refused {method} {path}: {r.status_code} {r.text[:200].strip()}"
+            )
+        return r.json() if r.content else None
+
+    def device_users(self) -> dict[str, str]:
+        """Users central made for devices: name → their key tag ('' if none)."""
+        out: dict[str, str] = {}
+        for user in self._call("GET", "/api/users") or []:
+            tags = user.get("tags", [])
+            tags = tags.split(",") if isinstance(tags, str) else list(tags)
+            if DEVICE_TAG in tags:
+                out[user["name"]] = next((t for t in tags if t.startswith(_KEY_TAG)), "")
+        return out
+
+    def sync(self, devices: Sequence[DeviceLogin]) -> SyncReport:
+        """Make the cluster's device users exactly `devices` (`BrokerAdmin.sync`'s
+        contract): a missing one or one whose key changed is (re)made when its
+        password is known, one no longer active is deleted and disconnected."""
+        report = SyncReport()
+        have = self.device_users()
+        wanted = {check_rabbit_id(d.device_id): d for d in devices}
+        for name, d in wanted.items():
+            tag = key_tag(d.public_key)
+            if have.get(name) == tag:
+                continue
+            if d.password is None:
+                report.stuck.append(name)
+                continue
+            self._put_user(name, d.password, tag)
+            (report.updated if name in have else report.created).append(name)
+        for name in sorted(set(have) - set(wanted)):
+            self._call("DELETE", f"/api/users/{quote(name, safe='')}")
+            self._close_connections(name)
+            report.deleted.append(name)
+        return report
+
+    def _put_user(self, name: str, password: str, tag: str) -> None:
+        user = quote(name, safe="")
+        self._call(
+            "PUT",
+            f"/api/users/{user}",
+            {
+                "password_hash": rabbit_password_hash(password),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": f"{DEVICE_TAG},{tag}",
+            },
+        )
+        perms, topic = device_rights(name)
+        self._call("PUT", f"/api/permissions/{_VHOST}/{user}", perms)
+        self._call("PUT", f"/api/topic-permissions/{_VHOST}/{user}", topic)
+        # A re-enrolled device's old connection holds the old password: close it.
+        self._close_connections(name)
+
+    def _close_connections(self, name: str) -> None:
+        for conn in self._call("GET", "/api/connections?columns=name,user") or []:
+            if conn.get("user") == name:
+                path = f"/api/connections/{quote(conn['name'], safe='')}"
+                self._call("DELETE", path)
