@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.kiosk.cards import make_card, read_card
+from edge.ledger.central_state import CentralState
 from edge.ledger.ledger import Ledger
 from simulator.kiosk_home import STAFF_PIN, make_kiosk_home
 from sync.keys import load_private_key, public_bytes
@@ -243,6 +244,26 @@ def test_staff_sign_in_redeem_enrol_reverse_restock_report(shared_kiosk: Running
     assert r.status_code == 200, r.text
     r = k.post("/api/staff/reverse", {"seq": redeem_seq, "reason": "again"})
     assert r.status_code == 409 and r.json()["code"] == "already_reversed"
+
+    # A deposit another kiosk holds central's reservation to reverse (the state's
+    # reversed_elsewhere): listed as reversed, and refused here, naming that kiosk.
+    deposit_seq = next(e["seq"] for e in entries if e["kind"] == "deposit")
+    with ledger_of(k) as ledger:
+        keys = {r["key_id"]: bytes(r["public_key"]) for r in ledger.store.query(
+            "SELECT key_id, public_key FROM issuer_keys")}  # fmt: skip
+        version = int(ledger.store.query("SELECT coalesce(max(version), 0) AS v FROM "
+                                         "central_state")[0]["v"])  # fmt: skip
+        assert ledger.apply_state(
+            CentralState(
+                version=version + 1, included_seq=0, issuer_keys=keys,
+                reversed_elsewhere={deposit_seq: "K2"},
+            )
+        )  # fmt: skip
+    listed = k.http.get("/api/staff/entries").json()["entries"]
+    assert next(e for e in listed if e["seq"] == deposit_seq)["reversed_by"] == "K2"
+    r = k.post("/api/staff/reverse", {"seq": deposit_seq, "reason": "wrong passbook"})
+    assert r.status_code == 409 and r.json()["code"] == "already_reversed", r.text
+    assert r.json()["by"] == "K2", r.text
 
     r = k.post("/api/staff/restock", {"item": "vinegar", "qty": 5})
     assert r.json()["stock"] == 25
