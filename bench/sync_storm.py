@@ -9,21 +9,34 @@ file — but speaks exactly what a kiosk speaks: connect (jittered backoff on
 refusal), subscribe to its ack, publish, resend on ack timeout, done on `ok`.
 
 Printed: time until every kiosk holds an `ok` for its last entry, entries lost
-or duplicated centrally (must be 0), and central's peak RSS (goal < 500 MB).
+or duplicated centrally (must be 0), and central's peak RSS (goal < 500 MB). And
+where the time goes: per phase (connect: until every kiosk has subscribed to its
+ack; sync: until the last ack), the CPU seconds of this load generator, of central
+and of the broker, beside the phase's wall time: a process using ~1 CPU second per
+second of a phase is the bottleneck there, and if none is, the storm is waiting.
 
     python -m bench.sync_storm [--kiosks 1000] [--entries 100] [--pg URL] [--sqlite]
+                               [--generators 4]
+
+The kiosks are spread over `--generators` processes: a thousand kiosk threads and
+their thousand paho network threads in one Python process wait on its one GIL.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import multiprocessing
+import os
 import queue
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.sync_drain import PG_DEFAULT, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
@@ -32,11 +45,13 @@ from greenpass.errors import TransportError
 from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass.record.ids import uuid7
 from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields
+from greenpass.record.rules import default_rules
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey, generate_key, public_bytes, save_private_key
 from sync.transport import Backoff, BrokerConfig, Transport
 
 GOAL_RSS_MB = 500
+GOAL_RATE = 10_000  # entries/s until all acked (issue 15)
 STORM_TIMEOUT_S = 1800.0
 T0 = 1_764_000_000_000
 
@@ -45,7 +60,15 @@ T0 = 1_764_000_000_000
 HOUSEHOLD = commitment(household_fields("H"), bytes(16))
 
 
+# Deposits priced by the shipped rules, which central re-checks (central.recheck): a
+# made-up rules version is refused and dead-lettered, and the storm never ends.
+RULES = default_rules()
+PAPER = RULES.category("paper")
+assert PAPER is not None
+
+
 def entries_for(device: str, village: str, n: int) -> list[tuple[Entry, bytes]]:
+    assert PAPER is not None
     out: list[tuple[Entry, bytes]] = []
     prev = GENESIS_H
     passbook = f"{device}-00001"
@@ -63,9 +86,9 @@ def entries_for(device: str, village: str, n: int) -> list[tuple[Entry, bytes]]:
             staff_id="S1" if seq == 1 else None,
             category=None if seq == 1 else "paper",
             grams=None if seq == 1 else 1000,
-            points=0 if seq == 1 else 10,
-            co2e_g=0 if seq == 1 else 3913,
-            rules_version=None if seq == 1 else "r1",
+            points=0 if seq == 1 else PAPER.points_for(1000),
+            co2e_g=0 if seq == 1 else PAPER.co2e_for(1000),
+            rules_version=None if seq == 1 else RULES.version,
             data={PERSONAL_KEY: HOUSEHOLD, "village": village} if seq == 1 else {},
         )
         prev = chain_hash(prev, e)
@@ -83,7 +106,10 @@ class SimKiosk(threading.Thread):
         assert n == len(rows)
         self.last_seq = rows[-1][0].seq
         self.done = threading.Event()
+        self.subscribed = threading.Event()
         self.connects = self.resends = 0
+        self.refused = ""  # central's reason, if it rejected the batch
+        self.connected_at = self.acked_at = float("nan")  # perf_counter, first time
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -93,7 +119,10 @@ class SimKiosk(threading.Thread):
             try:
                 t.connect(timeout_s=30)
                 self.connects += 1
+                if self.connects == 1:
+                    self.connected_at = time.perf_counter()
                 t.subscribe(p.topic(self.cfg.username, p.ACK), timeout_s=30)
+                self.subscribed.set()
                 while not self.done.is_set() and not self.stop.is_set():
                     t.publish_nowait(p.topic(self.cfg.username, p.BATCH), self.payload)
                     try:
@@ -103,13 +132,127 @@ class SimKiosk(threading.Thread):
                         continue
                     ack = p.decode_ack(msg.payload)
                     if ack.status == "ok" and ack.acked_seq >= self.last_seq:
+                        self.acked_at = time.perf_counter()
                         self.done.set()
+                    elif ack.status == "rejected":  # resending cannot help: say why
+                        self.refused = ack.reason or "rejected"
+                        self.stop.set()
             except TransportError:
                 pass
             finally:
                 t.close()
             if not self.done.is_set():
                 self.stop.wait(backoff.next_delay())
+
+
+Sim = tuple[str, str, bytes, str]  # device, MQTT password, raw private key, village
+
+
+def generate(
+    broker: BrokerConfig, sims: list[Sim], entries: int, start: Any, stop: Any, events: Any
+) -> None:
+    """One load-generator process: its share of the kiosks, started together at
+    `start`, each one's first connect, subscription, ack or refusal put on `events`."""
+    threading.stack_size(512 * 1024)
+    kiosks = [
+        SimKiosk(
+            dataclasses.replace(broker, username=d, password=pw, client_id=f"gp-{d}"),
+            Ed25519PrivateKey.from_private_bytes(raw),
+            entries_for(d, v, entries),
+        )
+        for d, pw, raw, v in sims
+    ]
+    events.put(("ready", "", 0.0, ""))
+    start.wait()
+    for k in kiosks:
+        k.start()
+    told: dict[str, set[str]] = {k.cfg.username: set() for k in kiosks}
+    while not stop.is_set():
+        for k in kiosks:
+            name, seen = k.cfg.username, told[k.cfg.username]
+            for what, happened, t in (
+                ("sub", k.subscribed.is_set(), k.connected_at),
+                ("ack", k.done.is_set(), k.acked_at),
+                ("refused", bool(k.refused), 0.0),
+            ):
+                if happened and what not in seen:
+                    seen.add(what)
+                    detail = k.refused if what == "refused" else f"{k.connects} {k.resends}"
+                    events.put((what, name, t, detail))
+        if all(len(seen) >= 2 for seen in told.values()):
+            break
+        time.sleep(0.05)
+    for k in kiosks:
+        k.stop.set()
+
+
+class Fleet:
+    """The parent's view of every generator's kiosks, from their events."""
+
+    def __init__(self, events: Any, n: int) -> None:
+        self.events, self.n = events, n
+        self.connected: dict[str, float] = {}
+        self.acked: dict[str, float] = {}
+        self.counts: dict[str, tuple[int, int]] = {}  # connects, resends
+        self.refused = ""
+        self.ready = 0
+
+    def drain(self) -> None:
+        while True:
+            try:
+                what, name, t, detail = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if what == "ready":
+                self.ready += 1
+            elif what == "sub":
+                self.connected[name] = t
+            elif what == "ack":
+                self.acked[name] = t
+                connects, resends = detail.split()
+                self.counts[name] = (int(connects), int(resends))
+            elif what == "refused":
+                self.refused = f"central rejected {name}'s batch: {detail}"
+
+    def progress(self) -> str:
+        self.drain()
+        return (
+            f"{len(self.connected)} of {self.n} kiosks subscribed, {len(self.acked)} acked in full"
+        )
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` (all its threads) and of its child
+    processes still running (central's log sequencer), so far."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_s(int(k)) for k in kids)
+
+
+class CpuClock:
+    """CPU seconds of the generator (this process), central and the broker at each
+    mark, and the wall time between marks."""
+
+    def __init__(self, central: int, broker: int | None) -> None:
+        self.pids = {"generator": os.getpid(), "central": central, "broker": broker}
+        self.marks: list[tuple[str, float, dict[str, float]]] = []
+        self.mark("start")
+
+    def mark(self, name: str) -> None:
+        self.marks.append((name, time.perf_counter(), {k: cpu_s(p) for k, p in self.pids.items()}))
+
+    def lines(self) -> list[str]:
+        out = ["  phase      wall s   CPU s: generator  central   broker  (2 cores)"]
+        for (_, t0, c0), (name, t1, c1) in zip(self.marks, self.marks[1:], strict=False):
+            cpu = [c1[k] - c0[k] for k in ("generator", "central", "broker")]
+            out.append(f"  {name:<9} {t1 - t0:7.1f}   {cpu[0]:15.1f} {cpu[1]:8.1f} {cpu[2]:8.1f}")
+        return out
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -127,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=100, help="unsynced entries per kiosk")
     ap.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL server URL")
     ap.add_argument("--sqlite", action="store_true", help="central on SQLite instead")
+    ap.add_argument(
+        "--generators", type=int, default=4,
+        help="load-generator processes the kiosks are spread over (4)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     threading.stack_size(512 * 1024)
     base = Path(__file__).resolve().parents[1]
@@ -151,13 +298,16 @@ def main(argv: list[str] | None = None) -> int:
                 token = store.create_enrol_token(device, village, T0, ttl_s=10**9, actor="bench")
                 enrolment = store.enrol(token, device, public_bytes(key), T0)
                 users.append((device, enrolment.mqtt_password))
-                sims.append((device, enrolment.mqtt_password, key, village))
+                sims.append((device, enrolment.mqtt_password, key.private_bytes_raw(), village))
         where = "SQLite" if args.sqlite else "PostgreSQL"
         setup_s = time.perf_counter() - t_setup
         print(f"reconnect storm: {args.kiosks} kiosks × {args.entries} entries, central on")
-        print(f"  {where} (enrolment and setup {setup_s:.0f} s)")
-        kiosks: list[SimKiosk] = []
+        print(f"  {where} (enrolment and setup {setup_s:.0f} s), kiosks spread over")
+        print(f"  {args.generators} load-generator processes")
         central_log = folder / "central.log"
+        ctx = multiprocessing.get_context("spawn")
+        events, start, stop = ctx.Queue(), ctx.Event(), ctx.Event()
+        fleet = Fleet(events, args.kiosks)
         with Broker(folder / "broker", users) as broker:
             with central_log.open("ab") as log:
                 central = subprocess.Popen(
@@ -167,57 +317,98 @@ def main(argv: list[str] | None = None) -> int:
                     stderr=subprocess.STDOUT,
                 )  # fmt: skip
 
-            def progress() -> str:
-                done = sum(k.done.is_set() for k in kiosks)
-                resends = sum(k.resends for k in kiosks)
-                return f"{done} of {len(kiosks)} kiosks acked in full, {resends} resends so far"
-
-            def all_acked() -> bool | None:
+            def check() -> None:
+                fleet.drain()
                 if central.poll() is not None:
                     raise BenchError(
                         f"central exited with code {central.returncode} during the storm "
-                        f"({progress()}):\n{log_tail(central_log)}"
+                        f"({fleet.progress()}):\n{log_tail(central_log)}"
                     )
-                return True if all(k.done.is_set() for k in kiosks) else None
+                if fleet.refused:
+                    raise BenchError(fleet.refused)
 
+            def all_subscribed() -> bool | None:
+                check()
+                return True if len(fleet.connected) == args.kiosks else None
+
+            def all_acked() -> bool | None:
+                check()
+                return True if len(fleet.acked) == args.kiosks else None
+
+            cfg = BrokerConfig(broker.url, "", "", "", broker.ca_cert)
+            gens = max(1, min(args.generators, args.kiosks))
+            procs = [
+                ctx.Process(
+                    target=generate, args=(cfg, sims[g::gens], args.entries, start, stop, events),
+                    name=f"storm-generator-{g}",
+                )
+                for g in range(gens)
+            ]  # fmt: skip
             try:
-                time.sleep(2)
-                kiosks = [
-                    SimKiosk(
-                        BrokerConfig(broker.url, d, pw, f"gp-{d}", broker.ca_cert),
-                        key,
-                        entries_for(d, v, args.entries),
-                    )
-                    for d, pw, key, v in sims
-                ]
+                for proc in procs:
+                    proc.start()
+                wait_until(
+                    lambda: True if fleet.progress() and fleet.ready == gens else None,
+                    timeout_s=600,
+                    what="the generators' batches signed",
+                    seen=fleet.progress,
+                )
+                time.sleep(2)  # central subscribed (its state reaches no kiosk yet)
+                clock = CpuClock(central.pid, broker.pid)
                 t0 = time.perf_counter()
-                for k in kiosks:
-                    k.start()
+                start.set()
+                wait_until(
+                    all_subscribed,
+                    timeout_s=STORM_TIMEOUT_S,
+                    what="every kiosk connected and subscribed",
+                    seen=fleet.progress,
+                    every_s=0.1,
+                )
+                clock.mark("connect")
                 wait_until(
                     all_acked,
                     timeout_s=STORM_TIMEOUT_S,
                     what="ok from central for every kiosk's last entry",
-                    seen=progress,
+                    seen=fleet.progress,
                     every_s=0.1,
                 )
                 elapsed = time.perf_counter() - t0
+                clock.mark("sync")
                 rss = peak_rss_mb(central.pid)
+                broker_rss = peak_rss_mb(broker.pid) if broker.pid else float("nan")
             finally:
-                for k in kiosks:
-                    k.stop.set()
+                stop.set()
+                for proc in procs:
+                    proc.join(30)
+                    if proc.is_alive():
+                        proc.kill()
                 stop_process(central, "greenpass central", timeout_s=30)
         with CentralStore.open(url) as store:
             stored = store.count_entries()
         want = args.kiosks * args.entries
-        done = sum(k.done.is_set() for k in kiosks)
+        done = len(fleet.acked)
         lost, dup = max(0, want - stored), max(0, stored - want)
-        connects = sum(k.connects for k in kiosks)
-        resends = sum(k.resends for k in kiosks)
+        connects = sum(c for c, _ in fleet.counts.values())
+        resends = sum(r for _, r in fleet.counts.values())
         verdict = "met" if rss < GOAL_RSS_MB else "NOT met"
         print(f"  all acked in        {elapsed:8.1f} s ({done}/{args.kiosks} kiosks done)")
         print(f"  entries stored      {stored} of {want} (lost {lost}, duplicated {dup})")
         print(f"  connects {connects}, resends {resends}")
         print(f"  central peak RSS    {rss:8.0f} MB (goal < {GOAL_RSS_MB} MB: {verdict})")
+        print(f"  broker peak RSS     {broker_rss:8.0f} MB")
+        rate = stored / elapsed if elapsed > 0 else 0.0
+        met = "met" if rate >= GOAL_RATE and lost == dup == 0 else "NOT met"
+        print(f"  throughput          {rate:8.0f} entries/s (goal >= {GOAL_RATE:,}: {met})")
+        print("\n".join(clock.lines()))
+        for what, times in (
+            ("connected", [t - t0 for t in fleet.connected.values()]),
+            ("acked", [t - t0 for t in fleet.acked.values()]),
+        ):
+            q = statistics.quantiles(times, n=10) if len(times) > 1 else times * 9
+            print(
+                f"  kiosks {what:<9} s after the start: median {statistics.median(times):.1f}, "
+                f"90 % by {q[-1]:.1f}, last {max(times):.1f}"
+            )
     return 0
 
 
