@@ -35,10 +35,11 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.sync_drain import PG_DEFAULT, fresh_pg
+from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
 from devkit.mqtt_broker import Broker
 from greenpass.errors import TransportError
@@ -277,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     threading.stack_size(512 * 1024)
     base = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory(dir=base, prefix=".bench-") as tmp:
+    with tempfile.TemporaryDirectory(dir=base, prefix=".bench-") as tmp, ExitStack() as cleanup:
         folder = Path(tmp)
         url = str(folder / "central.db") if args.sqlite else fresh_pg(args.pg)
         if url is None:
             return 1
+        if not args.sqlite:
+            cleanup.callback(drop_pg, args.pg, url)  # a run's database is not left behind
         home = folder / "home"
         home.mkdir()
         (home / "central.password").write_text("central-pw\n")

@@ -18,11 +18,9 @@ import argparse
 import logging
 import os
 import secrets
-import signal
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from central.cli_accounts import register_accounts
@@ -33,6 +31,7 @@ from central.cli_registry import register as register_registry
 from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
 from greenpass.files import create_private
+from greenpass.signals import stop_on_signals
 
 if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
     from central.amqp_receiver import AmqpConfig
@@ -346,14 +345,7 @@ def _run(args: argparse.Namespace) -> int:
     admin = _central_broker(args, args.broker, args.ca)
     stop = threading.Event()
     services: list[CentralService] = []  # none while central waits for its database
-
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-        for service in services:
-            service.receiver.stop_event.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop)  # then `service.stop()` below stops the receiver
     store = _store_when_reachable(args, stop)
     if store is None:
         return 0  # stopped while waiting for the database
@@ -408,12 +400,7 @@ def _run_without_broker(args: argparse.Namespace, method: Methodology) -> int:
         raise ConfigError("--no-broker serves only the API: give --http HOST:PORT")
     store = open_store(args)
     stop = threading.Event()
-
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop)
     try:
         _serve_http(args, store, _key(args.home), stop, None, method)
     finally:

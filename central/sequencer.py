@@ -8,8 +8,11 @@ itself. It is safe beside any other worker's sequencer: each append takes the lo
 lock (`central.tlog.append_pending`).
 
 The child opens the database by the URL central was given, takes the signing key as
-raw bytes, and ends when told to, when central's process is gone (it checks its parent
-every second, so a SIGKILLed central leaves no sequencer behind), or on Ctrl-C.
+raw bytes, and ends on SIGTERM (how central stops it) or Ctrl-C, or when central's
+process is gone (it checks its parent every second, so a SIGKILLed central leaves no
+sequencer behind). No lock is shared with it: it was told to stop through a
+`multiprocessing.Event`, whose lock a child killed at the wrong moment (the OOM
+killer, a `kill -9`) held for ever, and central then hung in `stop` on a futex.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
-from multiprocessing.synchronize import Event
 from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from central import tlog
 from central.store import CentralStore
 from greenpass.errors import GreenPassError
+from greenpass.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +69,13 @@ def loop(
             stop.wait(LOG_EVERY_S)
 
 
-def _run(url: str, raw_key: bytes, settings: tlog.LogSettings, stop: Event, parent: int) -> None:
+def _run(url: str, raw_key: bytes, settings: tlog.LogSettings, parent: int) -> None:
+    stop = threading.Event()
+    stop_on_signals(stop)  # SIGTERM from `Sequencer.stop`, or Ctrl-C in a terminal
     key = Ed25519PrivateKey.from_private_bytes(raw_key)
-    try:
-        with CentralStore.open(url) as store:
-            loop(store, key, settings, lambda: time.time_ns() // 10**6, stop,
-                 alive=lambda: os.getppid() == parent)  # fmt: skip
-    except KeyboardInterrupt:
-        return
+    with CentralStore.open(url) as store:
+        loop(store, key, settings, lambda: time.time_ns() // 10**6, stop,
+             alive=lambda: os.getppid() == parent)  # fmt: skip
 
 
 class Sequencer:
@@ -80,13 +83,11 @@ class Sequencer:
 
     def __init__(self, url: str, key: Ed25519PrivateKey, settings: tlog.LogSettings) -> None:
         self._ctx = multiprocessing.get_context("spawn")  # no forked threads or sockets
-        self._stop = self._ctx.Event()
-        self._args = (url, _raw(key), settings, self._stop, os.getpid())
+        self._args = (url, _raw(key), settings, os.getpid())
         self._proc: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> None:
         if self._proc is None:
-            self._stop.clear()
             self._proc = self._ctx.Process(
                 target=_run, args=self._args, name="central-log", daemon=True
             )
@@ -94,7 +95,7 @@ class Sequencer:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._proc is not None:
-            self._stop.set()
+            self._proc.terminate()  # SIGTERM: the child finishes its append and ends
             self._proc.join(timeout)
             if self._proc.is_alive():
                 self._proc.kill()

@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 from edge.ledger import log_record
 from edge.ledger.cli import DB_ENV
 from edge.ledger.ledger import Ledger
 from greenpass.errors import ConfigError
+from greenpass.signals import stop_on_signals
 from sync.config import load_sync_config, write_sync_config
 from sync.enrol import enrol, save_credentials
 from sync.keys import load_or_create_key, public_bytes
@@ -93,11 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     ledger = _ledger(args)
     uplink = uplink_from_config(ledger, cfg)
 
-    def stop(_sig: int, _frame: FrameType | None) -> None:
-        uplink.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals(uplink.stop_event)
     uplink.run()
     ledger.close()
     return 0

@@ -1,6 +1,7 @@
 """The log's sequencer as its own process (`central.sequencer`, what `greenpass central`
-runs): it appends what ingest stored and signs checkpoints, stops when told, and does
-not outlive a central that was SIGKILLed."""
+runs): it appends what ingest stored and signs checkpoints, stops when told (as soon as
+it is told, not after its one-second wait), does not outlive a central that was
+SIGKILLed, and a child killed outright does not keep central from stopping."""
 
 from __future__ import annotations
 
@@ -54,7 +55,26 @@ def test_the_child_appends_and_signs_then_stops(
         return newest is not None and newest[0] == k1.head_seq
 
     wait_for(covered)
+    began = time.monotonic()
     seq.stop()
+    assert not child.is_alive()
+    assert child.exitcode == 0, "it ended by itself, not killed"
+    assert time.monotonic() - began < 10
+
+
+def test_a_sequencer_killed_outright_does_not_hang_centrals_stop(central_url: str) -> None:
+    """It once stopped through a `multiprocessing.Event`: a child SIGKILLed while
+    holding that Event's lock held it for ever, and central hung in `stop`."""
+    seq = Sequencer(central_url, generate_key(), SETTINGS)
+    seq.start()
+    child = seq._proc
+    assert child is not None and child.pid is not None
+    wait_for(lambda: alive(child.pid or 0))
+    time.sleep(0.5)  # inside its loop
+    os.kill(child.pid, signal.SIGKILL)
+    began = time.monotonic()
+    seq.stop(timeout=10)
+    assert time.monotonic() - began < 10
     assert not child.is_alive()
 
 

@@ -110,9 +110,12 @@ def test_b_reverses_as_entry_once_and_every_ledger_agrees(world: World) -> None:
     assert b.ledger.verify().ok
 
 
-def test_a_reservation_is_refused_for_own_unknown_and_other_kinds(world: World) -> None:
+def _a_and_b_online(world: World, grams: int = 900) -> tuple[Kiosk, Kiosk, str, int]:
+    """Kiosks A and B synced with central and taking ref_device; Wang enrolled at A with
+    a deposit of `grams` (its seq returned) and two more."""
     a, b = world.kiosk("KA"), world.kiosk("KB")
     wang = a.ledger.enrol("Wang household", staff_id="S1").passbook_id or ""
+    first = _deposit(a, wang, grams)
     _deposit(a, wang)
     b.ledger.enrol("Li household", staff_id="S1")
     world.start_central()
@@ -122,6 +125,11 @@ def test_a_reservation_is_refused_for_own_unknown_and_other_kinds(world: World) 
     _deposit(a, wang)
     wait_for("A synced again", a.synced)
     _online(a, b)
+    return a, b, wang, first
+
+
+def test_a_reservation_is_refused_for_own_unknown_and_other_kinds(world: World) -> None:
+    _, b, _, _ = _a_and_b_online(world)
     assert b.uplink is not None
     with pytest.raises(Refused) as missing:
         b.uplink.reserve_reversal("KA", 999, "S1")
@@ -178,18 +186,7 @@ def test_a_kiosk_that_reversed_offline_what_another_reversed_still_syncs(world: 
     """The race (central.reservations): A, offline, reverses its own deposit while B
     reserves and reverses it too. A's batch is not refused (its sync would stall for
     good): both reversals count at central and, through the state, at every kiosk."""
-    a, b = world.kiosk("KA"), world.kiosk("KB")
-    wang = a.ledger.enrol("Wang household", staff_id="S1").passbook_id or ""
-    wrong = _deposit(a, wang, 2_000)
-    _deposit(a, wang)
-    b.ledger.enrol("Li household", staff_id="S1")
-    world.start_central()
-    a.start(world)
-    b.start(world)
-    wait_for("A synced", a.synced)
-    _deposit(a, wang)
-    wait_for("A synced again", a.synced)
-    _online(a, b)
+    a, b, wang, wrong = _a_and_b_online(world, 2_000)
     wait_for("Wang's points at B", lambda: b.ledger.balance(wang) == a.ledger.balance(wang))
     before, points = a.ledger.balance(wang), _other(a, wrong).points
     a.stop()  # A's link is down
