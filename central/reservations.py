@@ -158,7 +158,9 @@ def _reserve(conn: Connection, req: rw.ReserveRequest, now_ms: int) -> rw.Reserv
             & (_e.c.ref_seq == req.target_seq)
         )
     ).first()
-    if held is None and by is None:
+    if held is None and by is None and req.peek:
+        pass  # only looking: the staff screen reserves when staff confirm
+    elif held is None and by is None:
         conn.execute(
             insert(r).values(
                 target_device=req.target_device, target_seq=req.target_seq, village_id=village,

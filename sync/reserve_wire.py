@@ -47,6 +47,10 @@ class ReserveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     target_device: str
     target_seq: int
     staff_id: str
+    # Only look: the same checks and answer, but nothing is reserved. The staff screen
+    # looks first and reserves when staff confirm, so a cancelled confirmation leaves
+    # no reservation behind to block the entry's own kiosk.
+    peek: bool = False
 
 
 class WireTarget(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

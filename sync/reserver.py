@@ -63,10 +63,17 @@ class Reserver:
     # --- one request ---------------------------------------------------------------------
 
     def reserve(
-        self, target_device: str, target_seq: int, staff_id: str, timeout_s: float = REPLY_TIMEOUT_S
+        self,
+        target_device: str,
+        target_seq: int,
+        staff_id: str,
+        timeout_s: float = REPLY_TIMEOUT_S,
+        *,
+        peek: bool = False,
     ) -> OtherEntry:
         """Central's reservation of (target_device, target_seq) for this kiosk, or `Refused`
-        (``needs_network`` when central cannot be asked or does not answer in time)."""
+        (``needs_network`` when central cannot be asked or does not answer in time).
+        `peek`: the same answer, but central reserves nothing."""
         if not self.enabled():
             raise Refused(
                 "needs_network",
@@ -84,7 +91,7 @@ class Reserver:
         try:
             req = rw.ReserveRequest(
                 device_id=self.device_id, request_id=request_id, target_device=target_device,
-                target_seq=target_seq, staff_id=staff_id,
+                target_seq=target_seq, staff_id=staff_id, peek=peek,
             )  # fmt: skip
             try:
                 t.publish_nowait(p.topic(self.device_id, rw.REQUEST), rw.encode(req))

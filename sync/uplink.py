@@ -170,10 +170,13 @@ class Uplink:
         """Central takes reversals of other kiosks' entries (`sync.reserver`)."""
         return self.reserver.enabled()
 
-    def reserve_reversal(self, target_device: str, target_seq: int, staff_id: str) -> OtherEntry:
-        """Ask central, now, to reserve another kiosk's entry for this kiosk to reverse;
-        `Refused` (``needs_network`` among others) if it is not."""
-        return self.reserver.reserve(target_device, target_seq, staff_id)
+    def reserve_reversal(
+        self, target_device: str, target_seq: int, staff_id: str, *, peek: bool = False
+    ) -> OtherEntry:
+        """Ask central, now, to reserve another kiosk's entry for this kiosk to reverse
+        (`peek`: only whether it would, and the entry); `Refused` (``needs_network``
+        among others) if it is not."""
+        return self.reserver.reserve(target_device, target_seq, staff_id, peek=peek)
 
     def start(self) -> None:
         """Run the uplink in its own thread, restarted after a crash (`Supervisor`)."""

@@ -39,10 +39,13 @@ class UplinkHandle(Protocol):
     def other_reversals(self) -> bool:
         """Central takes reversals of other kiosks' entries (staff are offered them)."""
 
-    def reserve_reversal(self, target_device: str, target_seq: int, staff_id: str) -> OtherEntry:
+    def reserve_reversal(
+        self, target_device: str, target_seq: int, staff_id: str, *, peek: bool = False
+    ) -> OtherEntry:
         """Central's reservation of another kiosk's entry for this one to reverse, with the
-        fields to negate; `Refused` otherwise (``needs_network`` when it cannot answer).
-        Blocks for up to a few seconds: call it off the event loop."""
+        fields to negate (`peek`: the same answer, nothing reserved); `Refused` otherwise
+        (``needs_network`` when it cannot answer). Blocks for up to a few seconds: call
+        it off the event loop."""
 
     def start(self) -> None: ...
     def stop(self, timeout_s: float = 10.0) -> None: ...

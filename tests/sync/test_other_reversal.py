@@ -71,6 +71,9 @@ def test_b_reverses_as_entry_once_and_every_ledger_agrees(world: World) -> None:
     target = _other(a, wrong)
 
     assert b.uplink is not None and c.uplink is not None
+    # C's staff look it up and cancel: a look reserves nothing, so B may still take it.
+    looked = c.uplink.reserve_reversal("KA", wrong, "S1", peek=True)
+    assert (looked.device_id, looked.seq, looked.points) == ("KA", wrong, target.points)
     got = b.uplink.reserve_reversal("KA", wrong, "S1")
     assert (got.device_id, got.seq, got.points, got.grams) == ("KA", wrong, target.points, 2_000)
     assert b.uplink.reserve_reversal("KA", wrong, "S1") == got  # staff retried: same answer
@@ -83,6 +86,9 @@ def test_b_reverses_as_entry_once_and_every_ledger_agrees(world: World) -> None:
     with pytest.raises(Refused) as refused:
         c.uplink.reserve_reversal("KA", wrong, "S1")
     assert refused.value.code == "already_reversed" and "KB" in str(refused.value)
+    with pytest.raises(Refused) as looked_late:  # a look says so too
+        c.uplink.reserve_reversal("KA", wrong, "S1", peek=True)
+    assert looked_late.value.code == "already_reversed"
     head_c = c.ledger.head()[0]
     assert c.ledger.head()[0] == head_c
     with pytest.raises(Refused) as again:  # B's own ledger refuses its second one

@@ -84,7 +84,11 @@ def test_staff_find_confirm_and_reverse_another_kiosks_entry(
     page.wait_for_selector("#outcome.msg-ok")
     assert text(page, "#outcome") == "已撤销第 K9#7 条"
     assert head_of(kiosk.home) == head + 1
-    assert [(r.target_device, r.target_seq) for r in asked] == [("K9", 7), ("K9", 7)]
+    # Looked up when found (nothing reserved), reserved only once staff confirmed.
+    assert [(r.target_device, r.target_seq, r.peek) for r in asked] == [
+        ("K9", 7, True),
+        ("K9", 7, False),
+    ]
 
 
 def test_no_answer_from_central_says_it_needs_the_network(
