@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 SPIN = """
-import sys, threading
+import signal, sys, threading
 from greenpass.signals import stop_on_signals
 stop = threading.Event()
 stop_on_signals(stop)
@@ -25,6 +25,9 @@ while not stop.is_set():
     with stop._cond:  # the lock Event.set() takes, held almost all the time
         for _ in range(2000):
             pass
+# The rest of the burst may still be arriving: a finalising interpreter restores the
+# default action, which would end it by SIGTERM after it stopped cleanly.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 print("stopped", flush=True)
 """
 
