@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import secrets
 import shutil
 import signal
@@ -60,11 +61,41 @@ def mosquitto_binary() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, for a server a test starts.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out (bind to
+    port 0) is free only until the next outgoing connection takes it as its own
+    source port, and under three test workers with hundreds of client connections
+    one did, before Mosquitto could bind it ("Address already in use")."""
+    low, _ = _ephemeral_range()
+    top = min(low, 65536) - 1
+    for _ in range(200):
+        port = random.randint(max(1024, top - 20000), top)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    with socket.socket() as s:  # no room below the range: the kernel's choice
+        s.bind(("127.0.0.1", 0))
+        chosen: int = s.getsockname()[1]
+        return chosen
+
+
+_HANDED_OUT: set[int] = set()  # this process's, so two servers of one test never share
 
 
 class BrokerRefused(AssertionError):

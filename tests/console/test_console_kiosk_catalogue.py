@@ -5,7 +5,6 @@ Mosquitto within one state push, and its staff redeem screen shows it (issue 12)
 from __future__ import annotations
 
 import io
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from devkit.mqtt_broker import Broker
+from devkit.mqtt_broker import Broker, free_port
 from simulator.kiosk_home import STAFF_PIN, make_kiosk_home
 from sync.enrol import enrol, save_credentials
 from sync.keys import load_or_create_key, public_bytes
@@ -40,12 +39,6 @@ name_en = "Soap bar"
 points = 25
 picture = "soap.png"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def photo(path: Path, colour: tuple[int, int, int]) -> Path:

@@ -7,22 +7,16 @@ show the mark while the stream is down, and then follow the new process by itsel
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devkit.mqtt_broker import free_port
 from simulator.kiosk_home import make_kiosk_home
 from tests.kiosk.conftest import start_kiosk, stop_kiosk
 from tests.ui.kiosk_pages import UI_KIOSK_KEYS, open_page, shot, text, wait_screen
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_page_reconnects_after_a_kiosk_restart(
