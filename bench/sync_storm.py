@@ -215,6 +215,10 @@ class Fleet:
             elif what == "refused":
                 self.refused = f"central rejected {name}'s batch: {detail}"
 
+    def all_ready(self, generators: int) -> bool:
+        self.drain()
+        return self.ready == generators
+
     def progress(self) -> str:
         self.drain()
         return (
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 for proc in procs:
                     proc.start()
                 wait_until(
-                    lambda: True if fleet.progress() and fleet.ready == gens else None,
+                    lambda: True if fleet.all_ready(gens) else None,
                     timeout_s=600,
                     what="the generators' batches signed",
                     seen=fleet.progress,

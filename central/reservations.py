@@ -158,9 +158,9 @@ def _reserve(conn: Connection, req: rw.ReserveRequest, now_ms: int) -> rw.Reserv
             & (_e.c.ref_seq == req.target_seq)
         )
     ).first()
-    if held is None and by is None and req.peek:
-        pass  # only looking: the staff screen reserves when staff confirm
-    elif held is None and by is None:
+    if held is None and by is None:
+        if req.peek:  # only looking: the staff screen reserves when staff confirm
+            return _reserved(me, req.request_id, row)
         conn.execute(
             insert(r).values(
                 target_device=req.target_device, target_seq=req.target_seq, village_id=village,
@@ -178,10 +178,12 @@ def _reserve(conn: Connection, req: rw.ReserveRequest, now_ms: int) -> rw.Reserv
             me, req.request_id, "already_reversed",
             f"{where} was already reversed at kiosk {who}", who,
         )  # fmt: skip
+    return _reserved(me, req.request_id, row)
+
+
+def _reserved(me: str, request_id: str, row: Any) -> rw.ReserveReply:
     target = rw.WireTarget(**{f: row._mapping[f] for f in _TARGET})
-    return rw.ReserveReply(
-        device_id=me, request_id=req.request_id, status="reserved", target=target
-    )
+    return rw.ReserveReply(device_id=me, request_id=request_id, status="reserved", target=target)
 
 
 # --- the reversal, when its batch arrives -----------------------------------------------
