@@ -342,6 +342,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_without_broker(args, method)
     if not args.broker:
         raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
+    if args.rabbit_api and not args.amqp:  # before the database is opened or made
+        raise ConfigError("--rabbit-api is a RabbitMQ cluster's: give it with --amqp")
     admin = _central_broker(args, args.broker, args.ca)
     stop = threading.Event()
     services: list[CentralService] = []  # none while central waits for its database
@@ -350,8 +352,6 @@ def _run(args: argparse.Namespace) -> int:
     if store is None:
         return 0  # stopped while waiting for the database
     key = _key(args.home)
-    if args.rabbit_api and not args.amqp:
-        raise ConfigError("--rabbit-api is a RabbitMQ cluster's: give it with --amqp")
     amqp = _amqp(args, admin) if args.amqp else None
     # Mosquitto's logins are central's to keep (over $CONTROL); a cluster's too when
     # central is given its management API (--rabbit-api).

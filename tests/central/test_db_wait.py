@@ -99,3 +99,18 @@ def test_greenpass_central_waits_and_stops_cleanly_on_sigterm(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_rabbit_api_without_amqp_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "central.password").write_text("pw\n")
+    db = tmp_path / "central.db"
+    r = subprocess.run(
+        [sys.executable, "-m", "greenpass", "central", "--db", str(db), "--home", str(home),
+         "--broker", "mqtts://127.0.0.1:1", "--rabbit-api", "http://127.0.0.1:15672"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "--rabbit-api is a RabbitMQ cluster's: give it with --amqp" in r.stderr
+    assert not db.exists()
