@@ -50,6 +50,7 @@ from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
 from greenpass.errors import Refused
 from greenpass.record.rules import default_rules
+from sync.batch import ROW_FIELDS
 from sync.keys import generate_key, public_bytes, save_private_key
 from sync.protocol import STATE, topic
 from sync.transport import Backoff, BrokerConfig, Transport
@@ -100,14 +101,18 @@ def fill(
 
 
 def raw_rows(led: Ledger) -> list[tuple[object, ...]]:
-    """The 24 values per entry that central stores, in its column order."""
-    return [
-        (e.device_id, e.seq, e.entry_id, e.kind.value, e.wall_ms, e.clock_ok, e.boot_id,
-         e.mono_ms, e.passbook_id, e.category, e.grams, e.points, e.co2e_g, e.item_id, e.qty,
-         e.ref_seq, e.staff_id, e.reason, e.rules_version, e.flags,
-         json.dumps(dict(e.data), sort_keys=True, ensure_ascii=False), h, "V1", 0)
-        for e, h in led.iter_entries()
-    ]  # fmt: skip
+    """The values per entry that central stores, in its column order
+    (`central.ingest_rows.ENTRY_COLUMNS`: the entry's fields, then h, village, received)."""
+
+    def value(e: object, name: str) -> object:
+        v = getattr(e, name)
+        if name == "kind":
+            return v.value
+        if name == "data":
+            return json.dumps(dict(v), sort_keys=True, ensure_ascii=False)
+        return v
+
+    return [(*(value(e, f) for f in ROW_FIELDS), h, "V1", 0) for e, h in led.iter_entries()]
 
 
 def _entries_ddl(dialect: Dialect) -> list[str]:

@@ -3,10 +3,10 @@
 `--kiosks` (default 1,000) simulated kiosks, each with `--entries` (default 100)
 signed, hash-chained entries unsynced, all start connecting at the same moment
 to one broker (the project's Mosquitto config, TLS) and one central process
-(`greenpass central`) on PostgreSQL. Each simulated kiosk is light — a thread
-with the real `sync.transport.Transport` and a precomputed batch, no ledger
-file — but speaks exactly what a kiosk speaks: connect (jittered backoff on
-refusal), subscribe to its ack, publish, resend on ack timeout, done on `ok`.
+(`greenpass central`) on PostgreSQL. The kiosks (`bench.storm_kiosks`) hold a
+precomputed batch and no ledger file, but speak exactly what a kiosk speaks: its
+paho client, connect (jittered backoff on refusal), subscribe to its ack, publish,
+resend on ack timeout, done on `ok`.
 
 Printed: time until every kiosk holds an `ok` for its last entry, entries lost
 or duplicated centrally (must be 0), and central's peak RSS (goal < 500 MB). And
@@ -18,14 +18,16 @@ second of a phase is the bottleneck there, and if none is, the storm is waiting.
     python -m bench.sync_storm [--kiosks 1000] [--entries 100] [--pg URL] [--sqlite]
                                [--generators 4]
 
-The kiosks are spread over `--generators` processes: a thousand kiosk threads and
-their thousand paho network threads in one Python process wait on its one GIL.
+With GREENPASS_BENCH_PROFILE=FOLDER, central runs under cProfile (`bench.profiled`).
+
+The kiosks are spread over `--generators` processes, each running its share on one
+asyncio loop (paho with no network thread): a thread per kiosk took half of two
+cores for a thousand kiosks and thrashed the machine at ten thousand.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import multiprocessing
 import os
 import queue
@@ -33,158 +35,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
+from bench.storm_kiosks import T0, generate
+from bench.sync_drain import PG_DEFAULT, PROFILE_ENV, drop_pg, fresh_pg
 from bench.waits import BenchError, log_tail, stop_process, wait_until
 from devkit.mqtt_broker import Broker
-from greenpass.errors import TransportError
-from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
-from greenpass.record.ids import uuid7
-from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields
-from greenpass.record.rules import default_rules
-from sync import protocol as p
-from sync.keys import Ed25519PrivateKey, generate_key, public_bytes, save_private_key
-from sync.transport import Backoff, BrokerConfig, Transport
+from sync.keys import generate_key, public_bytes, save_private_key
+from sync.transport import BrokerConfig
 
 GOAL_RSS_MB = 500
 GOAL_RATE = 10_000  # entries/s until all acked (issue 15)
 STORM_TIMEOUT_S = 1800.0
-T0 = 1_764_000_000_000
-
-
-# Enrol data version 2 (greenpass.record.personal): a commitment, the name kept beside the chain.
-HOUSEHOLD = commitment(household_fields("H"), bytes(16))
-
-
-# Deposits priced by the shipped rules, which central re-checks (central.recheck): a
-# made-up rules version is refused and dead-lettered, and the storm never ends.
-RULES = default_rules()
-PAPER = RULES.category("paper")
-assert PAPER is not None
-
-
-def entries_for(device: str, village: str, n: int) -> list[tuple[Entry, bytes]]:
-    assert PAPER is not None
-    out: list[tuple[Entry, bytes]] = []
-    prev = GENESIS_H
-    passbook = f"{device}-00001"
-    for seq in range(1, n + 1):
-        e = Entry(
-            device_id=device,
-            seq=seq,
-            entry_id=str(uuid7(T0 + seq * 60_000)),
-            kind=Kind.ENROL if seq == 1 else Kind.DEPOSIT,
-            wall_ms=T0 + seq * 60_000,
-            clock_ok=True,
-            boot_id="b0",
-            mono_ms=seq * 60_000,
-            passbook_id=passbook,
-            staff_id="S1" if seq == 1 else None,
-            category=None if seq == 1 else "paper",
-            grams=None if seq == 1 else 1000,
-            points=0 if seq == 1 else PAPER.points_for(1000),
-            co2e_g=0 if seq == 1 else PAPER.co2e_for(1000),
-            rules_version=None if seq == 1 else RULES.version,
-            data={PERSONAL_KEY: HOUSEHOLD, "village": village} if seq == 1 else {},
-        )
-        prev = chain_hash(prev, e)
-        out.append((e, prev))
-    return out
-
-
-class SimKiosk(threading.Thread):
-    def __init__(
-        self, broker: BrokerConfig, key: Ed25519PrivateKey, rows: list[tuple[Entry, bytes]]
-    ) -> None:
-        super().__init__(daemon=True, name=f"sim-{broker.username}")
-        self.cfg = broker
-        self.payload, n = p.encode_batch(broker.username, rows, GENESIS_H, key, T0)
-        assert n == len(rows)
-        self.last_seq = rows[-1][0].seq
-        self.done = threading.Event()
-        self.subscribed = threading.Event()
-        self.connects = self.resends = 0
-        self.refused = ""  # central's reason, if it rejected the batch
-        self.connected_at = self.acked_at = float("nan")  # perf_counter, first time
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        backoff = Backoff(0.5, 30)
-        while not self.stop.is_set() and not self.done.is_set():
-            t = Transport(self.cfg)
-            try:
-                t.connect(timeout_s=30)
-                self.connects += 1
-                if self.connects == 1:
-                    self.connected_at = time.perf_counter()
-                t.subscribe(p.topic(self.cfg.username, p.ACK), timeout_s=30)
-                self.subscribed.set()
-                while not self.done.is_set() and not self.stop.is_set():
-                    t.publish_nowait(p.topic(self.cfg.username, p.BATCH), self.payload)
-                    try:
-                        msg = t.inbox.get(timeout=60)
-                    except queue.Empty:
-                        self.resends += 1
-                        continue
-                    ack = p.decode_ack(msg.payload)
-                    if ack.status == "ok" and ack.acked_seq >= self.last_seq:
-                        self.acked_at = time.perf_counter()
-                        self.done.set()
-                    elif ack.status == "rejected":  # resending cannot help: say why
-                        self.refused = ack.reason or "rejected"
-                        self.stop.set()
-            except TransportError:
-                pass
-            finally:
-                t.close()
-            if not self.done.is_set():
-                self.stop.wait(backoff.next_delay())
-
-
-Sim = tuple[str, str, bytes, str]  # device, MQTT password, raw private key, village
-
-
-def generate(
-    broker: BrokerConfig, sims: list[Sim], entries: int, start: Any, stop: Any, events: Any
-) -> None:
-    """One load-generator process: its share of the kiosks, started together at
-    `start`, each one's first connect, subscription, ack or refusal put on `events`."""
-    threading.stack_size(512 * 1024)
-    kiosks = [
-        SimKiosk(
-            dataclasses.replace(broker, username=d, password=pw, client_id=f"gp-{d}"),
-            Ed25519PrivateKey.from_private_bytes(raw),
-            entries_for(d, v, entries),
-        )
-        for d, pw, raw, v in sims
-    ]
-    events.put(("ready", "", 0.0, ""))
-    start.wait()
-    for k in kiosks:
-        k.start()
-    told: dict[str, set[str]] = {k.cfg.username: set() for k in kiosks}
-    while not stop.is_set():
-        for k in kiosks:
-            name, seen = k.cfg.username, told[k.cfg.username]
-            for what, happened, t in (
-                ("sub", k.subscribed.is_set(), k.connected_at),
-                ("ack", k.done.is_set(), k.acked_at),
-                ("refused", bool(k.refused), 0.0),
-            ):
-                if happened and what not in seen:
-                    seen.add(what)
-                    detail = k.refused if what == "refused" else f"{k.connects} {k.resends}"
-                    events.put((what, name, t, detail))
-        if all(len(seen) >= 2 for seen in told.values()):
-            break
-        time.sleep(0.05)
-    for k in kiosks:
-        k.stop.set()
 
 
 class Fleet:
@@ -226,14 +91,14 @@ class Fleet:
         )
 
 
-def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of process `pid` (all its threads) and of its child
-    processes still running (central's log sequencer), so far."""
+def cpu_s(pid: int | None, *, children: bool = True) -> float:
+    """User + system CPU seconds of process `pid` (all its threads), so far, and with
+    `children` of its child processes still running (central's log sequencer)."""
     if pid is None:
         return float("nan")
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if children else []
     except OSError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -241,16 +106,22 @@ def cpu_s(pid: int | None) -> float:
 
 
 class CpuClock:
-    """CPU seconds of the generator (this process), central and the broker at each
-    mark, and the wall time between marks."""
+    """CPU seconds of the load generator (this process without its children, which
+    include central and the broker, plus the generator processes), central and the
+    broker at each mark, and the wall time between marks."""
 
-    def __init__(self, central: int, broker: int | None) -> None:
-        self.pids = {"generator": os.getpid(), "central": central, "broker": broker}
+    def __init__(self, generators: list[int], central: int, broker: int | None) -> None:
+        self.generators = generators
+        self.pids = {"central": central, "broker": broker}
         self.marks: list[tuple[str, float, dict[str, float]]] = []
         self.mark("start")
 
     def mark(self, name: str) -> None:
-        self.marks.append((name, time.perf_counter(), {k: cpu_s(p) for k, p in self.pids.items()}))
+        cpu = {k: cpu_s(p) for k, p in self.pids.items()}
+        cpu["generator"] = cpu_s(os.getpid(), children=False) + sum(
+            cpu_s(g) for g in self.generators
+        )
+        self.marks.append((name, time.perf_counter(), cpu))
 
     def lines(self) -> list[str]:
         out = ["  phase      wall s   CPU s: generator  central   broker  (2 cores)"]
@@ -280,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         help="load-generator processes the kiosks are spread over (4)",
     )  # fmt: skip
     args = ap.parse_args(argv)
-    threading.stack_size(512 * 1024)
     base = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(dir=base, prefix=".bench-") as tmp, ExitStack() as cleanup:
         folder = Path(tmp)
@@ -317,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         fleet = Fleet(events, args.kiosks)
         with Broker(folder / "broker", users) as broker:
             with central_log.open("ab") as log:
+                # Under PROFILE_ENV, every thread of central writes its cProfile there.
+                profile = os.environ.get(PROFILE_ENV)
+                python = [sys.executable, *(["-m", "bench.profiled", profile] if profile else [])]
                 central = subprocess.Popen(
-                    [sys.executable, "-m", "greenpass.cli", "central", "--db", url, "--home",
+                    [*python, "-m", "greenpass.cli", "central", "--db", url, "--home",
                      str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -361,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     seen=fleet.progress,
                 )
                 time.sleep(2)  # central subscribed (its state reaches no kiosk yet)
-                clock = CpuClock(central.pid, broker.pid)
+                clock = CpuClock([p.pid for p in procs if p.pid], central.pid, broker.pid)
                 t0 = time.perf_counter()
                 start.set()
                 wait_until(

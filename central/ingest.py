@@ -51,7 +51,8 @@ from central.ingest_dead_letters import dead_letter
 from central.ingest_rows import apply_villagers, insert_entries
 from central.store import CentralStore
 from greenpass.errors import ProtocolError, StorageError
-from greenpass.record.entries import Kind
+from greenpass.record.entries import Entry, Kind
+from greenpass.record.personal import LEGACY_NAME_KEY
 from sync import protocol
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,11 @@ class Ingest:
     def __init__(self, store: CentralStore) -> None:
         self.store = store
         self._known: dict[str, Device] = {}
+
+    def remember(self, devices: list[Device]) -> None:
+        """Keep these device rows as last read (all the active ones, as central reads
+        them on connecting to the broker)."""
+        self._known.update((d.device_id, d) for d in devices)
 
     def batch(self, topic: str, payload: bytes, now_ms: int) -> IngestResult:
         store = self.store
@@ -261,7 +267,10 @@ def _place(
         rows = [(*r[:DATA], personal.stored_data(r[KIND], r[DATA]), *r[DATA + 1 :]) for r in rows]
     insert_entries(conn, rows, hashes, dev.village_id, now_ms)
     apply_villagers(conn, dev, villager_changes)
-    personal.keep_erased(conn, {x.passbook_id for x in villager_changes if x.passbook_id})
+    # Only an enrolment from before version 2 carries a name that could undo an erasure.
+    personal.keep_erased(
+        conn, {x.passbook_id for x in villager_changes if x.passbook_id and _names(x)}
+    )
     personal.record_commitments(conn, dev, [x for x in villager_changes if x.kind is Kind.ENROL])
     _accept_personal(conn, dev, batch, now_ms)
     if any(kiosk_replacements.replaces(x) for x in villager_changes):
@@ -277,6 +286,10 @@ def _place(
     rollup.add(conn, dev.device_id, dev.village_id, rows)
     conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
     return _ack(dev, batch, "ok", batch.last_seq), len(rows)
+
+
+def _names(x: Entry) -> bool:
+    return x.kind is Kind.ENROL and bool(x.data.get(LEGACY_NAME_KEY))
 
 
 def _accept_personal(conn: Connection, dev: Device, batch: protocol.Batch, now_ms: int) -> int:

@@ -97,12 +97,16 @@ def record_commitments(conn: Connection, dev: Device, enrolments: Sequence[Entry
         conn.scalars(select(personal.c.passbook_id).where(personal.c.passbook_id.in_(fresh)))
     )
     replaced = [e.data["replaces"] for e in fresh.values() if e.data.get("replaces")]
-    erased = set(
-        conn.scalars(
-            select(personal.c.passbook_id).where(
-                personal.c.passbook_id.in_(replaced) & personal.c.erased_ms.is_not(None)
+    erased = (
+        set(
+            conn.scalars(
+                select(personal.c.passbook_id).where(
+                    personal.c.passbook_id.in_(replaced) & personal.c.erased_ms.is_not(None)
+                )
             )
         )
+        if replaced
+        else set()
     )
     rows = []
     for pid, e in fresh.items():

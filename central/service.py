@@ -259,4 +259,8 @@ class CentralService:
             raise
 
     def _active_villages(self) -> list[str]:
-        return sorted({d.village_id for d in self.store.devices() if d.status == "active"})
+        active = [d for d in self.store.devices() if d.status == "active"]
+        # Read anyway: the first batch of each kiosk then needs no read of its own (a
+        # reconnect storm right after central started made a thousand of them).
+        self.ingest.remember(active)
+        return sorted({d.village_id for d in active})

@@ -101,6 +101,58 @@ class Backoff:
         self.attempt = 0
 
 
+def new_client(cfg: BrokerConfig, *, will: tuple[str, bytes] | None = None) -> mqtt.Client:
+    """The paho client of one connection as a kiosk or central makes it (protocol,
+    session, TLS, limits), with no callbacks set: `Transport`, and the reconnect storm's
+    simulated kiosks (bench.storm_kiosks), which must speak exactly what a kiosk does."""
+    _, _, tls = cfg.host_port()
+    if cfg.mqtt_version not in MQTT_VERSIONS:
+        raise ConfigError(f"mqtt_version {cfg.mqtt_version!r}: use one of {MQTT_VERSIONS}")
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=cfg.client_id,
+        protocol=mqtt.MQTTv5 if cfg.v5 else mqtt.MQTTv311,
+        # 3.1.1 sets it here, v5 at each connect (`clean_start`).
+        clean_session=None if cfg.v5 else cfg.clean_start,
+        # One connection per Transport: a lost one ends paho's network thread, and
+        # `keep_connected` makes the next, where it is counted, backed off and
+        # resubscribed. (With paho's default the thread would reconnect after 1 s
+        # on its own; `close()` would also wait up to 1 s for its sleep to end.)
+        reconnect_on_failure=False,
+    )
+    c.username_pw_set(cfg.username, cfg.password)
+    if tls:
+        ctx = ssl.create_default_context(
+            cafile=str(cfg.ca_cert) if cfg.ca_cert is not None else None
+        )
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        c.tls_set_context(ctx)
+    if will is not None:
+        c.will_set(will[0], will[1], qos=1, retain=True)
+    c.max_inflight_messages_set(32)
+    c.max_queued_messages_set(0)
+    return c
+
+
+def connect_args(cfg: BrokerConfig) -> dict[str, Any]:
+    """Keyword arguments of paho's `connect` for `cfg` (keepalive; on v5 the clean
+    start flag and the session expiry that keeps queued acks while a kiosk is away)."""
+    if not cfg.v5:
+        return {"keepalive": cfg.keepalive_s}
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = cfg.session_expiry_s
+    return {"keepalive": cfg.keepalive_s, "clean_start": cfg.clean_start, "properties": props}
+
+
+def no_delay(client: mqtt.Client) -> None:
+    """Send each packet at once on a connected client's socket."""
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        # Batches and acks are small and each waits on the other: without this,
+        # Nagle plus the peer's delayed ACK hold every ack for tens of ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Transport:
     """A paho client for one broker, owned by one thread of the caller."""
 
@@ -112,37 +164,13 @@ class Transport:
         inbox: queue.Queue[Message] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.host, self.port, tls = cfg.host_port()
-        if cfg.mqtt_version not in MQTT_VERSIONS:
-            raise ConfigError(f"mqtt_version {cfg.mqtt_version!r}: use one of {MQTT_VERSIONS}")
+        self.host, self.port, _ = cfg.host_port()
         self.inbox: queue.Queue[Message] = inbox if inbox is not None else queue.Queue()
         self._connected = threading.Event()
         self._result: ReasonCode | None = None
         self._done = threading.Event()
         self.session_present = False  # from the CONNACK: the broker kept our session
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id,
-            protocol=mqtt.MQTTv5 if cfg.v5 else mqtt.MQTTv311,
-            # 3.1.1 sets it here, v5 at each connect (`clean_start`).
-            clean_session=None if cfg.v5 else cfg.clean_start,
-            # One connection per Transport: a lost one ends paho's network thread, and
-            # `keep_connected` makes the next, where it is counted, backed off and
-            # resubscribed. (With paho's default the thread would reconnect after 1 s
-            # on its own; `close()` would also wait up to 1 s for its sleep to end.)
-            reconnect_on_failure=False,
-        )
-        c.username_pw_set(cfg.username, cfg.password)
-        if tls:
-            ctx = ssl.create_default_context(
-                cafile=str(cfg.ca_cert) if cfg.ca_cert is not None else None
-            )
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            c.tls_set_context(ctx)
-        if will is not None:
-            c.will_set(will[0], will[1], qos=1, retain=True)
-        c.max_inflight_messages_set(32)
-        c.max_queued_messages_set(0)
+        c = new_client(cfg, will=will)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -187,25 +215,10 @@ class Transport:
         self._done.clear()
         self._result = None
         try:
-            if self.cfg.v5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = self.cfg.session_expiry_s
-                self._client.connect(
-                    self.host,
-                    self.port,
-                    keepalive=self.cfg.keepalive_s,
-                    clean_start=self.cfg.clean_start,
-                    properties=props,
-                )
-            else:
-                self._client.connect(self.host, self.port, keepalive=self.cfg.keepalive_s)
+            self._client.connect(self.host, self.port, **connect_args(self.cfg))
         except (OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot reach broker {self.cfg.url}: {exc}") from exc
-        sock = self._client.socket()
-        if isinstance(sock, socket.socket):
-            # Batches and acks are small and each waits on the other: without this,
-            # Nagle plus the peer's delayed ACK hold every ack for tens of ms.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(self._client)
         self._client.loop_start()
         if not self._done.wait(timeout_s) or not self.connected:
             reason = self._result

@@ -203,6 +203,42 @@ def test_an_enrolment_from_before_version_2_is_taken_without_its_name(
     assert NAME not in every_text(store)
 
 
+def test_a_late_enrolment_from_before_version_2_does_not_bring_back_an_erased_name(
+    store: CentralStore, k1: Kiosk, tmp_path: Path
+) -> None:
+    """K2's status change for K1's passbook arrived first (a row with no name), the
+    household was erased, then K1's old-style enrolment came with the name: the name
+    is not kept."""
+    k2 = new_kiosk(tmp_path / "k2", "K2")
+    enrol(store, k2)
+    try:
+        with k2.ledger.store.write() as conn:
+            k2.ledger._appender.append(
+                conn, Kind.VILLAGER_STATUS, k2.ledger._appender.now(),
+                passbook_id="K1-00001", staff_id="S1", reason="moved away",
+                data={"status": "inactive"},
+            )  # fmt: skip
+        ack = ingest(store, k2.topic, k2.batch(), NOW).ack
+        assert ack is not None and ack.status == "ok", ack
+    finally:
+        k2.ledger.close()
+    personal.erase(store, "K1-00001", actor="op", now_ms=NOW)
+    led = k1.ledger
+    with led.store.write() as conn:
+        e = led._appender.append(
+            conn, Kind.ENROL, led._appender.now(), passbook_id="K1-00001", staff_id="S1",
+            data={"household_name": NAME, "village": "V1"},
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO villagers (passbook_id, household_name, village, status, enrolled_seq,"
+            " updated_ms) VALUES ('K1-00001', ?, 'V1', 'active', ?, 0)",
+            (NAME, e.seq),
+        )
+    sync(store, k1)
+    assert passbooks.household(store, "K1-00001") == ""
+    assert NAME not in every_text(store)
+
+
 def test_commitments_are_salted(store: CentralStore) -> None:
     fields = household_fields(NAME)
     assert commitment(fields, bytes(16)) != commitment(fields, bytes([1]) * 16)
