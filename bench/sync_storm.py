@@ -28,21 +28,21 @@ cores for a thousand kiosks and thrashed the machine at ten thousand.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import queue
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bench.storm_central import RESTART_AFTER_S, Workers, cpu_s, peak_rss_mb, postgres_cpu_s
 from bench.storm_kiosks import T0, generate
-from bench.sync_drain import PG_DEFAULT, PROFILE_ENV, drop_pg, fresh_pg
-from bench.waits import BenchError, log_tail, stop_process, wait_until
+from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
+from bench.waits import BenchError, wait_until
 from devkit.mqtt_broker import Broker
 from sync.keys import generate_key, public_bytes, save_private_key
 from sync.transport import BrokerConfig
@@ -91,51 +91,44 @@ class Fleet:
         )
 
 
-def cpu_s(pid: int | None, *, children: bool = True) -> float:
-    """User + system CPU seconds of process `pid` (all its threads), so far, and with
-    `children` of its child processes still running (central's log sequencer)."""
-    if pid is None:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split() if children else []
-    except OSError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_s(int(k)) for k in kids)
-
-
 class CpuClock:
     """CPU seconds of the load generator (this process without its children, which
-    include central and the broker, plus the generator processes), central and the
-    broker at each mark, and the wall time between marks."""
+    include central and the broker, plus the generator processes), central's workers,
+    the database server (PostgreSQL's processes) and the broker at each mark, and the
+    wall time between marks."""
 
-    def __init__(self, generators: list[int], central: int, broker: int | None) -> None:
-        self.generators = generators
-        self.pids = {"central": central, "broker": broker}
+    COLUMNS = ("generator", "central", "database", "broker")
+
+    def __init__(
+        self, generators: list[int], workers: Workers, broker: int | None, postgres: bool
+    ) -> None:
+        self.generators, self.workers, self.broker = generators, workers, broker
+        self.postgres = postgres
         self.marks: list[tuple[str, float, dict[str, float]]] = []
         self.mark("start")
 
     def mark(self, name: str) -> None:
-        cpu = {k: cpu_s(p) for k, p in self.pids.items()}
-        cpu["generator"] = cpu_s(os.getpid(), children=False) + sum(
-            cpu_s(g) for g in self.generators
-        )
+        cpu = {
+            "generator": cpu_s(os.getpid(), children=False)
+            + sum(cpu_s(g) for g in self.generators),
+            "central": self.workers.cpu_s(),
+            "database": postgres_cpu_s() if self.postgres else float("nan"),
+            "broker": cpu_s(self.broker),
+        }
         self.marks.append((name, time.perf_counter(), cpu))
 
     def lines(self) -> list[str]:
-        out = ["  phase      wall s   CPU s: generator  central   broker  (2 cores)"]
+        out = ["  phase      wall s   CPU s: generator  central database   broker  (2 cores)"]
         for (_, t0, c0), (name, t1, c1) in zip(self.marks, self.marks[1:], strict=False):
-            cpu = [c1[k] - c0[k] for k in ("generator", "central", "broker")]
-            out.append(f"  {name:<9} {t1 - t0:7.1f}   {cpu[0]:15.1f} {cpu[1]:8.1f} {cpu[2]:8.1f}")
+            # The database column is "-" on SQLite: central's own threads do its work.
+            cpu = "".join(
+                f" {c1[k] - c0[k]:8.1f}" if not math.isnan(c1[k]) else f" {'-':>8}"
+                for k in self.COLUMNS[1:]
+            )
+            out.append(
+                f"  {name:<9} {t1 - t0:7.1f}   {c1['generator'] - c0['generator']:15.1f}{cpu}"
+            )
         return out
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--generators", type=int, default=4,
         help="load-generator processes the kiosks are spread over (4)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--workers", type=int, default=1,
+        help="central workers on the shared subscription (1)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--kill-worker", type=float, metavar="SHARE",
+        help="SIGKILL worker 1 once this share of the kiosks (0-1) are acked, and start "
+        "it again a second later, as systemd would",
     )  # fmt: skip
     args = ap.parse_args(argv)
     base = Path(__file__).resolve().parents[1]
@@ -180,30 +182,22 @@ def main(argv: list[str] | None = None) -> int:
         setup_s = time.perf_counter() - t_setup
         print(f"reconnect storm: {args.kiosks} kiosks × {args.entries} entries, central on")
         print(f"  {where} (enrolment and setup {setup_s:.0f} s), kiosks spread over")
-        print(f"  {args.generators} load-generator processes")
-        central_log = folder / "central.log"
+        print(f"  {args.generators} load-generator processes, {args.workers} central worker(s)")
         ctx = multiprocessing.get_context("spawn")
         events, start, stop = ctx.Queue(), ctx.Event(), ctx.Event()
         fleet = Fleet(events, args.kiosks)
         with Broker(folder / "broker", users) as broker:
-            with central_log.open("ab") as log:
-                # Under PROFILE_ENV, every thread of central writes its cProfile there.
-                profile = os.environ.get(PROFILE_ENV)
-                python = [sys.executable, *(["-m", "bench.profiled", profile] if profile else [])]
-                central = subprocess.Popen(
-                    [*python, "-m", "greenpass.cli", "central", "--db", url, "--home",
-                     str(home), "--broker", broker.url, "--ca", str(broker.ca_cert)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
+            workers = Workers(
+                args.workers,
+                folder,
+                ["--db", url, "--home", str(home), "--broker", broker.url,
+                 "--ca", str(broker.ca_cert)],
+            )  # fmt: skip
+            cleanup.callback(workers.stop)
 
             def check() -> None:
                 fleet.drain()
-                if central.poll() is not None:
-                    raise BenchError(
-                        f"central exited with code {central.returncode} during the storm "
-                        f"({fleet.progress()}):\n{log_tail(central_log)}"
-                    )
+                workers.check(fleet.progress())
                 if fleet.refused:
                     raise BenchError(fleet.refused)
 
@@ -213,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
 
             def all_acked() -> bool | None:
                 check()
-                return True if len(fleet.acked) == args.kiosks else None
+                acked = len(fleet.acked)
+                kill = args.kill_worker
+                if kill is not None and not workers.killed and acked >= kill * args.kiosks:
+                    when = f"at {acked} of {args.kiosks} kiosks acked"
+                    workers.kill_and_restart(1, when)
+                return True if acked == args.kiosks else None
 
             cfg = BrokerConfig(broker.url, "", "", "", broker.ca_cert)
             gens = max(1, min(args.generators, args.kiosks))
@@ -234,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                     seen=fleet.progress,
                 )
                 time.sleep(2)  # central subscribed (its state reaches no kiosk yet)
-                clock = CpuClock([p.pid for p in procs if p.pid], central.pid, broker.pid)
+                clock = CpuClock(
+                    [p.pid for p in procs if p.pid], workers, broker.pid, not args.sqlite
+                )
                 t0 = time.perf_counter()
                 start.set()
                 wait_until(
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 elapsed = time.perf_counter() - t0
                 clock.mark("sync")
-                rss = peak_rss_mb(central.pid)
+                rss = workers.peak_rss_mb()
                 broker_rss = peak_rss_mb(broker.pid) if broker.pid else float("nan")
             finally:
                 stop.set()
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     proc.join(30)
                     if proc.is_alive():
                         proc.kill()
-                stop_process(central, "greenpass central", timeout_s=30)
+                workers.stop()
         with CentralStore.open(url) as store:
             stored = store.count_entries()
         want = args.kiosks * args.entries
@@ -274,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  all acked in        {elapsed:8.1f} s ({done}/{args.kiosks} kiosks done)")
         print(f"  entries stored      {stored} of {want} (lost {lost}, duplicated {dup})")
         print(f"  connects {connects}, resends {resends}")
-        print(f"  central peak RSS    {rss:8.0f} MB (goal < {GOAL_RSS_MB} MB: {verdict})")
+        for line in workers.killed:
+            print(f"  {line}, started again {RESTART_AFTER_S:.0f} s later")
+        print(
+            f"  central peak RSS    {rss:8.0f} MB (goal < {GOAL_RSS_MB} MB: {verdict}; per worker)"
+        )
         print(f"  broker peak RSS     {broker_rss:8.0f} MB")
         rate = stored / elapsed if elapsed > 0 else 0.0
         met = "met" if rate >= GOAL_RATE and lost == dup == 0 else "NOT met"

@@ -233,13 +233,15 @@ autosave_interval 60
 # A kiosk may be offline for weeks (harvest, broken router); keep its session and
 # its queued down/ messages for 30 days, then forget it.
 persistent_client_expiration 30d
-# Per-client queue while offline or busy. Kiosks send stop-and-wait, so central's
-# queue holds about one batch per kiosk; 10000 covers a large site with room.
-# Past the limit Mosquitto drops messages silently, which the application ack
-# makes good.
-max_queued_messages 10000
-# The count above is the bound; bytes are not limited separately.
-max_queued_bytes 0
+# Per-client queue while offline or busy. Kiosks send stop-and-wait, and central
+# acknowledges a message to the broker only once it has handled it, so in a
+# reconnect storm central's queue holds about one batch per kiosk: 100000 covers
+# ten thousand kiosks with room. Past a limit Mosquitto drops messages silently,
+# which the application ack makes good (the kiosk resends a minute later).
+max_queued_messages 100000
+# A batch is a few KiB (at most ~64 KiB): 512 MiB bounds the broker's memory for
+# one client's queue however large the batches queued are.
+max_queued_bytes 536870912
 # QoS 1 messages in flight to one client: central receives from every kiosk at
 # once, so allow more than the default 20.
 max_inflight_messages 100

@@ -87,7 +87,11 @@ class Receiver:
 
     def run(self) -> None:
         keep_connected(
-            lambda: Transport(self.broker),
+            # PUBACK once handled, not on receipt: a worker killed mid-storm leaves the
+            # batches it took but had not stored with the broker, which sends them
+            # again when it is back (its persistent session), instead of each kiosk
+            # waiting a minute to resend.
+            lambda: Transport(self.broker, manual_ack=True),
             self._loop,
             subscriptions=(p.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, RESERVE_SUBSCRIPTION)
             if self.broker.v5
@@ -116,7 +120,13 @@ class Receiver:
             except queue.Empty:
                 msg = None
             if msg is not None:
-                self._handle(t, msg)
+                try:
+                    self._handle(t, msg)
+                finally:
+                    # Also after a failure: a batch central could not store now is
+                    # resent by its kiosk, and an unacknowledged message holds one of
+                    # the broker's few in-flight places for this connection.
+                    t.ack(msg)
             if self.tick is not None and time.monotonic() >= next_tick:
                 self._send(t, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s

@@ -83,6 +83,8 @@ class Message:
     topic: str
     payload: bytes
     retain: bool
+    mid: int = 0  # for `Transport.ack` (a transport with manual acks)
+    qos: int = 0
 
 
 class Backoff:
@@ -101,7 +103,9 @@ class Backoff:
         self.attempt = 0
 
 
-def new_client(cfg: BrokerConfig, *, will: tuple[str, bytes] | None = None) -> mqtt.Client:
+def new_client(
+    cfg: BrokerConfig, *, will: tuple[str, bytes] | None = None, manual_ack: bool = False
+) -> mqtt.Client:
     """The paho client of one connection as a kiosk or central makes it (protocol,
     session, TLS, limits), with no callbacks set: `Transport`, and the reconnect storm's
     simulated kiosks (bench.storm_kiosks), which must speak exactly what a kiosk does."""
@@ -119,6 +123,7 @@ def new_client(cfg: BrokerConfig, *, will: tuple[str, bytes] | None = None) -> m
         # resubscribed. (With paho's default the thread would reconnect after 1 s
         # on its own; `close()` would also wait up to 1 s for its sleep to end.)
         reconnect_on_failure=False,
+        manual_ack=manual_ack,
     )
     c.username_pw_set(cfg.username, cfg.password)
     if tls:
@@ -162,7 +167,11 @@ class Transport:
         *,
         will: tuple[str, bytes] | None = None,
         inbox: queue.Queue[Message] | None = None,
+        manual_ack: bool = False,
     ) -> None:
+        """`manual_ack`: a message received is acknowledged to the broker (PUBACK) only
+        by `ack`, once the owner has handled it. Until then the broker holds it for
+        this client's session and sends it again if the process dies."""
         self.cfg = cfg
         self.host, self.port, _ = cfg.host_port()
         self.inbox: queue.Queue[Message] = inbox if inbox is not None else queue.Queue()
@@ -170,7 +179,7 @@ class Transport:
         self._result: ReasonCode | None = None
         self._done = threading.Event()
         self.session_present = False  # from the CONNACK: the broker kept our session
-        c = new_client(cfg, will=will)
+        c = new_client(cfg, will=will, manual_ack=manual_ack)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -193,7 +202,9 @@ class Transport:
         self._done.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self.inbox.put(
+            Message(msg.topic, bytes(msg.payload), bool(msg.retain), int(msg.mid), int(msg.qos))
+        )
 
     # the owner's side ----------------------------------------------------------------------
 
@@ -274,6 +285,11 @@ class Transport:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+
+    def ack(self, msg: Message) -> None:
+        """Acknowledge a message handled (a transport made with `manual_ack`). On a
+        connection since lost it is not sent: the broker sends the message again."""
+        self._client.ack(msg.mid, msg.qos)
 
     def close(self) -> None:
         try:

@@ -1,0 +1,93 @@
+"""A central worker acknowledges a batch to the broker (PUBACK) only once it has
+handled it. A worker killed with batches taken but not yet stored leaves them with
+the broker, which hands them to the worker started again in its place (same client
+id, its persistent session) at once, not a minute later through each kiosk's resend.
+
+Found by the reconnect storm with a worker SIGKILLed (`python -m bench.sync_storm
+--workers 2 --kill-worker 0.3`): paho acknowledged every message on receipt, the
+killed worker's queue of received batches was gone from the broker, and a third of
+the thousand kiosks waited for their ack timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from devkit.mqtt_broker import Broker
+from sync import protocol as p
+from sync.receiver import Outgoing, Receiver
+from sync.transport import BrokerConfig
+from tests.sync.harness import wait_for
+
+# A worker stuck in its first batch (a slow database, say) until it is killed.
+STUCK_WORKER = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    from sync.receiver import Receiver
+    from sync.transport import BrokerConfig
+
+    def on_batch(topic, payload):
+        print("took", payload.decode(), flush=True)
+        threading.Event().wait()
+
+    def on_connect():
+        print("subscribed", flush=True)
+        return []
+
+    cfg = BrokerConfig(sys.argv[1], "central", "central-pw", "gp-central-1", Path(sys.argv[2]))
+    Receiver(cfg, on_batch, lambda t, b: None, on_connect=on_connect).run()
+    """
+)
+
+
+def test_a_killed_worker_leaves_the_batches_it_had_not_handled_with_the_broker(
+    broker: Broker, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    stuck = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WORKER, broker.url, str(broker.ca_cert)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    receiver: Receiver | None = None
+    try:
+        assert stuck.stdout is not None
+        assert stuck.stdout.readline().strip() == "subscribed"
+        kiosk = broker.client("K1", "k1-pw")
+        for n in (b"1", b"2", b"3"):
+            kiosk.publish_wait(p.topic("K1", p.BATCH), n)
+        assert stuck.stdout.readline().strip() == "took 1"
+        # 2 and 3 reach the stuck worker's queue too (a storm fills it); give them time.
+        time.sleep(0.5)
+        os.kill(stuck.pid, signal.SIGKILL)
+        stuck.wait(10)
+
+        got: list[bytes] = []
+
+        def on_batch(_topic: str, payload: bytes) -> list[Outgoing]:
+            got.append(payload)
+            return []
+
+        receiver = Receiver(
+            BrokerConfig(broker.url, "central", "central-pw", "gp-central-1", broker.ca_cert),
+            on_batch,
+            lambda _t, _b: None,
+        )
+        receiver.start()
+        wait_for("the three batches handed to the worker started again", lambda: len(got) >= 3)
+        assert got == [b"1", b"2", b"3"]
+        kiosk.close()
+    finally:
+        if receiver is not None:
+            receiver.stop()
+        if stuck.poll() is None:
+            stuck.kill()
+            stuck.wait(10)
