@@ -239,7 +239,7 @@ class SimKiosk:
                 await asyncio.sleep(backoff.next_delay())
 
 
-Sim = tuple[str, str, bytes, str]  # device, MQTT password, raw private key, village
+Sim = tuple[str, str, bytes, str, str]  # device, MQTT password, raw private key, village, url
 
 
 def generate(
@@ -249,11 +249,11 @@ def generate(
     `start`, each one's first subscription, ack or refusal put on `events`."""
     kiosks = [
         SimKiosk(
-            dataclasses.replace(broker, username=d, password=pw, client_id=f"gp-{d}"),
+            dataclasses.replace(broker, username=d, password=pw, client_id=f"gp-{d}", url=url),
             Ed25519PrivateKey.from_private_bytes(raw),
             entries_for(d, v, entries),
         )
-        for d, pw, raw, v in sims
+        for d, pw, raw, v, url in sims
     ]
     events.put(("ready", "", 0.0, ""))
     start.wait()

@@ -35,15 +35,15 @@ import queue
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.storm_central import RESTART_AFTER_S, Workers, cpu_s, peak_rss_mb, postgres_cpu_s
+from bench.storm_central import Site, Workers, cpu_s, peak_rss_mb, postgres_cpu_s
 from bench.storm_kiosks import T0, generate
 from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
 from bench.waits import BenchError, wait_until
-from devkit.mqtt_broker import Broker
 from sync.keys import generate_key, public_bytes, save_private_key
 from sync.transport import BrokerConfig
 
@@ -100,7 +100,11 @@ class CpuClock:
     COLUMNS = ("generator", "central", "database", "broker")
 
     def __init__(
-        self, generators: list[int], workers: Workers, broker: int | None, postgres: bool
+        self,
+        generators: list[int],
+        workers: Workers,
+        broker: Callable[[], list[int]],
+        postgres: bool,
     ) -> None:
         self.generators, self.workers, self.broker = generators, workers, broker
         self.postgres = postgres
@@ -113,7 +117,7 @@ class CpuClock:
             + sum(cpu_s(g) for g in self.generators),
             "central": self.workers.cpu_s(),
             "database": postgres_cpu_s() if self.postgres else float("nan"),
-            "broker": cpu_s(self.broker),
+            "broker": sum(cpu_s(pid) for pid in self.broker()),
         }
         self.marks.append((name, time.perf_counter(), cpu))
 
@@ -152,7 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         help="SIGKILL worker 1 once this share of the kiosks (0-1) are acked, and start "
         "it again a second later, as systemd would",
     )  # fmt: skip
+    ap.add_argument(
+        "--cluster", action="store_true",
+        help="a three-node RabbitMQ cluster instead of one Mosquitto: kiosks spread over "
+        "its nodes (MQTT 3.1.1), central's workers consuming its queues over AMQP",
+    )  # fmt: skip
+    ap.add_argument(
+        "--kill-node", type=float, metavar="SHARE",
+        help="with --cluster: SIGKILL node 2 once this share of the kiosks (0-1) are "
+        "acked, and start it again",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.kill_node is not None and not args.cluster:
+        ap.error("--kill-node needs --cluster")
     base = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(dir=base, prefix=".bench-") as tmp, ExitStack() as cleanup:
         folder = Path(tmp)
@@ -183,16 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reconnect storm: {args.kiosks} kiosks × {args.entries} entries, central on")
         print(f"  {where} (enrolment and setup {setup_s:.0f} s), kiosks spread over")
         print(f"  {args.generators} load-generator processes, {args.workers} central worker(s)")
+        print(
+            "  broker: a three-node RabbitMQ cluster (MQTT 3.1.1, central over AMQP)"
+            if args.cluster
+            else "  broker: one Mosquitto (MQTT 5)"
+        )
         ctx = multiprocessing.get_context("spawn")
         events, start, stop = ctx.Queue(), ctx.Event(), ctx.Event()
         fleet = Fleet(events, args.kiosks)
-        with Broker(folder / "broker", users) as broker:
-            workers = Workers(
-                args.workers,
-                folder,
-                ["--db", url, "--home", str(home), "--broker", broker.url,
-                 "--ca", str(broker.ca_cert)],
-            )  # fmt: skip
+        with ExitStack() as on_site:
+            site = on_site.enter_context(
+                Site.rabbit(folder, users) if args.cluster else Site.mosquitto(folder, users)
+            )
+            common = ["--db", url, "--home", str(home)]
+            workers = Workers(args.workers, folder, lambda n: [*common, *site.central_args(n)])
             cleanup.callback(workers.stop)
 
             def check() -> None:
@@ -212,13 +232,18 @@ def main(argv: list[str] | None = None) -> int:
                 if kill is not None and not workers.killed and acked >= kill * args.kiosks:
                     when = f"at {acked} of {args.kiosks} kiosks acked"
                     workers.kill_and_restart(1, when)
+                kill = args.kill_node
+                if kill is not None and not site.killed and acked >= kill * args.kiosks:
+                    site.kill_and_restart(2, f"at {acked} of {args.kiosks} kiosks acked")
                 return True if acked == args.kiosks else None
 
-            cfg = BrokerConfig(broker.url, "", "", "", broker.ca_cert)
+            cfg = BrokerConfig("", "", "", "", site.ca_cert, mqtt_version=site.mqtt_version)
+            urls = site.kiosk_urls
+            placed = [(*sim, urls[i % len(urls)]) for i, sim in enumerate(sims)]
             gens = max(1, min(args.generators, args.kiosks))
             procs = [
                 ctx.Process(
-                    target=generate, args=(cfg, sims[g::gens], args.entries, start, stop, events),
+                    target=generate, args=(cfg, placed[g::gens], args.entries, start, stop, events),
                     name=f"storm-generator-{g}",
                 )
                 for g in range(gens)
@@ -234,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 time.sleep(2)  # central subscribed (its state reaches no kiosk yet)
                 clock = CpuClock(
-                    [p.pid for p in procs if p.pid], workers, broker.pid, not args.sqlite
+                    [p.pid for p in procs if p.pid], workers, site.pids, not args.sqlite
                 )
                 t0 = time.perf_counter()
                 start.set()
@@ -256,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed = time.perf_counter() - t0
                 clock.mark("sync")
                 rss = workers.peak_rss_mb()
-                broker_rss = peak_rss_mb(broker.pid) if broker.pid else float("nan")
+                broker_rss = max((peak_rss_mb(pid) for pid in site.pids()), default=float("nan"))
             finally:
                 stop.set()
                 for proc in procs:
@@ -275,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  all acked in        {elapsed:8.1f} s ({done}/{args.kiosks} kiosks done)")
         print(f"  entries stored      {stored} of {want} (lost {lost}, duplicated {dup})")
         print(f"  connects {connects}, resends {resends}")
-        for line in workers.killed:
-            print(f"  {line}, started again {RESTART_AFTER_S:.0f} s later")
+        for line in [*workers.killed, *site.killed]:
+            print(f"  {line}")
         print(
             f"  central peak RSS    {rss:8.0f} MB (goal < {GOAL_RSS_MB} MB: {verdict}; per worker)"
         )
-        print(f"  broker peak RSS     {broker_rss:8.0f} MB")
+        print(f"  broker peak RSS     {broker_rss:8.0f} MB{' (per node)' if args.cluster else ''}")
         rate = stored / elapsed if elapsed > 0 else 0.0
         met = "met" if rate >= GOAL_RATE and lost == dup == 0 else "NOT met"
         print(f"  throughput          {rate:8.0f} entries/s (goal >= {GOAL_RATE:,}: {met})")

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    ColumnElement,
     Connection,
     Engine,
     ForeignKey,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     create_engine,
     event,
     insert,
@@ -68,6 +70,16 @@ villages = Table(
     Column("state_version", BigInteger, nullable=False, server_default="0"),
     Column("changed_ms", BigInteger, nullable=False, server_default="0"),
 )
+
+
+def village_changed(now_ms: Any) -> ColumnElement[int]:
+    """The new `changed_ms` of a write that changes a village's state: `now_ms`, or one
+    past the last change when that is not earlier, so that each change has a value of
+    its own (two in one millisecond, a worker whose clock is behind): a worker then
+    never takes a new change for one it pushed already (`central.pushes`)."""
+    c = villages.c.changed_ms
+    return case((c >= now_ms, c + 1), else_=now_ms)
+
 
 devices = Table(
     "devices",

@@ -212,7 +212,11 @@ _STORED_H = select(_e.c.h).where(
     (_e.c.device_id == bindparam("b_device")) & (_e.c.seq == bindparam("b_seq"))
 )
 _SEEN = update(_d).where(_d.c.device_id == bindparam("b_device"))
-_VILLAGE_CHANGED = update(db.villages).where(db.villages.c.village_id == bindparam("b_village"))
+_VILLAGE_CHANGED = (
+    update(db.villages)
+    .where(db.villages.c.village_id == bindparam("b_village"))
+    .values(changed_ms=db.village_changed(bindparam("b_now")))
+)
 
 
 def _place(
@@ -240,7 +244,7 @@ def _place(
         # A kiosk resends an entry central holds to bring personal records of
         # enrolments it sent before this central took them (sync.uplink).
         if _accept_personal(conn, dev, batch, now_ms):
-            conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
+            conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "b_now": now_ms})
         return _ack(dev, batch, "ok", acked, f"duplicate: already stored up to {acked}"), 0
 
     if batch.first_seq > acked + 1:
@@ -284,7 +288,7 @@ def _place(
     # Last on purpose: every kiosk of the village writes these rows (the rollup's and the
     # village's), so on PostgreSQL their locks are held only from here to the commit.
     rollup.add(conn, dev.device_id, dev.village_id, rows)
-    conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "changed_ms": now_ms})
+    conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "b_now": now_ms})
     return _ack(dev, batch, "ok", batch.last_seq), len(rows)
 
 

@@ -3,8 +3,8 @@ reopening a database is a no-op and a later version only adds steps.
 
 Steps 1 to 4 make `central.db`'s own tables (`db.STEPS`); each later one belongs to
 the module whose tables it makes (the Overview's rollup, personal data, the
-transparency log, device heads, the registry), so this module imports them all and
-none of them imports it. Never edit a released step: append the next number.
+transparency log, device heads, the registry, state pushes), so this module imports
+them all and none of them imports it. Never edit a released step: append the next number.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import db, heads, personal_db, registry_db, reservations, rollup, tlog
+from central import db, heads, personal_db, pushes, registry_db, reservations, rollup, tlog
 from central.db import is_postgres, schema_migrations
 from greenpass.errors import StorageError
 
@@ -48,6 +48,10 @@ def _v11(conn: Connection) -> None:
     reservations.migrate_v11(conn)
 
 
+def _v12(conn: Connection) -> None:
+    pushes.migrate_v12(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     *db.STEPS,
     (5, "overview rollup", _v5),
@@ -57,6 +61,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (9, "reduction registry", _v9),
     (10, "registry buyers' logins", _v10),
     (11, "cross-kiosk reversals", _v11),
+    (12, "state pushes claimed by one worker", _v12),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

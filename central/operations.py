@@ -80,7 +80,9 @@ def _require_village(conn: Connection, village_id: str) -> None:
 
 def _touch(conn: Connection, village_id: str, now_ms: int) -> None:
     v = db.villages
-    conn.execute(update(v).where(v.c.village_id == village_id).values(changed_ms=now_ms))
+    conn.execute(
+        update(v).where(v.c.village_id == village_id).values(changed_ms=db.village_changed(now_ms))
+    )
 
 
 def _profile(conn: Connection, village_id: str) -> dict[str, Any] | None:

@@ -81,7 +81,9 @@ def _replaced_by(conn: Connection, passbook_id: str) -> str | None:
 def _touch(conn: Connection, village_id: str, now_ms: int) -> None:
     """A state push follows: the central service watches `changed_ms`."""
     v = db.villages
-    conn.execute(update(v).where(v.c.village_id == village_id).values(changed_ms=now_ms))
+    conn.execute(
+        update(v).where(v.c.village_id == village_id).values(changed_ms=db.village_changed(now_ms))
+    )
 
 
 def _put_revocation(

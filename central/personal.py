@@ -284,7 +284,11 @@ def correct(
         conn.execute(update(personal).where(personal.c.passbook_id.in_(account)).values(salt=None))
         villages = {r.village_id for r in rows}
         v = db.villages
-        conn.execute(update(v).where(v.c.village_id.in_(villages)).values(changed_ms=now_ms))
+        conn.execute(
+            update(v)
+            .where(v.c.village_id.in_(villages))
+            .values(changed_ms=db.village_changed(now_ms))
+        )
         audit.record(
             conn, actor=actor, action="passbook.correct", target=passbook_id, now_ms=now_ms,
             village_id=min(villages) if villages else None,
@@ -325,7 +329,11 @@ def erase(store: CentralStore, passbook_id: str, *, actor: str, now_ms: int) -> 
         _scrub_dead_letters(conn, set(account))
         # Kiosks get the blank name with the next state push.
         v = db.villages
-        conn.execute(update(v).where(v.c.village_id.in_(villages)).values(changed_ms=now_ms))
+        conn.execute(
+            update(v)
+            .where(v.c.village_id.in_(villages))
+            .values(changed_ms=db.village_changed(now_ms))
+        )
         audit.record(
             conn, actor=actor, action="passbook.erase", target=passbook_id, now_ms=now_ms,
             village_id=min(villages) if villages else None,

@@ -44,6 +44,7 @@ class RabbitNode:
     mqtt_port: int  # MQTT over TLS
     dist_port: int  # Erlang distribution between the nodes
     api_port: int = 0  # the management API (central keeps the logins through it); 0: none
+    amqps_port: int = 0  # AMQP over TLS, for central workers on other machines; 0: none
 
 
 def check_rabbit_id(device_id: str) -> str:
@@ -161,6 +162,10 @@ def node_config(
         "vm_memory_high_watermark.relative = 0.2",
         "disk_free_limit.absolute = 50MB",
     ]
+    if me.amqps_port:
+        # Central's workers on other machines: AMQP over TLS, the MQTT listener's
+        # certificate (`greenpass central --amqp amqps://HOST:PORT --ca CA`).
+        lines.append(f"listeners.ssl.default = {bind}:{me.amqps_port}")
     if me.api_port:
         # Central keeps the devices' logins through it (`central.rabbit_admin`).
         lines += [f"management.tcp.ip = {bind}", f"management.tcp.port = {me.api_port}"]

@@ -171,7 +171,9 @@ def _reserve(conn: Connection, req: rw.ReserveRequest, now_ms: int) -> rw.Reserv
         # The target's kiosk learns it in its next state (`reversed_elsewhere`), from
         # whichever worker pushes the village next.
         v = db.villages
-        conn.execute(update(v).where(v.c.village_id == village).values(changed_ms=now_ms))
+        conn.execute(
+            update(v).where(v.c.village_id == village).values(changed_ms=db.village_changed(now_ms))
+        )
     elif held != me:  # reversed or reserved by another kiosk (or by A itself)
         who = by[0] if by is not None else str(held)
         return _refused(

@@ -5,7 +5,8 @@ central's own process took Python's interpreter lock from ingest: on a two-core
 machine ingest drained about 11 % slower with the log (`python -m bench.sync_drain`).
 In a child process it runs on the other core, while ingest keeps the interpreter to
 itself. It is safe beside any other worker's sequencer: each append takes the log's
-lock (`central.tlog.append_pending`).
+lock (`central.tlog.append_pending`), and on PostgreSQL only one of them plans an
+append at a time (the others skip their turn rather than hash the same entries).
 
 The child opens the database by the URL central was given, takes the signing key as
 raw bytes, and ends on SIGTERM (how central stops it) or Ctrl-C, or when central's
@@ -61,7 +62,8 @@ def loop(
     says the process it serves is gone: the child's loop and the in-process thread's."""
     while not stop.is_set() and alive():
         try:
-            appended = tlog.append_pending(store, key, settings, now_ms())
+            # Not waiting: another worker's sequencer appending now does it for all.
+            appended = tlog.append_pending(store, key, settings, now_ms(), wait=False)
         except GreenPassError as exc:  # the database is away: ingest says so too
             log.warning("transparency log not appended: %s", exc)
             appended = 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import log_proofs, reservations, sequencer, tlog
+from central import log_proofs, pushes, reservations, sequencer, tlog
 from central.amqp_receiver import AmqpConfig, AmqpReceiver
 from central.db import storage_error
 from central.ingest import Ingest
@@ -77,6 +77,9 @@ class CentralService:
         # Every village's state is due (central connected to the broker, but reading
         # the database failed): the next tick that can read it pushes them all.
         self._all_due = False
+        # Villages due that need no claim (`central.pushes`): pushed for a kiosk, not a
+        # change, or a change this worker claimed already whose push failed.
+        self._unclaimed: set[str] = set()
         # With `amqp` the batches come from a RabbitMQ cluster's queues, not MQTT.
         self.receiver: Receiver | AmqpReceiver = (
             Receiver(
@@ -173,6 +176,7 @@ class CentralService:
             device = self.store.device(device_id)
             if device is not None and device.status == "active":
                 self._dirty.setdefault(device.village_id, 0.0)
+                self._unclaimed.add(device.village_id)  # for this kiosk, not a change
         elif p.FEATURE_LOG_PROOFS in features and log_proofs.wants_proofs(
             self.store, device_id, status
         ):
@@ -193,6 +197,7 @@ class CentralService:
         if self._all_due:
             for village in self._active_villages():
                 self._dirty[village] = 0.0
+                self._unclaimed.add(village)
                 self._last_push.pop(village, None)
             self._all_due = False
         if now >= self._next_poll:
@@ -212,11 +217,17 @@ class CentralService:
             since = self._dirty.pop(village)
             self._last_push[village] = now  # also after a failure: tried again in a while
             try:
+                if village in self._unclaimed:
+                    self._unclaimed.discard(village)
+                elif not pushes.claim(self.store, village):
+                    continue  # another worker pushes this change
                 out.extend(self.village_states(village))
             except StorageError as exc:
                 # Still due: dropped here, the village's kiosks would wait for its
-                # next change (maybe days) for the balances this push carries.
+                # next change (maybe days) for the balances this push carries. The
+                # claim, if made, is this worker's: the next try needs none.
                 self._dirty[village] = since
+                self._unclaimed.add(village)
                 log.error("central: state push for %s postponed: %s", village, exc)
         for device, village in list(self._proofs_due.items()):
             if village in self._dirty:

@@ -120,7 +120,11 @@ class CentralStore(DeviceEnrolment):
             raise CentralError(f"no village {village_id!r}: create it first")
 
     def _touch_village(self, conn: Connection, village_id: str, now_ms: int) -> None:
-        conn.execute(update(db.villages).where(_village(village_id)).values(changed_ms=now_ms))
+        conn.execute(
+            update(db.villages)
+            .where(_village(village_id))
+            .values(changed_ms=db.village_changed(now_ms))
+        )
 
     def put_item(
         self,

@@ -37,6 +37,8 @@ or `every_s` seconds have passed since the last one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
@@ -56,11 +58,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     tuple_,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from central import db
+from central.db import storage_error
 from greenpass import checkpoint, merkle
 from greenpass.errors import CentralError, ConfigError
 from greenpass.tlog_leaf import device_prefix
@@ -238,12 +243,55 @@ class _Plan:
     checkpoint_due: bool = False
 
 
+# PostgreSQL advisory lock of the log's planner (migrations hold 7412).
+_PLANNER_LOCK = 7413
+
+
+@contextmanager
+def _planner(store: CentralStore, wait: bool) -> Iterator[bool]:
+    """Whether this process may plan the next append now. Planning hashes every new
+    entry; two workers' sequencers planning the same append did all that twice and
+    threw one away (the write's size check below), so with N workers the log cost N
+    times its CPU. On PostgreSQL one planner at a time holds a session advisory lock;
+    without `wait` the others skip their turn. SQLite (one site, one worker as a rule)
+    relies on the size check alone."""
+    if not store.postgres:
+        yield True
+        return
+    try:
+        with store.engine.connect() as conn:
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PLANNER_LOCK})
+                got = True
+            else:
+                got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PLANNER_LOCK})
+            conn.commit()  # the lock is the session's: it outlives the transaction
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PLANNER_LOCK})
+                    conn.commit()
+    except SQLAlchemyError as exc:
+        raise storage_error(exc, "taking the transparency log's planner lock") from exc
+
+
 def append_pending(
-    store: CentralStore, key: Ed25519PrivateKey, settings: LogSettings, now_ms: int
+    store: CentralStore,
+    key: Ed25519PrivateKey,
+    settings: LogSettings,
+    now_ms: int,
+    *,
+    wait: bool = True,
 ) -> int:
     """Append the entries stored since the last call to the log; sign a checkpoint when
     one is due. Returns the number of leaves appended (0 if another worker appended
-    meanwhile: the next call takes what is left)."""
+    meanwhile, or, without `wait`, is appending now: the next call takes what is left)."""
+    with _planner(store, wait) as mine:
+        return _append(store, key, settings, now_ms) if mine else 0
+
+
+def _append(store: CentralStore, key: Ed25519PrivateKey, settings: LogSettings, now_ms: int) -> int:
     with store.read("reading what the log lacks", snapshot=True) as conn:
         plan = _plan(conn, settings, now_ms)
     if not plan.leaves and not plan.checkpoint_due:

@@ -58,6 +58,7 @@ class RabbitCluster:
                 mqtt_port=free_port(),
                 dist_port=free_port(),
                 api_port=free_port(),
+                amqps_port=free_port(),
             )
             for i in range(1, size + 1)
         ]
@@ -86,6 +87,10 @@ class RabbitCluster:
 
     def amqp_url(self, n: int, user: str = "central") -> str:
         return f"amqp://{user}:{self.users[user]}@127.0.0.1:{self.nodes[n - 1].amqp_port}/%2F"
+
+    def amqps_url(self, n: int) -> str:
+        """Node `n`'s AMQP over TLS, without a login (as `greenpass central --amqp` takes)."""
+        return f"amqps://127.0.0.1:{self.nodes[n - 1].amqps_port}"
 
     def amqp_urls(self, user: str = "central") -> list[str]:
         return [self.amqp_url(n, user) for n in range(1, len(self.nodes) + 1)]
@@ -165,7 +170,7 @@ class RabbitCluster:
                     # Another process took a port `free_port` offered: new ones, once.
                     node = self.nodes[n - 1]
                     self.nodes[n - 1] = RabbitNode(
-                        node.name, free_port(), free_port(), free_port(), free_port()
+                        node.name, free_port(), free_port(), free_port(), free_port(), free_port()
                     )
                     self._spawn(n)
                     self._wait(n, retry=False)
@@ -204,6 +209,15 @@ class RabbitCluster:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # The start script may end before the Erlang VM it started: until the VM is gone
+        # its port still answers, and a restarted node would seem up at once.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def ctl(self, n: int, *args: str) -> str:
         """rabbitmqctl against node `n` (slow: each call boots an Erlang VM)."""
@@ -234,6 +248,10 @@ class RabbitCluster:
             return False
         except subprocess.TimeoutExpired:
             return True
+
+    def pids(self) -> list[int]:
+        """The running nodes' processes (each `rabbitmq-server`, its Erlang VM below)."""
+        return [p.pid for p in self._procs.values()]
 
     def __enter__(self) -> RabbitCluster:
         return self.start()

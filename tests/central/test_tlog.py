@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from central import tlog
 from central.api import create_app
@@ -42,6 +42,11 @@ def leaves_of(*kiosks: Kiosk) -> dict[tuple[str, int], bytes]:
         for k in kiosks
         for e, h in k.ledger.iter_entries()
     }
+
+
+def size(store: CentralStore) -> int:
+    with store.read("the log's size") as conn:
+        return int(conn.scalar(select(tlog.tlog_head.c.size)) or 0)
 
 
 def opened(note: str) -> checkpoint.Checkpoint:
@@ -148,6 +153,41 @@ def test_two_workers_appending_at_once_never_fork_the_log(
     found = tlog.latest_checkpoint(store)
     assert found is not None
     assert opened(found[1]).root_hash == merkle.root(list(leaves_of(k1).values()))
+
+
+def test_one_worker_plans_an_append_while_the_others_skip_their_turn(
+    central_url: str, k1: Kiosk, store: CentralStore
+) -> None:
+    """Planning hashes every new entry: a second worker's sequencer that planned the
+    same append threw its work away, so with N workers the log cost N times its CPU
+    (found by `python -m bench.sync_storm --workers 2`). On PostgreSQL the planner holds
+    an advisory lock; a sequencer finding it taken skips its turn, and a caller that
+    must have the log caught up (an evidence pack) waits for it."""
+    if not store.postgres:
+        pytest.skip("SQLite's workers rely on the size check alone (one site, one worker)")
+    populate(k1)
+    sync(store, k1)
+    other = CentralStore.open(central_url)  # the other worker, planning now
+    try:
+        with other.engine.connect() as held:
+            held.execute(text("SELECT pg_advisory_lock(7413)"))
+            held.commit()
+            assert tlog.append_pending(store, KEY, SETTINGS_LOG, NOW, wait=False) == 0
+            assert size(store) == 0
+            done: list[int] = []
+            waiting = threading.Thread(
+                target=lambda: done.append(tlog.append_pending(store, KEY, SETTINGS_LOG, NOW))
+            )
+            waiting.start()
+            waiting.join(1.0)
+            assert waiting.is_alive() and not done  # waits for the planner
+            held.execute(text("SELECT pg_advisory_unlock(7413)"))
+            held.commit()
+        waiting.join(30)
+        assert done == [k1.head_seq] and size(store) == k1.head_seq
+        assert tlog.append_pending(store, KEY, SETTINGS_LOG, NOW, wait=False) == 0  # all in
+    finally:
+        other.close()
 
 
 def test_the_public_routes(store: CentralStore, k1: Kiosk) -> None:

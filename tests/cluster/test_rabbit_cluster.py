@@ -158,9 +158,11 @@ def test_sync_survives_a_node_killed_mid_stream(world: ClusterWorld) -> None:
 def test_greenpass_central_consumes_the_cluster_over_amqp(
     world: ClusterWorld, tmp_path: Path
 ) -> None:
-    """The command an operator runs: `greenpass central --amqp …`, one URL per node."""
+    """The command an operator runs: `greenpass central --amqp …`, one URL per node,
+    over TLS (`amqps://`, checked against `--ca`) as between machines; the workers of
+    the other tests use plain AMQP on loopback."""
     cluster = world.cluster
-    nodes = [f"amqp://127.0.0.1:{n.amqp_port}" for n in cluster.nodes]
+    nodes = [cluster.amqps_url(n) for n in range(1, len(cluster.nodes) + 1)]
     front = SimpleNamespace(url=cluster.mqtt_url(1), ca_cert=cluster.ca_cert)
     args = [x for url in nodes for x in ("--amqp", url)]
     with running_central(tmp_path / "proc", front, db_url=world.db_url, args=args):  # type: ignore[arg-type]
