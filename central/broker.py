@@ -236,8 +236,9 @@ persistent_client_expiration 30d
 # Per-client queue while offline or busy. Kiosks send stop-and-wait, and central
 # acknowledges a message to the broker only once it has handled it, so in a
 # reconnect storm central's queue holds about one batch per kiosk: 100000 covers
-# ten thousand kiosks with room. Past a limit Mosquitto drops messages silently,
-# which the application ack makes good (the kiosk resends a minute later).
+# ten thousand kiosks with room (so do the bytes below, for batches up to ~50 KiB).
+# Past a limit Mosquitto drops messages silently, which the application ack makes
+# good (the kiosk resends a minute later).
 max_queued_messages 100000
 # A batch is a few KiB (at most ~64 KiB): 512 MiB bounds the broker's memory for
 # one client's queue however large the batches queued are.

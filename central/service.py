@@ -216,18 +216,27 @@ class CentralService:
         for village in due:
             since = self._dirty.pop(village)
             self._last_push[village] = now  # also after a failure: tried again in a while
+            mine = False  # this worker is to push it: claimed now, or needing no claim
             try:
                 if village in self._unclaimed:
                     self._unclaimed.discard(village)
                 elif not pushes.claim(self.store, village):
                     continue  # another worker pushes this change
-                out.extend(self.village_states(village))
+                mine = True
+                seen: list[int] = []
+                out.extend(self.village_states(village, seen=seen))
+                if seen and pushes.changed_ms(self.store, village) > seen[0]:
+                    # Changed while built: another worker may publish that change
+                    # before this older state. Push again, to be the last one.
+                    self._dirty.setdefault(village, now)
+                    self._unclaimed.add(village)
             except StorageError as exc:
                 # Still due: dropped here, the village's kiosks would wait for its
-                # next change (maybe days) for the balances this push carries. The
-                # claim, if made, is this worker's: the next try needs none.
+                # next change (maybe days) for the balances this push carries. A
+                # claim this worker made is its own: the next try needs none.
                 self._dirty[village] = since
-                self._unclaimed.add(village)
+                if mine:
+                    self._unclaimed.add(village)
                 log.error("central: state push for %s postponed: %s", village, exc)
         for device, village in list(self._proofs_due.items()):
             if village in self._dirty:
@@ -243,9 +252,13 @@ class CentralService:
                 del self._proofs_due[device]
         return out
 
-    def village_states(self, village_id: str, *, only: str | None = None) -> list[Outgoing]:
+    def village_states(
+        self, village_id: str, *, only: str | None = None, seen: list[int] | None = None
+    ) -> list[Outgoing]:
         out = []
-        for body in build_village_states(self.store, village_id, self.now_ms(), only=only):
+        for body in build_village_states(
+            self.store, village_id, self.now_ms(), only=only, seen=seen
+        ):
             self._pushed.add(body.device_id)
             out.append(
                 Outgoing(

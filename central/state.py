@@ -67,14 +67,25 @@ def build_state(store: CentralStore, device_id: str, now_ms: int) -> StateBody:
 
 
 def build_village_states(
-    store: CentralStore, village: str, now_ms: int, *, only: str | None = None
+    store: CentralStore,
+    village: str,
+    now_ms: int,
+    *,
+    only: str | None = None,
+    seen: list[int] | None = None,
 ) -> list[StateBody]:
     """The states of every active kiosk of `village` (or just `only`), from ONE read of
     the village: a push after a change costs one balance query per village, not one per
-    kiosk — a village with fifty kiosks would otherwise read its ledger fifty times."""
+    kiosk — a village with fifty kiosks would otherwise read its ledger fifty times.
+    `seen`, if given, gets the village's `changed_ms` as that read saw it."""
     version = next_state_version(store, village)
     e, vl, cat, d = db.entries, db.villagers, db.catalogue, db.devices
     with store.read("reading a village state", snapshot=True) as conn:
+        if seen is not None:
+            v = db.villages
+            seen.append(
+                int(conn.scalar(select(v.c.changed_ms).where(v.c.village_id == village)) or 0)
+            )
         q = select(d).where((d.c.village_id == village) & (d.c.status == "active"))
         if only is not None:
             q = q.where(d.c.device_id == only)

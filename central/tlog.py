@@ -259,21 +259,33 @@ def _planner(store: CentralStore, wait: bool) -> Iterator[bool]:
         yield True
         return
     try:
-        with store.engine.connect() as conn:
+        conn = store.engine.connect()
+    except SQLAlchemyError as exc:
+        raise storage_error(exc, "taking the transparency log's planner lock") from exc
+    try:
+        try:
             if wait:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PLANNER_LOCK})
                 got = True
             else:
-                got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PLANNER_LOCK})
+                got = bool(
+                    conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PLANNER_LOCK})
+                )
             conn.commit()  # the lock is the session's: it outlives the transaction
-            try:
-                yield bool(got)
-            finally:
-                if got:
+        except SQLAlchemyError as exc:
+            conn.invalidate()  # a session that may hold the lock never goes back to the pool
+            raise storage_error(exc, "taking the transparency log's planner lock") from exc
+        try:
+            yield got
+        finally:
+            if got:
+                try:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PLANNER_LOCK})
                     conn.commit()
-    except SQLAlchemyError as exc:
-        raise storage_error(exc, "taking the transparency log's planner lock") from exc
+                except SQLAlchemyError:
+                    conn.invalidate()  # its session ends, and the lock with it
+    finally:
+        conn.close()
 
 
 def append_pending(

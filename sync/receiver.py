@@ -42,7 +42,7 @@ class Outgoing:
 
 
 # (topic, payload) → messages to publish (acks, states). Raises StorageError when the
-# database is unavailable: then nothing is acked and the kiosk resends later.
+# database is unavailable: then the kiosk gets no application ack and resends later.
 Handler = Callable[[str, bytes], list[Outgoing]]
 Tick = Callable[[], list[Outgoing]]
 
@@ -160,7 +160,8 @@ class Receiver:
         try:
             return fn() or []
         except StorageError as exc:
-            # No ack: the kiosk keeps the entries and resends after its ack timeout.
+            # No application ack: the kiosk keeps the entries and resends after its
+            # ack timeout (the broker still gets its PUBACK).
             log.error("central: database unavailable, not acknowledging: %s", exc)
             return []
 

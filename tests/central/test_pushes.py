@@ -106,3 +106,29 @@ def test_a_kiosk_new_to_a_worker_gets_its_state_from_it_without_a_change(
     status = p.Status(device_id="K2", online=True, ts_ms=NOW, version="0.1.0")
     two.on_status(p.topic("K2", p.STATUS), p.encode_status(status))
     assert tick(two) == STATES
+
+
+def test_a_worker_whose_state_missed_a_change_pushes_again(
+    store: CentralStore, kiosks: dict[str, Kiosk]
+) -> None:
+    """A change commits while worker one builds its states from an older snapshot; two
+    claims and pushes it, maybe before one publishes: the broker would keep one's older
+    state as the retained one. So one pushes the village again, without a claim."""
+    one, two = worker(store, 1), worker(store, 2)
+    one.all_states(), two.all_states()
+    build = one.village_states
+    raced: list[bool] = []
+
+    def racing(village_id: str, **kw: object) -> list[Outgoing]:
+        out = build(village_id, **kw)  # type: ignore[arg-type]
+        if not raced:  # committed after the snapshot, before the states are published
+            raced.append(True)
+            change(kiosks["K2"], two)
+        return out
+
+    one.village_states = racing  # type: ignore[method-assign]
+    change(kiosks["K1"], one)
+    assert states(one.on_tick()) == STATES and raced  # its claimed push
+    assert states(one.on_tick()) == STATES  # and again, unclaimed: the last one
+    assert tick(two) == STATES  # two claimed the change that raced
+    assert tick(one) == tick(two) == set()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from devkit.mqtt_broker import Broker
+from greenpass.errors import StorageError
 from sync import protocol as p
 from sync.receiver import Outgoing, Receiver
 from sync.transport import BrokerConfig
@@ -46,6 +47,27 @@ STUCK_WORKER = textwrap.dedent(
 )
 
 
+def restarted(broker: Broker, fail_on: bytes = b"") -> tuple[Receiver, list[bytes]]:
+    """A worker with central's client id (its persistent session), started; what it is
+    handed goes in the list, and the batch `fail_on` fails as a lost database would."""
+    got: list[bytes] = []
+
+    def on_batch(_topic: str, payload: bytes) -> list[Outgoing]:
+        got.append(payload)
+        if payload == fail_on:
+            raise StorageError("central database: connection refused")
+        return []
+
+    receiver = Receiver(
+        BrokerConfig(broker.url, "central", "central-pw", "gp-central-1", broker.ca_cert),
+        on_batch,
+        lambda _t, _b: None,
+    )
+    receiver.start()
+    wait_for("the worker subscribed", receiver.connected.is_set)
+    return receiver, got
+
+
 def test_a_killed_worker_leaves_the_batches_it_had_not_handled_with_the_broker(
     broker: Broker, tmp_path: Path
 ) -> None:
@@ -70,20 +92,23 @@ def test_a_killed_worker_leaves_the_batches_it_had_not_handled_with_the_broker(
         os.kill(stuck.pid, signal.SIGKILL)
         stuck.wait(10)
 
-        got: list[bytes] = []
-
-        def on_batch(_topic: str, payload: bytes) -> list[Outgoing]:
-            got.append(payload)
-            return []
-
-        receiver = Receiver(
-            BrokerConfig(broker.url, "central", "central-pw", "gp-central-1", broker.ca_cert),
-            on_batch,
-            lambda _t, _b: None,
-        )
-        receiver.start()
+        receiver, got = restarted(broker)
         wait_for("the three batches handed to the worker started again", lambda: len(got) >= 3)
         assert got == [b"1", b"2", b"3"]
+        receiver.stop()  # cleanly: what it handled it acknowledged
+        receiver = None
+
+        # Handled is acknowledged, also when the database failed (the kiosk resends
+        # on its own; an unacknowledged message would hold one of the broker's
+        # in-flight places and come back at every reconnection).
+        receiver, again = restarted(broker, fail_on=b"4")
+        kiosk.publish_wait(p.topic("K1", p.BATCH), b"4")
+        kiosk.publish_wait(p.topic("K1", p.BATCH), b"5")
+        wait_for("4 and 5 handled", lambda: again == [b"4", b"5"])
+        receiver.stop()
+        receiver, after = restarted(broker)
+        time.sleep(1.0)
+        assert after == [], "a handled batch came again: it was never acknowledged"
         kiosk.close()
     finally:
         if receiver is not None:
