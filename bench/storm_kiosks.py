@@ -4,8 +4,9 @@ one asyncio loop.
 Each kiosk speaks exactly what a kiosk speaks — its paho client made by
 `sync.transport.new_client` and connected with `connect_args` (MQTT version, clean
 start, session expiry, TLS, in-flight limit), its own login: connect (jittered
-backoff on refusal), subscribe to its ack, publish its batch at QoS 1, resend on ack
-timeout, done on `ok` — but holds a precomputed batch and no ledger file.
+backoff on refusal), subscribe to its ack, publish its batch at QoS 1, resend when
+no ack came (the kiosk's `ack_timeout_s`, growing as the kiosk's `AckWait` does),
+done on `ok` — but holds a precomputed batch and no ledger file.
 
 Why not a thread each, as `Transport` runs: a thousand kiosk threads and their
 thousand paho network threads in one Python process queue for its one GIL (the
@@ -34,11 +35,11 @@ from greenpass.record.personal import PERSONAL_KEY, commitment, household_fields
 from greenpass.record.rules import default_rules
 from sync import protocol as p
 from sync.keys import Ed25519PrivateKey
-from sync.transport import Backoff, BrokerConfig, connect_args, new_client, no_delay
+from sync.transport import AckWait, Backoff, BrokerConfig, connect_args, new_client, no_delay
 
 T0 = 1_764_000_000_000
 CONNECT_TIMEOUT_S = 30.0
-ACK_TIMEOUT_S = 60.0  # the kiosk's: resend the batch when no ack came
+ACK_TIMEOUT_S = 20.0  # the kiosk's default `ack_timeout_s`, growing as the kiosk's does
 _MISC_S = 2.0  # keepalive pings and timeouts of every live client (paho's loop_misc)
 
 # Enrol data version 2 (greenpass.record.personal): a commitment, the name kept beside the chain.
@@ -210,6 +211,7 @@ class SimKiosk:
     async def run(self, report: Report, stop: asyncio.Event) -> None:
         name, loop = self.cfg.username, asyncio.get_running_loop()
         backoff = Backoff(0.5, 30)
+        ack_wait = AckWait(ACK_TIMEOUT_S)
         while not stop.is_set() and not self.done:
             conn = _Connection(self.cfg, loop)
             try:
@@ -220,10 +222,12 @@ class SimKiosk:
                     report("sub", name, time.perf_counter(), "")
                 while not self.done and not stop.is_set():
                     conn.publish(p.topic(name, p.BATCH), self.payload)
-                    payload = await conn.message(ACK_TIMEOUT_S)
+                    payload = await conn.message(ack_wait.current_s)
                     if payload is None:
                         self.resends += 1
+                        ack_wait.timed_out()
                         continue
+                    ack_wait.acked()
                     ack = p.decode_ack(payload)
                     if ack.status == "ok" and ack.acked_seq >= self.last_seq:
                         self.done = True

@@ -158,6 +158,26 @@ def no_delay(client: mqtt.Client) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class AckWait:
+    """How long a kiosk waits for central's ack before it resends: `base_s` at first,
+    doubled after each wait that ended with no ack, up to `GROWTH` times `base_s`, and
+    `base_s` again once an ack comes. In a reconnect storm central reaches the last
+    kiosks' batches after minutes; with a fixed wait every kiosk resent every 20 s, and
+    the resends queued behind the batches they repeated, lengthening the storm
+    (`python -m bench.sync_storm --kiosks 10000`)."""
+
+    GROWTH = 4
+
+    def __init__(self, base_s: float) -> None:
+        self.base_s = self.current_s = base_s
+
+    def timed_out(self) -> None:
+        self.current_s = min(self.current_s * 2, self.base_s * self.GROWTH)
+
+    def acked(self) -> None:
+        self.current_s = self.base_s
+
+
 class Transport:
     """A paho client for one broker, owned by one thread of the caller."""
 

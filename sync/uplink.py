@@ -5,9 +5,11 @@ ledger itself. The uplink sends contiguous batches from `next_seq`, keeps at
 most `window` batches in flight, and moves `acked_seq` only on an `ok` ack.
 `gap` restarts from central's `expected_seq`; a missing ack (lost message,
 broker restart, central down) restarts from `acked_seq + 1` after
-`ack_timeout_s`. Central keys entries on `(device, seq)`, so a resend is never
-counted twice. A kill at any moment loses nothing: the state that matters is in
-the ledger file, and the rest is rebuilt from it at start.
+`ack_timeout_s`, doubled after each wait with no ack up to four times it
+(`sync.transport.AckWait`: a storm is not made longer by its own resends).
+Central keys entries on `(device, seq)`, so a resend is never counted twice. A
+kill at any moment loses nothing: the state that matters is in the ledger file,
+and the rest is rebuilt from it at start.
 
 Every ack is judged against the ledger first (`sync.acks`). One that cannot be
 read or is impossible (beyond the head, backwards, for another device …) is
@@ -52,7 +54,7 @@ from sync.log_check import LogChecker
 from sync.personal_sender import PersonalSender
 from sync.reserver import Reserver
 from sync.supervisor import RestartPolicy, Supervisor
-from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
+from sync.transport import AckWait, Backoff, BrokerConfig, Message, Transport, keep_connected
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +259,13 @@ class Uplink:
         inflight: deque[tuple[int, int, float]] = deque()  # first, last, sent at (monotonic)
         paused_until = 0.0
         last_status = time.monotonic()
+        ack_wait = AckWait(self.ack_timeout_s)
         while not self.stop_event.is_set():
             t.check_connected()
             now = time.monotonic()
-            if inflight and now - inflight[0][2] > self.ack_timeout_s:
+            if inflight and now - inflight[0][2] > ack_wait.current_s:
                 self.stats.timeouts += 1
+                ack_wait.timed_out()
                 inflight.clear()
                 next_seq = outbox.acked_seq() + 1
             while len(inflight) < self.window and now >= paused_until:
@@ -287,6 +291,7 @@ class Uplink:
                 msg = None
             if msg is not None:
                 if msg.topic.endswith(p.ACK):
+                    ack_wait.acked()  # central answers: back to the short wait
                     restart, pause_s = self._on_ack(msg, inflight)
                     if restart is not None:
                         next_seq = max(restart, outbox.acked_seq() + 1)

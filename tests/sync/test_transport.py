@@ -19,7 +19,7 @@ from devkit.mqtt_broker import Broker
 from greenpass.errors import ConfigError, TransportError
 from simulator.netproxy import NetProxy
 from sync import protocol as p
-from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
+from sync.transport import AckWait, Backoff, BrokerConfig, Message, Transport, keep_connected
 from tests.sync.harness import wait_for
 
 PAHO_RECONNECT_S = 1.0  # paho's own reconnect delay, were it allowed to reconnect
@@ -198,3 +198,16 @@ def test_mqtt_311_keeps_the_session_and_gets_what_was_queued(broker: Broker) -> 
 def test_an_unknown_mqtt_version_is_refused(broker: Broker) -> None:
     with pytest.raises(ConfigError, match="mqtt_version '4'"):
         Transport(dataclasses.replace(config(broker, "K1", "k1-pw"), mqtt_version="4"))
+
+
+def test_the_wait_for_an_ack_grows_while_none_comes_and_resets_on_one() -> None:
+    """A kiosk resending every 20 s through a reconnect storm queued its resends behind
+    the batches they repeated: the wait doubles, to four times the setting at most."""
+    wait = AckWait(20.0)
+    seen = [wait.current_s]
+    for _ in range(4):
+        wait.timed_out()
+        seen.append(wait.current_s)
+    assert seen == [20.0, 40.0, 80.0, 80.0, 80.0]
+    wait.acked()
+    assert wait.current_s == 20.0
