@@ -59,10 +59,12 @@ bench: bootstrap
 	$(BIN)/python -m bench
 
 ## bench-sync: the long sync benchmarks: a 100,000-entry backlog drained to central
-## (SQLite, then PostgreSQL) and a thousand kiosks reconnecting at once (PostgreSQL)
+## (SQLite, then PostgreSQL) and a thousand kiosks reconnecting at once (PostgreSQL;
+## one central worker, then two)
 bench-sync: bootstrap
 	$(BIN)/python -m bench.sync_drain
 	$(BIN)/python -m bench.sync_storm
+	$(BIN)/python -m bench.sync_storm --workers 2
 
 ## bench-console: the console's Overview and Fleet on a county of 500 kiosks and
 ## 2,000,000 entries (SQLite), against raw SQL over the same data (about 2.5 min)

@@ -15,6 +15,7 @@ from central import audit, db, migrations, passbooks, personal, personal_db, rep
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore
+from edge.ledger.ledger import Ledger
 from greenpass.errors import CentralError, ConfigError
 from greenpass.record.entries import Kind, check_chain
 from greenpass.record.personal import commitment, household_fields
@@ -178,12 +179,8 @@ def test_migration_6_takes_names_out_of_old_enrolments(store: CentralStore, k1: 
     assert passbooks.household(store, li) == NAME  # the name stays where it can be erased
 
 
-def test_an_enrolment_from_before_version_2_is_taken_without_its_name(
-    store: CentralStore, k1: Kiosk
-) -> None:
-    """A kiosk not yet updated sends the name in the enrolment's data: central keeps
-    the name in `villagers` (erasable) and stores the entry without it."""
-    led = k1.ledger
+def old_style_enrolment(led: Ledger) -> None:
+    """K1-00001 enrolled as a kiosk before version 2 does: the name in the entry."""
     with led.store.write() as conn:
         e = led._appender.append(
             conn, Kind.ENROL, led._appender.now(), passbook_id="K1-00001", staff_id="S1",
@@ -194,6 +191,14 @@ def test_an_enrolment_from_before_version_2_is_taken_without_its_name(
             " updated_ms) VALUES ('K1-00001', ?, 'V1', 'active', ?, 0)",
             (NAME, e.seq),
         )
+
+
+def test_an_enrolment_from_before_version_2_is_taken_without_its_name(
+    store: CentralStore, k1: Kiosk
+) -> None:
+    """A kiosk not yet updated sends the name in the enrolment's data: central keeps
+    the name in `villagers` (erasable) and stores the entry without it."""
+    old_style_enrolment(k1.ledger)
     sync(store, k1)
     assert passbooks.household(store, "K1-00001") == NAME
     stored = reports.statement(store, "K1-00001")[0].entry
@@ -223,17 +228,7 @@ def test_a_late_enrolment_from_before_version_2_does_not_bring_back_an_erased_na
     finally:
         k2.ledger.close()
     personal.erase(store, "K1-00001", actor="op", now_ms=NOW)
-    led = k1.ledger
-    with led.store.write() as conn:
-        e = led._appender.append(
-            conn, Kind.ENROL, led._appender.now(), passbook_id="K1-00001", staff_id="S1",
-            data={"household_name": NAME, "village": "V1"},
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO villagers (passbook_id, household_name, village, status, enrolled_seq,"
-            " updated_ms) VALUES ('K1-00001', ?, 'V1', 'active', ?, 0)",
-            (NAME, e.seq),
-        )
+    old_style_enrolment(k1.ledger)
     sync(store, k1)
     assert passbooks.household(store, "K1-00001") == ""
     assert NAME not in every_text(store)
