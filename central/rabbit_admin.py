@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,9 @@ from central.rabbit import check_rabbit_id, device_rights, rabbit_password_hash
 from greenpass.errors import CentralError, TransportError
 
 log = logging.getLogger(__name__)
+
+# How long a connection may take to appear in the management API's list.
+CONNECTIONS_SEEN_S = 10.0
 
 DEVICE_TAG = "gp-device"
 _KEY_TAG = "gp-key-"
@@ -133,7 +137,7 @@ class RabbitAdmin:
             if d.password is None:
                 report.stuck.append(name)
                 continue
-            self._put_user(name, d.password, tag)
+            self._put_user(name, d.password, tag, existed=name in have)
             (report.updated if name in have else report.created).append(name)
         for name in sorted(set(have) - set(wanted)):
             self._call("DELETE", f"/api/users/{quote(name, safe='')}")
@@ -141,7 +145,7 @@ class RabbitAdmin:
             report.deleted.append(name)
         return report
 
-    def _put_user(self, name: str, password: str, tag: str) -> None:
+    def _put_user(self, name: str, password: str, tag: str, *, existed: bool) -> None:
         user = quote(name, safe="")
         self._call(
             "PUT",
@@ -155,11 +159,24 @@ class RabbitAdmin:
         perms, topic = device_rights(name)
         self._call("PUT", f"/api/permissions/{_VHOST}/{user}", perms)
         self._call("PUT", f"/api/topic-permissions/{_VHOST}/{user}", topic)
-        # A re-enrolled device's old connection holds the old password: close it.
-        self._close_connections(name)
+        if existed:  # a re-keyed device's old connection holds the old password: close it
+            self._close_connections(name)
 
     def _close_connections(self, name: str) -> None:
-        for conn in self._call("GET", "/api/connections?columns=name,user") or []:
-            if conn.get("user") == name:
-                path = f"/api/connections/{quote(conn['name'], safe='')}"
-                self._call("DELETE", path)
+        """Close `name`'s connections. The management API lists a connection only
+        once the node serving it has reported it (a few seconds for a connection just
+        made, longer from a node just restarted), so an empty answer is asked again
+        for a while: a device offline when it was re-keyed costs this wait in
+        central's broker-sync thread, never in ingest."""
+        deadline = time.monotonic() + CONNECTIONS_SEEN_S
+        while True:
+            found = [
+                c
+                for c in self._call("GET", "/api/connections?columns=name,user") or []
+                if c.get("user") == name
+            ]
+            for conn in found:
+                self._call("DELETE", f"/api/connections/{quote(conn['name'], safe='')}")
+            if found or time.monotonic() >= deadline:
+                return
+            time.sleep(1.0)

@@ -119,8 +119,10 @@ def test_sync_survives_a_node_killed_mid_stream(world: ClusterWorld) -> None:
         k.start(world, max_entries=4, window=2, ack_timeout_s=5)
     total = PER_KIOSK * len(kiosks)
     wait_for("a third stored", lambda: world.store.count_entries() >= total // 3, timeout=60)
-    cluster.kill(1)  # K1's node, worker 1's, and the quorum queues' first leader
+    # Counted first: `kill` returns once the node's Erlang VM is gone (~2 s), and the
+    # other nodes' kiosks go on syncing meanwhile.
     stored_at_kill = world.store.count_entries()
+    cluster.kill(1)  # K1's node, worker 1's, and the quorum queues' first leader
     wait_for("all synced", lambda: all(k.synced() for k in kiosks), timeout=120)
     assert stored_at_kill < total, "the kill came after the stream"
     cluster.start(1)  # back in the cluster: its queue replicas catch up
