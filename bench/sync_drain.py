@@ -17,7 +17,8 @@ a signed checkpoint covered every entry.
 "The same shape" is central's own `entries` table (its DDL from `central.db`: the
 same columns, primary key, unique entry id, indexes, check and foreign key, with
 foreign keys enforced as central has them) and the same values per row that
-central stores (`sync.batch.ROW_FIELDS`, then the hash, village and time received). The baseline used to be a 12-column table with only a rowid key
+central stores (`sync.batch.ROW_FIELDS`, then the hash, village and time
+received). The baseline used to be a 12-column table with only a rowid key
 and one unique index: a third of the indexes to maintain, so it measured a
 cheaper table than central can ever write to, not central's overhead.
 
