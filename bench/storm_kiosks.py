@@ -4,7 +4,8 @@ one asyncio loop.
 Each kiosk speaks exactly what a kiosk speaks — its paho client made by
 `sync.transport.new_client` and connected with `connect_args` (MQTT version, clean
 start, session expiry, TLS, in-flight limit), its own login: connect (jittered
-backoff on refusal), subscribe to its ack, publish its batch at QoS 1, resend when
+backoff on refusal), subscribe to its ack, publish its status (retained, and its
+offline status as its will), publish its batch at QoS 1, resend when
 no ack came (the kiosk's `ack_timeout_s`, growing as the kiosk's `AckWait` does),
 done on `ok` — but holds a precomputed batch and no ledger file.
 
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from greenpass import __version__
 from greenpass.errors import TransportError
 from greenpass.record.entries import GENESIS_H, Entry, Kind, chain_hash
 from greenpass.record.ids import uuid7
@@ -88,9 +90,11 @@ class _Connection:
 
     live: ClassVar[set[_Connection]] = set()  # for the process's one loop_misc task
 
-    def __init__(self, cfg: BrokerConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, cfg: BrokerConfig, loop: asyncio.AbstractEventLoop, will: tuple[str, bytes]
+    ) -> None:
         self.cfg, self.loop = cfg, loop
-        self.client = c = new_client(cfg)
+        self.client = c = new_client(cfg, will=will)
         self.connack: asyncio.Future[Any] = loop.create_future()
         self.suback: asyncio.Future[list[Any]] = loop.create_future()
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: connection lost
@@ -156,8 +160,8 @@ class _Connection:
         if any(c.is_failure for c in codes):
             raise TransportError(f"broker refused the subscription to {topic}")
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
 
@@ -205,6 +209,12 @@ class SimKiosk:
         self.payload, n = p.encode_batch(broker.username, rows, GENESIS_H, key, T0)
         assert n == len(rows)
         self.last_seq = rows[-1][0].seq
+        # Its status, as the uplink publishes it on connecting (retained) and leaves as
+        # its last will: central records each one (`CentralStore.record_status`).
+        self.online, self.offline = (
+            _status(broker.username, n, online=True),
+            _status(broker.username, n, online=False),
+        )
         self.done = False
         self.connects = self.resends = 0
 
@@ -213,11 +223,12 @@ class SimKiosk:
         backoff = Backoff(0.5, 30)
         ack_wait = AckWait(ACK_TIMEOUT_S)
         while not stop.is_set() and not self.done:
-            conn = _Connection(self.cfg, loop)
+            conn = _Connection(self.cfg, loop, (p.topic(name, p.STATUS), self.offline))
             try:
                 await conn.connect()
                 self.connects += 1
                 await conn.subscribe(p.topic(name, p.ACK))
+                conn.publish(p.topic(name, p.STATUS), self.online, retain=True)
                 if self.connects == 1:
                     report("sub", name, time.perf_counter(), "")
                 while not self.done and not stop.is_set():
@@ -241,6 +252,16 @@ class SimKiosk:
                 conn.close()
             if not self.done:
                 await asyncio.sleep(backoff.next_delay())
+
+
+def _status(device: str, entries: int, *, online: bool) -> bytes:
+    return p.encode_status(
+        p.Status(
+            device_id=device, online=online, ts_ms=T0, version=__version__,
+            backlog=entries, acked_seq=0, head_seq=entries, scale="ok", scanner="ok",
+            features=list(p.FEATURES), clock_ok=True,
+        )
+    )  # fmt: skip
 
 
 Sim = tuple[str, str, bytes, str, str]  # device, MQTT password, raw private key, village, url

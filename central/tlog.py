@@ -225,7 +225,13 @@ class Nodes:
             return bytes(32)
 
         build(*args, record)  # type: ignore[operator]
-        below = {(lv - lv % STEP, i << (lv % STEP)) for lv, i in wanted}  # their bases
+        # A node between stored levels is hashed from the 2^(level % STEP) stored nodes
+        # below it: all of them, not the first alone (each missing one was a query).
+        below = {
+            (lv - lv % STEP, (i << (lv % STEP)) + k)
+            for lv, i in wanted
+            for k in range(1 << (lv % STEP))
+        }
         self.fetch(wanted | below)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 
 from central import tlog
 from central.api import create_app
@@ -44,7 +44,7 @@ def leaves_of(*kiosks: Kiosk) -> dict[tuple[str, int], bytes]:
     }
 
 
-def size(store: CentralStore) -> int:
+def log_size(store: CentralStore) -> int:
     with store.read("the log's size") as conn:
         return int(conn.scalar(select(tlog.tlog_head.c.size)) or 0)
 
@@ -173,7 +173,7 @@ def test_one_worker_plans_an_append_while_the_others_skip_their_turn(
             held.execute(text("SELECT pg_advisory_lock(7413)"))
             held.commit()
             assert tlog.append_pending(store, KEY, SETTINGS_LOG, NOW, wait=False) == 0
-            assert size(store) == 0
+            assert log_size(store) == 0
             done: list[int] = []
             waiting = threading.Thread(
                 target=lambda: done.append(tlog.append_pending(store, KEY, SETTINGS_LOG, NOW))
@@ -184,7 +184,7 @@ def test_one_worker_plans_an_append_while_the_others_skip_their_turn(
             held.execute(text("SELECT pg_advisory_unlock(7413)"))
             held.commit()
         waiting.join(30)
-        assert done == [k1.head_seq] and size(store) == k1.head_seq
+        assert done == [k1.head_seq] and log_size(store) == k1.head_seq
         assert tlog.append_pending(store, KEY, SETTINGS_LOG, NOW, wait=False) == 0  # all in
     finally:
         other.close()
@@ -254,3 +254,26 @@ def test_a_log_of_hundreds_of_entries_proves_every_one_at_every_checkpoint(
     with store.read("counting") as conn:
         stored = conn.scalar(select(func.count()).select_from(tlog.tlog_nodes))
     assert stored == 302 // 16 + 302 // 256  # levels 4 and 8 only
+
+    # A kiosk's state carries range proofs (central.log_proofs): prefetched, a proof
+    # reads no stored node one at a time. Only the first base below each node between
+    # stored levels was prefetched, and a storm's state pushes made a query per node.
+    with store.read("proving ranges") as conn:
+        for start, end in ((3, 40), (17, 200), (100, 301)):
+            nodes = Counted(conn)
+            nodes.prefetch(merkle.range_proof, start, end, 302)
+            nodes.late = []
+            assert merkle.range_proof(start, end, 302, nodes)
+            assert nodes.late == [], (start, end, nodes.late)
+
+
+class Counted(tlog.Nodes):
+    """`tlog.Nodes` noting each fetch."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.late: list[set[tuple[int, int]]] = []
+
+    def fetch(self, pairs: set[tuple[int, int]]) -> None:
+        self.late.append(pairs)
+        super().fetch(pairs)
