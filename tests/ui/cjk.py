@@ -259,6 +259,9 @@ def assert_cjk_renders(
     Checks at most `max_chars` distinct Han characters; fails if the element has none
     (a wrong selector must not pass). Returns the probe, whose `fonts` say which fonts
     drew the characters."""
+    # After a form's navigation the element can exist before the page's stylesheet
+    # has loaded (the default serif font then draws it): wait for the page's load.
+    page.wait_for_load_state("load")
     probe = probe_cjk(page, selector, max_chars=max_chars)
     fonts = ", ".join(f"{name} ({n} glyphs)" for name, n in probe.fonts.items())
     where = (
