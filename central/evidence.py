@@ -248,8 +248,7 @@ def _proof(
     hashes: list[bytes] = []
     if indices:
         indices.sort()
-        nodes.prefetch(merkle_multi.multi_proof, indices, size)  # type: ignore[arg-type]
-        hashes = merkle_multi.multi_proof(indices, size, nodes)
+        hashes = nodes.prove(merkle_multi.multi_proof, indices, size)
     return {"runs": runs, "hashes": [h.hex() for h in hashes]}
 
 

@@ -22,7 +22,9 @@ shared by the village's kiosks: they ask for the same tree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -56,8 +58,13 @@ def logged_upto(conn: Connection, device_id: str, size: int) -> int:
         .order_by(r.c.first_seq.desc())
         .limit(1)
     ).first()
-    if run is None:
-        return 0
+    return 0 if run is None else _upto([run], size)
+
+
+def _upto(runs: Sequence[Any], size: int) -> int:
+    """`logged_upto` from the device's runs below `size`, its last one last (a state's
+    runs are all of them past what the kiosk proved, when fewer than the limit)."""
+    run = runs[-1]
     return int(run.first_seq) + min(int(run.entries), size - int(run.first_idx)) - 1
 
 
@@ -66,17 +73,19 @@ def state_log(
 ) -> StateLog:
     size = newest.size
     held, proven = max(0, status.log_size), max(0, status.log_seq)
-    consistency = merkle.consistency_proof(held, size, nodes) if 0 < held < size else []
+    consistency = nodes.prove(merkle.consistency_proof, held, size) if 0 < held < size else []
     r = tlog.tlog_runs
-    rows = conn.execute(
-        select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
-        .where(
-            (r.c.device_id == device_id)
-            & (r.c.first_seq + r.c.count > proven + 1)
-            & (r.c.first_idx < size)
+    rows = list(
+        conn.execute(
+            select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
+            .where(
+                (r.c.device_id == device_id)
+                & (r.c.first_seq + r.c.count > proven + 1)
+                & (r.c.first_idx < size)
+            )
+            .order_by(r.c.first_seq)
+            .limit(RUNS_PER_STATE)
         )
-        .order_by(r.c.first_seq)
-        .limit(RUNS_PER_STATE)
     )
     runs: list[WireRun] = []
     budget = ENTRIES_PER_STATE
@@ -88,8 +97,7 @@ def state_log(
         if count <= 0:
             break
         start = first_idx + skip
-        nodes.prefetch(merkle.range_proof, start, start + count, size)
-        proof = merkle.range_proof(start, start + count, size, nodes)
+        proof = nodes.prove(merkle.range_proof, start, start + count, size)
         runs.append(WireRun(start, first_seq + skip, count, proof))
         budget -= count
     return StateLog(
@@ -97,7 +105,9 @@ def state_log(
         from_size=held,
         from_seq=proven,
         consistency=consistency,
-        upto_seq=logged_upto(conn, device_id, size),
+        upto_seq=_upto(rows, size)
+        if 0 < len(rows) < RUNS_PER_STATE
+        else logged_upto(conn, device_id, size),
         runs=runs,
     )
 
@@ -108,20 +118,25 @@ def wants_proofs(store: CentralStore, device_id: str, status: Status) -> bool:
     may be tomorrow). Only its new entries count: a kiosk still proving older ones
     catches up with the states its village gets anyway, rather than pulling one a
     minute while other kiosks grow the log. None while it reports a log fault."""
+    with store.read("checking a kiosk's log proofs") as conn:
+        return wants_proofs_in(conn, device_id, status)
+
+
+def wants_proofs_in(conn: Connection, device_id: str, status: Status) -> bool:
+    """`wants_proofs` in the caller's transaction."""
     if status.log_fault is not None:
         return False
     c, r = tlog.tlog_checkpoints, tlog.tlog_runs
-    with store.read("checking a kiosk's log proofs") as conn:
-        size = int(conn.scalar(select(func.max(c.c.size))) or 0)
-        if size <= status.log_size:
-            return False
-        newer = conn.scalar(
-            select(r.c.first_idx)
-            .where(
-                (r.c.device_id == device_id)
-                & (r.c.first_idx < size)
-                & (r.c.first_idx + r.c.count > status.log_size)
-            )
-            .limit(1)
+    size = int(conn.scalar(select(func.max(c.c.size))) or 0)
+    if size <= status.log_size:
+        return False
+    newer = conn.scalar(
+        select(r.c.first_idx)
+        .where(
+            (r.c.device_id == device_id)
+            & (r.c.first_idx < size)
+            & (r.c.first_idx + r.c.count > status.log_size)
         )
+        .limit(1)
+    )
     return newer is not None

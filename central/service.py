@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import log_proofs, pushes, reservations, sequencer, tlog
@@ -162,27 +163,32 @@ class CentralService:
         return [Outgoing(p.topic(device_id, reserve_wire.REPLY), reserve_wire.encode(reply))]
 
     def on_status(self, topic: str, payload: bytes) -> None:
-        status = self.store.record_status(topic, payload, self.now_ms())
-        if status is None:
+        served: dict[str, bool] = {}
+
+        def proofs_due(conn: Connection, status: p.Status) -> bool:
+            device_id = status.device_id  # the topic's, keep_status checked
+            features = frozenset(status.features)
+            changed = self._features.get(device_id, features) != features
+            self._features[device_id] = features
+            served[device_id] = device_id in self._pushed and not changed
+            return (
+                served[device_id]
+                and p.FEATURE_LOG_PROOFS in features
+                and log_proofs.wants_proofs_in(conn, device_id, status)
+            )
+
+        kept = self.store.keep_status(topic, payload, self.now_ms(), proofs_due)
+        if kept is None:
             return
-        device_id = status.device_id  # the topic's, record_status checked
-        features = frozenset(status.features)
-        changed = self._features.get(device_id, features) != features
-        self._features[device_id] = features
-        if device_id not in self._pushed or changed:
+        device_id = kept.status.device_id
+        if not served.get(device_id, False):
             # A kiosk enrolled since this process pushed states (or one it has not
             # served yet), or one whose new software takes more of the state (item
             # pictures): give it its state now rather than at the next change.
-            device = self.store.device(device_id)
-            if device is not None and device.status == "active":
-                self._dirty.setdefault(device.village_id, 0.0)
-                self._unclaimed.add(device.village_id)  # for this kiosk, not a change
-        elif p.FEATURE_LOG_PROOFS in features and log_proofs.wants_proofs(
-            self.store, device_id, status
-        ):
-            device = self.store.device(device_id)
-            if device is not None and device.status == "active":
-                self._proofs_due[device_id] = device.village_id
+            self._dirty.setdefault(kept.village_id, 0.0)
+            self._unclaimed.add(kept.village_id)  # for this kiosk, not a change
+        elif kept.then:
+            self._proofs_due[device_id] = kept.village_id
 
     def _poll_changes(self) -> None:
         """Villages changed by someone else: another central worker's ingest, or an

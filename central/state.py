@@ -23,6 +23,7 @@ import msgspec
 from sqlalchemy import Connection, func, select, update
 
 from central import db, log_proofs, passbooks, personal_db, reservations, tlog
+from central.node_cache import NodeCache
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
 from sync import protocol
@@ -152,7 +153,7 @@ def build_village_states(
         # What each kiosk's last status says it takes beyond version 1's fields.
         statuses = {d.device_id: status_of(d) for d in devices}
         takes = {k: frozenset(st.features if st else ()) for k, st in statuses.items()}
-        logs = _logs(conn, statuses)
+        logs = _logs(conn, statuses, store.log_nodes)
         pe = personal_db.personal
         erased = sorted(
             conn.scalars(
@@ -198,7 +199,9 @@ def build_village_states(
     ]
 
 
-def _logs(conn: Connection, statuses: dict[str, Status | None]) -> dict[str, StateLog]:
+def _logs(
+    conn: Connection, statuses: dict[str, Status | None], shared: NodeCache
+) -> dict[str, StateLog]:
     """The log proofs of each kiosk that takes them (central.log_proofs), once the log
     has a checkpoint."""
     takers = {
@@ -209,7 +212,7 @@ def _logs(conn: Connection, statuses: dict[str, Status | None]) -> dict[str, Sta
     newest = log_proofs.newest_checkpoint(conn) if takers else None
     if newest is None:
         return {}
-    nodes = tlog.Nodes(conn)
+    nodes = tlog.Nodes(conn, shared)
     return {
         device: log_proofs.state_log(conn, nodes, newest, device, status)
         for device, status in takers.items()

@@ -10,8 +10,9 @@ Enrolling and revoking devices (docs/design.md §6) are in `central.enrolment`, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +25,7 @@ from central import db, migrations, rules_versions
 from central.db import Device, device_from_row, storage_error
 from central.dynsec import DeviceLogin
 from central.enrolment import DeviceEnrolment, check_id
+from central.node_cache import NodeCache
 from greenpass.errors import CentralError, ConfigError, ProtocolError
 from greenpass.record.rules import parse_rules
 from sync import protocol
@@ -36,6 +38,13 @@ _status_json = msgspec.json.Encoder()
 __all__ = ["CentralStore", "Device", "device_from_row", "storage_error"]
 
 
+@dataclass(frozen=True)
+class KeptStatus:
+    status: protocol.Status
+    village_id: str
+    then: bool  # what keep_status's `then` answered (False without one)
+
+
 class CentralStore(DeviceEnrolment):
     """Central's database behind typed methods. Thread-safe: each call takes its own
     pooled connection and transaction."""
@@ -43,6 +52,8 @@ class CentralStore(DeviceEnrolment):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.postgres = db.is_postgres(engine)
+        # The log's full-subtree hashes that proofs read or made (central.node_cache).
+        self.log_nodes = NodeCache()
 
     @classmethod
     def open(cls, url: str | Path, *, now_ms: int = 0) -> CentralStore:
@@ -261,6 +272,19 @@ class CentralStore(DeviceEnrolment):
     def record_status(self, topic: str, payload: bytes, now_ms: int) -> protocol.Status | None:
         """Keep an active device's retained status and return it; None (ignored) for
         anything else."""
+        kept = self.keep_status(topic, payload, now_ms)
+        return None if kept is None else kept.status
+
+    def keep_status(
+        self,
+        topic: str,
+        payload: bytes,
+        now_ms: int,
+        then: Callable[[Connection, protocol.Status], bool] | None = None,
+    ) -> KeptStatus | None:
+        """`record_status`, with the device's village and `then`'s answer from the same
+        transaction: a reconnect storm brings a status from every kiosk, and each
+        transaction is a pool check-out, a ping and a commit."""
         device_id = protocol.device_of(topic, protocol.STATUS)
         if device_id is None or len(payload) > MAX_STATUS_BYTES:
             return None
@@ -272,12 +296,15 @@ class CentralStore(DeviceEnrolment):
             return None
         d = db.devices
         with self.write("recording a device status") as conn:
-            done = conn.execute(
+            village = conn.scalar(
                 update(d)
                 .where((d.c.device_id == device_id) & (d.c.status == "active"))
                 .values(status_json=_status_json.encode(status).decode(), last_seen_ms=now_ms)
+                .returning(d.c.village_id)
             )
-            return status if done.rowcount == 1 else None
+            if village is None:
+                return None
+            return KeptStatus(status, str(village), then is not None and then(conn, status))
 
     # --- counts (for health pages and tests) --------------------------------------------
 

@@ -37,7 +37,7 @@ or `every_s` seconds have passed since the last one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -66,6 +66,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from central import db
 from central.db import storage_error
+from central.node_cache import NodeCache
 from greenpass import checkpoint, merkle
 from greenpass.errors import CentralError, ConfigError
 from greenpass.tlog_leaf import device_prefix
@@ -145,14 +146,15 @@ class Nodes:
     """`merkle.GetNode` over what is stored: levels STEP, 2·STEP, … from `tlog_nodes`,
     leaves from their entries, the rest hashed up from below; what it reads or makes
     is kept, and `prefetch` reads a proof's stored nodes in one query. One per read
-    transaction (its cache is of that snapshot)."""
+    transaction; what it keeps goes into `shared` when given (the store's
+    `log_nodes`, central.node_cache): a full node is the same in every snapshot."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, shared: NodeCache | None = None) -> None:
         self.conn = conn
-        self.cache: dict[tuple[int, int], bytes] = {}
+        self.cache = shared if shared is not None else NodeCache(limit=None)
 
     def fetch(self, pairs: set[tuple[int, int]]) -> None:
-        missing = [p for p in pairs - set(self.cache) if p[0] and not p[0] % STEP]
+        missing = [p for p in pairs if p[0] and not p[0] % STEP and p not in self.cache]
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             rows = self.conn.execute(
@@ -160,7 +162,7 @@ class Nodes:
                     tuple_(tlog_nodes.c.level, tlog_nodes.c.idx).in_(chunk)
                 )
             )
-            self.cache.update({(r.level, r.idx): bytes(r.hash) for r in rows})
+            self.cache.update(((int(r.level), int(r.idx)), bytes(r.hash)) for r in rows)
 
     def leaf(self, index: int) -> bytes:
         """Leaf `index`, recomputed from its entry; the other leaves of its block of
@@ -179,6 +181,7 @@ class Nodes:
             select(*cols).where((r.c.first_idx > low) & (r.c.first_idx < high))
         )
         e = db.entries
+        made: list[tuple[tuple[int, int], bytes]] = []
         for run in runs:
             first_idx, first_seq = int(run.first_idx), int(run.first_seq)
             start, end = max(low, first_idx), min(high, first_idx + int(run.entries))
@@ -192,9 +195,9 @@ class Nodes:
                 )
             ):
                 at = first_idx + int(seq) - first_seq
-                self.cache[0, at] = merkle.leaf_hash(
-                    prefix + int(seq).to_bytes(8, "big") + bytes(h)
-                )
+                data = prefix + int(seq).to_bytes(8, "big") + bytes(h)
+                made.append(((0, at), merkle.leaf_hash(data)))
+        self.cache.update(made)
         found = self.cache.get((0, index))
         if found is None:
             raise CentralError(f"transparency log: leaf {index}'s entry is missing")
@@ -216,6 +219,28 @@ class Nodes:
         self.cache[level, index] = found
         return found
 
+    def prove(self, build: Callable[..., list[bytes]], *args: Any) -> list[bytes]:
+        """`build(*args, get)`, a proof builder of greenpass.merkle: in one pass when
+        every node it reads is kept already (a state push's proofs, mostly), otherwise
+        after one query for the stored nodes it reads (`prefetch`)."""
+        wanted: set[tuple[int, int]] = set()
+        missed = False
+
+        def kept(level: int, index: int) -> bytes:
+            nonlocal missed
+            wanted.add((level, index))
+            found = self.cache.get((level, index))
+            if found is None:
+                missed = True
+                return bytes(32)
+            return found
+
+        proof = build(*args, kept)
+        if not missed:
+            return proof
+        self._fetch_below(wanted)
+        return build(*args, self)
+
     def prefetch(self, build: object, *args: int) -> None:
         """Run a proof builder once with a recording getter, then fetch what it read."""
         wanted: set[tuple[int, int]] = set()
@@ -225,6 +250,9 @@ class Nodes:
             return bytes(32)
 
         build(*args, record)  # type: ignore[operator]
+        self._fetch_below(wanted)
+
+    def _fetch_below(self, wanted: set[tuple[int, int]]) -> None:
         # A node between stored levels is hashed from the 2^(level % STEP) stored nodes
         # below it: all of them, not the first alone (each missing one was a query).
         below = {
@@ -471,9 +499,8 @@ def inclusion(
             index = int(run.first_idx) + seq - int(run.first_seq)
         if index is None or index >= size:
             raise CentralError(f"entry {device_id}:{seq} is not in the log at size {size}")
-        nodes = Nodes(conn)
-        nodes.prefetch(merkle.inclusion_proof, int(index), size)
-        proof = merkle.inclusion_proof(int(index), size, nodes)
+        nodes = Nodes(conn, store.log_nodes)
+        proof = nodes.prove(merkle.inclusion_proof, int(index), size)
         leaf = nodes(0, int(index))
     return {
         "device_id": device_id, "seq": seq, "index": int(index), "size": size,
@@ -487,7 +514,6 @@ def consistency(store: CentralStore, old: int, new: int) -> dict[str, object]:
         new = _checked_size(conn, new)
         if not 0 < old <= new:
             raise CentralError(f"a consistency proof needs 0 < from <= to, got {old}, {new}")
-        nodes = Nodes(conn)
-        nodes.prefetch(merkle.consistency_proof, old, new)
-        proof = merkle.consistency_proof(old, new, nodes)
+        nodes = Nodes(conn, store.log_nodes)
+        proof = nodes.prove(merkle.consistency_proof, old, new)
     return {"from": old, "to": new, "proof": [p.hex() for p in proof]}
