@@ -84,6 +84,7 @@ from central.console import ConsoleSettings
 from central.console import install as install_console
 from central.dynsec import device_password
 from central.http_guard import HttpLimits, guard, thread_limit
+from central.rabbit_login import rabbit_login_router
 from central.registry_desk import RegistryDesk
 from central.store import CentralStore, Device
 from greenpass.errors import CentralError, ConfigError, StorageError
@@ -422,6 +423,8 @@ def create_app(
     app.include_router(export_router(store, console_tz))  # central.api_exports (issue 12)
     app.include_router(kiosk)
     app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
+    # central.rabbit_login: a RabbitMQ cluster's nodes ask it whether a device may log in
+    app.include_router(rabbit_login_router(store))
     app.include_router(registry_router(store, registry_packs))  # public, no login (issue 14)
     # central.api_statement: a villager's statement by a signed link, no login (issue 16)
     app.include_router(statement_router(store, enrolment.central_public_key, clock, console_tz))

@@ -54,6 +54,7 @@ from __future__ import annotations
 import base64
 import glob
 import hashlib
+import hmac
 import os
 import pwd
 import re
@@ -129,6 +130,20 @@ def mosquitto_password_hash(
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
     b64 = base64.b64encode
     return f"$7${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """Whether `password` is the one `stored` (a `mosquitto_password_hash`) was made
+    from; in constant time, as a login check must be."""
+    parts = stored.split("$")
+    if len(parts) != 5 or parts[1] != "7":
+        return False
+    try:
+        salt, iterations = base64.b64decode(parts[3], validate=True), int(parts[2])
+        made = mosquitto_password_hash(password, salt=salt, iterations=iterations)
+    except ValueError:
+        return False
+    return hmac.compare_digest(made.encode(), stored.encode())
 
 
 def check_username(username: str) -> str:

@@ -11,7 +11,6 @@ broker that lost its plugin file heals itself once central reaches it.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from central.broker import mosquitto_password_hash
+from central.broker import password_matches
 from central.dynsec import (
     BrokerAdmin,
     DeviceLogin,
@@ -65,20 +64,9 @@ def active_logins(store: CentralStore, secret: bytes | None) -> list[DeviceLogin
     out = []
     for login in logins:
         candidate = device_password(secret, login.device_id, login.public_key)
-        known = _matches(candidate, login.password_hash)
+        known = password_matches(candidate, login.password_hash)
         out.append(replace(login, password=candidate) if known else login)
     return out
-
-
-def _matches(password: str, stored: str) -> bool:
-    parts = stored.split("$")
-    if len(parts) != 5 or parts[1] != "7":
-        return False
-    try:
-        salt, iterations = base64.b64decode(parts[3]), int(parts[2])
-        return mosquitto_password_hash(password, salt=salt, iterations=iterations) == stored
-    except ValueError:
-        return False
 
 
 class BrokerSync:

@@ -97,6 +97,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the administrator tag",
     )
     parser.add_argument(
+        "--rabbit-http-auth",
+        action="store_true",
+        help="with --rabbit-api: make device users without a password, for nodes that ask "
+        "central's /broker/rabbitmq/user at each login (client id bound to the device; "
+        "docs/scale.md)",
+    )
+    parser.add_argument(
         "--broker-password-file",
         type=Path,
         help="file holding central's MQTT password (default: HOME/central.password, "
@@ -308,7 +315,13 @@ def _broker_sync(
     from central.rabbit_admin import RabbitAdmin
 
     def rabbit() -> RabbitAdmin:
-        return RabbitAdmin(args.rabbit_api, login.username, login.password, ca_cert=ca)
+        return RabbitAdmin(
+            args.rabbit_api,
+            login.username,
+            login.password,
+            ca_cert=ca,
+            passwordless=args.rabbit_http_auth,
+        )
 
     return BrokerSync(store, login, load_secret(args.home), admin=rabbit)
 
@@ -344,6 +357,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
     if args.rabbit_api and not args.amqp:  # before the database is opened or made
         raise ConfigError("--rabbit-api is a RabbitMQ cluster's: give it with --amqp")
+    if args.rabbit_http_auth and not args.rabbit_api:
+        raise ConfigError("--rabbit-http-auth changes the logins --rabbit-api keeps: give both")
     admin = _central_broker(args, args.broker, args.ca)
     stop = threading.Event()
     services: list[CentralService] = []  # none while central waits for its database

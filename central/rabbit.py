@@ -123,6 +123,40 @@ def cluster_definitions(users: Mapping[str, str]) -> str:
     return json.dumps(out, indent=1)
 
 
+@dataclass(frozen=True)
+class LoginCheck:
+    """Central's route that checks device logins (`central.rabbit_login`), as the nodes
+    reach it: https://CENTRAL:PORT/broker/rabbitmq/user, its TLS checked against `ca`
+    for the URL's host name — or for `server_name` when the URL has an IP address:
+    Erlang checks a certificate's names, never its IP addresses."""
+
+    url: str
+    ca: Path | None = None
+    server_name: str | None = None
+
+
+PLUGINS = ("rabbitmq_mqtt", "rabbitmq_management")
+LOGIN_PLUGIN = "rabbitmq_auth_backend_http"
+
+
+def enabled_plugins(login: LoginCheck | None) -> str:
+    """The enabled_plugins file."""
+    names = [*PLUGINS, LOGIN_PLUGIN] if login is not None else list(PLUGINS)
+    return "[" + ",".join(names) + "].\n"
+
+
+def advanced_config(login: LoginCheck | None) -> str:
+    """advanced.config: the HTTP backend's TLS options, which 3.10's rabbitmq.conf
+    schema has no keys for."""
+    if login is None or login.ca is None:
+        return "[].\n"
+    # An Erlang string literal is a JSON one, for a path or a host name.
+    options = [f"{{cacertfile, {json.dumps(str(login.ca))}}}", "{verify, verify_peer}"]
+    if login.server_name:
+        options.append(f"{{server_name_indication, {json.dumps(login.server_name)}}}")
+    return "[{rabbitmq_auth_backend_http, [{ssl_options, [" + ", ".join(options) + "]}]}].\n"
+
+
 def node_config(
     nodes: Sequence[RabbitNode],
     n: int,
@@ -130,6 +164,7 @@ def node_config(
     tls: tuple[Path, Path, Path],
     definitions: Path | None = None,
     bind: str = "127.0.0.1",
+    login: LoginCheck | None = None,
 ) -> str:
     """rabbitmq.conf of node `n` (1-based) of `nodes`. Why each line is there:"""
     me = nodes[n - 1]
@@ -171,4 +206,24 @@ def node_config(
         lines += [f"management.tcp.ip = {bind}", f"management.tcp.port = {me.api_port}"]
     if definitions is not None:
         lines.append(f"load_definitions = {definitions}")
+    if login is not None:
+        lines += [
+            # Central's own users log in with their passwords, here; a device's user has
+            # none (`RabbitAdmin(passwordless=True)`), so this refuses it …
+            "auth_backends.1 = internal",
+            # … and central decides: its own password and client id gp-<device> only
+            # (`central.rabbit_login`). Its rights stay the internal ones.
+            "auth_backends.2.authn = http",
+            "auth_backends.2.authz = internal",
+            "auth_http.http_method = post",
+            f"auth_http.user_path = {login.url}",
+            # Unused (rights are internal), but the plugin wants every path set.
+            f"auth_http.vhost_path = {login.url}",
+            f"auth_http.resource_path = {login.url}",
+            f"auth_http.topic_path = {login.url}",
+            # A central that does not answer costs a kiosk's login 5 s at most; the
+            # kiosk retries with its backoff.
+            "auth_http.connection_timeout = 2000",
+            "auth_http.request_timeout = 5000",
+        ]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,10 @@ either (`greenpass central --amqp … --rabbit-api …`).
 
 A device's user carries the tags `gp-device` (central made it: only those are ever
 deleted) and `gp-key-<hash>` (the enrolled key its password belongs to, as
-`key_label` on Mosquitto), with the rights of `central.rabbit.device_rights`. A
+`key_label` on Mosquitto), with the rights of `central.rabbit.device_rights`. With
+`passwordless` (`greenpass central --rabbit-http-auth`) it has no password and the
+tag `gp-login-central`: the nodes ask central at each login (`central.rabbit_login`),
+which binds the client id to the device as Mosquitto's plugin does. A
 re-enrolled device gets its new password; a revoked one is deleted and its open
 connections are closed at once. Central's own user needs the `administrator` tag.
 """
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 CONNECTIONS_SEEN_S = 10.0
 
 DEVICE_TAG = "gp-device"
+LOGIN_TAG = "gp-login-central"  # no password: central checks its logins
 _KEY_TAG = "gp-key-"
 _VHOST = quote("/", safe="")
 
@@ -55,6 +59,7 @@ class RabbitAdmin:
         *,
         ca_cert: Path | None = None,
         timeout_s: float = 10.0,
+        passwordless: bool = False,
     ) -> None:
         if not api_urls:
             raise CentralError("no RabbitMQ management API URL given")
@@ -62,6 +67,9 @@ class RabbitAdmin:
         self._auth = (username, password)
         self._verify: Any = str(ca_cert) if ca_cert else True
         self._timeout = timeout_s
+        # The cluster asks central whether a device may log in (central.rabbit_login):
+        # a device's user then has no password, so only that check can let it in.
+        self.passwordless = passwordless
         self._client: httpx.Client | None = None
         self._base = ""
 
@@ -114,27 +122,30 @@ class RabbitAdmin:
         return r.json() if r.content else None
 
     def device_users(self) -> dict[str, str]:
-        """Users central made for devices: name → their key tag ('' if none)."""
+        """Users central made for devices: name → their key tag ('' if none), with
+        `+login` after it when the user has no password (`passwordless`)."""
         out: dict[str, str] = {}
         for user in self._call("GET", "/api/users") or []:
             tags = user.get("tags", [])
             tags = tags.split(",") if isinstance(tags, str) else list(tags)
             if DEVICE_TAG in tags:
-                out[user["name"]] = next((t for t in tags if t.startswith(_KEY_TAG)), "")
+                key = next((t for t in tags if t.startswith(_KEY_TAG)), "")
+                out[user["name"]] = key + ("+login" if LOGIN_TAG in tags else "")
         return out
 
     def sync(self, devices: Sequence[DeviceLogin]) -> SyncReport:
         """Make the cluster's device users exactly `devices` (`BrokerAdmin.sync`'s
         contract): a missing one or one whose key changed is (re)made when its
-        password is known, one no longer active is deleted and disconnected."""
+        password is known (always, when `passwordless`), one no longer active is
+        deleted and disconnected."""
         report = SyncReport()
         have = self.device_users()
         wanted = {check_rabbit_id(d.device_id): d for d in devices}
         for name, d in wanted.items():
             tag = key_tag(d.public_key)
-            if have.get(name) == tag:
+            if have.get(name) == tag + ("+login" if self.passwordless else ""):
                 continue
-            if d.password is None:
+            if d.password is None and not self.passwordless:
                 report.stuck.append(name)
                 continue
             self._put_user(name, d.password, tag, existed=name in have)
@@ -145,17 +156,20 @@ class RabbitAdmin:
             report.deleted.append(name)
         return report
 
-    def _put_user(self, name: str, password: str, tag: str, *, existed: bool) -> None:
+    def _put_user(self, name: str, password: str | None, tag: str, *, existed: bool) -> None:
         user = quote(name, safe="")
-        self._call(
-            "PUT",
-            f"/api/users/{user}",
-            {
+        if self.passwordless:
+            # No password: the nodes' internal backend refuses it, and central checks
+            # the login, client id included (central.rabbit_login).
+            body = {"password_hash": "", "tags": f"{DEVICE_TAG},{tag},{LOGIN_TAG}"}
+        else:
+            assert password is not None  # sync gives up on a device without one
+            body = {
                 "password_hash": rabbit_password_hash(password),
                 "hashing_algorithm": "rabbit_password_hashing_sha256",
                 "tags": f"{DEVICE_TAG},{tag}",
-            },
-        )
+            }
+        self._call("PUT", f"/api/users/{user}", body)
         perms, topic = device_rights(name)
         self._call("PUT", f"/api/permissions/{_VHOST}/{user}", perms)
         self._call("PUT", f"/api/topic-permissions/{_VHOST}/{user}", topic)

@@ -26,7 +26,14 @@ from types import TracebackType
 import pytest
 
 from central.devca import DevCA
-from central.rabbit import RabbitNode, cluster_definitions, node_config
+from central.rabbit import (
+    LoginCheck,
+    RabbitNode,
+    advanced_config,
+    cluster_definitions,
+    enabled_plugins,
+    node_config,
+)
 from devkit.mqtt_broker import free_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -44,7 +51,14 @@ def rabbit_available() -> None:
 
 
 class RabbitCluster:
-    def __init__(self, folder: Path, users: Mapping[str, str], *, size: int = 3) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        users: Mapping[str, str],
+        *,
+        size: int = 3,
+        login: LoginCheck | None = None,
+    ) -> None:
         rabbit_available()
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +81,9 @@ class RabbitCluster:
         cookie = folder / "home" / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16))
         cookie.chmod(0o400)
-        (folder / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_management].\n")
+        # With `login`, device logins are checked by central (central.rabbit_login).
+        self.login = login
+        (folder / "enabled_plugins").write_text(enabled_plugins(login))
         (folder / "rabbitmq-env.conf").write_text("")
         (folder / "definitions.json").write_text(cluster_definitions(self.users))
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -148,8 +164,10 @@ class RabbitCluster:
                 n,
                 tls=(self.tls.ca_cert, self.tls.server_cert, self.tls.server_key),
                 definitions=self.folder / "definitions.json" if n == 1 else None,
+                login=self.login,
             )
         )
+        (d / "advanced.config").write_text(advanced_config(self.login))
         with (d / "console.log").open("ab") as log:
             self._procs[n] = subprocess.Popen(
                 [str(RABBIT_BIN / "rabbitmq-server")],

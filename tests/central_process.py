@@ -57,11 +57,14 @@ def running_central(
     *,
     args: Sequence[str] = (),
     db_url: str | None = None,
+    port: int | None = None,
+    http_tls: Path | None = None,
     **env: str,
 ) -> Iterator[Central]:
-    """Central on `broker` (whose `central` user's password is central-pw), HTTPS on a free
-    port with its development CA; `args` are more `greenpass central` flags, `db_url` a
-    database other than a SQLite file in `folder`."""
+    """Central on `broker` (whose `central` user's password is central-pw), HTTPS on
+    `port` (default: a free one) with its development CA (or the TLS folder
+    `http_tls`); `args` are more `greenpass central` flags, `db_url` a database other
+    than a SQLite file in `folder`."""
     home = folder / "central-home"
     home.mkdir(parents=True)
     (home / "central.password").write_text("central-pw\n")
@@ -69,17 +72,18 @@ def running_central(
     full_env = {
         **os.environ, "GREENPASS_CENTRAL_DB": str(db), "GREENPASS_CENTRAL_HOME": str(home), **env,
     }  # fmt: skip
-    port = free_port()
+    port = port or free_port()
+    tls_args = ["--http-tls", str(http_tls)] if http_tls else []
     log = folder / "central.log"
     with log.open("wb") as err:  # the child has its own copy of the file
         proc = subprocess.Popen(
             [sys.executable, "-m", "greenpass", "central", "--broker", broker.url,
              "--ca", str(broker.ca_cert),
-             "--http", f"127.0.0.1:{port}", "--debounce", "0.2", *args],
+             "--http", f"127.0.0.1:{port}", *tls_args, "--debounce", "0.2", *args],
             env=full_env, cwd=ROOT, stderr=err,
         )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
-    ca = home / "http-tls" / "ca.crt"
+    ca = (http_tls or home / "http-tls") / "ca.crt"
 
     def up() -> bool:
         if proc.poll() is not None:

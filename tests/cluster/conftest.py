@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from central.amqp_receiver import AmqpConfig
+from central.rabbit import LoginCheck
+from central.rabbit_login import PATH
 from central.service import CentralService
 from central.store import CentralStore
+from devkit.mqtt_broker import free_port
 from devkit.rabbit_cluster import RabbitCluster
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
@@ -29,7 +32,14 @@ USERS = {"central": "central-pw", **{f"K{i}": f"k{i}-cluster-pw" for i in range(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
-    with RabbitCluster(tmp_path_factory.mktemp("rabbit"), USERS) as running:
+    """With central's login check (central.rabbit_login) at a port kept for the test
+    that runs `greenpass central --rabbit-http-auth` on it: the nodes try their own
+    users first (the definitions' above, central's), so the other tests never need it."""
+    folder = tmp_path_factory.mktemp("rabbit")
+    login = LoginCheck(
+        f"https://127.0.0.1:{free_port()}{PATH}", folder / "tls" / "ca.crt", "localhost"
+    )
+    with RabbitCluster(folder, USERS, login=login) as running:
         yield running
 
 

@@ -7,9 +7,11 @@ Marked `cluster` (the cluster takes about 40 s to form): `make test-cluster`.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import httpx
 import pika
@@ -180,27 +182,47 @@ def test_greenpass_central_consumes_the_cluster_over_amqp(
 def test_central_keeps_the_clusters_logins_from_enrolment_to_revocation(
     world: ClusterWorld, tmp_path: Path
 ) -> None:
-    """`greenpass central --amqp … --rabbit-api …`: a kiosk enrolled over HTTPS gets a
-    login on the cluster (no definitions file names it) and is told to speak 3.1.1;
-    it reaches its own topics only, as on Mosquitto; re-enrolled, its new password
-    replaces the old one; revoked, its login is gone and its connection closed at once."""
+    """`greenpass central --amqp … --rabbit-api … --rabbit-http-auth`: a kiosk enrolled
+    over HTTPS gets a login on the cluster (no definitions file names it) and is told to
+    speak 3.1.1; it reaches its own topics only, as on Mosquitto; its password with
+    another kiosk's client id is refused and that kiosk stays connected (the nodes ask
+    central, central.rabbit_login); re-enrolled, its new password replaces the old
+    one; revoked, its login is gone and its connection closed at once."""
     cluster = world.cluster
+    assert cluster.login is not None
     n = range(1, len(cluster.nodes) + 1)
     args = [x for i in n for x in ("--amqp", f"amqp://127.0.0.1:{cluster.nodes[i - 1].amqp_port}")]
     args += [x for i in n for x in ("--rabbit-api", cluster.api_url(i))]
+    args.append("--rabbit-http-auth")
+    # Central's HTTPS where the nodes ask it, with a certificate of the cluster's CA.
+    tls = tmp_path / "http-tls"
+    shutil.copytree(cluster.folder / "tls", tls)
+    port = int(urlsplit(cluster.login.url).port or 0)
     front = SimpleNamespace(url=cluster.mqtt_url(2), ca_cert=cluster.ca_cert)
-    with running_central(tmp_path / "proc", front, db_url=world.db_url, args=args) as c:  # type: ignore[arg-type]
+    with running_central(
+        tmp_path / "proc",
+        front,
+        db_url=world.db_url,
+        args=args,
+        port=port,
+        http_tls=tls,  # type: ignore[arg-type]
+    ) as c:
         key, token = generate_key(), c.token("K5", "V1")
         creds = enrol_client.enrol(c.url, token, "K5", public_bytes(key), ca_file=c.ca)
         assert creds.mqtt_version == "3.1.1"
         assert "K5" not in USERS  # the cluster's definitions never named it
+        other = enrol_client.enrol(
+            c.url, c.token("K6", "V1"), "K6", public_bytes(generate_key()), ca_file=c.ca
+        )
 
-        def login(password: str | None = None) -> Transport | None:
+        def login(
+            password: str | None = None, user: str = "K5", client_id: str = "gp-K5"
+        ) -> Transport | None:
             t = Transport(
                 BrokerConfig(
-                    url=cluster.mqtt_url(3), username="K5",
+                    url=cluster.mqtt_url(3), username=user,
                     password=password or creds.mqtt_password,
-                    client_id="gp-K5", ca_cert=cluster.ca_cert, clean_start=True,
+                    client_id=client_id, ca_cert=cluster.ca_cert, clean_start=True,
                     mqtt_version=creds.mqtt_version,
                 )
             )  # fmt: skip
@@ -222,6 +244,19 @@ def test_central_keeps_the_clusters_logins_from_enrolment_to_revocation(
         t.close()
         first = login()
         assert first is not None
+
+        # K6's own login works; with K5's client id it is refused, and K5 stays on.
+        deadline = time.monotonic() + 30
+        while (k6 := login(other.mqtt_password, "K6", "gp-K6")) is None:
+            assert time.monotonic() < deadline, "K6 never got a login on the cluster"
+            time.sleep(0.5)
+        k6.close()
+        assert login(other.mqtt_password, "K6", "gp-K5") is None, "K6 took K5's client id"
+        assert login(creds.mqtt_password, "K5", "K5") is None  # not gp-K5 either
+        assert login("not-the-password") is None
+        time.sleep(1)  # a takeover would close K5's connection within this
+        assert first.connected, "K5 was disconnected by another login"
+        first.publish("gp/v1/dev/K5/status", b"{}", timeout_s=5)
 
         # Re-enrolled with a new key (a replaced SD card): the new password works, the
         # old connection is closed and the old password no longer logs in.
