@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from central import tlog
 from central.store import CentralStore
@@ -126,17 +126,24 @@ def wants_proofs_in(conn: Connection, device_id: str, status: Status) -> bool:
     """`wants_proofs` in the caller's transaction."""
     if status.log_fault is not None:
         return False
-    c, r = tlog.tlog_checkpoints, tlog.tlog_runs
-    size = int(conn.scalar(select(func.max(c.c.size))) or 0)
+    size = int(conn.scalar(_NEWEST_SIZE) or 0)
     if size <= status.log_size:
         return False
     newer = conn.scalar(
-        select(r.c.first_idx)
-        .where(
-            (r.c.device_id == device_id)
-            & (r.c.first_idx < size)
-            & (r.c.first_idx + r.c.count > status.log_size)
-        )
-        .limit(1)
+        _NEWER_RUN, {"b_device": device_id, "b_size": size, "b_held": status.log_size}
     )
     return newer is not None
+
+
+_c, _r = tlog.tlog_checkpoints, tlog.tlog_runs
+# Built once: asked for every status a kiosk sends.
+_NEWEST_SIZE = select(func.max(_c.c.size))
+_NEWER_RUN = (
+    select(_r.c.first_idx)
+    .where(
+        (_r.c.device_id == bindparam("b_device"))
+        & (_r.c.first_idx < bindparam("b_size"))
+        & (_r.c.first_idx + _r.c.count > bindparam("b_held"))
+    )
+    .limit(1)
+)

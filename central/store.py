@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import db, migrations, rules_versions
@@ -34,6 +34,15 @@ from sync.keys import public_key
 MAX_STATUS_BYTES = 16 * 1024
 
 _status_json = msgspec.json.Encoder()
+_d = db.devices
+# Built once: a reconnect storm brings a status from every kiosk, and building a Core
+# statement costs more than running it.
+_KEEP_STATUS = (
+    update(_d)
+    .where((_d.c.device_id == bindparam("b_device")) & (_d.c.status == "active"))
+    .values(status_json=bindparam("b_json"), last_seen_ms=bindparam("b_seen"))
+    .returning(_d.c.village_id)
+)
 
 __all__ = ["CentralStore", "Device", "device_from_row", "storage_error"]
 
@@ -294,13 +303,14 @@ class CentralStore(DeviceEnrolment):
             return None
         if status.device_id != device_id:
             return None
-        d = db.devices
         with self.write("recording a device status") as conn:
             village = conn.scalar(
-                update(d)
-                .where((d.c.device_id == device_id) & (d.c.status == "active"))
-                .values(status_json=_status_json.encode(status).decode(), last_seen_ms=now_ms)
-                .returning(d.c.village_id)
+                _KEEP_STATUS,
+                {
+                    "b_device": device_id,
+                    "b_json": _status_json.encode(status).decode(),
+                    "b_seen": now_ms,
+                },
             )
             if village is None:
                 return None
