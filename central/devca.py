@@ -140,29 +140,60 @@ class DevCA:
         ips: Sequence[str],
         now: dt.datetime,
     ) -> None:
-        ca_cert, ca_key = ca
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else ips[0])]
+        _issue(ca, hostnames, ips, now, [ExtendedKeyUsageOID.SERVER_AUTH],
+               self.server_cert, self.server_key)  # fmt: skip
+
+    def issue_peer(
+        self,
+        cert_path: Path,
+        key_path: Path,
+        *,
+        hostnames: Sequence[str] = ("localhost",),
+        ips: Sequence[str] = ("127.0.0.1",),
+    ) -> None:
+        """A certificate for a peer that is client and server at once — a RabbitMQ node
+        on the cluster's Erlang distribution, which dials its peers and is dialled by
+        them (and by `rabbitmqctl`), each side checking the other's."""
+        now = dt.datetime.now(dt.UTC)
+        ca = self._load_ca(now)
+        if ca is None:
+            raise ConfigError(f"no usable development CA in {self.folder}: run create first")
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        _issue(ca, hostnames, ips, now, usages, cert_path, key_path)
+
+
+def _issue(
+    ca: _CA,
+    hostnames: Sequence[str],
+    ips: Sequence[str],
+    now: dt.datetime,
+    usages: list[x509.ObjectIdentifier],
+    cert_path: Path,
+    key_path: Path,
+) -> None:
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else ips[0])]
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        # 825 days: the longest server lifetime that browsers and Apple's TLS stack accept.
+        _builder(subject, ca_cert.subject, key.public_key(), now, dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
         )
-        sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        cert = (
-            # 825 days: the longest server lifetime that browsers and Apple's TLS stack accept.
-            _builder(subject, ca_cert.subject, key.public_key(), now, dt.timedelta(days=825))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        write_private(self.server_key, _key_pem(key))
-        write_public(self.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_private(key_path, _key_pem(key))
+    write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _builder(

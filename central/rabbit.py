@@ -157,6 +157,31 @@ def advanced_config(login: LoginCheck | None) -> str:
     return "[{rabbitmq_auth_backend_http, [{ssl_options, [" + ", ".join(options) + "]}]}].\n"
 
 
+def dist_tls_options(ca: Path, cert: Path, key: Path) -> str:
+    """The `-ssl_dist_optfile` of a node: its Erlang distribution — the traffic between
+    the nodes (queue replication, every kiosk's messages between the node it is on and
+    the queue's leader) and `rabbitmqctl`'s — over mutual TLS. Each node is a server
+    to its peers and a client of them, with one certificate for both (clientAuth and
+    serverAuth, `DevCA.issue_peer`); a peer without a certificate of `ca` is refused.
+    A client checks the peer's certificate against the host of its node name."""
+    files = [
+        f"{{cacertfile, {json.dumps(str(ca))}}}",
+        f"{{certfile, {json.dumps(str(cert))}}}",
+        f"{{keyfile, {json.dumps(str(key))}}}",
+        "{secure_renegotiate, true}",
+        "{verify, verify_peer}",
+        "{versions, ['tlsv1.3', 'tlsv1.2']}",
+    ]
+    server = [*files, "{fail_if_no_peer_cert, true}"]
+    return f"[{{server, [{', '.join(server)}]}},\n {{client, [{', '.join(files)}]}}].\n"
+
+
+def dist_erl_args(optfile: Path) -> str:
+    """RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS and RABBITMQ_CTL_ERL_ARGS, both: the
+    server and the CLI tools must speak the same distribution."""
+    return f"-proto_dist inet_tls -ssl_dist_optfile {optfile}"
+
+
 def node_config(
     nodes: Sequence[RabbitNode],
     n: int,

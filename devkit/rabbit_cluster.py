@@ -31,6 +31,8 @@ from central.rabbit import (
     RabbitNode,
     advanced_config,
     cluster_definitions,
+    dist_erl_args,
+    dist_tls_options,
     enabled_plugins,
     node_config,
 )
@@ -64,6 +66,14 @@ class RabbitCluster:
         folder.mkdir(parents=True, exist_ok=True)
         self.users = dict(users)
         self.tls = DevCA.create(folder / "tls")
+        # The nodes' Erlang distribution over mutual TLS (central.rabbit.dist_tls_options).
+        self.tls.issue_peer(folder / "tls" / "dist.crt", folder / "tls" / "dist.key")
+        self.dist_options = folder / "tls" / "dist.config"
+        self.dist_options.write_text(
+            dist_tls_options(
+                self.tls.ca_cert, folder / "tls" / "dist.crt", folder / "tls" / "dist.key"
+            )
+        )
         tag = secrets.token_hex(3)
         self.nodes = [
             RabbitNode(
@@ -126,6 +136,8 @@ class RabbitCluster:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": dist_erl_args(self.dist_options),
+            "RABBITMQ_CTL_ERL_ARGS": dist_erl_args(self.dist_options),
         }
 
     # --- processes ---------------------------------------------------------------------
