@@ -195,7 +195,9 @@ def node_config(
     me = nodes[n - 1]
     ca, cert, key = tls
     lines = [
-        f"listeners.tcp.default = {bind}:{me.amqp_port}",
+        # Plain AMQP: on loopback only once AMQP over TLS is offered (workers on other
+        # machines come over amqps://), for tools on the node's own machine.
+        f"listeners.tcp.default = {'127.0.0.1' if me.amqps_port else bind}:{me.amqp_port}",
         # Kiosks: MQTT over TLS only (as on Mosquitto: plain MQTT is refused).
         "mqtt.listeners.tcp = none",
         f"mqtt.listeners.ssl.default = {bind}:{me.mqtt_port}",
