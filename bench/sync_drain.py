@@ -35,6 +35,7 @@ import json
 import os
 import queue
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -45,6 +46,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.proc_stats import cpu_s, postgres_cpu_s
 from bench.waits import BenchError, log_tail, stop_process, wait_until
 from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
@@ -189,11 +191,12 @@ def raw_pg_rate(rows: list[tuple[object, ...]], url: str) -> tuple[float, float]
 
 def drain(
     source: Path, folder: Path, db_url: str, label: str, *, with_log: bool = True
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, dict[str, float]]:
     """Seconds from the uplink's start until central acked the whole backlog (of a fresh
     copy of the filled kiosk ledger, so every run starts with nothing acked), and with
     `with_log`, the seconds after that until a signed checkpoint of the transparency log
-    covered every entry (central's sequencer follows ingest a tick behind)."""
+    covered every entry (central's sequencer follows ingest a tick behind), and the CPU
+    seconds each part used meanwhile (`_cpu`)."""
     from central.store import CentralStore  # noqa: PLC0415 - after the fill, as central would
 
     home = folder / f"home-{label}"
@@ -250,6 +253,7 @@ def drain(
                     )
                 return True if kiosk.outbox.acked_seq() >= head else None
 
+            before = _cpu(central.pid, broker.pid, pg=label != "SQLite")
             t0 = time.perf_counter()
             up.start()
             try:
@@ -261,6 +265,8 @@ def drain(
                     every_s=0.01,  # the drain's own clock: polled finely
                 )
                 elapsed = time.perf_counter() - t0
+                after = _cpu(central.pid, broker.pid, pg=label != "SQLite")
+                cpu = {k: after[k] - before[k] for k in after}
                 catch_up = logged_after(db_url, head, central, central_log) if with_log else None
             finally:
                 up.stop()
@@ -271,7 +277,19 @@ def drain(
         stored = store.count_entries("KD")
     if stored != head:
         raise SystemExit(f"{label}: central holds {stored} entries, the kiosk {head}")
-    return elapsed, catch_up
+    return elapsed, catch_up, cpu
+
+
+def _cpu(central: int, broker: int | None, *, pg: bool) -> dict[str, float]:
+    """CPU seconds so far of each part of the drain: the kiosk's uplink (this process's
+    threads), central (with its log sequencer), the database, the broker."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "kiosk": usage.ru_utime + usage.ru_stime,
+        "central": cpu_s(central),
+        "database": postgres_cpu_s() if pg else 0.0,  # SQLite's is central's own
+        "broker": cpu_s(broker, children=False),
+    }
 
 
 def wait_subscribed(
@@ -394,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             with_log: list[float] = []
             without: list[float] = []
             catch_ups: list[float] = []
+            cpus: list[dict[str, float]] = []
             # Runs of the two kinds alternate, each on a database of its own: on two
             # shared cores one run alone says little, the median of a few does.
             for r in range(args.repeat):
@@ -403,13 +422,15 @@ def main(argv: list[str] | None = None) -> int:
                     if url is None:
                         break
                     try:
-                        secs, catch_up = drain(
+                        secs, catch_up, cpu = drain(
                             folder / "kiosk.db", folder, url, tag, with_log=keep_log
                         )
                     finally:
                         if label != "SQLite":
                             drop_pg(args.pg, url)
                     (with_log if keep_log else without).append(secs)
+                    if keep_log:
+                        cpus.append(cpu)
                     if catch_up is not None:
                         catch_ups.append(catch_up)
             if not with_log or not without:
@@ -430,6 +451,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"log costs {cost:.0%} of drain throughput (goal ≤ {LOG_COST:.0%}: "
                 f"{'met' if cost <= LOG_COST else 'NOT met'}); its checkpoint covered every "
                 f"entry {statistics.median(catch_ups):.1f} s (median) after the last ack"
+            )
+            # Where the time goes: on two shared cores the kiosk's side and central's
+            # compete, and a drain that waits on neither waits on round trips.
+            parts = {k: statistics.median(c[k] for c in cpus) for k in cpus[0]}
+            print(
+                f"    CPU-s while draining (median, with the log; {secs:.1f} s of wall time): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in parts.items() if v or k != "database")
             )
     return 0
 

@@ -40,7 +40,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.storm_central import Site, Workers, cpu_s, peak_rss_mb, postgres_cpu_s
+from bench.proc_stats import cpu_s, peak_rss_mb, postgres_cpu_s
+from bench.storm_central import Site, Workers
 from bench.storm_kiosks import T0, generate
 from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
 from bench.waits import BenchError, wait_until

@@ -320,7 +320,7 @@ def _broker_sync(
             login.username,
             login.password,
             ca_cert=ca,
-            passwordless=args.rabbit_http_auth,
+            passwordless=bool(getattr(args, "rabbit_http_auth", False)),
         )
 
     return BrokerSync(store, login, load_secret(args.home), admin=rabbit)
