@@ -181,6 +181,7 @@ def create_app(
     registry_packs: pathlib.Path | None = None,
     registry_key: Ed25519PrivateKey | None = None,
     methodology: Methodology | None = None,
+    rabbit_logins: bool = False,
 ) -> FastAPI:
     """The API over `store`. `on_devices_changed` runs after each enrolment and
     revocation (central rewrites the broker's password file and reloads it there);
@@ -188,7 +189,8 @@ def create_app(
     bound bodies, enrolment attempts and threads (`central.http_guard`); `console`
     sets the web console's alert thresholds and time zone (`central.console`);
     `registry_packs`, `registry_key` and `methodology` let accounts issue units and
-    fetch certificates (`central.registry_desk`; without a key those answer 503)."""
+    fetch certificates (`central.registry_desk`; without a key those answer 503);
+    `rabbit_logins` serves a RabbitMQ cluster's login check (`central.rabbit_login`)."""
     if len(admin_token) < MIN_ADMIN_TOKEN:
         raise ConfigError(
             f"the admin token must be at least {MIN_ADMIN_TOKEN} characters", key="admin_token"
@@ -423,8 +425,8 @@ def create_app(
     app.include_router(export_router(store, console_tz))  # central.api_exports (issue 12)
     app.include_router(kiosk)
     app.include_router(log_router(store))  # central.api_log: public, no login (issue 13)
-    # central.rabbit_login: a RabbitMQ cluster's nodes ask it whether a device may log in
-    app.include_router(rabbit_login_router(store))
+    if rabbit_logins:  # a RabbitMQ cluster's nodes ask whether a device may log in
+        app.include_router(rabbit_login_router(store))
     app.include_router(registry_router(store, registry_packs))  # public, no login (issue 14)
     # central.api_statement: a villager's statement by a signed link, no login (issue 16)
     app.include_router(statement_router(store, enrolment.central_public_key, clock, console_tz))

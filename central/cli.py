@@ -99,9 +99,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--rabbit-http-auth",
         action="store_true",
-        help="with --rabbit-api: make device users without a password, for nodes that ask "
-        "central's /broker/rabbitmq/user at each login (client id bound to the device; "
-        "docs/scale.md)",
+        help="bind a RabbitMQ cluster's device logins to their client ids: with --rabbit-api "
+        "make device users without a password; with --http answer the nodes' login checks "
+        "at /broker/rabbitmq/user (docs/scale.md)",
     )
     parser.add_argument(
         "--broker-password-file",
@@ -357,8 +357,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("give --broker mqtts://HOST:PORT (or --no-broker with --http)")
     if args.rabbit_api and not args.amqp:  # before the database is opened or made
         raise ConfigError("--rabbit-api is a RabbitMQ cluster's: give it with --amqp")
-    if args.rabbit_http_auth and not args.rabbit_api:
-        raise ConfigError("--rabbit-http-auth changes the logins --rabbit-api keeps: give both")
+    if args.rabbit_http_auth and not (args.rabbit_api or args.http):
+        raise ConfigError(
+            "--rabbit-http-auth needs --rabbit-api (the logins) or --http (the check)"
+        )
     admin = _central_broker(args, args.broker, args.ca)
     stop = threading.Event()
     services: list[CentralService] = []  # none while central waits for its database
@@ -479,6 +481,7 @@ def _serve_http(
         registry_packs=args.home / "registry",  # where `registry issue` keeps them
         registry_key=key,
         methodology=method,
+        rabbit_logins=bool(getattr(args, "rabbit_http_auth", False)),
     )
     server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
     logging.getLogger(__name__).info(

@@ -131,8 +131,17 @@ class LoginCheck:
     Erlang checks a certificate's names, never its IP addresses."""
 
     url: str
-    ca: Path | None = None
+    ca: Path
     server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        # A node asks central whether a device may log in: an answer from anyone else
+        # (plain HTTP, or TLS unchecked: OTP's HTTP client checks nothing by default)
+        # would let anyone on the path log in as any device.
+        if not self.url.startswith("https://") or not _plain(self.url):
+            raise ConfigError(f"the login check's URL must be https://…, not {self.url!r}")
+        if self.server_name is not None and not _plain(self.server_name):
+            raise ConfigError(f"{self.server_name!r} is not a host name")
 
 
 PLUGINS = ("rabbitmq_mqtt", "rabbitmq_management")
@@ -145,15 +154,27 @@ def enabled_plugins(login: LoginCheck | None) -> str:
     return "[" + ",".join(names) + "].\n"
 
 
+def _plain(text: str) -> bool:
+    """Printable ASCII without quotes, backslashes or spaces: safe in rabbitmq.conf and,
+    quoted, as an Erlang string."""
+    return bool(text) and all(33 <= ord(c) < 127 and c not in '"\\' for c in text)
+
+
+def _erl_string(text: str | Path) -> str:
+    value = str(text)
+    if not _plain(value):
+        raise ConfigError(f"{value!r}: RabbitMQ's files take printable ASCII without spaces here")
+    return f'"{value}"'
+
+
 def advanced_config(login: LoginCheck | None) -> str:
     """advanced.config: the HTTP backend's TLS options, which 3.10's rabbitmq.conf
     schema has no keys for."""
-    if login is None or login.ca is None:
+    if login is None:
         return "[].\n"
-    # An Erlang string literal is a JSON one, for a path or a host name.
-    options = [f"{{cacertfile, {json.dumps(str(login.ca))}}}", "{verify, verify_peer}"]
+    options = [f"{{cacertfile, {_erl_string(login.ca)}}}", "{verify, verify_peer}"]
     if login.server_name:
-        options.append(f"{{server_name_indication, {json.dumps(login.server_name)}}}")
+        options.append(f"{{server_name_indication, {_erl_string(login.server_name)}}}")
     return "[{rabbitmq_auth_backend_http, [{ssl_options, [" + ", ".join(options) + "]}]}].\n"
 
 
@@ -165,9 +186,9 @@ def dist_tls_options(ca: Path, cert: Path, key: Path) -> str:
     serverAuth, `DevCA.issue_peer`); a peer without a certificate of `ca` is refused.
     A client checks the peer's certificate against the host of its node name."""
     files = [
-        f"{{cacertfile, {json.dumps(str(ca))}}}",
-        f"{{certfile, {json.dumps(str(cert))}}}",
-        f"{{keyfile, {json.dumps(str(key))}}}",
+        f"{{cacertfile, {_erl_string(ca)}}}",
+        f"{{certfile, {_erl_string(cert)}}}",
+        f"{{keyfile, {_erl_string(key)}}}",
         "{secure_renegotiate, true}",
         "{verify, verify_peer}",
         "{versions, ['tlsv1.3', 'tlsv1.2']}",
@@ -179,7 +200,7 @@ def dist_tls_options(ca: Path, cert: Path, key: Path) -> str:
 def dist_erl_args(optfile: Path) -> str:
     """RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS and RABBITMQ_CTL_ERL_ARGS, both: the
     server and the CLI tools must speak the same distribution."""
-    return f"-proto_dist inet_tls -ssl_dist_optfile {optfile}"
+    return f"-proto_dist inet_tls -ssl_dist_optfile {_erl_string(optfile)[1:-1]}"
 
 
 def node_config(

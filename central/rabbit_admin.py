@@ -11,7 +11,8 @@ deleted) and `gp-key-<hash>` (the enrolled key its password belongs to, as
 `key_label` on Mosquitto), with the rights of `central.rabbit.device_rights`. With
 `passwordless` (`greenpass central --rabbit-http-auth`) it has no password and the
 tag `gp-login-central`: the nodes ask central at each login (`central.rabbit_login`),
-which binds the client id to the device as Mosquitto's plugin does. A
+which binds the client id to the device as Mosquitto's plugin does. A cluster whose
+device users carry that tag is kept so by every central, flag or not. A
 re-enrolled device gets its new password; a revoked one is deleted and its open
 connections are closed at once. Central's own user needs the `administrator` tag.
 """
@@ -140,15 +141,29 @@ class RabbitAdmin:
         deleted and disconnected."""
         report = SyncReport()
         have = self.device_users()
+        # Once a cluster's device logins are checked by central they stay so: a central
+        # started without --rabbit-http-auth (a second worker, a `revoke --broker`)
+        # giving passwords back would undo the client-id binding without a word.
+        if not self.passwordless and any(v.endswith("+login") for v in have.values()):
+            log.warning(
+                "the cluster's device logins are checked by central (--rabbit-http-auth): "
+                "keeping them so"
+            )
+            self.passwordless = True
+        mode = "+login" if self.passwordless else ""
         wanted = {check_rabbit_id(d.device_id): d for d in devices}
         for name, d in wanted.items():
             tag = key_tag(d.public_key)
-            if have.get(name) == tag + ("+login" if self.passwordless else ""):
+            if have.get(name) == tag + mode:
                 continue
             if d.password is None and not self.passwordless:
                 report.stuck.append(name)
                 continue
-            self._put_user(name, d.password, tag, existed=name in have)
+            # Its key changed (a re-enrolment): its old connection holds the old login.
+            # Only the mode changed: connections still open are closed, once, without
+            # waiting for a late listing (a thousand offline kiosks would cost hours).
+            rekeyed = name in have and not have[name].startswith(tag)
+            self._put_user(name, d.password, tag, existed=name in have, wait=rekeyed)
             (report.updated if name in have else report.created).append(name)
         for name in sorted(set(have) - set(wanted)):
             self._call("DELETE", f"/api/users/{quote(name, safe='')}")
@@ -156,7 +171,9 @@ class RabbitAdmin:
             report.deleted.append(name)
         return report
 
-    def _put_user(self, name: str, password: str | None, tag: str, *, existed: bool) -> None:
+    def _put_user(
+        self, name: str, password: str | None, tag: str, *, existed: bool, wait: bool = True
+    ) -> None:
         user = quote(name, safe="")
         if self.passwordless:
             # No password: the nodes' internal backend refuses it, and central checks
@@ -174,15 +191,15 @@ class RabbitAdmin:
         self._call("PUT", f"/api/permissions/{_VHOST}/{user}", perms)
         self._call("PUT", f"/api/topic-permissions/{_VHOST}/{user}", topic)
         if existed:  # a re-keyed device's old connection holds the old password: close it
-            self._close_connections(name)
+            self._close_connections(name, wait=wait)
 
-    def _close_connections(self, name: str) -> None:
+    def _close_connections(self, name: str, *, wait: bool = True) -> None:
         """Close `name`'s connections. The management API lists a connection only
         once the node serving it has reported it (a few seconds for a connection just
         made, longer from a node just restarted), so an empty answer is asked again
         for a while: a device offline when it was re-keyed costs this wait in
         central's broker-sync thread, never in ingest."""
-        deadline = time.monotonic() + CONNECTIONS_SEEN_S
+        deadline = time.monotonic() + (CONNECTIONS_SEEN_S if wait else 0.0)
         while True:
             found = [
                 c

@@ -16,21 +16,25 @@ It allows an active device, with its own client id `gp-<device>`, whose password
 matches the hash central keeps from enrolment; anything else is denied, central's
 own user included (the nodes' internal backend, tried first, logs that one in). The
 rights stay the internal backend's (`central.rabbit.device_rights`). No login of its
-own: RabbitMQ sends none, and it answers only what a CONNECT to the broker would.
+own: RabbitMQ sends none, and it answers only what a CONNECT to the broker would,
+in the same time whether or not the device exists. Served only with
+`--rabbit-http-auth` (`create_app(rabbit_logins=True)`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from central.broker import password_matches
+from central.broker import mosquitto_password_hash, password_matches
+from central.rabbit import check_rabbit_id
 from central.store import CentralStore
-from greenpass.errors import GreenPassError
+from greenpass.errors import ConfigError, GreenPassError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def allows(store: CentralStore, fields: dict[str, str]) -> bool:
     user = fields.get("username", "")
     password = fields.get("password", "")
     client_id = fields.get("client_id")
-    if not user or not password or client_id != f"gp-{user}":
+    if not _device_id(user) or not password or client_id != f"gp-{user}":
         return False  # no client id: not MQTT, which is all a device speaks
     try:
         device = store.device(user)
@@ -51,8 +55,23 @@ def allows(store: CentralStore, fields: dict[str, str]) -> bool:
         log.error("central: a RabbitMQ login of %s not checked: %s", user, exc)
         return False
     if device is None or device.status != "active" or not device.mqtt_password_hash:
+        # The same hashing as a real check: how long the answer takes does not tell
+        # which device ids are enrolled.
+        password_matches(password, _NO_DEVICE)
         return False
     return password_matches(password, device.mqtt_password_hash)
+
+
+def _device_id(user: str) -> bool:
+    """A name a device's RabbitMQ user can have (never central's own)."""
+    try:
+        check_rabbit_id(user)
+    except ConfigError:
+        return False
+    return True
+
+
+_NO_DEVICE = mosquitto_password_hash(secrets.token_urlsafe(24))
 
 
 def rabbit_login_router(store: CentralStore) -> APIRouter:

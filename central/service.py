@@ -169,7 +169,6 @@ class CentralService:
             device_id = status.device_id  # the topic's, keep_status checked
             features = frozenset(status.features)
             changed = self._features.get(device_id, features) != features
-            self._features[device_id] = features
             served[device_id] = device_id in self._pushed and not changed
             return (
                 served[device_id]
@@ -181,6 +180,7 @@ class CentralService:
         if kept is None:
             return
         device_id = kept.status.device_id
+        self._features[device_id] = frozenset(kept.status.features)  # once kept
         if not served.get(device_id, False):
             # A kiosk enrolled since this process pushed states (or one it has not
             # served yet), or one whose new software takes more of the state (item

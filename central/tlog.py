@@ -147,7 +147,9 @@ class Nodes:
     leaves from their entries, the rest hashed up from below; what it reads or makes
     is kept, and `prefetch` reads a proof's stored nodes in one query. One per read
     transaction; what it keeps goes into `shared` when given (the store's
-    `log_nodes`, central.node_cache): a full node is the same in every snapshot."""
+    `log_nodes`, central.node_cache): a full node is the same in every snapshot of
+    one log. (A database restored under a running central is another log: restart
+    central after a restore.)"""
 
     def __init__(self, conn: Connection, shared: NodeCache | None = None) -> None:
         self.conn = conn
@@ -163,6 +165,16 @@ class Nodes:
                 )
             )
             self.cache.update(((int(r.level), int(r.idx)), bytes(r.hash)) for r in rows)
+
+    def _stored(self, level: int, index: int) -> bytes:
+        row = self.conn.execute(
+            select(tlog_nodes.c.hash).where(
+                (tlog_nodes.c.level == level) & (tlog_nodes.c.idx == index)
+            )
+        ).first()
+        if row is None:
+            raise CentralError(f"transparency log: node ({level}, {index}) is missing")
+        return bytes(row.hash)
 
     def leaf(self, index: int) -> bytes:
         """Leaf `index`, recomputed from its entry; the other leaves of its block of
@@ -198,7 +210,8 @@ class Nodes:
                 data = prefix + int(seq).to_bytes(8, "big") + bytes(h)
                 made.append(((0, at), merkle.leaf_hash(data)))
         self.cache.update(made)
-        found = self.cache.get((0, index))
+        # From what was just made, not the cache: a shared one may have evicted it.
+        found = dict(made).get((0, index))
         if found is None:
             raise CentralError(f"transparency log: leaf {index}'s entry is missing")
         return found
@@ -210,10 +223,7 @@ class Nodes:
         if level == 0:
             found = self.leaf(index)
         elif level % STEP == 0:
-            self.fetch({(level, index)})
-            found = self.cache.get((level, index))
-            if found is None:
-                raise CentralError(f"transparency log: node ({level}, {index}) is missing")
+            found = self._stored(level, index)
         else:
             found = merkle.node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
         self.cache[level, index] = found
