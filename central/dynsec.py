@@ -250,6 +250,12 @@ class BrokerAdmin:
         self.cfg = cfg
         self.timeout_s = timeout_s
         self._t: Transport | None = None
+        # Every admin connection reads every answer on RESPONSE_TOPIC: with several
+        # central workers syncing at once, each took the others' answers for its own
+        # ("the broker answered 1 of 100 commands"). The plugin echoes a command's
+        # correlationData in its answer; answers to other ids are someone else's.
+        self._tag = secrets.token_hex(6)
+        self._sent = 0
 
     def __enter__(self) -> BrokerAdmin:
         t = Transport(self.cfg)
@@ -280,8 +286,11 @@ class BrokerAdmin:
         answers: list[dict[str, Any]] = []
         for i in range(0, len(commands), _COMMANDS_PER_MESSAGE):
             chunk = list(commands[i : i + _COMMANDS_PER_MESSAGE])
-            t.publish(CONTROL_TOPIC, json.dumps({"commands": chunk}).encode("utf-8"))
-            got = self._answer(t)
+            self._sent += 1
+            ids = [f"{self._tag}-{self._sent}-{n}" for n in range(len(chunk))]
+            tagged = [{**c, "correlationData": cid} for c, cid in zip(chunk, ids, strict=True)]
+            t.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}).encode("utf-8"))
+            got = self._answer(t, set(ids))
             if len(got) != len(chunk):
                 raise CentralError(f"the broker answered {len(got)} of {len(chunk)} commands")
             for cmd, answer in zip(chunk, got, strict=True):
@@ -291,7 +300,7 @@ class BrokerAdmin:
             answers.extend(got)
         return answers
 
-    def _answer(self, t: Transport) -> list[dict[str, Any]]:
+    def _answer(self, t: Transport, ids: set[str]) -> list[dict[str, Any]]:
         deadline = time.monotonic() + self.timeout_s
         while True:
             left = deadline - time.monotonic()
@@ -311,7 +320,9 @@ class BrokerAdmin:
                 responses = json.loads(msg.payload)["responses"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise CentralError(f"the broker's control answer is malformed: {exc}") from exc
-            return [r for r in responses if isinstance(r, dict)]
+            mine = [r for r in responses if isinstance(r, dict) and r.get("correlationData") in ids]
+            if mine:
+                return mine  # another admin's answers (no id of ours) are skipped
 
     def clients(self) -> dict[str, dict[str, Any]]:
         (answer,) = self.run([{"command": "listClients", "verbose": True, "count": -1}])

@@ -18,6 +18,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,7 @@ from central.broker import (
     write_broker_config,
 )
 from central.devca import DevCA
-from central.dynsec import DeviceLogin, dynsec_password
+from central.dynsec import BrokerAdmin, DeviceLogin, dynsec_password
 from devkit.mqtt_broker import Broker, BrokerRefused
 from greenpass.errors import ConfigError
 from sync import protocol
@@ -325,3 +326,30 @@ def test_central_may_subscribe_to_what_its_receiver_subscribes_to(broker: Broker
     central = broker.client("central", "central-pw")
     for topic_filter in (protocol.SHARED_BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION):
         assert not central.subscribe_wait(topic_filter)[0].is_failure, topic_filter
+
+
+def test_admins_syncing_at_once_each_read_only_their_own_answers(broker: Broker) -> None:
+    """Several central workers keep the logins at once, and every admin connection
+    reads every answer on the plugin's response topic: each took the others' for its
+    own ("the broker answered 1 of 100 commands") until commands carried ids."""
+    broker.add_user("K3", "k3-pw")
+    admins = {user: BrokerAdmin(broker.admin_config()) for user in ("K1", "K2", "K3")}
+    errors: list[BaseException] = []
+
+    def ask(user: str, admin: BrokerAdmin) -> None:
+        try:
+            for _ in range(30):
+                (answer,) = admin.run([{"command": "getClient", "username": user}])
+                assert answer["data"]["client"]["username"] == user, answer
+                big = admin.run([{"command": "listClients", "count": -1}] * 3)
+                assert len(big) == 3
+        except BaseException as exc:  # noqa: BLE001 - reported below, from this thread
+            errors.append(exc)
+
+    with admins["K1"], admins["K2"], admins["K3"]:
+        threads = [threading.Thread(target=ask, args=item) for item in admins.items()]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+    assert not errors, errors
