@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import resource
 import shutil
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.proc_stats import cpu_s, postgres_cpu_s
-from bench.waits import BenchError, log_tail, stop_process, wait_until
+from bench.waits import BenchError, StatesSeen, log_tail, stop_process, wait_until
 from devkit.mqtt_broker import Broker
 from edge.ledger.clock import FixedClock
 from edge.ledger.ledger import Ledger
@@ -55,8 +54,7 @@ from greenpass.errors import Refused
 from greenpass.record.rules import default_rules
 from sync.batch import ROW_FIELDS
 from sync.keys import generate_key, public_bytes, save_private_key
-from sync.protocol import STATE, topic
-from sync.transport import Backoff, BrokerConfig, Transport
+from sync.transport import Backoff, BrokerConfig
 from sync.uplink import Uplink
 
 if TYPE_CHECKING:
@@ -295,33 +293,21 @@ def _cpu(central: int, broker: int | None, *, pg: bool) -> dict[str, float]:
 def wait_subscribed(
     kiosk: BrokerConfig, central: subprocess.Popen[bytes], central_log: Path
 ) -> None:
-    """Until central has subscribed to the batches: it then pushes every device its
-    state (retained), so the kiosk's state arriving says so. A batch published before
-    that reaches no one (a fresh broker queues nothing for a subscription not yet
-    made), and the kiosk resends it only after its 20 s ack timeout: a fixed sleep
-    that a slow start outlasted made most drains measure that timeout, not central."""
-    t = Transport(kiosk)
-    t.connect()
-    try:
-        t.subscribe(topic(kiosk.username, STATE))
+    """Until central has subscribed to the batches: its state reaching the kiosk says
+    so (`StatesSeen`)."""
+    with StatesSeen(kiosk) as seen:
 
         def state() -> bool | None:
             if central.poll() is not None:
                 raise BenchError(f"central exited while starting:\n{log_tail(central_log)}")
-            try:
-                return True if t.inbox.get(timeout=0.05).topic.endswith(STATE) else None
-            except queue.Empty:
-                return None
+            return True if seen.count else None
 
         wait_until(
             state,
             timeout_s=60.0,
             what="central's state pushed to the kiosk (central subscribed)",
             seen=lambda: "no state yet",
-            every_s=0.0,  # state() waits on the inbox itself
         )
-    finally:
-        t.close()
 
 
 def logged_after(

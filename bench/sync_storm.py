@@ -44,51 +44,13 @@ from bench.proc_stats import cpu_s, peak_rss_mb, postgres_cpu_s
 from bench.storm_central import Site, Workers
 from bench.storm_kiosks import T0, generate
 from bench.sync_drain import PG_DEFAULT, drop_pg, fresh_pg
-from bench.waits import BenchError, wait_until
-from sync import protocol as p
+from bench.waits import BenchError, StatesSeen, wait_until
 from sync.keys import generate_key, public_bytes, save_private_key
-from sync.transport import BrokerConfig, Transport
+from sync.transport import BrokerConfig
 
 GOAL_RSS_MB = 500
 GOAL_RATE = 10_000  # entries/s until all acked (issue 15)
 STORM_TIMEOUT_S = 1800.0
-
-
-class WorkersUp:
-    """Counts the states one kiosk gets from the workers' connect-time pushes: one per
-    worker once each has subscribed (`CentralService.all_states`)."""
-
-    def __init__(self, site: Site, device: str, password: str) -> None:
-        cfg = BrokerConfig(
-            site.kiosk_urls[0], device, password, f"gp-{device}", site.ca_cert,
-            clean_start=True, mqtt_version=site.mqtt_version,
-        )  # fmt: skip
-        self._t: Transport | None = Transport(cfg)
-        self._t.connect()
-        self._t.subscribe(p.topic(device, p.STATE))
-        self._seen = 0
-
-    @property
-    def states(self) -> int:
-        if self._t is not None:
-            while True:
-                try:
-                    msg = self._t.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                self._seen += not msg.retain  # a retained one is an earlier run's
-        return self._seen
-
-    def close(self) -> None:
-        if self._t is not None:
-            self._t.close()
-            self._t = None
-
-    def __enter__(self) -> WorkersUp:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Fleet:
@@ -251,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                 Site.rabbit(folder, users) if args.cluster else Site.mosquitto(folder, users)
             )
             common = ["--db", url, "--home", str(home)]
-            # Subscribed before the workers start: each pushes every state once it has
-            # subscribed to the batches, so the probe counts them in (a fixed sleep was
-            # too short for a loaded machine: batches sent before any worker subscribed
-            # reached no one, and every kiosk waited 20 s to resend).
-            probe = on_site.enter_context(WorkersUp(site, sims[0][0], sims[0][1]))
+            # Subscribed before the workers start, to see each one's connect-time push.
+            device, password = sims[0][0], sims[0][1]
+            probe_cfg = BrokerConfig(
+                site.kiosk_urls[0], device, password, f"gp-{device}", site.ca_cert,
+                clean_start=True, mqtt_version=site.mqtt_version,
+            )  # fmt: skip
+            probe = on_site.enter_context(StatesSeen(probe_cfg))
             workers = Workers(args.workers, folder, lambda n: [*common, *site.central_args(n)])
             cleanup.callback(workers.stop)
 
@@ -302,12 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                     seen=fleet.progress,
                 )
                 wait_until(
-                    lambda: True if probe.states >= args.workers else None,
+                    lambda: True if probe.count >= args.workers else None,
                     timeout_s=120,
                     what=f"every central worker subscribed ({args.workers})",
-                    seen=lambda: f"{probe.states} workers' states seen",
+                    seen=lambda: f"{probe.count} workers' states seen",
                 )
-                probe.close()  # the probe's client id is a kiosk's: free it
+                probe.close()
                 clock = CpuClock(
                     [proc.pid for proc in procs if proc.pid], workers, site.pids, not args.sqlite
                 )

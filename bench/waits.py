@@ -8,6 +8,7 @@ screen that never came). Every wait here ends by its deadline with a
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from greenpass.errors import GreenPassError
+from sync import protocol
+from sync.transport import BrokerConfig, Transport
 
 T = TypeVar("T")
 
@@ -80,3 +83,42 @@ def log_tail(log: Path, lines: int = 15) -> str:
     except OSError as exc:
         return f"    (no log: {exc})"
     return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+class StatesSeen:
+    """How many states one kiosk has been sent, from its own subscription. Each central
+    worker pushes every state once it has subscribed to the batches
+    (`CentralService.all_states`), so n states seen say n workers take batches. A batch
+    sent before any worker subscribed reaches no one (a fresh broker queues nothing for
+    a subscription not yet made) and its kiosk resends it only after its 20 s ack
+    timeout: a fixed sleep that a slow start outlasted measured that timeout instead.
+    Subscribed before the workers start, it sees each one's push; after, at least the
+    last (retained)."""
+
+    def __init__(self, kiosk: BrokerConfig) -> None:
+        self._t: Transport | None = Transport(kiosk)
+        self._t.connect()
+        self._t.subscribe(protocol.topic(kiosk.username, protocol.STATE))
+        self._seen = 0
+
+    @property
+    def count(self) -> int:
+        while self._t is not None:
+            try:
+                self._t.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._seen += 1
+        return self._seen
+
+    def close(self) -> None:
+        """Closes the subscription (its client id is the kiosk's: free it for the kiosk)."""
+        if self._t is not None:
+            self._t.close()
+            self._t = None
+
+    def __enter__(self) -> StatesSeen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -77,7 +77,7 @@ _NO_DEVICE = mosquitto_password_hash(secrets.token_urlsafe(24))
 def rabbit_login_router(store: CentralStore) -> APIRouter:
     r = APIRouter(tags=["broker"])
 
-    @r.post(PATH, response_class=PlainTextResponse, include_in_schema=True)
+    @r.post(PATH, response_class=PlainTextResponse)
     async def rabbitmq_user(request: Request) -> PlainTextResponse:
         """RabbitMQ's HTTP authentication backend asks whether a device may log in."""
         raw = (await request.body()).decode("utf-8", "replace")

@@ -163,15 +163,16 @@ class CentralService:
         return [Outgoing(p.topic(device_id, reserve_wire.REPLY), reserve_wire.encode(reply))]
 
     def on_status(self, topic: str, payload: bytes) -> None:
-        served: dict[str, bool] = {}
+        served = False  # this kiosk has had a state from here, for what it takes now
 
         def proofs_due(conn: Connection, status: p.Status) -> bool:
+            nonlocal served
             device_id = status.device_id  # the topic's, keep_status checked
             features = frozenset(status.features)
             changed = self._features.get(device_id, features) != features
-            served[device_id] = device_id in self._pushed and not changed
+            served = device_id in self._pushed and not changed
             return (
-                served[device_id]
+                served
                 and p.FEATURE_LOG_PROOFS in features
                 and log_proofs.wants_proofs_in(conn, device_id, status)
             )
@@ -181,7 +182,7 @@ class CentralService:
             return
         device_id = kept.status.device_id
         self._features[device_id] = frozenset(kept.status.features)  # once kept
-        if not served.get(device_id, False):
+        if not served:
             # A kiosk enrolled since this process pushed states (or one it has not
             # served yet), or one whose new software takes more of the state (item
             # pictures): give it its state now rather than at the next change.

@@ -155,8 +155,11 @@ class Nodes:
         self.conn = conn
         self.cache = shared if shared is not None else NodeCache(limit=None)
 
-    def fetch(self, pairs: set[tuple[int, int]]) -> None:
+    def fetch(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Read the stored nodes of `pairs` not kept yet; keep them, and return them
+        (a shared cache may already have let them go)."""
         missing = [p for p in pairs if p[0] and not p[0] % STEP and p not in self.cache]
+        found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             rows = self.conn.execute(
@@ -164,17 +167,9 @@ class Nodes:
                     tuple_(tlog_nodes.c.level, tlog_nodes.c.idx).in_(chunk)
                 )
             )
-            self.cache.update(((int(r.level), int(r.idx)), bytes(r.hash)) for r in rows)
-
-    def _stored(self, level: int, index: int) -> bytes:
-        row = self.conn.execute(
-            select(tlog_nodes.c.hash).where(
-                (tlog_nodes.c.level == level) & (tlog_nodes.c.idx == index)
-            )
-        ).first()
-        if row is None:
-            raise CentralError(f"transparency log: node ({level}, {index}) is missing")
-        return bytes(row.hash)
+            found.update(((int(r.level), int(r.idx)), bytes(r.hash)) for r in rows)
+        self.cache.update(found.items())
+        return found
 
     def leaf(self, index: int) -> bytes:
         """Leaf `index`, recomputed from its entry; the other leaves of its block of
@@ -223,7 +218,9 @@ class Nodes:
         if level == 0:
             found = self.leaf(index)
         elif level % STEP == 0:
-            found = self._stored(level, index)
+            found = self.fetch({(level, index)}).get((level, index))
+            if found is None:
+                raise CentralError(f"transparency log: node ({level}, {index}) is missing")
         else:
             found = merkle.node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
         self.cache[level, index] = found
@@ -233,6 +230,22 @@ class Nodes:
         """`build(*args, get)`, a proof builder of greenpass.merkle: in one pass when
         every node it reads is kept already (a state push's proofs, mostly), otherwise
         after one query for the stored nodes it reads (`prefetch`)."""
+        proof, wanted, missed = self._walk(build, args)
+        if not missed:
+            return proof
+        self._fetch_below(wanted)
+        return build(*args, self)
+
+    def prefetch(self, build: Callable[..., list[bytes]], *args: Any) -> None:
+        """Run a proof builder once on what is kept, then fetch the stored nodes it read."""
+        self._fetch_below(self._walk(build, args)[1])
+
+    def _walk(
+        self, build: Callable[..., list[bytes]], args: tuple[Any, ...]
+    ) -> tuple[list[bytes], set[tuple[int, int]], bool]:
+        """`build` run on the kept nodes alone (a placeholder for each one not kept):
+        its proof, the nodes it asked for (they depend only on the sizes), and whether
+        any was missing."""
         wanted: set[tuple[int, int]] = set()
         missed = False
 
@@ -245,22 +258,7 @@ class Nodes:
                 return bytes(32)
             return found
 
-        proof = build(*args, kept)
-        if not missed:
-            return proof
-        self._fetch_below(wanted)
-        return build(*args, self)
-
-    def prefetch(self, build: object, *args: int) -> None:
-        """Run a proof builder once with a recording getter, then fetch what it read."""
-        wanted: set[tuple[int, int]] = set()
-
-        def record(level: int, index: int) -> bytes:
-            wanted.add((level, index))
-            return bytes(32)
-
-        build(*args, record)  # type: ignore[operator]
-        self._fetch_below(wanted)
+        return build(*args, kept), wanted, missed
 
     def _fetch_below(self, wanted: set[tuple[int, int]]) -> None:
         # A node between stored levels is hashed from the 2^(level % STEP) stored nodes

@@ -26,10 +26,10 @@ class Reads(tlog.Nodes):
         self.queries += 1
         return super().leaf(index)
 
-    def fetch(self, pairs: set[tuple[int, int]]) -> None:
+    def fetch(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if any(p not in self.cache and p[0] and not p[0] % tlog.STEP for p in pairs):
             self.queries += 1
-        super().fetch(pairs)
+        return super().fetch(pairs)
 
 
 def test_the_cache_keeps_the_most_recently_used_up_to_its_limit() -> None:

@@ -274,6 +274,6 @@ class Counted(tlog.Nodes):
         super().__init__(conn)
         self.late: list[set[tuple[int, int]]] = []
 
-    def fetch(self, pairs: set[tuple[int, int]]) -> None:
+    def fetch(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         self.late.append(pairs)
-        super().fetch(pairs)
+        return super().fetch(pairs)
