@@ -106,7 +106,8 @@ class _Connection:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = lambda _c, _u, _m, codes, _p: _settle(self.suback, list(codes))
-        c.on_message = lambda _c, _u, msg: self.inbox.put_nowait(bytes(msg.payload))
+        self.topics: set[str] = set()  # subscribed on this connection
+        c.on_message = self._on_message
 
     def _opened(self, _c: Any, _u: Any, sock: Any) -> None:
         self._sock = sock
@@ -131,6 +132,13 @@ class _Connection:
     def _write(self) -> None:
         self.client.loop_write()
 
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        # A session resumed from an earlier connection under this client id may hold
+        # other subscriptions (a bench's probe of the states): a kiosk dispatches by
+        # topic, and this one reads only what it subscribed to here.
+        if msg.topic in self.topics:
+            self.inbox.put_nowait(bytes(msg.payload))
+
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         _settle(self.connack, reason)
 
@@ -150,6 +158,7 @@ class _Connection:
             raise TransportError(f"broker refused {self.cfg.username!r}: {reason}")
 
     async def subscribe(self, topic: str) -> None:
+        self.topics.add(topic)
         if self.cfg.v5:
             rc, _ = self.client.subscribe([(topic, SubscribeOptions(qos=1))])
         else:

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             device, password = sims[0][0], sims[0][1]
             probe_cfg = BrokerConfig(
                 site.kiosk_urls[0], device, password, f"gp-{device}", site.ca_cert,
-                clean_start=True, mqtt_version=site.mqtt_version,
+                mqtt_version=site.mqtt_version,
             )  # fmt: skip
             probe = on_site.enter_context(StatesSeen(probe_cfg))
             workers = Workers(args.workers, folder, lambda n: [*common, *site.central_args(n)])

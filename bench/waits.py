@@ -8,6 +8,7 @@ screen that never came). Every wait here ends by its deadline with a
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import subprocess
@@ -93,10 +94,15 @@ class StatesSeen:
     a subscription not yet made) and its kiosk resends it only after its 20 s ack
     timeout: a fixed sleep that a slow start outlasted measured that timeout instead.
     Subscribed before the workers start, it sees each one's push; after, at least the
-    last (retained)."""
+    last (retained).
+
+    It borrows the kiosk's login and client id, so its session must end with it: a
+    session left behind (the kiosk's default is a week) would hand the kiosk this
+    subscription when it connects next, and states where it waits for acks."""
 
     def __init__(self, kiosk: BrokerConfig) -> None:
-        self._t: Transport | None = Transport(kiosk)
+        cfg = dataclasses.replace(kiosk, clean_start=True, session_expiry_s=0)
+        self._t: Transport | None = Transport(cfg)
         self._t.connect()
         self._t.subscribe(protocol.topic(kiosk.username, protocol.STATE))
         self._seen = 0
