@@ -136,15 +136,20 @@ class ReceiptPrinting:
     def _run(self, seq: int | None, passbook_id: str, job: bytes | None) -> Outcome:
         """On the printer thread: print `job` (None: only ask the printer its state)."""
         assert self.printer is not None
-        if job is None:
-            return Outcome(None, passbook_id, self.printer.status().value, False)
         try:
+            if job is None:
+                return Outcome(None, passbook_id, self.printer.status().value, False)
             self.printer.print_job(job)
         except PrinterError as exc:
             log.warning("receipt %s not printed: %s", seq, exc)
             return Outcome(seq, passbook_id, exc.code, False, exc.code)
         except HardwareError as exc:  # any other device error: reported, never raised here
             log.warning("receipt %s not printed: %s", seq, exc)
+            return Outcome(seq, passbook_id, "offline", False, "offline")
+        except Exception:  # a driver's bug: an outcome must still come
+            # Raised here, it reached no one: the receipt stayed "printing" and the
+            # printer "busy" until the kiosk restarted (termios.error once did so).
+            log.exception("receipt %s not printed: the printer driver failed", seq)
             return Outcome(seq, passbook_id, "offline", False, "offline")
         return Outcome(seq, passbook_id, "ok", True)
 

@@ -14,8 +14,10 @@ under whatever name the kernel gives it this time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import termios
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -95,11 +97,17 @@ class SerialLink:
             return False
         try:
             port = self._opener(self.url, self.baudrate, READ_SLICE_S)
-            # Drop whatever queued while nobody listened: a scale's old weights are stale.
-            port.reset_input_buffer()
         except ValueError as exc:  # pyserial: bad URL scheme or parameter; retrying won't help
             raise PortError(f"cannot use {self.url!r} as a serial port: {exc}") from exc
         except OSError as exc:  # serial.SerialException is an OSError too
+            self._schedule_retry(exc)
+            return False
+        try:
+            # Drop whatever queued while nobody listened: a scale's old weights are stale.
+            port.reset_input_buffer()
+        except (OSError, termios.error) as exc:  # tcflush on a port gone since it opened
+            with contextlib.suppress(OSError, termios.error):
+                port.close()
             self._schedule_retry(exc)
             return False
         if self._failures:
@@ -147,7 +155,7 @@ class SerialLink:
         self._next_attempt = 0.0  # try at once: a quick replug, or a transient error
         return ScaleDisconnected(f"scale port {self.url} disconnected ({exc}); will reopen")
 
-    def _schedule_retry(self, exc: OSError) -> None:
+    def _schedule_retry(self, exc: OSError | termios.error) -> None:
         delay = min(self._backoff_max, self._backoff_initial * 2.0**self._failures)
         delay *= self._rng.uniform(0.5, 1.0)
         self._failures = min(self._failures + 1, 30)

@@ -4,6 +4,8 @@ simulated printer on a pty: paper out, cover open, unplugged, gone mid-receipt."
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -201,3 +203,36 @@ def test_a_printer_that_vanishes_mid_receipt(rig: tuple[SimulatedPrinter, Escpos
     sim.replug()
     printer.print_job(job())
     assert len(sim.wait_receipts(1)) == 1
+
+
+def test_a_printer_unplugged_while_its_port_is_open(
+    rig: tuple[SimulatedPrinter, EscposPrinter],
+) -> None:
+    """The port stays open between jobs: once the printer is gone, pyserial's flush and
+    input reset raise termios.error, which is no OSError. It once escaped the driver and
+    left the kiosk's receipt "printing", and the dead port open, for good."""
+    sim, printer = rig
+    printer.print_job(job())  # the port is open now
+    unplug_and_hang_up(sim, printer)
+    with pytest.raises(PrinterOffline):
+        printer.print_job(job())
+    sim.replug()
+    printer.print_job(job())  # opened afresh
+    unplug_and_hang_up(sim, printer)
+    assert printer.status() is PrinterStatus.OFFLINE
+    sim.replug()
+    assert printer.status() is PrinterStatus.OK
+    printer.print_job(job())
+    assert len(sim.wait_receipts(3)) == 3
+
+
+def unplug_and_hang_up(sim: SimulatedPrinter, printer: EscposPrinter) -> None:
+    """Unplug, then wait until the kernel has hung up the driver's open port (it does so
+    a moment later): from then on tcflush and tcdrain fail, as on a pulled USB cable."""
+    fd = printer._conn.device.fileno()
+    sim.unplug()
+    poll = select.poll()
+    poll.register(fd, select.POLLHUP)
+    deadline = time.monotonic() + 5
+    while not any(ev & select.POLLHUP for _, ev in poll.poll(50)):
+        assert time.monotonic() < deadline, "the port was not hung up"

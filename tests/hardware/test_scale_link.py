@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import select
+import time
 import tty
 from pathlib import Path
 
 import pytest
+import serial
 
 from greenpass.errors import HardwareError
 from hardware.scale import (
@@ -18,7 +21,7 @@ from hardware.scale import (
     UnknownProtocol,
     open_scale,
 )
-from hardware.scale.serial_port import SerialLink
+from hardware.scale.serial_port import SerialLike, SerialLink
 
 
 class ManualClock:
@@ -80,6 +83,35 @@ def test_reopens_when_the_port_appears_and_reads_bytes(tmp_path: Path) -> None:
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
+
+
+def test_a_port_pulled_as_it_opens_is_retried_not_raised(tmp_path: Path) -> None:
+    """The cable pulled between open and the input reset: tcflush raises termios.error,
+    which is no OSError; the link closes the port and tries again later."""
+    path = tmp_path / "scale"
+    master, slave = os.openpty()
+    path.symlink_to(os.ttyname(slave))
+    opened: list[serial.Serial] = []
+
+    def pulled_at_open(url: str, baud: int, timeout: float) -> SerialLike:
+        port = serial.Serial(url, baud, timeout=timeout)
+        opened.append(port)
+        os.close(master)  # pulled: the kernel hangs the open port up a moment later
+        poll = select.poll()
+        poll.register(port.fileno(), select.POLLHUP)
+        deadline = time.monotonic() + 5
+        while not any(ev & select.POLLHUP for _, ev in poll.poll(50)):
+            assert time.monotonic() < deadline, "the port was not hung up"
+        return port
+
+    link = SerialLink(str(path), 9600, opener=pulled_at_open, backoff_initial=0.0)
+    try:
+        assert not link.try_open()
+        assert not link.is_open and not opened[0].is_open  # closed, not leaked
+        assert link.seconds_until_retry() >= 0 and len(opened) == 1
+    finally:
+        link.close()
+        os.close(slave)
 
 
 def test_a_missing_port_reads_disconnected_not_an_exception(tmp_path: Path) -> None:
