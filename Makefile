@@ -30,16 +30,16 @@ typecheck:
 firmware:
 	@scripts/check-firmware
 
-# Two passes: most tests on TEST_WORKERS processes (whole files per worker, so a file's
-# fixtures stay together; the longest files first, by tests/durations.json, which
-# scripts/test-weights rewrites), then the `serial` ones alone: schemathesis folds its
-# per-operation cases into one under xdist, fuzzing less. Three workers on two cores:
-# most tests wait on brokers, central processes, browsers and sockets (a run keeps
-# about 1.5 cores busy), and the third worker fills that wait.
+# Two passes, side by side (scripts/test-passes): most tests on TEST_WORKERS processes
+# (whole files per worker, so a file's fixtures stay together; the longest files first,
+# by tests/durations.json, which scripts/test-weights rewrites), and the `serial` ones
+# in a process of their own: schemathesis folds its per-operation cases into one under
+# xdist, fuzzing less. Three workers on two cores: most tests wait on brokers, central
+# processes, browsers and sockets (a run keeps about 1.5 cores busy), and the third
+# worker fills that wait.
 TEST_WORKERS ?= 3
 pytest:
-	$(BIN)/python -m pytest -q -m "not soak and not serial and not cluster" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m "serial and not soak and not cluster" $(PYTEST_ARGS)
+	@TEST_WORKERS=$(TEST_WORKERS) VENV=$(VENV) PYTEST_ARGS="$(PYTEST_ARGS)" scripts/test-passes
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
 ## kiosk; the fault soak of broker, central and PostgreSQL failures, docs/soak.md,
