@@ -74,6 +74,25 @@ def test_villagers_are_kept_from_enrol_and_status_entries(store: CentralStore, k
     assert rows[ids["li"]].status == "active"
 
 
+def test_a_later_batch_updates_the_villagers_it_names(store: CentralStore, k1: Kiosk) -> None:
+    """Status changes for villagers central already holds, in a batch of their own: the
+    rows are updated (each from its own entry), the others left alone."""
+    ids = populate(k1)
+    ingest(store, k1.topic, k1.batch(), NOW)
+    first = k1.head_seq + 1
+    k1.clock.advance(60_000)
+    k1.ledger.set_villager_status(ids["li"], "inactive", staff_id="S1", reason="moved away")
+    k1.ledger.set_villager_status(ids["zhao"], "active", staff_id="S1", reason="card found")
+    result = ingest(store, k1.topic, k1.batch(first), NOW)
+    assert result.ack is not None and result.ack.status == "ok", result.ack
+    with store.read() as conn:
+        rows = {r.passbook_id: r for r in conn.execute(select(db.villagers))}
+    assert (rows[ids["li"]].status, rows[ids["li"]].source_seq) == ("inactive", first)
+    assert (rows[ids["zhao"]].status, rows[ids["zhao"]].source_seq) == ("active", first + 1)
+    assert rows[ids["li"]].household_name == "Li household"  # kept by a status change
+    assert rows[ids["wang"]].status == "active" and rows[ids["wang"]].source_seq == 2
+
+
 def test_duplicate_batch_is_acked_again_and_not_stored_twice(
     store: CentralStore, k1: Kiosk
 ) -> None:
