@@ -51,13 +51,7 @@ def newest_checkpoint(conn: Connection) -> Newest | None:
 
 def logged_upto(conn: Connection, device_id: str, size: int) -> int:
     """The last of this device's seqs at a leaf below `size` (0: none)."""
-    r = tlog.tlog_runs
-    run = conn.execute(
-        select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
-        .where((r.c.device_id == device_id) & (r.c.first_idx < size))
-        .order_by(r.c.first_seq.desc())
-        .limit(1)
-    ).first()
+    run = conn.execute(_LAST_RUN, {"b_device": device_id, "b_size": size}).first()
     return 0 if run is None else _upto([run], size)
 
 
@@ -74,18 +68,8 @@ def state_log(
     size = newest.size
     held, proven = max(0, status.log_size), max(0, status.log_seq)
     consistency = nodes.prove(merkle.consistency_proof, held, size) if 0 < held < size else []
-    r = tlog.tlog_runs
     rows = list(
-        conn.execute(
-            select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
-            .where(
-                (r.c.device_id == device_id)
-                & (r.c.first_seq + r.c.count > proven + 1)
-                & (r.c.first_idx < size)
-            )
-            .order_by(r.c.first_seq)
-            .limit(RUNS_PER_STATE)
-        )
+        conn.execute(_RUNS_TO_PROVE, {"b_device": device_id, "b_after": proven + 1, "b_size": size})
     )
     runs: list[WireRun] = []
     budget = ENTRIES_PER_STATE
@@ -138,6 +122,24 @@ def wants_proofs_in(conn: Connection, device_id: str, status: Status) -> bool:
 _c, _r = tlog.tlog_checkpoints, tlog.tlog_runs
 # Built once: asked for every status a kiosk sends.
 _NEWEST_SIZE = select(func.max(_c.c.size))
+# Built once: a state push asks them for every kiosk of a village.
+_RUN_COLUMNS = (_r.c.first_idx, _r.c.first_seq, _r.c.count.label("entries"))
+_RUNS_TO_PROVE = (
+    select(*_RUN_COLUMNS)
+    .where(
+        (_r.c.device_id == bindparam("b_device"))
+        & (_r.c.first_seq + _r.c.count > bindparam("b_after"))
+        & (_r.c.first_idx < bindparam("b_size"))
+    )
+    .order_by(_r.c.first_seq)
+    .limit(RUNS_PER_STATE)
+)
+_LAST_RUN = (
+    select(*_RUN_COLUMNS)
+    .where((_r.c.device_id == bindparam("b_device")) & (_r.c.first_idx < bindparam("b_size")))
+    .order_by(_r.c.first_seq.desc())
+    .limit(1)
+)
 _NEWER_RUN = (
     select(_r.c.first_idx)
     .where(
