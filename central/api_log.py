@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from central import tlog
+from central import tlog, tlog_proofs
 from central.api_models import DEVICE_ID_PATTERN, Problem
 from central.store import CentralStore
 from greenpass.errors import CentralError
@@ -91,7 +91,7 @@ def log_router(store: CentralStore) -> APIRouter:
         size: Annotated[int | None, Query(ge=1, le=MAX_SIZE)] = None,
     ) -> InclusionOut:
         try:
-            return InclusionOut.model_validate(tlog.inclusion(store, device, seq, size))
+            return InclusionOut.model_validate(tlog_proofs.inclusion(store, device, seq, size))
         except CentralError as exc:
             raise refused(exc) from exc
 
@@ -108,7 +108,7 @@ def log_router(store: CentralStore) -> APIRouter:
         if from_ > to:  # no such proof, as for a size no checkpoint covers
             raise HTTPException(404, "from must not be more than to")
         try:
-            return ConsistencyOut.model_validate(tlog.consistency(store, from_, to))
+            return ConsistencyOut.model_validate(tlog_proofs.consistency(store, from_, to))
         except CentralError as exc:
             raise refused(exc) from exc
 

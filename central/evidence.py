@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, and_, func, select
 
-from central import db, exports, rules_versions, tlog
+from central import db, exports, rules_versions, tlog, tlog_proofs
 from central.evidence_summary import readme, summary_html
 from central.heads import device_heads
 from central.reports import _ENTRY_FIELDS, entry_from_row
@@ -183,7 +183,7 @@ def _gather(conn: Connection, village_id: str, period: exports.Period) -> _Parts
     heads: dict[str, list[list[Any]]] = {}
     proofs: dict[str, dict[str, Any]] = {}
     versions: set[str] = set()
-    nodes = tlog.Nodes(conn)
+    nodes = tlog_proofs.Nodes(conn)
     for device_id, (lo, hi, _n) in sorted(ranges.items()):
         head = conn.scalar(
             select(func.min(hd.c.seq)).where((hd.c.device_id == device_id) & (hd.c.seq >= hi))
@@ -225,7 +225,7 @@ def _gather(conn: Connection, village_id: str, period: exports.Period) -> _Parts
 
 
 def _proof(
-    conn: Connection, nodes: tlog.Nodes, device_id: str, lo: int, end: int, size: int
+    conn: Connection, nodes: tlog_proofs.Nodes, device_id: str, lo: int, end: int, size: int
 ) -> dict[str, Any]:
     r = tlog.tlog_runs
     runs: list[list[int]] = []

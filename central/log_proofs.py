@@ -16,7 +16,7 @@ proven (`log_seq`). The state's `log` then carries
   an entry proven once is in every later one, so each entry is checked once and, over
   successive states, every one is.
 
-Everything is read in the caller's snapshot (the state's), with one `tlog.Nodes`
+Everything is read in the caller's snapshot (the state's), with one `tlog_proofs.Nodes`
 shared by the village's kiosks: they ask for the same tree.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
-from central import tlog
+from central import tlog, tlog_proofs
 from central.store import CentralStore
 from greenpass import merkle
 from sync.protocol import StateLog, Status, WireRun
@@ -63,7 +63,7 @@ def _upto(runs: Sequence[Any], size: int) -> int:
 
 
 def state_log(
-    conn: Connection, nodes: tlog.Nodes, newest: Newest, device_id: str, status: Status
+    conn: Connection, nodes: tlog_proofs.Nodes, newest: Newest, device_id: str, status: Status
 ) -> StateLog:
     size = newest.size
     held, proven = max(0, status.log_size), max(0, status.log_seq)

@@ -1,5 +1,5 @@
 """A bounded cache of the transparency log's full-subtree hashes, kept by one central
-process across its reads (`CentralStore.log_nodes`, used by `tlog.Nodes`).
+process across its reads (`CentralStore.log_nodes`, used by `tlog_proofs.Nodes`).
 
 Why it may outlive a snapshot: a full subtree node ``(level, index)`` never changes
 once the log holds its leaves (greenpass.merkle: the store is append-only), and a

@@ -22,7 +22,7 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import Connection, func, select, update
 
-from central import db, log_proofs, passbooks, personal_db, reservations, tlog
+from central import db, log_proofs, passbooks, personal_db, reservations, tlog_proofs
 from central.node_cache import NodeCache
 from central.store import CentralStore, Device, device_from_row
 from greenpass.errors import CentralError, ProtocolError
@@ -212,7 +212,7 @@ def _logs(
     newest = log_proofs.newest_checkpoint(conn) if takers else None
     if newest is None:
         return {}
-    nodes = tlog.Nodes(conn, shared)
+    nodes = tlog_proofs.Nodes(conn, shared)
     return {
         device: log_proofs.state_log(conn, nodes, newest, device, status)
         for device, status in takers.items()

@@ -1,5 +1,6 @@
 """Central's public transparency log: every stored entry appended to an RFC 9162
-Merkle tree in central's database, signed checkpoints, and proofs (docs/trust.md).
+Merkle tree in central's database and signed checkpoints (docs/trust.md); it is read,
+and proofs made, through `central.tlog_proofs`.
 
 **Leaves.** One per entry, in the order the log's sequencer takes them
 (`greenpass.tlog_leaf`, which kiosks import too):
@@ -37,7 +38,7 @@ or `every_s` seconds have passed since the last one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -59,14 +60,12 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import db
 from central.db import storage_error
-from central.node_cache import NodeCache
 from greenpass import checkpoint, merkle
 from greenpass.errors import CentralError, ConfigError
 from greenpass.tlog_leaf import device_prefix
@@ -140,135 +139,6 @@ class LogSettings:
                 "e.g. central.county.example/log",
                 key="log_origin",
             )
-
-
-class Nodes:
-    """`merkle.GetNode` over what is stored: levels STEP, 2·STEP, … from `tlog_nodes`,
-    leaves from their entries, the rest hashed up from below; what it reads or makes
-    is kept, and `prefetch` reads a proof's stored nodes in one query. One per read
-    transaction; what it keeps goes into `shared` when given (the store's
-    `log_nodes`, central.node_cache): a full node is the same in every snapshot of
-    one log. (A database restored under a running central is another log: restart
-    central after a restore.)"""
-
-    def __init__(self, conn: Connection, shared: NodeCache | None = None) -> None:
-        self.conn = conn
-        self.cache = shared if shared is not None else NodeCache(limit=None)
-
-    def fetch(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Read the stored nodes of `pairs` not kept yet; keep them, and return them
-        (a shared cache may already have let them go)."""
-        missing = [p for p in pairs if p[0] and not p[0] % STEP and p not in self.cache]
-        found: dict[tuple[int, int], bytes] = {}
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            rows = self.conn.execute(
-                select(tlog_nodes.c.level, tlog_nodes.c.idx, tlog_nodes.c.hash).where(
-                    tuple_(tlog_nodes.c.level, tlog_nodes.c.idx).in_(chunk)
-                )
-            )
-            found.update(((int(r.level), int(r.idx)), bytes(r.hash)) for r in rows)
-        self.cache.update(found.items())
-        return found
-
-    def leaf(self, index: int) -> bytes:
-        """Leaf `index`, recomputed from its entry; the other leaves of its block of
-        2^STEP come with it (every node below a stored level is hashed from one block,
-        and a proof asks for several of them), in a query per run it crosses."""
-        low = index - index % (1 << STEP)
-        high = low + (1 << STEP)
-        r = tlog_runs
-        cols = (r.c.first_idx, r.c.device_id, r.c.first_seq, r.c.count.label("entries"))
-        runs = list(
-            self.conn.execute(
-                select(*cols).where(r.c.first_idx <= low).order_by(r.c.first_idx.desc()).limit(1)
-            )
-        )
-        runs += self.conn.execute(
-            select(*cols).where((r.c.first_idx > low) & (r.c.first_idx < high))
-        )
-        e = db.entries
-        made: list[tuple[tuple[int, int], bytes]] = []
-        for run in runs:
-            first_idx, first_seq = int(run.first_idx), int(run.first_seq)
-            start, end = max(low, first_idx), min(high, first_idx + int(run.entries))
-            if start >= end:
-                continue
-            prefix = device_prefix(str(run.device_id))
-            seqs = (first_seq + start - first_idx, first_seq + end - 1 - first_idx)
-            for seq, h in self.conn.execute(
-                select(e.c.seq, e.c.h).where(
-                    (e.c.device_id == run.device_id) & e.c.seq.between(*seqs)
-                )
-            ):
-                at = first_idx + int(seq) - first_seq
-                data = prefix + int(seq).to_bytes(8, "big") + bytes(h)
-                made.append(((0, at), merkle.leaf_hash(data)))
-        self.cache.update(made)
-        # From what was just made, not the cache: a shared one may have evicted it.
-        found = dict(made).get((0, index))
-        if found is None:
-            raise CentralError(f"transparency log: leaf {index}'s entry is missing")
-        return found
-
-    def __call__(self, level: int, index: int) -> bytes:
-        found = self.cache.get((level, index))
-        if found is not None:
-            return found
-        if level == 0:
-            found = self.leaf(index)
-        elif level % STEP == 0:
-            found = self.fetch({(level, index)}).get((level, index))
-            if found is None:
-                raise CentralError(f"transparency log: node ({level}, {index}) is missing")
-        else:
-            found = merkle.node_hash(self(level - 1, 2 * index), self(level - 1, 2 * index + 1))
-        self.cache[level, index] = found
-        return found
-
-    def prove(self, build: Callable[..., list[bytes]], *args: Any) -> list[bytes]:
-        """`build(*args, get)`, a proof builder of greenpass.merkle: in one pass when
-        every node it reads is kept already (a state push's proofs, mostly), otherwise
-        after one query for the stored nodes it reads (`prefetch`)."""
-        proof, wanted, missed = self._walk(build, args)
-        if not missed:
-            return proof
-        self._fetch_below(wanted)
-        return build(*args, self)
-
-    def prefetch(self, build: Callable[..., list[bytes]], *args: Any) -> None:
-        """Run a proof builder once on what is kept, then fetch the stored nodes it read."""
-        self._fetch_below(self._walk(build, args)[1])
-
-    def _walk(
-        self, build: Callable[..., list[bytes]], args: tuple[Any, ...]
-    ) -> tuple[list[bytes], set[tuple[int, int]], bool]:
-        """`build` run on the kept nodes alone (a placeholder for each one not kept):
-        its proof, the nodes it asked for (they depend only on the sizes), and whether
-        any was missing."""
-        wanted: set[tuple[int, int]] = set()
-        missed = False
-
-        def kept(level: int, index: int) -> bytes:
-            nonlocal missed
-            wanted.add((level, index))
-            found = self.cache.get((level, index))
-            if found is None:
-                missed = True
-                return bytes(32)
-            return found
-
-        return build(*args, kept), wanted, missed
-
-    def _fetch_below(self, wanted: set[tuple[int, int]]) -> None:
-        # A node between stored levels is hashed from the 2^(level % STEP) stored nodes
-        # below it: all of them, not the first alone (each missing one was a query).
-        below = {
-            (lv - lv % STEP, (i << (lv % STEP)) + k)
-            for lv, i in wanted
-            for k in range(1 << (lv % STEP))
-        }
-        self.fetch(wanted | below)
 
 
 @dataclass
@@ -474,54 +344,3 @@ def latest_checkpoint(store: CentralStore, size: int | None = None) -> tuple[int
     with store.read("reading the log's checkpoint") as conn:
         row = conn.execute(q).first()
     return None if row is None else (int(row.size), str(row.note))
-
-
-def _checked_size(conn: Connection, size: int | None) -> int:
-    c = tlog_checkpoints
-    newest = int(conn.scalar(select(func.max(c.c.size))) or 0)
-    if size is None:
-        if newest == 0:
-            raise CentralError("the log has no checkpoint yet")
-        return newest
-    if not 0 < size <= newest:
-        raise CentralError(f"no checkpoint covers size {size} (the newest is {newest})")
-    return size
-
-
-def inclusion(
-    store: CentralStore, device_id: str, seq: int, size: int | None = None
-) -> dict[str, object]:
-    """Where entry (device, seq) is in the log, and the proof that a tree of `size`
-    (default: the newest checkpoint's) includes it."""
-    with store.read("proving an inclusion", snapshot=True) as conn:
-        size = _checked_size(conn, size)
-        r = tlog_runs
-        run = conn.execute(
-            select(r.c.first_idx, r.c.first_seq, r.c.count.label("entries"))
-            .where((r.c.device_id == device_id) & (r.c.first_seq <= seq))
-            .order_by(r.c.first_seq.desc())
-            .limit(1)
-        ).first()
-        index = None
-        if run is not None and seq < int(run.first_seq) + int(run.entries):
-            index = int(run.first_idx) + seq - int(run.first_seq)
-        if index is None or index >= size:
-            raise CentralError(f"entry {device_id}:{seq} is not in the log at size {size}")
-        nodes = Nodes(conn, store.log_nodes)
-        proof = nodes.prove(merkle.inclusion_proof, int(index), size)
-        leaf = nodes(0, int(index))
-    return {
-        "device_id": device_id, "seq": seq, "index": int(index), "size": size,
-        "leaf_hash": leaf.hex(), "proof": [p.hex() for p in proof],
-    }  # fmt: skip
-
-
-def consistency(store: CentralStore, old: int, new: int) -> dict[str, object]:
-    """The proof that the tree of size `new` extends the one of size `old`."""
-    with store.read("proving consistency", snapshot=True) as conn:
-        new = _checked_size(conn, new)
-        if not 0 < old <= new:
-            raise CentralError(f"a consistency proof needs 0 < from <= to, got {old}, {new}")
-        nodes = Nodes(conn, store.log_nodes)
-        proof = nodes.prove(merkle.consistency_proof, old, new)
-    return {"from": old, "to": new, "proof": [p.hex() for p in proof]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Connection
 
-from central import tlog
+from central import tlog, tlog_proofs
 from central.node_cache import NodeCache
 from central.store import CentralStore
 from greenpass import merkle
@@ -15,8 +15,8 @@ from tests.central.conftest import NOW, Kiosk
 from tests.central.test_tlog import EVERY, KEY, leaves_of, sync
 
 
-class Reads(tlog.Nodes):
-    """`tlog.Nodes` counting its queries: leaf blocks and stored-node fetches."""
+class Reads(tlog_proofs.Nodes):
+    """`tlog_proofs.Nodes` counting its queries: leaf blocks and stored-node fetches."""
 
     def __init__(self, conn: Connection, shared: NodeCache | None = None) -> None:
         super().__init__(conn, shared)

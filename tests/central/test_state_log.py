@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from central import log_proofs, tlog
+from central import log_proofs, tlog, tlog_proofs
 from central.ingest import ingest
 from central.service import CentralService
 from central.state import build_state
@@ -165,7 +165,7 @@ def test_a_kiosk_behind_gets_its_runs_from_where_it_stands(
         assert newest is not None
         status = protocol.Status(device_id="K1", online=True, log_seq=2)
         monkeypatch.setattr(log_proofs, "ENTRIES_PER_STATE", 3)
-        capped = log_proofs.state_log(conn, tlog.Nodes(conn), newest, "K1", status)
+        capped = log_proofs.state_log(conn, tlog_proofs.Nodes(conn), newest, "K1", status)
     (run,) = capped.runs
     assert (run.index, run.first_seq, run.count) == (2, 3, 3)
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, func, select, text
 
-from central import tlog
+from central import tlog, tlog_proofs
 from central.api import create_app
 from central.ingest import ingest
 from central.store import CentralStore
@@ -71,7 +71,7 @@ def test_entries_become_leaves_under_signed_checkpoints(
     assert first.size == n and first.root_hash == merkle.root(list(mine.values()))
     # Every entry's inclusion verifies against the checkpoint, with the kiosk's leaf.
     for (device, seq), leaf in mine.items():
-        proof = tlog.inclusion(store, device, seq)
+        proof = tlog_proofs.inclusion(store, device, seq)
         assert bytes.fromhex(str(proof["leaf_hash"])) == leaf
         path = [bytes.fromhex(p) for p in proof["proof"]]  # type: ignore[union-attr]
         assert merkle.verify_inclusion(leaf, int(proof["index"]), n, path, first.root_hash)  # type: ignore[call-overload]
@@ -90,7 +90,7 @@ def test_entries_become_leaves_under_signed_checkpoints(
         later = tlog.latest_checkpoint(store)
         assert later is not None and later[0] == n + k2.head_seq
         second = opened(later[1])
-        proof = [bytes.fromhex(p) for p in tlog.consistency(store, n, second.size)["proof"]]  # type: ignore[union-attr]
+        proof = [bytes.fromhex(p) for p in tlog_proofs.consistency(store, n, second.size)["proof"]]  # type: ignore[union-attr]
         assert merkle.verify_consistency(n, second.size, first.root_hash, second.root_hash, proof)
         assert not merkle.verify_consistency(n, second.size, bytes(32), second.root_hash, proof)
         assert second.root_hash == merkle.root(
@@ -243,11 +243,11 @@ def test_a_log_of_hundreds_of_entries_proves_every_one_at_every_checkpoint(
     for size in sizes:
         root = merkle.root(leaves[:size])
         for index in range(0, size, 7):
-            proof = tlog.inclusion(store, "K1", index + 1, size)
+            proof = tlog_proofs.inclusion(store, "K1", index + 1, size)
             path = [bytes.fromhex(p) for p in proof["proof"]]  # type: ignore[union-attr]
             assert merkle.verify_inclusion(leaves[index], index, size, path, root), (index, size)
     for old, new in itertools.pairwise(sizes):
-        proof = [bytes.fromhex(p) for p in tlog.consistency(store, old, new)["proof"]]  # type: ignore[union-attr]
+        proof = [bytes.fromhex(p) for p in tlog_proofs.consistency(store, old, new)["proof"]]  # type: ignore[union-attr]
         assert merkle.verify_consistency(
             old, new, merkle.root(leaves[:old]), merkle.root(leaves[:new]), proof
         )
@@ -267,8 +267,8 @@ def test_a_log_of_hundreds_of_entries_proves_every_one_at_every_checkpoint(
             assert nodes.late == [], (start, end, nodes.late)
 
 
-class Counted(tlog.Nodes):
-    """`tlog.Nodes` noting each fetch."""
+class Counted(tlog_proofs.Nodes):
+    """`tlog_proofs.Nodes` noting each fetch."""
 
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
