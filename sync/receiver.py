@@ -46,6 +46,13 @@ class Outgoing:
 Handler = Callable[[str, bytes], list[Outgoing]]
 Tick = Callable[[], list[Outgoing]]
 
+# While messages keep arriving, the tick (central's state pushes, mostly) waits for a
+# moment without one, but at most this long: acks first. In a reconnect storm every
+# batch changes its village, and pushing each village at each of its changes took a
+# third of the receiver's time (py-spy); pushed later, one state carries many
+# batches' changes. A kiosk learns another kiosk's deposits that much later at most.
+BUSY_TICK_DELAY_S = 10.0
+
 
 class Receiver:
     def __init__(
@@ -58,6 +65,7 @@ class Receiver:
         on_connect: Tick | None = None,
         on_reserve: Handler | None = None,
         tick_s: float = 0.25,
+        busy_tick_delay_s: float = BUSY_TICK_DELAY_S,
         backoff: Backoff | None = None,
     ) -> None:
         self.broker = broker
@@ -68,6 +76,7 @@ class Receiver:
         # Requests to reserve another kiosk's entry for a reversal (sync.reserve_wire).
         self.on_reserve = on_reserve
         self.tick_s = tick_s
+        self.busy_tick_delay_s = busy_tick_delay_s
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=15)
         self.stop_event = threading.Event()
         self.connected = threading.Event()
@@ -127,7 +136,9 @@ class Receiver:
                     # resent by its kiosk, and an unacknowledged message holds one of
                     # the broker's few in-flight places for this connection.
                     t.ack(msg)
-            if self.tick is not None and time.monotonic() >= next_tick:
+            now = time.monotonic()
+            idle = t.inbox.empty() or now >= next_tick + self.busy_tick_delay_s
+            if self.tick is not None and now >= next_tick and idle:
                 self._send(t, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s
 

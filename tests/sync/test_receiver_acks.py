@@ -116,3 +116,46 @@ def test_a_killed_worker_leaves_the_batches_it_had_not_handled_with_the_broker(
         if stuck.poll() is None:
             stuck.kill()
             stuck.wait(10)
+
+
+def busy_receiver(broker: Broker, delay_s: float) -> tuple[Receiver, list[float], list[float]]:
+    """A worker that takes 30 ms per batch; when it handled each batch and ran each tick."""
+    handled: list[float] = []
+    ticked: list[float] = []
+
+    def on_batch(_topic: str, _payload: bytes) -> list[Outgoing]:
+        time.sleep(0.03)
+        handled.append(time.monotonic())
+        return []
+
+    def tick() -> list[Outgoing]:
+        ticked.append(time.monotonic())
+        return []
+
+    receiver = Receiver(
+        BrokerConfig(broker.url, "central", "central-pw", "gp-central-1", broker.ca_cert),
+        on_batch, lambda _t, _b: None, tick=tick, tick_s=0.05, busy_tick_delay_s=delay_s,
+    )  # fmt: skip
+    receiver.start()
+    wait_for("the worker subscribed", receiver.connected.is_set)
+    return receiver, handled, ticked
+
+
+def test_ticks_wait_while_batches_keep_coming_but_not_for_ever(broker: Broker) -> None:
+    """State pushes (the tick) come after acks: while batches wait in the worker's inbox
+    no tick runs, up to `busy_tick_delay_s`; then one does even under load."""
+    kiosk = broker.client("K1", "k1-pw", client_id="gp-K1")
+    for delay_s, expect_ticks_while_busy in ((30.0, False), (0.3, True)):
+        receiver, handled, ticked = busy_receiver(broker, delay_s)
+        try:
+            wait_for("a first tick", lambda: bool(ticked))  # noqa: B023 - waited here
+            for n in range(60):  # 1.8 s of work
+                kiosk.publish(p.topic("K1", p.BATCH), f"b{n}".encode(), qos=1)
+            wait_for("every batch handled", lambda: len(handled) == 60, timeout=30)  # noqa: B023
+            busy = [t for t in ticked if handled[1] < t < handled[-2]]
+            assert bool(busy) is expect_ticks_while_busy, (delay_s, busy)
+            # Idle again: the ticks come back at their pace.
+            after = len(ticked)
+            wait_for("ticks once idle", lambda: len(ticked) >= after + 3)  # noqa: B023
+        finally:
+            receiver.stop()
