@@ -47,7 +47,7 @@ from central.rabbit import (
     STATUS_QUEUE,
 )
 from greenpass.errors import ConfigError, StorageError
-from sync.receiver import Handler, Outgoing, Tick
+from sync.receiver import BUSY_TICK_DELAY_S, Handler, Outgoing, Tick
 from sync.transport import Backoff
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class AmqpReceiver:
         tick: Tick | None = None,
         on_connect: Tick | None = None,
         tick_s: float = 0.25,
+        busy_tick_delay_s: float = BUSY_TICK_DELAY_S,
         backoff: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
@@ -99,6 +100,7 @@ class AmqpReceiver:
         self.tick = tick
         self.on_connect = on_connect
         self.tick_s = tick_s
+        self.busy_tick_delay_s = busy_tick_delay_s
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=15)
         self.stop_event = threading.Event()
         self.connected = threading.Event()
@@ -150,8 +152,13 @@ class AmqpReceiver:
             self._send(ch, self._guard(self.on_connect))
         next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
+            before = self.handled
             conn.process_data_events(time_limit=self.tick_s)
-            if self.tick is not None and time.monotonic() >= next_tick:
+            # As `sync.receiver` does: while batches keep coming, the pushes wait
+            # (up to `busy_tick_delay_s`), acks first.
+            now = time.monotonic()
+            idle = self.handled == before or now >= next_tick + self.busy_tick_delay_s
+            if self.tick is not None and now >= next_tick and idle:
                 self._send(ch, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s
 
