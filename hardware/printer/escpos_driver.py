@@ -118,7 +118,7 @@ class EscposPrinter(Printer):
 
             try:
                 self._conn = self._connect()
-            except (OSError, EscposError, ValueError) as exc:
+            except (*_GONE, EscposError, ValueError) as exc:  # pyserial's open: tcsetattr
                 raise PrinterOffline(f"printer not reachable: {exc}".strip()) from exc
         return self._conn
 

@@ -99,7 +99,7 @@ class SerialLink:
             port = self._opener(self.url, self.baudrate, READ_SLICE_S)
         except ValueError as exc:  # pyserial: bad URL scheme or parameter; retrying won't help
             raise PortError(f"cannot use {self.url!r} as a serial port: {exc}") from exc
-        except OSError as exc:  # serial.SerialException is an OSError too
+        except (OSError, termios.error) as exc:  # SerialException; tcsetattr as it opens
             self._schedule_retry(exc)
             return False
         try:

@@ -5,6 +5,7 @@ simulated printer on a pty: paper out, cover open, unplugged, gone mid-receipt."
 from __future__ import annotations
 
 import select
+import termios
 import time
 from collections.abc import Iterator
 
@@ -236,3 +237,16 @@ def unplug_and_hang_up(sim: SimulatedPrinter, printer: EscposPrinter) -> None:
     deadline = time.monotonic() + 5
     while not any(ev & select.POLLHUP for _, ev in poll.poll(50)):
         assert time.monotonic() < deadline, "the port was not hung up"
+
+
+def test_a_printer_whose_port_fails_its_setup_is_offline() -> None:
+    """pyserial's open sets the line up with tcsetattr, whose termios.error it lets
+    through (a port that hung up as it opened): offline, as any printer not reachable."""
+
+    def hung_up() -> object:
+        raise termios.error(5, "Input/output error")
+
+    printer = EscposPrinter("serial", hung_up)
+    assert printer.status() is PrinterStatus.OFFLINE
+    with pytest.raises(PrinterOffline, match="not reachable"):
+        printer.print_job(job())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import select
+import termios
 import time
 import tty
 from pathlib import Path
@@ -112,6 +113,18 @@ def test_a_port_pulled_as_it_opens_is_retried_not_raised(tmp_path: Path) -> None
     finally:
         link.close()
         os.close(slave)
+
+
+def test_a_port_that_fails_its_setup_as_it_opens_is_retried_not_raised() -> None:
+    """pyserial's own open sets the line up with tcsetattr, whose termios.error it lets
+    through: the link tries again later, as for any port that cannot be opened."""
+
+    def hung_up(_url: str, _baud: int, _timeout: float) -> SerialLike:
+        raise termios.error(5, "Input/output error")
+
+    link = SerialLink("/dev/ttyUSB-scale", 9600, opener=hung_up, backoff_initial=0.0)
+    assert not link.try_open() and not link.is_open
+    assert not link.try_open()  # and again, still without raising
 
 
 def test_a_missing_port_reads_disconnected_not_an_exception(tmp_path: Path) -> None:
