@@ -39,7 +39,7 @@ firmware:
 # worker fills that wait.
 TEST_WORKERS ?= 3
 pytest:
-	@TEST_WORKERS=$(TEST_WORKERS) VENV=$(VENV) PYTEST_ARGS="$(PYTEST_ARGS)" scripts/test-passes
+	@TEST_WORKERS=$(TEST_WORKERS) VENV=$(VENV) scripts/test-passes $(PYTEST_ARGS)
 
 ## soak: the long runs (hundreds of SIGKILLs of a depositing process and of a syncing
 ## kiosk; the fault soak of broker, central and PostgreSQL failures, docs/soak.md,

@@ -91,7 +91,11 @@ class _Connection:
     live: ClassVar[set[_Connection]] = set()  # for the process's one loop_misc task
 
     def __init__(
-        self, cfg: BrokerConfig, loop: asyncio.AbstractEventLoop, will: tuple[str, bytes]
+        self,
+        cfg: BrokerConfig,
+        loop: asyncio.AbstractEventLoop,
+        will: tuple[str, bytes],
+        reads: frozenset[str],
     ) -> None:
         self.cfg, self.loop = cfg, loop
         self.client = c = new_client(cfg, will=will)
@@ -106,7 +110,7 @@ class _Connection:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = lambda _c, _u, _m, codes, _p: _settle(self.suback, list(codes))
-        self.topics: set[str] = set()  # subscribed on this connection
+        self.reads = reads  # the topics this kiosk reads; anything else is dropped
         c.on_message = self._on_message
 
     def _opened(self, _c: Any, _u: Any, sock: Any) -> None:
@@ -135,8 +139,8 @@ class _Connection:
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         # A session resumed from an earlier connection under this client id may hold
         # other subscriptions (a bench's probe of the states): a kiosk dispatches by
-        # topic, and this one reads only what it subscribed to here.
-        if msg.topic in self.topics:
+        # topic, and this one reads only its acks (also those the session kept).
+        if msg.topic in self.reads:
             self.inbox.put_nowait(bytes(msg.payload))
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -158,7 +162,6 @@ class _Connection:
             raise TransportError(f"broker refused {self.cfg.username!r}: {reason}")
 
     async def subscribe(self, topic: str) -> None:
-        self.topics.add(topic)
         if self.cfg.v5:
             rc, _ = self.client.subscribe([(topic, SubscribeOptions(qos=1))])
         else:
@@ -229,14 +232,17 @@ class SimKiosk:
 
     async def run(self, report: Report, stop: asyncio.Event) -> None:
         name, loop = self.cfg.username, asyncio.get_running_loop()
+        ack_topic = p.topic(name, p.ACK)
         backoff = Backoff(0.5, 30)
         ack_wait = AckWait(ACK_TIMEOUT_S)
         while not stop.is_set() and not self.done:
-            conn = _Connection(self.cfg, loop, (p.topic(name, p.STATUS), self.offline))
+            conn = _Connection(
+                self.cfg, loop, (p.topic(name, p.STATUS), self.offline), frozenset({ack_topic})
+            )
             try:
                 await conn.connect()
                 self.connects += 1
-                await conn.subscribe(p.topic(name, p.ACK))
+                await conn.subscribe(ack_topic)
                 conn.publish(p.topic(name, p.STATUS), self.online, retain=True)
                 if self.connects == 1:
                     report("sub", name, time.perf_counter(), "")

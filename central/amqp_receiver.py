@@ -154,10 +154,12 @@ class AmqpReceiver:
         while not self.stop_event.is_set():
             before = self.handled
             conn.process_data_events(time_limit=self.tick_s)
-            # As `sync.receiver` does: while batches keep coming, the pushes wait
-            # (up to `busy_tick_delay_s`), acks first.
+            # As `sync.receiver` does: while batches wait, the pushes wait (up to
+            # `busy_tick_delay_s`), acks first. process_data_events returns once it
+            # has dispatched what was buffered: more than one batch in a slice means
+            # they were queueing, one alone only that they keep coming.
             now = time.monotonic()
-            idle = self.handled == before or now >= next_tick + self.busy_tick_delay_s
+            idle = self.handled - before <= 1 or now >= next_tick + self.busy_tick_delay_s
             if self.tick is not None and now >= next_tick and idle:
                 self._send(ch, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s

@@ -173,8 +173,9 @@ def apply_villagers(conn: Connection, dev: Device, changes: list[Entry]) -> None
         conn.execute(_VILLAGER_UPDATE, updated)
 
 
-# Built once (a reconnect storm's batches each carry an enrolment, and statements built
-# per call took a tenth of ingest's time there).
+# Built once: a reconnect storm's batches each carry an enrolment, and there this and
+# `personal.record_commitments` took a quarter of the receiver's time (py-spy), much of
+# it building their statements.
 _v = db.villagers
 _VILLAGERS_IN = select(_v).where(_v.c.passbook_id.in_(bindparam("b_ids", expanding=True)))
 _VILLAGER_INSERT = insert(_v)
