@@ -19,7 +19,6 @@ UNKNOWN and a missing roll goes unnoticed (docs/hardware-printer.md).
 from __future__ import annotations
 
 import logging
-import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -34,12 +33,7 @@ from hardware.printer.errors import (
     PrinterOffline,
     PrinterTimeout,
 )
-
-# A device that is gone: pyserial raises SerialException (an OSError) from a read or a
-# write, but termios.error, which is no OSError, from flush() and reset_input_buffer()
-# (tcdrain, tcflush). Once escaped the printer thread, it left the receipt "printing"
-# and the dead port open for good.
-_GONE = (OSError, termios.error)
+from hardware.serial_errors import PORT_GONE
 
 KINDS = ("serial", "usb", "file")
 CHUNK = 512  # bytes per write: small enough that a vanished printer is noticed mid-receipt
@@ -118,7 +112,7 @@ class EscposPrinter(Printer):
 
             try:
                 self._conn = self._connect()
-            except (*_GONE, EscposError, ValueError) as exc:  # pyserial's open: tcsetattr
+            except (*PORT_GONE, EscposError, ValueError) as exc:
                 raise PrinterOffline(f"printer not reachable: {exc}".strip()) from exc
         return self._conn
 
@@ -160,7 +154,7 @@ class EscposPrinter(Printer):
             return self._status(self._open())
         except PrinterError:
             return PrinterStatus.OFFLINE
-        except _GONE as exc:  # SerialException, USBError, termios.error: gone while asking
+        except PORT_GONE as exc:  # SerialException, USBError, termios.error: gone while asking
             self._log.info("printer: status: %s", exc)
             self._drop()
             return PrinterStatus.OFFLINE
@@ -180,7 +174,7 @@ class EscposPrinter(Printer):
         except serial.SerialTimeoutException as exc:
             self._drop()
             raise PrinterTimeout("the printer stopped taking the receipt (jammed?)") from exc
-        except _GONE as exc:  # SerialException, USBError, a device file gone, termios.error
+        except PORT_GONE as exc:  # SerialException, USBError, a device file gone, termios.error
             self._drop()
             raise PrinterOffline(f"the printer went away: {exc}") from exc
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import termios
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -25,6 +24,7 @@ from typing import Protocol
 import serial
 
 from hardware.scale.errors import PortError, ScaleDisconnected
+from hardware.serial_errors import PORT_GONE
 
 
 class SerialLike(Protocol):
@@ -99,14 +99,14 @@ class SerialLink:
             port = self._opener(self.url, self.baudrate, READ_SLICE_S)
         except ValueError as exc:  # pyserial: bad URL scheme or parameter; retrying won't help
             raise PortError(f"cannot use {self.url!r} as a serial port: {exc}") from exc
-        except (OSError, termios.error) as exc:  # SerialException; tcsetattr as it opens
+        except PORT_GONE as exc:
             self._schedule_retry(exc)
             return False
         try:
             # Drop whatever queued while nobody listened: a scale's old weights are stale.
             port.reset_input_buffer()
-        except (OSError, termios.error) as exc:  # tcflush on a port gone since it opened
-            with contextlib.suppress(OSError, termios.error):
+        except PORT_GONE as exc:  # a port gone since it opened
+            with contextlib.suppress(*PORT_GONE):
                 port.close()
             self._schedule_retry(exc)
             return False
@@ -155,7 +155,7 @@ class SerialLink:
         self._next_attempt = 0.0  # try at once: a quick replug, or a transient error
         return ScaleDisconnected(f"scale port {self.url} disconnected ({exc}); will reopen")
 
-    def _schedule_retry(self, exc: OSError | termios.error) -> None:
+    def _schedule_retry(self, exc: Exception) -> None:
         delay = min(self._backoff_max, self._backoff_initial * 2.0**self._failures)
         delay *= self._rng.uniform(0.5, 1.0)
         self._failures = min(self._failures + 1, 30)

@@ -23,6 +23,10 @@ import serial
 
 from hardware.scanner.base import Scan, Scanner
 from hardware.scanner.errors import ScannerClosed, ScannerUnavailable
+from hardware.serial_errors import PORT_GONE
+
+# A port not there, gone as it opened, or named wrongly: the scanner is tried again.
+_CANNOT_OPEN: tuple[type[Exception], ...] = (*PORT_GONE, ValueError)
 
 _log = logging.getLogger(__name__)
 _TERMINATORS = b"\r\n"
@@ -149,7 +153,7 @@ class SerialScanner(Scanner):
     def _open(self) -> SerialPort | None:
         try:
             return self._opener(self.port_name, self.baud, self.poll_s)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except _CANNOT_OPEN as exc:
             _log.debug("cannot open %s: %s", self.port_name, exc)
             return None
 

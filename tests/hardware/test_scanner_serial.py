@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from hardware.scanner import LineFramer, ScannerClosed, ScannerConfig, SerialScanner, open_scanner
 from hardware.scanner.errors import ScannerError, ScannerUnavailable
+from hardware.scanner.serial_scanner import SerialPort
 from simulator.serial_scanner import SimulatedSerialScanner
 
 
@@ -153,3 +155,14 @@ def test_serial_scanner_needs_no_camera_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_port_that_fails_its_setup_as_it_opens_is_unavailable_not_a_crash() -> None:
+    """pyserial's own open sets the line up with tcsetattr, whose termios.error it lets
+    through (a scanner pulled as it opened): as for any port that cannot be opened."""
+
+    def hung_up(_port: str, _baud: float, _timeout: float) -> SerialPort:
+        raise termios.error(5, "Input/output error")
+
+    with pytest.raises(ScannerUnavailable, match="could not be opened"):
+        SerialScanner("/dev/ttyACM-scanner", opener=hung_up)
