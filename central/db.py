@@ -1,27 +1,18 @@
 """Central's database: one SQLAlchemy Core schema for SQLite (one site) and PostgreSQL.
 
-`open_engine` turns a URL or a plain file path into an engine with the settings the
-ingest relies on; `central.migrations.migrate` creates the schema through numbered
+`central.engines.open_engine` turns a URL or a plain file path into an engine with
+the settings the ingest relies on; `central.migrations.migrate` creates the schema through numbered
 migrations recorded in `schema_migrations` (steps 1 to 4 are here, beside the tables
 they make), so reopening is a no-op and a later version only adds steps.
 
-SQLite: WAL, `synchronous=FULL` (an ack is sent only after the commit, so a committed
-batch must survive a power cut), foreign keys on, a busy timeout, and SQLAlchemy in
-charge of BEGIN (the documented pysqlite recipe). Write transactions start with
-`BEGIN IMMEDIATE`, so two writers queue on the lock at BEGIN instead of both reading
-and then failing to upgrade. A connection marked `read_only` gets a plain `BEGIN`.
-
-PostgreSQL: `postgresql://` is rewritten to the psycopg 3 driver. Writers serialise on
-the device row (`SELECT … FOR UPDATE`); readers that must see one snapshot ask for
-REPEATABLE READ.
+Writers serialise on the device row (`SELECT … FOR UPDATE` on PostgreSQL, `BEGIN
+IMMEDIATE` on SQLite); readers that must see one snapshot ask for REPEATABLE READ.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +22,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -43,20 +33,14 @@ from sqlalchemy import (
     Table,
     Text,
     case,
-    create_engine,
-    event,
     insert,
     literal,
     select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from greenpass.errors import ConfigError, StorageError
+from greenpass.errors import StorageError
 from greenpass.record.entries import GENESIS_H, Kind
-
-BUSY_TIMEOUT_MS = 10_000
-READ_ONLY = "gp_read_only"  # execution option: this connection only reads (plain BEGIN)
 
 metadata = MetaData()
 
@@ -460,67 +444,3 @@ def storage_error(exc: SQLAlchemyError, doing: str) -> StorageError:
     """One line a technician can act on; the driver's text says what failed."""
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return StorageError(f"central database: {doing} failed: {first[0] if first else exc!r}")
-
-
-# --- engines ----------------------------------------------------------------------------
-
-
-def is_postgres(engine_or_conn: Engine | Connection) -> bool:
-    return engine_or_conn.dialect.name == "postgresql"
-
-
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # The sqlite3 driver must not open transactions itself: it would start
-        # them lazily and DEFERRED, and commit before DDL.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StorageError(f"{url}: cannot switch SQLite to WAL journal (got {mode})")
-        cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
-        # Erased personal data is overwritten, not left in free space (central.personal).
-        cur.execute("PRAGMA secure_delete = ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def open_engine(url: str | Path) -> Engine:
-    """An engine for `url`: a file path or `sqlite:///…` (SQLite), or `postgresql://…`."""
-    raw = str(url)
-    if "://" not in raw:
-        if not raw or raw == ":memory:":
-            raise ConfigError("central needs a database file or URL, not an in-memory database")
-        raw = "sqlite:///" + os.path.abspath(raw)
-    try:
-        parsed = make_url(raw)
-    except ArgumentError as exc:
-        raise ConfigError(f"database URL {raw!r} is not valid: {exc}") from exc
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend == "sqlite" and driver in ("", "pysqlite"):
-        if not parsed.database or parsed.database == ":memory:":
-            raise ConfigError(
-                f"database URL {raw!r} names no file; central needs one (sqlite:///path.db)"
-            )
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return _sqlite_engine(parsed.render_as_string(hide_password=False))
-    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
-        pg = parsed.set(drivername="postgresql+psycopg")
-        # pre_ping: after a PostgreSQL restart the pool's old connections are dead; test
-        # each on checkout rather than failing one batch per stale connection.
-        return create_engine(pg, pool_pre_ping=True)
-    raise ConfigError(
-        f"database URL {raw!r}: central supports a SQLite file (path or sqlite:///…) "
-        "or PostgreSQL (postgresql://user@host/db)"
-    )

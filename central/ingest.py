@@ -73,6 +73,14 @@ class IngestResult:
     stored: int
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch checked against `device`, the device row as last read (`Ingest.prepare`)."""
+
+    device: Device
+    batch: protocol.Batch
+
+
 class _DeviceChanged(Exception):
     """The device row, read under the transaction's lock, is not the one the batch was
     checked against (re-enrolled with a new key, moved to another village)."""
@@ -95,7 +103,26 @@ class Ingest:
         them on connecting to the broker)."""
         self._known.update((d.device_id, d) for d in devices)
 
-    def batch(self, topic: str, payload: bytes, now_ms: int) -> IngestResult:
+    def prepare(self, topic: str, payload: bytes) -> Prepared | None:
+        """The checks of a batch from a known device, made ahead of `batch` (on another
+        thread: `sync.receiver.Receiver`'s first stage). None when the batch needs
+        `batch`'s whole path: an unknown device, or anything refused, since a refusal is
+        decided on a fresh read there. Never raises: `batch` repeats whatever failed."""
+        device_id = protocol.device_of(topic, protocol.BATCH)
+        cached = self._known.get(device_id) if device_id is not None else None
+        if cached is None:
+            return None
+        try:
+            env = protocol.open_envelope(payload, "batch")
+            return Prepared(cached, checked(self.store, opened(env, cached), cached))
+        except Exception:  # noqa: BLE001 - decided again, and reported, by `batch`
+            return None
+
+    def batch(
+        self, topic: str, payload: bytes, now_ms: int, ready: Prepared | None = None
+    ) -> IngestResult:
+        """Ingest one batch; `ready` is what `prepare` made of the same topic and payload,
+        taken if the device is still as it was checked against."""
         store = self.store
         known = self._known
         device_id = protocol.device_of(topic, protocol.BATCH)
@@ -106,6 +133,11 @@ class Ingest:
                 raise ProtocolError(
                     "rejected", f"topic {topic!r} is not {protocol.TOPIC_ROOT}/<D>/up/batch"
                 )
+            if ready is not None and known.get(device_id) is ready.device:
+                try:
+                    return _store_batch(store, ready.device, ready.batch, now_ms)
+                except (ProtocolError, _DeviceChanged):
+                    known.pop(device_id, None)  # decide on the device row as it is now
             env = protocol.open_envelope(payload, "batch")
             cached = known.get(device_id)
             if cached is not None:

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import db, heads, personal_db, pushes, registry_db, reservations, rollup, tlog
-from central.db import is_postgres, schema_migrations
+from central.db import schema_migrations
+from central.engines import is_postgres
 from greenpass.errors import StorageError
 
 

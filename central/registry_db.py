@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 
-from central import db
+from central import db, engines
 from greenpass.errors import ConfigError
 
 m = db.metadata
@@ -143,7 +143,7 @@ def migrate_v10(conn: Connection) -> None:
         for c in db.accounts.constraints
         if isinstance(c, CheckConstraint)
     }
-    if db.is_postgres(conn):
+    if engines.is_postgres(conn):
         conn.execute(text(
             "ALTER TABLE accounts ADD COLUMN registry_account VARCHAR(64) "
             "REFERENCES registry_accounts (account_id)"

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from central import log_proofs, pushes, reservations, sequencer, tlog
 from central.amqp_receiver import AmqpConfig, AmqpReceiver
 from central.db import storage_error
-from central.ingest import Ingest
+from central.ingest import Ingest, IngestResult
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
@@ -90,6 +90,7 @@ class CentralService:
                 tick=self.on_tick,
                 on_connect=self.all_states,
                 on_reserve=self.on_reserve,
+                prepare_batch=self.prepare_batch,
             )
             if amqp is None
             else AmqpReceiver(
@@ -143,7 +144,15 @@ class CentralService:
     # --- handlers (the receiver's thread) -----------------------------------------------
 
     def on_batch(self, topic: str, payload: bytes) -> list[Outgoing]:
-        result = self.ingest.batch(topic, payload, self.now_ms())
+        return self._handled(self.ingest.batch(topic, payload, self.now_ms()))
+
+    def prepare_batch(self, topic: str, payload: bytes) -> Callable[[], list[Outgoing]]:
+        """`on_batch` in two stages (`Receiver.prepare_batch`): the checks now, on the
+        receiver's first stage; the transaction when the returned handler runs."""
+        ready = self.ingest.prepare(topic, payload)
+        return lambda: self._handled(self.ingest.batch(topic, payload, self.now_ms(), ready))
+
+    def _handled(self, result: IngestResult) -> list[Outgoing]:
         out = []
         if result.ack is not None and result.device_id is not None:
             out.append(Outgoing(p.topic(result.device_id, p.ACK), p.encode_ack(result.ack)))

@@ -21,7 +21,7 @@ import msgspec
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import db, migrations, rules_versions
+from central import db, engines, migrations, rules_versions
 from central.db import Device, device_from_row, storage_error
 from central.dynsec import DeviceLogin
 from central.enrolment import DeviceEnrolment, check_id
@@ -60,14 +60,14 @@ class CentralStore(DeviceEnrolment):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.postgres = db.is_postgres(engine)
+        self.postgres = engines.is_postgres(engine)
         # The log's full-subtree hashes that proofs read or made (central.node_cache).
         self.log_nodes = NodeCache()
 
     @classmethod
     def open(cls, url: str | Path, *, now_ms: int = 0) -> CentralStore:
         """Open (and create or migrate) the database at `url`; `now_ms` stamps migrations."""
-        engine = db.open_engine(url)
+        engine = engines.open_engine(url)
         try:
             migrations.migrate(engine, now_ms)
         except BaseException:
@@ -106,7 +106,7 @@ class CentralStore(DeviceEnrolment):
         state (SQLite's WAL read transaction does; PostgreSQL needs REPEATABLE READ)."""
         try:
             with self.engine.connect() as conn:
-                conn.execution_options(**{db.READ_ONLY: True})
+                conn.execution_options(**{engines.READ_ONLY: True})
                 if snapshot and self.postgres:
                     conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from greenpass.errors import StorageError
 from sync import protocol as p
@@ -45,6 +46,10 @@ class Outgoing:
 # database is unavailable: then the kiosk gets no application ack and resends later.
 Handler = Callable[[str, bytes], list[Outgoing]]
 Tick = Callable[[], list[Outgoing]]
+# (topic, payload) of a batch → the handler with the part that needs no database done:
+# run on a thread of its own one batch ahead, while the handling thread waits on the
+# database for the batch before (see `Receiver`). It must not raise.
+Prepare = Callable[[str, bytes], Tick]
 
 # While messages keep arriving, the tick (central's state pushes, mostly) waits for a
 # moment without one, but at most this long: acks first. In a reconnect storm every
@@ -52,6 +57,9 @@ Tick = Callable[[], list[Outgoing]]
 # third of the receiver's time (py-spy); pushed later, one state carries many
 # batches' changes. A kiosk learns another kiosk's deposits that much later at most.
 BUSY_TICK_DELAY_S = 10.0
+# Batches prepared ahead of the one being handled: enough to keep both stages busy,
+# few enough that a worker killed holds little it prepared for nothing.
+_AHEAD = 2
 
 
 class Receiver:
@@ -64,12 +72,19 @@ class Receiver:
         tick: Tick | None = None,
         on_connect: Tick | None = None,
         on_reserve: Handler | None = None,
+        prepare_batch: Prepare | None = None,
         tick_s: float = 0.25,
         busy_tick_delay_s: float = BUSY_TICK_DELAY_S,
         backoff: Backoff | None = None,
     ) -> None:
         self.broker = broker
         self.on_batch = on_batch
+        # With it, batches are handled in two stages: `prepare_batch` on a thread of its
+        # own (decoding, signature and entry checks: CPU), the handler it returns on
+        # this receiver's thread (the transaction: mostly waiting on the database), so
+        # the next batch is checked while this one is stored. In a drain the receiver
+        # waited on PostgreSQL for 60 % of its time and checked for 20 % (py-spy).
+        self.prepare_batch = prepare_batch
         self.on_status = on_status
         self.tick = tick
         self.on_connect = on_connect
@@ -121,28 +136,71 @@ class Receiver:
             self._send(t, self._guard(self.on_connect))
 
     def _loop(self, t: Transport) -> None:
+        if self.prepare_batch is None:
+            self._take(t, t.inbox, prepared=False)
+            return
+        ready: queue.Queue[tuple[Message, Tick | None]] = queue.Queue(maxsize=_AHEAD)
+        done = threading.Event()
+        stage = threading.Thread(
+            target=self._prepare, args=(t, self.prepare_batch, ready, done),
+            name="central-prepare", daemon=True,
+        )  # fmt: skip
+        stage.start()
+        try:
+            self._take(t, ready, prepared=True)
+        finally:
+            done.set()
+            stage.join()
+
+    def _prepare(
+        self,
+        t: Transport,
+        prepare: Prepare,
+        ready: queue.Queue[tuple[Message, Tick | None]],
+        done: threading.Event,
+    ) -> None:
+        """The first stage: in arrival order, each batch with its prepared handler."""
+        while not done.is_set():
+            try:
+                msg = t.inbox.get(timeout=self.tick_s)
+            except queue.Empty:
+                continue
+            handler = None
+            if msg.topic.endswith("/" + p.BATCH) and not msg.retain:
+                handler = prepare(msg.topic, msg.payload)
+            while not done.is_set():
+                try:
+                    ready.put((msg, handler), timeout=self.tick_s)
+                    break
+                except queue.Full:
+                    continue
+
+    def _take(self, t: Transport, source: queue.Queue[Any], *, prepared: bool) -> None:
+        """The handling stage: from `source`, messages (or, `prepared`, each with its
+        prepared handler); the tick between them."""
         next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
             t.check_connected()
             try:
-                msg: Message | None = t.inbox.get(timeout=self.tick_s)
+                item = source.get(timeout=self.tick_s)
             except queue.Empty:
-                msg = None
-            if msg is not None:
+                item = None
+            if item is not None:
+                msg, handler = item if prepared else (item, None)
                 try:
-                    self._handle(t, msg)
+                    self._handle(t, msg, handler)
                 finally:
                     # Also after a failure: a batch central could not store now is
                     # resent by its kiosk, and an unacknowledged message holds one of
                     # the broker's few in-flight places for this connection.
                     t.ack(msg)
             now = time.monotonic()
-            idle = t.inbox.empty() or now >= next_tick + self.busy_tick_delay_s
+            idle = (source.empty() and t.inbox.empty()) or now >= next_tick + self.busy_tick_delay_s
             if self.tick is not None and now >= next_tick and idle:
                 self._send(t, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s
 
-    def _handle(self, t: Transport, msg: Message) -> None:
+    def _handle(self, t: Transport, msg: Message, prepared: Tick | None = None) -> None:
         if msg.topic.endswith("/" + p.BATCH) and msg.retain:
             # A kiosk never retains a batch: a retained one is a device parking data
             # on the broker, handed to every worker at each (re)subscription. Its
@@ -152,7 +210,7 @@ class Receiver:
                 log.warning("central: ignoring a retained batch on %s", msg.topic)
             return
         if msg.topic.endswith("/" + p.BATCH):
-            out = self._guard(lambda: self.on_batch(msg.topic, msg.payload))
+            out = self._guard(prepared or (lambda: self.on_batch(msg.topic, msg.payload)))
             self._send(t, out)
             self.handled += 1
         elif msg.topic.endswith("/" + reserve_wire.REQUEST) and self.on_reserve is not None:

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from central import api, reports
 from central.api import EnrolmentSettings, create_app
-from central.db import open_engine
+from central.engines import open_engine
 from central.ingest import ingest
 from central.state import build_state
 from central.store import CentralStore

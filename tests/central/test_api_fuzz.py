@@ -20,7 +20,7 @@ from schemathesis.schemas import BaseSchema
 
 from central.api import EnrolmentSettings, create_app
 from central.api_models import DEVICE_ID_PATTERN, ID_PATTERN
-from central.db import open_engine
+from central.engines import open_engine
 from central.http_guard import HttpLimits
 from central.ingest import ingest
 from central.store import CentralStore

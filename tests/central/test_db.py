@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError
 
-from central import db, migrations
+from central import db, engines, migrations
 from central.store import CentralStore
 from greenpass.errors import ConfigError
-from tests.central.conftest import NOW
+from tests.central.conftest import NOW, PG_URL, _pg_admin
 
 
 def test_reopening_is_idempotent_and_the_version_recorded(central_url: str) -> None:
@@ -28,7 +29,7 @@ def test_reopening_is_idempotent_and_the_version_recorded(central_url: str) -> N
 
 
 def test_sqlite_is_durable_and_writes_begin_immediate(tmp_path: Path) -> None:
-    engine = db.open_engine(f"sqlite:///{tmp_path}/c.db")
+    engine = engines.open_engine(f"sqlite:///{tmp_path}/c.db")
     statements: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -40,10 +41,10 @@ def test_sqlite_is_durable_and_writes_begin_immediate(tmp_path: Path) -> None:
             conn.exec_driver_sql(f"PRAGMA {p}").scalar()
             for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
         ]
-    assert pragmas == ["wal", 2, 1, db.BUSY_TIMEOUT_MS]  # synchronous 2 = FULL
+    assert pragmas == ["wal", 2, 1, engines.BUSY_TIMEOUT_MS]  # synchronous 2 = FULL
     assert "BEGIN IMMEDIATE" in statements
     with engine.connect() as conn:
-        conn.execution_options(**{db.READ_ONLY: True})
+        conn.execution_options(**{engines.READ_ONLY: True})
         with conn.begin():
             conn.execute(text("SELECT 1"))
     assert statements[-2:] == ["BEGIN", "SELECT 1"]
@@ -58,7 +59,7 @@ def test_a_plain_path_is_a_sqlite_file(tmp_path: Path) -> None:
 
 
 def test_postgresql_urls_use_psycopg() -> None:
-    engine = db.open_engine("postgresql://u@127.0.0.1:1/x")
+    engine = engines.open_engine("postgresql://u@127.0.0.1:1/x")
     assert engine.url.drivername == "postgresql+psycopg"
     engine.dispose()
 
@@ -68,4 +69,47 @@ def test_postgresql_urls_use_psycopg() -> None:
 )
 def test_other_urls_are_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
-        db.open_engine(url)
+        engines.open_engine(url)
+
+
+@pytest.mark.postgres
+def test_a_pooled_postgresql_connection_is_pinged_only_after_a_second_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection used a moment ago goes without a ping (a round trip per batch); one
+    idle for `PING_AFTER_IDLE_S` is pinged, and a dead one replaced before use."""
+    _pg_admin().close()  # skips, or fails under CI=true, without a PostgreSQL
+    engine = engines.open_engine(PG_URL.format(schema="public"))  # no table is used
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+
+    def ping(dbapi_conn: object) -> bool:
+        pings.append(dbapi_conn)
+        return real_ping(dbapi_conn)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", ping)
+
+    def backend() -> int:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def kill(pid: int) -> None:
+        with _pg_admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    try:
+        first = backend()
+        assert backend() == first and pings == []  # in use a moment ago: no ping
+        kill(first)
+        monkeypatch.setattr(engines, "PING_AFTER_IDLE_S", 0.0)  # every connection is idle
+        second = backend()  # the ping finds it dead; the pool connects afresh
+        assert second != first and len(pings) == 1
+        monkeypatch.setattr(engines, "PING_AFTER_IDLE_S", 60.0)
+        kill(second)
+        # Inside the window the dead connection is used, fails, and is replaced.
+        with pytest.raises(DBAPIError) as failed:
+            backend()
+        assert failed.value.connection_invalidated
+        assert backend() not in (first, second) and len(pings) == 1
+    finally:
+        engine.dispose()

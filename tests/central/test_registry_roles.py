@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text
 
-from central import audit, db, migrations, registry
+from central import audit, db, engines, migrations, registry
 from central.accounts import Accounts
 from central.api import create_app
 from central.store import CentralStore
@@ -304,7 +304,7 @@ def test_an_older_database_keeps_its_accounts_tokens_and_sessions(
 ) -> None:
     """Migration 10 rebuilds `accounts` on SQLite (other tables refer to it) and alters
     it on PostgreSQL; a central upgraded from 9 keeps every login, token and session."""
-    engine = db.open_engine(central_url)
+    engine = engines.open_engine(central_url)
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:9])
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", 9)
     migrations.migrate(engine, LATER)

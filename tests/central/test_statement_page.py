@@ -15,7 +15,7 @@ from httpx import Response
 
 from central import passbooks, reports, tlog
 from central.api import EnrolmentSettings, create_app
-from central.db import open_engine
+from central.engines import open_engine
 from central.ingest import ingest
 from central.store import CentralStore
 from greenpass import statement_link as sl
