@@ -408,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  raw batched PostgreSQL insert   {many:10.0f} entries/s (executemany)")
             print(f"  raw batched PostgreSQL COPY     {copy:10.0f} entries/s")
         del rows
+        if not raws:  # --no-sqlite, and no PostgreSQL (the reason is printed above)
+            print("backlog drain: no database to drain into")
+            return 1
         labels = list(raws)
         for label in labels:
             with_log: list[float] = []

@@ -23,15 +23,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 
 from greenpass.errors import ConfigError, StorageError
 
 BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "gp_read_only"  # execution option: this connection only reads (plain BEGIN)
 # A PostgreSQL connection back in the pool for less than this is taken as alive: a
-# restart within it costs at most the one transaction that finds the connection dead
-# (a batch is then not acked and comes again; the pool replaces its connections).
+# restart within it costs the transactions that find their connection dead, one per
+# thread at most (a batch is then not acked and comes again; the pool replaces its
+# connections).
 PING_AFTER_IDLE_S = 1.0
 _IDLE_SINCE = "gp_idle_since"  # in a pooled connection's `info`: time.monotonic() at checkin
 
@@ -69,8 +70,9 @@ def _sqlite_engine(url: str) -> Engine:
 
 def _postgres_engine(url: Any) -> Engine:
     """SQLAlchemy's pessimistic disconnect handling, as its documentation's custom
-    checkout recipe: a ping that fails raises `DisconnectionError`, and the pool then
-    discards the connection and tries a fresh one."""
+    checkout recipe: a ping that fails raises `InvalidatePoolError` (a
+    `DisconnectionError`), and the pool then discards the connection, and those
+    pooled before it, and tries a fresh one."""
     engine = create_engine(url)
     dialect = engine.dialect
 
@@ -87,7 +89,9 @@ def _postgres_engine(url: Any) -> Engine:
             dialect.do_ping(dbapi_conn)
         except dialect.loaded_dbapi.Error as exc:
             if dialect.is_disconnect(exc, dbapi_conn, None):
-                raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
+                # As pool_pre_ping does: the server went away, so every connection
+                # pooled before this one is replaced too, not found dead one by one.
+                raise InvalidatePoolError(f"a pooled connection is gone: {exc}") from exc
             raise
 
     return engine

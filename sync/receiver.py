@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from greenpass.errors import StorageError
+from greenpass.errors import StorageError, TransportError
 from sync import protocol as p
 from sync import reserve_wire
 from sync.transport import Backoff, BrokerConfig, Message, Transport, keep_connected
@@ -46,9 +45,11 @@ class Outgoing:
 # database is unavailable: then the kiosk gets no application ack and resends later.
 Handler = Callable[[str, bytes], list[Outgoing]]
 Tick = Callable[[], list[Outgoing]]
-# (topic, payload) of a batch → the handler with the part that needs no database done:
-# run on a thread of its own one batch ahead, while the handling thread waits on the
-# database for the batch before (see `Receiver`). It must not raise.
+# (topic, payload) of a batch → the handler with its checks done: run on a thread of
+# its own ahead of the handling thread, which meanwhile waits on the database for the
+# batch before (see `Receiver`). It should not raise (if it does, the batch is handled
+# by `on_batch`, whole) and should not write: it may read (central reads rules
+# versions it has not seen yet).
 Prepare = Callable[[str, bytes], Tick]
 
 # While messages keep arriving, the tick (central's state pushes, mostly) waits for a
@@ -60,6 +61,7 @@ BUSY_TICK_DELAY_S = 10.0
 # Batches prepared ahead of the one being handled: enough to keep both stages busy,
 # few enough that a worker killed holds little it prepared for nothing.
 _AHEAD = 2
+_STAGE_JOIN_S = 10.0
 
 
 class Receiver:
@@ -137,56 +139,32 @@ class Receiver:
 
     def _loop(self, t: Transport) -> None:
         if self.prepare_batch is None:
-            self._take(t, t.inbox, prepared=False)
+            self._take(t, lambda s: t.inbox.get(timeout=s), lambda: not t.inbox.empty())
             return
-        ready: queue.Queue[tuple[Message, Tick | None]] = queue.Queue(maxsize=_AHEAD)
-        done = threading.Event()
-        stage = threading.Thread(
-            target=self._prepare, args=(t, self.prepare_batch, ready, done),
-            name="central-prepare", daemon=True,
-        )  # fmt: skip
+        stage = _PrepareStage(t.inbox, self.prepare_batch, self.tick_s)
         stage.start()
         try:
-            self._take(t, ready, prepared=True)
+            self._take(t, stage.get, stage.busy)
         finally:
-            done.set()
-            stage.join()
+            stage.stop()
 
-    def _prepare(
+    def _take(
         self,
         t: Transport,
-        prepare: Prepare,
-        ready: queue.Queue[tuple[Message, Tick | None]],
-        done: threading.Event,
+        get: Callable[[float], Message | tuple[Message, Tick | None]],
+        busy: Callable[[], bool],
     ) -> None:
-        """The first stage: in arrival order, each batch with its prepared handler."""
-        while not done.is_set():
-            try:
-                msg = t.inbox.get(timeout=self.tick_s)
-            except queue.Empty:
-                continue
-            handler = None
-            if msg.topic.endswith("/" + p.BATCH) and not msg.retain:
-                handler = prepare(msg.topic, msg.payload)
-            while not done.is_set():
-                try:
-                    ready.put((msg, handler), timeout=self.tick_s)
-                    break
-                except queue.Full:
-                    continue
-
-    def _take(self, t: Transport, source: queue.Queue[Any], *, prepared: bool) -> None:
-        """The handling stage: from `source`, messages (or, `prepared`, each with its
-        prepared handler); the tick between them."""
+        """The handling stage: messages from `get` (with their prepared handler, from a
+        `_PrepareStage`), and the tick between them while not `busy`."""
         next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
             t.check_connected()
             try:
-                item = source.get(timeout=self.tick_s)
+                item = get(self.tick_s)
             except queue.Empty:
                 item = None
             if item is not None:
-                msg, handler = item if prepared else (item, None)
+                msg, handler = item if isinstance(item, tuple) else (item, None)
                 try:
                     self._handle(t, msg, handler)
                 finally:
@@ -195,7 +173,7 @@ class Receiver:
                     # the broker's few in-flight places for this connection.
                     t.ack(msg)
             now = time.monotonic()
-            idle = (source.empty() and t.inbox.empty()) or now >= next_tick + self.busy_tick_delay_s
+            idle = not busy() or now >= next_tick + self.busy_tick_delay_s
             if self.tick is not None and now >= next_tick and idle:
                 self._send(t, self._guard(self.tick))
                 next_tick = time.monotonic() + self.tick_s
@@ -238,3 +216,61 @@ class Receiver:
     def _send(t: Transport, out: list[Outgoing]) -> None:
         for o in out:
             t.publish_nowait(o.topic, o.payload, retain=o.retain)
+
+
+class _PrepareStage:
+    """The first stage of one connection's handling (`Receiver.prepare_batch`): takes the
+    transport's inbox in arrival order and passes each message on, a batch with its
+    prepared handler, through a queue of `_AHEAD`."""
+
+    def __init__(self, inbox: queue.Queue[Message], prepare: Prepare, poll_s: float) -> None:
+        self.inbox = inbox
+        self.prepare = prepare
+        self.poll_s = poll_s
+        self.ready: queue.Queue[tuple[Message, Tick | None]] = queue.Queue(maxsize=_AHEAD)
+        self.done = threading.Event()
+        self.holding = False  # a message taken from the inbox and not yet in `ready`
+        self.thread = threading.Thread(target=self._run, name="central-prepare", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        # Bounded: a prepare may be reading rules from a database that does not answer;
+        # the thread is a daemon, and what it holds was never acknowledged to the broker.
+        self.thread.join(_STAGE_JOIN_S)
+        if self.thread.is_alive():
+            log.warning("central: the prepare stage is still busy; leaving it behind")
+
+    def busy(self) -> bool:
+        """Messages wait for the handling stage (the tick waits while they do)."""
+        return self.holding or not self.ready.empty() or not self.inbox.empty()
+
+    def get(self, timeout_s: float) -> tuple[Message, Tick | None]:
+        if not self.thread.is_alive():
+            # Cannot happen (`_run` lets nothing out); if it did, a silent stall of
+            # every later batch would be the worst outcome: connect again instead.
+            raise TransportError("central's prepare stage ended; connecting again")
+        return self.ready.get(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            try:
+                msg = self.inbox.get(timeout=self.poll_s)
+            except queue.Empty:
+                continue
+            self.holding = True
+            handler = None
+            if msg.topic.endswith("/" + p.BATCH) and not msg.retain:
+                try:
+                    handler = self.prepare(msg.topic, msg.payload)
+                except Exception:  # a bug in prepare: handle it whole, unprepared
+                    log.exception("central: preparing a batch on %s failed", msg.topic)
+            while not self.done.is_set():
+                try:
+                    self.ready.put((msg, handler), timeout=self.poll_s)
+                    break
+                except queue.Full:
+                    continue
+            self.holding = False

@@ -29,3 +29,14 @@ def test_a_small_drain_runs_to_the_end(capsys: pytest.CaptureFixture[str]) -> No
     if pg:
         assert re.search(r"raw batched PostgreSQL COPY +\d+ entries/s", out), out
         assert re.search(r"drain, central on PostgreSQL +\d+ entries/s .*\d+% of raw", out), out
+
+
+def test_postgresql_only_without_a_postgresql_measures_nothing_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--entries", "50", "--repeat", "1", "--no-sqlite",
+            "--pg", "postgresql://nobody@127.0.0.1:1/none"]  # fmt: skip
+    assert sync_drain.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "PostgreSQL skipped" in out and "no database to drain into" in out
+    assert "SQLite" not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,8 @@ def test_a_pooled_postgresql_connection_is_pinged_only_after_a_second_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A connection used a moment ago goes without a ping (a round trip per batch); one
-    idle for `PING_AFTER_IDLE_S` is pinged, and a dead one replaced before use."""
+    idle for `PING_AFTER_IDLE_S` is pinged, and when the ping finds it dead the pool
+    replaces it and every connection pooled before it, before any is used."""
     _pg_admin().close()  # skips, or fails under CI=true, without a PostgreSQL
     engine = engines.open_engine(PG_URL.format(schema="public"))  # no table is used
     pings: list[object] = []
@@ -89,27 +91,33 @@ def test_a_pooled_postgresql_connection_is_pinged_only_after_a_second_idle(
 
     monkeypatch.setattr(engine.dialect, "do_ping", ping)
 
-    def backend() -> int:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    def backends(n: int) -> list[int]:
+        """The server processes of `n` connections taken from the pool at once."""
+        with ExitStack() as held:
+            conns = [held.enter_context(engine.connect()) for _ in range(n)]
+            return [int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()) for c in conns]
 
-    def kill(pid: int) -> None:
+    def kill(pids: list[int]) -> None:
         with _pg_admin() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     try:
-        first = backend()
-        assert backend() == first and pings == []  # in use a moment ago: no ping
+        monkeypatch.setattr(engines, "PING_AFTER_IDLE_S", 60.0)
+        first = backends(2)
+        assert set(backends(2)) == set(first) and pings == []  # in use a moment ago: no ping
         kill(first)
         monkeypatch.setattr(engines, "PING_AFTER_IDLE_S", 0.0)  # every connection is idle
-        second = backend()  # the ping finds it dead; the pool connects afresh
-        assert second != first and len(pings) == 1
+        # The first ping finds its connection dead; the pool then replaces the other
+        # one too, unpinged, instead of finding it dead as well.
+        second = backends(2)
+        assert set(second).isdisjoint(first) and len(pings) == 1
         monkeypatch.setattr(engines, "PING_AFTER_IDLE_S", 60.0)
         kill(second)
-        # Inside the window the dead connection is used, fails, and is replaced.
+        # Inside the window a dead connection is used, fails, and is replaced.
         with pytest.raises(DBAPIError) as failed:
-            backend()
+            backends(1)
         assert failed.value.connection_invalidated
-        assert backend() not in (first, second) and len(pings) == 1
+        assert set(backends(2)).isdisjoint(first + second) and len(pings) == 1
     finally:
         engine.dispose()

@@ -75,3 +75,31 @@ def test_prepare_leaves_to_the_whole_path_what_it_cannot_vouch_for(
     result = ing.batch(k1.topic, forged, NOW, None)
     assert result.ack is not None and result.ack.status == "bad_signature"
     assert store.count_entries() == 5
+
+
+def test_a_prepared_batch_is_checked_again_when_the_device_was_read_anew_meanwhile(
+    store: CentralStore, k1: Kiosk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prepared against one reading of the device row, stored against another (central
+    read every device again on reconnecting): the checks are made again."""
+    populate(k1)
+    ing = Ingest(store)
+    assert ing.batch(k1.topic, k1.batch(1, 5), NOW).stored == 5
+    payload = k1.batch(6)
+    ready = ing.prepare(k1.topic, payload)
+    assert ready is not None
+    fresh = store.device("K1")
+    assert fresh is not None and fresh is not ready.device
+    ing.remember([fresh])
+    checks: list[int] = []
+    real = ingest_module.checked
+
+    def counted(st: CentralStore, batch: protocol.Batch, dev: Device) -> protocol.Batch:
+        checks.append(batch.first_seq)
+        assert dev is fresh
+        return real(st, batch, dev)
+
+    monkeypatch.setattr(ingest_module, "checked", counted)
+    result = ing.batch(k1.topic, payload, NOW, ready)
+    assert result.ack is not None and result.ack.status == "ok"
+    assert checks == [6] and store.count_entries() == k1.head_seq
