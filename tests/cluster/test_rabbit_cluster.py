@@ -22,7 +22,9 @@ import pika
 import pytest
 
 from central.amqp_receiver import declare_queues
+from central.dynsec import DeviceLogin
 from central.rabbit import BATCH_QUEUE
+from central.rabbit_admin import RabbitAdmin, key_tag
 from devkit.rabbit_cluster import RabbitCluster
 from greenpass.errors import TransportError
 from greenpass.record.entries import Kind
@@ -325,3 +327,28 @@ def test_central_keeps_the_clusters_logins_from_enrolment_to_revocation(
         wait_for("K5 disconnected", lambda: not again.connected, timeout=30)
         again.close()
         assert login() is None, "a revoked device still logs in"
+
+
+def test_a_central_without_the_login_check_keeps_the_clusters_device_logins_checked(
+    cluster: RabbitCluster,
+) -> None:
+    """Once central checks the cluster's device logins (`--rabbit-http-auth`: users with
+    no password), a central started without the flag (a second worker, a `revoke
+    --broker`) keeps them so: giving passwords back would undo the client-id binding
+    without a word. A re-keyed device stays passwordless too, and a device gone is
+    deleted either way."""
+    urls = [cluster.api_url(i) for i in range(1, len(cluster.nodes) + 1)]
+    old, new = public_bytes(generate_key()), public_bytes(generate_key())
+    k7 = DeviceLogin("K7", old, "", password="k7-pw")
+    with RabbitAdmin(urls, "central", USERS["central"], ca_cert=cluster.ca_cert,
+                     passwordless=True) as checked:  # fmt: skip
+        assert checked.sync([k7]).created == ["K7"]
+        assert checked.device_users()["K7"] == key_tag(old) + "+login"
+    with RabbitAdmin(urls, "central", USERS["central"], ca_cert=cluster.ca_cert) as plain:
+        report = plain.sync([k7])
+        assert plain.passwordless, "the flag's absence gave the devices passwords back"
+        assert (report.created, report.updated, report.stuck) == ([], [], [])
+        rekeyed = plain.sync([DeviceLogin("K7", new, "", password="k7-new-pw")])
+        assert rekeyed.updated == ["K7"]
+        assert plain.device_users()["K7"] == key_tag(new) + "+login"
+        assert "K7" in plain.sync([]).deleted and "K7" not in plain.device_users()
