@@ -108,6 +108,7 @@ class AmqpReceiver:
         self.connects = 0
         self._thread: threading.Thread | None = None
         self._next_url = 0
+        self._next_tick = 0.0  # time.monotonic() of the next tick, set per session
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="central-amqp", daemon=True)
@@ -150,19 +151,23 @@ class AmqpReceiver:
         self.connected.set()
         if self.on_connect is not None:
             self._send(ch, self._guard(self.on_connect))
-        next_tick = time.monotonic() + self.tick_s
+        self._next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
             before = self.handled
             conn.process_data_events(time_limit=self.tick_s)
             # As `sync.receiver` does: while batches wait, the pushes wait (up to
-            # `busy_tick_delay_s`), acks first. process_data_events returns once it
-            # has dispatched what was buffered: more than one batch in a slice means
+            # `busy_tick_delay_s`), acks first. More than one batch in a slice means
             # they were queueing, one alone only that they keep coming.
-            now = time.monotonic()
-            idle = self.handled - before <= 1 or now >= next_tick + self.busy_tick_delay_s
-            if self.tick is not None and now >= next_tick and idle:
-                self._send(ch, self._guard(self.tick))
-                next_tick = time.monotonic() + self.tick_s
+            self._tick_if_due(ch, busy=self.handled - before > 1)
+
+    def _tick_if_due(self, ch: Any, *, busy: bool) -> None:
+        now = time.monotonic()
+        if self.tick is None or now < self._next_tick:
+            return
+        if busy and now < self._next_tick + self.busy_tick_delay_s:
+            return
+        self._send(ch, self._guard(self.tick))
+        self._next_tick = time.monotonic() + self.tick_s
 
     def _batch(self, ch: Any, method: Any, body: bytes) -> None:
         topic = method.routing_key.replace(".", "/")
@@ -171,6 +176,10 @@ class AmqpReceiver:
         # the batch to another (ingest stores it once, the kiosk may get two `ok`s).
         ch.basic_ack(method.delivery_tag)
         self.handled += 1
+        # A tick overdue past the cap runs from here: process_data_events returns only
+        # once no message is left, since each ack reads in what came meanwhile, so
+        # under a steady flow the loop above would not tick until the flow stopped.
+        self._tick_if_due(ch, busy=True)
 
     def _reserve(self, ch: Any, method: Any, body: bytes) -> None:
         topic, handler = method.routing_key.replace(".", "/"), self.on_reserve
@@ -179,6 +188,7 @@ class AmqpReceiver:
         # a worker lost before the ack leaves a redelivery that changes nothing.
         self._send(ch, self._guard(lambda: handler(topic, body)))
         ch.basic_ack(method.delivery_tag)
+        self._tick_if_due(ch, busy=True)
 
     def _status(self, ch: Any, method: Any, body: bytes) -> None:
         topic = method.routing_key.replace(".", "/")
@@ -189,6 +199,7 @@ class AmqpReceiver:
 
         self._send(ch, self._guard(status))
         ch.basic_ack(method.delivery_tag)
+        self._tick_if_due(ch, busy=True)
 
     def _guard(self, fn: Callable[[], list[Outgoing] | None]) -> list[Outgoing]:
         try:

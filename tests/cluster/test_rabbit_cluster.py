@@ -21,7 +21,7 @@ import httpx
 import pika
 import pytest
 
-from central.amqp_receiver import declare_queues
+from central.amqp_receiver import AmqpConfig, AmqpReceiver, declare_queues
 from central.dynsec import DeviceLogin
 from central.rabbit import BATCH_QUEUE
 from central.rabbit_admin import RabbitAdmin, key_tag
@@ -30,6 +30,7 @@ from greenpass.errors import TransportError
 from greenpass.record.entries import Kind
 from sync import enrol as enrol_client
 from sync.keys import generate_key, load_private_key, public_bytes
+from sync.receiver import Outgoing
 from sync.transport import BrokerConfig, Transport
 from tests.central_process import running_central
 from tests.cluster.conftest import USERS, ClusterWorld
@@ -352,3 +353,54 @@ def test_a_central_without_the_login_check_keeps_the_clusters_device_logins_chec
         assert rekeyed.updated == ["K7"]
         assert plain.device_users()["K7"] == key_tag(new) + "+login"
         assert "K7" in plain.sync([]).deleted and "K7" not in plain.device_users()
+
+
+def test_on_the_cluster_too_ticks_wait_while_batches_queue_but_not_for_ever(
+    cluster: RabbitCluster,
+) -> None:
+    """As on Mosquitto (`tests/sync/test_receiver_acks.py`): while batches queue for an
+    AMQP worker its tick (the state pushes) waits, up to `busy_tick_delay_s`; then one
+    runs even under load; idle again, the ticks come back at their pace. (A worker
+    looks up between what it was handed at once, up to `AmqpConfig.prefetch`
+    batches: the load here is three such hands.)"""
+    admin = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url(1)))
+    try:
+        declare_queues(admin.channel())  # as central does when it connects
+        admin.channel().queue_purge(BATCH_QUEUE)  # what earlier tests may have left
+    finally:
+        admin.close()
+    # K1's own rights (central's may not publish on a device's topics): its batches.
+    publisher = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url(1, "K1")))
+    ch = publisher.channel()
+    try:
+        for delay_s, expect_ticks_while_busy in ((30.0, False), (0.3, True)):
+            handled: list[float] = []
+            ticked: list[float] = []
+
+            def on_batch(_topic: str, _payload: bytes) -> list[Outgoing]:
+                time.sleep(0.01)
+                handled.append(time.monotonic())  # noqa: B023 - used within this round
+                return []
+
+            def tick() -> list[Outgoing]:
+                ticked.append(time.monotonic())  # noqa: B023
+                return []
+
+            worker = AmqpReceiver(
+                AmqpConfig((cluster.amqp_url(2),)), on_batch, lambda _t, _b: None,
+                tick=tick, tick_s=0.05, busy_tick_delay_s=delay_s,
+            )  # fmt: skip
+            worker.start()
+            try:
+                wait_for("a first tick", lambda: bool(ticked))  # noqa: B023
+                for n in range(200):  # 2 s of work
+                    ch.basic_publish("amq.topic", "gp.v1.dev.K1.up.batch", f"b{n}".encode())
+                wait_for("every batch handled", lambda: len(handled) == 200, timeout=30)  # noqa: B023
+                busy = [t for t in ticked if handled[1] < t < handled[-2]]
+                assert bool(busy) is expect_ticks_while_busy, (delay_s, busy)
+                after = len(ticked)
+                wait_for("ticks once idle", lambda: len(ticked) >= after + 3)  # noqa: B023
+            finally:
+                worker.stop()
+    finally:
+        publisher.close()
