@@ -33,6 +33,7 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     bindparam,
+    exists,
     insert,
     select,
     update,
@@ -85,13 +86,12 @@ def record_commitments(conn: Connection, dev: Device, enrolments: Sequence[Entry
     if not fresh:
         return
     ids = sorted(fresh)
-    nameless = set(conn.scalars(_NAMELESS_IN, {"b_ids": ids, "b_village": dev.village_id}))
-    known = set(conn.scalars(_HELD_IN, {"b_ids": ids}))
+    takes = set(conn.scalars(_TAKES_IN, {"b_ids": ids, "b_village": dev.village_id}))
     replaced = sorted({e.data["replaces"] for e in fresh.values() if e.data.get("replaces")})
     erased = set(conn.scalars(_ERASED_IN, {"b_ids": replaced})) if replaced else set()
     rows = []
     for pid, e in fresh.items():
-        if pid not in nameless or pid in known:
+        if pid not in takes:
             continue
         row: dict[str, Any] = {
             "passbook_id": pid, "village_id": dev.village_id,
@@ -109,12 +109,16 @@ def record_commitments(conn: Connection, dev: Device, enrolments: Sequence[Entry
 # `ingest_rows.apply_villagers` took a quarter of the receiver's time (py-spy), much of
 # it building their statements.
 _ids: BindParameter[list[str]] = bindparam("b_ids", expanding=True)
-_NAMELESS_IN = select(db.villagers.c.passbook_id).where(
-    db.villagers.c.passbook_id.in_(_ids)
-    & (db.villagers.c.village_id == bindparam("b_village"))
-    & (db.villagers.c.household_name == "")
+_v = db.villagers
+# The passbooks whose enrolment takes: nameless in the device's village (`villagers`,
+# kept from this batch first) and with no row here yet. One statement, not two: a
+# storm's every batch carries an enrolment, and each statement is a round trip.
+_TAKES_IN = select(_v.c.passbook_id).where(
+    _v.c.passbook_id.in_(_ids)
+    & (_v.c.village_id == bindparam("b_village"))
+    & (_v.c.household_name == "")
+    & ~exists().where(personal.c.passbook_id == _v.c.passbook_id)
 )
-_HELD_IN = select(personal.c.passbook_id).where(personal.c.passbook_id.in_(_ids))
 _ERASED_IN = select(personal.c.passbook_id).where(
     personal.c.passbook_id.in_(_ids) & personal.c.erased_ms.is_not(None)
 )
