@@ -169,7 +169,19 @@ class AmqpReceiver:
         self._send(ch, self._guard(self.tick))
         self._next_tick = time.monotonic() + self.tick_s
 
+    def _stopping(self, ch: Any) -> bool:
+        """Stopped: consume no more. Under a steady flow pika dispatches message after
+        message without returning to `_session`'s loop, so the stop is seen here; the
+        messages not yet handled go back to the queue unacknowledged, for another
+        worker or this one's restart."""
+        if not self.stop_event.is_set():
+            return False
+        ch.stop_consuming()
+        return True
+
     def _batch(self, ch: Any, method: Any, body: bytes) -> None:
+        if self._stopping(ch):
+            return
         topic = method.routing_key.replace(".", "/")
         self._send(ch, self._guard(lambda: self.on_batch(topic, body)))
         # After the commit and the kiosk's ack: a worker lost before this line leaves
@@ -182,6 +194,8 @@ class AmqpReceiver:
         self._tick_if_due(ch, busy=True)
 
     def _reserve(self, ch: Any, method: Any, body: bytes) -> None:
+        if self._stopping(ch):
+            return
         topic, handler = method.routing_key.replace(".", "/"), self.on_reserve
         assert handler is not None  # consumed only with one
         # The reservation is one transaction, the same answer to a repeated request:
@@ -191,6 +205,8 @@ class AmqpReceiver:
         self._tick_if_due(ch, busy=True)
 
     def _status(self, ch: Any, method: Any, body: bytes) -> None:
+        if self._stopping(ch):
+            return
         topic = method.routing_key.replace(".", "/")
 
         def status() -> list[Outgoing]:

@@ -18,7 +18,6 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from central.cli_accounts import register_accounts
 from central.cli_common import (
@@ -36,9 +35,6 @@ from central.cli_registry import register as register_registry
 from central.cli_run import run
 from central.cli_statements import register as register_statements
 from greenpass.errors import ConfigError
-
-if TYPE_CHECKING:  # imported lazily below: the CLI must start fast for every command
-    pass
 
 HOME_ENV = "GREENPASS_CENTRAL_HOME"
 

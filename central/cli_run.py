@@ -215,7 +215,8 @@ def _serve_http(
         rabbit_logins=bool(getattr(args, "rabbit_http_auth", False)),
     )
     server = make_server(app, host, port, tls=tls, max_connections=args.http_max_connections)
-    logging.getLogger(__name__).info(
+    # central.cli's logger, as before this module was split from it: log filters stay.
+    logging.getLogger("central.cli").info(
         "API on %s://%s:%d%s",
         "http" if tls is None else "https",
         host,

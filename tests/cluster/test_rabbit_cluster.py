@@ -21,6 +21,7 @@ import httpx
 import pika
 import pytest
 
+from central import rabbit_admin
 from central.amqp_receiver import AmqpConfig, AmqpReceiver, declare_queues
 from central.dynsec import DeviceLogin
 from central.rabbit import BATCH_QUEUE
@@ -331,13 +332,15 @@ def test_central_keeps_the_clusters_logins_from_enrolment_to_revocation(
 
 
 def test_a_central_without_the_login_check_keeps_the_clusters_device_logins_checked(
-    cluster: RabbitCluster,
+    cluster: RabbitCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once central checks the cluster's device logins (`--rabbit-http-auth`: users with
     no password), a central started without the flag (a second worker, a `revoke
     --broker`) keeps them so: giving passwords back would undo the client-id binding
     without a word. A re-keyed device stays passwordless too, and a device gone is
     deleted either way."""
+    # K7 never connects: closing its connections need not wait for a late listing.
+    monkeypatch.setattr(rabbit_admin, "CONNECTIONS_SEEN_S", 0.0)
     urls = [cluster.api_url(i) for i in range(1, len(cluster.nodes) + 1)]
     old, new = public_bytes(generate_key()), public_bytes(generate_key())
     k7 = DeviceLogin("K7", old, "", password="k7-pw")
@@ -360,9 +363,10 @@ def test_on_the_cluster_too_ticks_wait_while_batches_queue_but_not_for_ever(
 ) -> None:
     """As on Mosquitto (`tests/sync/test_receiver_acks.py`): while batches queue for an
     AMQP worker its tick (the state pushes) waits, up to `busy_tick_delay_s`; then one
-    runs even under load; idle again, the ticks come back at their pace. (A worker
-    looks up between what it was handed at once, up to `AmqpConfig.prefetch`
-    batches: the load here is three such hands.)"""
+    runs even under load; idle again, the ticks come back at their pace. (Under a
+    steady flow pika hands a worker message after message without returning to its
+    loop: the overdue tick runs between two messages.) Stopped in the middle of a
+    flow, the worker stops at once and leaves the rest in the queue."""
     admin = pika.BlockingConnection(pika.URLParameters(cluster.amqp_url(1)))
     try:
         declare_queues(admin.channel())  # as central does when it connects
@@ -402,5 +406,27 @@ def test_on_the_cluster_too_ticks_wait_while_batches_queue_but_not_for_ever(
                 wait_for("ticks once idle", lambda: len(ticked) >= after + 3)  # noqa: B023
             finally:
                 worker.stop()
+        # Stopped in the middle of a flow: it stops within a batch or two, not once the
+        # queue is empty, and what it did not handle waits in the queue.
+        handled, ticked = [], []
+        worker = AmqpReceiver(
+            AmqpConfig((cluster.amqp_url(2),)), on_batch, lambda _t, _b: None, tick=tick,
+            tick_s=0.05,
+        )  # fmt: skip
+        worker.start()
+        wait_for("a first tick", lambda: bool(ticked))
+        for n in range(200):
+            ch.basic_publish("amq.topic", "gp.v1.dev.K1.up.batch", f"c{n}".encode())
+        wait_for("the flow under way", lambda: len(handled) >= 20)
+        t0 = time.monotonic()
+        worker.stop(timeout_s=30)
+        assert worker._thread is not None and not worker._thread.is_alive()
+        assert time.monotonic() - t0 < 3, "the worker handled the whole queue before stopping"
+        assert len(handled) < 200
+        wait_for(
+            "the rest back in the queue",
+            lambda: queued_batches(cluster, 1) == 200 - len(handled),
+            timeout=30,
+        )
     finally:
         publisher.close()
