@@ -169,53 +169,36 @@ class AmqpReceiver:
         self._send(ch, self._guard(self.tick))
         self._next_tick = time.monotonic() + self.tick_s
 
-    def _stopping(self, ch: Any) -> bool:
-        """Stopped: consume no more. Under a steady flow pika dispatches message after
-        message without returning to `_session`'s loop, so the stop is seen here; the
-        messages not yet handled go back to the queue unacknowledged, for another
-        worker or this one's restart."""
-        if not self.stop_event.is_set():
+    def _deliver(self, ch: Any, method: Any, fn: Callable[[], list[Outgoing] | None]) -> bool:
+        """Handle one message (`fn`), publish what it returns, then acknowledge it:
+        False, and neither, once stopped. Under a steady flow pika dispatches message
+        after message without returning to `_session`'s loop (each ack reads in what
+        came meanwhile), so both the stop and a tick overdue past the cap are seen
+        here; the messages not yet handled go back to the queue unacknowledged."""
+        if self.stop_event.is_set():
+            ch.stop_consuming()
             return False
-        ch.stop_consuming()
+        self._send(ch, self._guard(fn))
+        # After the commit and the kiosk's ack: a worker lost before this line leaves
+        # the message to another (ingest stores a batch once, a reservation is the same
+        # answer again; the kiosk may get two `ok`s).
+        ch.basic_ack(method.delivery_tag)
+        self._tick_if_due(ch, busy=True)
         return True
 
     def _batch(self, ch: Any, method: Any, body: bytes) -> None:
-        if self._stopping(ch):
-            return
         topic = method.routing_key.replace(".", "/")
-        self._send(ch, self._guard(lambda: self.on_batch(topic, body)))
-        # After the commit and the kiosk's ack: a worker lost before this line leaves
-        # the batch to another (ingest stores it once, the kiosk may get two `ok`s).
-        ch.basic_ack(method.delivery_tag)
-        self.handled += 1
-        # A tick overdue past the cap runs from here: process_data_events returns only
-        # once no message is left, since each ack reads in what came meanwhile, so
-        # under a steady flow the loop above would not tick until the flow stopped.
-        self._tick_if_due(ch, busy=True)
+        if self._deliver(ch, method, lambda: self.on_batch(topic, body)):
+            self.handled += 1
 
     def _reserve(self, ch: Any, method: Any, body: bytes) -> None:
-        if self._stopping(ch):
-            return
         topic, handler = method.routing_key.replace(".", "/"), self.on_reserve
         assert handler is not None  # consumed only with one
-        # The reservation is one transaction, the same answer to a repeated request:
-        # a worker lost before the ack leaves a redelivery that changes nothing.
-        self._send(ch, self._guard(lambda: handler(topic, body)))
-        ch.basic_ack(method.delivery_tag)
-        self._tick_if_due(ch, busy=True)
+        self._deliver(ch, method, lambda: handler(topic, body))
 
     def _status(self, ch: Any, method: Any, body: bytes) -> None:
-        if self._stopping(ch):
-            return
         topic = method.routing_key.replace(".", "/")
-
-        def status() -> list[Outgoing]:
-            self.on_status(topic, body)
-            return []
-
-        self._send(ch, self._guard(status))
-        ch.basic_ack(method.delivery_tag)
-        self._tick_if_due(ch, busy=True)
+        self._deliver(ch, method, lambda: self.on_status(topic, body))
 
     def _guard(self, fn: Callable[[], list[Outgoing] | None]) -> list[Outgoing]:
         try:

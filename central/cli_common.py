@@ -1,8 +1,8 @@
 """What every `greenpass central …` command module shares: the database argument's
 variable, opening the store, the audit's name for a command-line change, the time,
 JSON output, and central's home folder: its signing key, its broker login and the
-keeper of the broker's device logins. The command modules import this one and never each other, so
-`central.cli` can assemble them all."""
+keeper of the broker's device logins. The command modules import this one and never
+each other, so `central.cli` can assemble them all."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ class Receiver:
 
     def _loop(self, t: Transport) -> None:
         if self.prepare_batch is None:
-            self._take(t, lambda s: t.inbox.get(timeout=s), lambda: not t.inbox.empty())
+            self._take(t, lambda s: (t.inbox.get(timeout=s), None), lambda: not t.inbox.empty())
             return
         stage = _PrepareStage(t.inbox, self.prepare_batch, self.tick_s)
         stage.start()
@@ -151,11 +151,11 @@ class Receiver:
     def _take(
         self,
         t: Transport,
-        get: Callable[[float], Message | tuple[Message, Tick | None]],
+        get: Callable[[float], tuple[Message, Tick | None]],
         busy: Callable[[], bool],
     ) -> None:
-        """The handling stage: messages from `get` (with their prepared handler, from a
-        `_PrepareStage`), and the tick between them while not `busy`."""
+        """The handling stage: messages from `get`, each with its prepared handler (None
+        without a `_PrepareStage`), and the tick between them while not `busy`."""
         next_tick = time.monotonic() + self.tick_s
         while not self.stop_event.is_set():
             t.check_connected()
@@ -164,7 +164,7 @@ class Receiver:
             except queue.Empty:
                 item = None
             if item is not None:
-                msg, handler = item if isinstance(item, tuple) else (item, None)
+                msg, handler = item
                 try:
                     self._handle(t, msg, handler)
                 finally:
