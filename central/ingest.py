@@ -25,65 +25,48 @@ keeps the batch's signed head (`central.heads`) once its entry is stored and mat
 That transaction is the only one per batch: the checks above use the device row as
 last read, and the transaction re-reads it under its lock and starts over on a fresh
 read if the key or village changed meanwhile. Every refusal is decided on a fresh read.
+Batches checked ahead and waiting together (`Ingest.batches`) share one transaction,
+one commit for all; if it fails on a refusal, a conflict or a database error, each is
+stored on its own as above.
 
 A database failure raises `StorageError` and produces no ack at all: the kiosk keeps
 the entries and resends after its timeout, which is safe because ingest is idempotent.
 
-The parts: the checks before the transaction (`central.ingest_checks`), the rows it
-adds (`central.ingest_rows`), dead letters (`central.ingest_dead_letters`); this
-module holds the order of it all and the transaction. `Ingest` is the service object
-(`CentralService` holds one): it keeps each device as last read.
+The parts: the checks before the transaction (`central.ingest_checks`), the
+transaction (`central.ingest_place`), the rows it adds (`central.ingest_rows`), dead
+letters (`central.ingest_dead_letters`); this module holds the order of it all.
+`Ingest` is the service object (`CentralService` holds one): it keeps each device as
+last read.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
-from sqlalchemy.exc import DataError, SQLAlchemyError
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy import Engine
 
-from central import audit, db, heads, kiosk_replacements, personal, recheck_state, rollup
-from central.db import Device, storage_error
-from central.ingest_checks import DATA, KIND, VILLAGER_KIND_VALUES, checked, opened
+from central.db import Device
+from central.ingest_checks import checked, opened
 from central.ingest_dead_letters import dead_letter
-from central.ingest_rows import apply_villagers, insert_entries
+from central.ingest_place import (
+    ACCEPTS,
+    DeviceChanged,
+    IngestResult,
+    Prepared,
+    store_batch,
+    store_group,
+)
 from central.store import CentralStore
 from greenpass.errors import ProtocolError, StorageError
-from greenpass.record.entries import Entry, Kind
-from greenpass.record.personal import LEGACY_NAME_KEY
 from sync import protocol
 
-log = logging.getLogger(__name__)
+__all__ = ["ACCEPTS", "GROUP_MAX", "Ingest", "IngestResult", "Prepared", "ingest"]
 
-# What this central takes in a batch beyond its first version, named in every ack.
-ACCEPTS = (protocol.ACCEPT_PERSONAL, protocol.ACCEPT_HEADS, protocol.ACCEPT_REF_DEVICE)
 _FRESH_ATTEMPTS = 3  # a device re-enrolled during each of them: give up, no ack
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """`ack` goes to `gp/v1/dev/<device_id>/down/ack`; None only when the topic names
-    no device. `stored` is how many entries this call added."""
-
-    ack: protocol.Ack | None
-    device_id: str | None
-    village_id: str | None
-    stored: int
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A batch checked against `device`, the device row as last read (`Ingest.prepare`)."""
-
-    device: Device
-    batch: protocol.Batch
-
-
-class _DeviceChanged(Exception):
-    """The device row, read under the transaction's lock, is not the one the batch was
-    checked against (re-enrolled with a new key, moved to another village)."""
+# Batches one transaction may place (`Ingest.batches`): a commit and the rollup's and
+# villages' rows for all of them. More holds the rows longer for nothing: a storm's
+# batches are rarely more than this ahead of the one stored.
+GROUP_MAX = 8
 
 
 class Ingest:
@@ -96,6 +79,9 @@ class Ingest:
 
     def __init__(self, store: CentralStore) -> None:
         self.store = store
+        # Written by the receiver's thread and, through `remember`, by the thread of
+        # the state pushes: a row put back stale is harmless, as every use re-reads
+        # it under its lock.
         self._known: dict[str, Device] = {}
 
     def remember(self, devices: list[Device]) -> None:
@@ -135,16 +121,16 @@ class Ingest:
                 )
             if ready is not None and known.get(device_id) is ready.device:
                 try:
-                    return _store_batch(store, ready.device, ready.batch, now_ms)
-                except (ProtocolError, _DeviceChanged):
+                    return store_batch(store, ready.device, ready.batch, now_ms)
+                except (ProtocolError, DeviceChanged):
                     known.pop(device_id, None)  # decide on the device row as it is now
             env = protocol.open_envelope(payload, "batch")
             cached = known.get(device_id)
             if cached is not None:
                 try:
                     batch = checked(store, opened(env, cached), cached)
-                    return _store_batch(store, cached, batch, now_ms)
-                except (ProtocolError, _DeviceChanged):
+                    return store_batch(store, cached, batch, now_ms)
+                except (ProtocolError, DeviceChanged):
                     known.pop(device_id, None)  # decide on the device row as it is now
             for _ in range(_FRESH_ATTEMPTS):
                 dev, batch = store.device(device_id), None
@@ -155,8 +141,8 @@ class Ingest:
                 batch = opened(env, dev)  # kept: a refusal's ack names the batch's seqs
                 checked(store, batch, dev)
                 try:
-                    result = _store_batch(store, dev, batch, now_ms)
-                except _DeviceChanged:
+                    result = store_batch(store, dev, batch, now_ms)
+                except DeviceChanged:
                     continue
                 known[device_id] = dev
                 return result
@@ -166,6 +152,32 @@ class Ingest:
                 store, topic, payload, now_ms, device_id, dev, batch, exc, list(ACCEPTS)
             )
             return IngestResult(ack, device_id, now.village_id if now else None, 0)
+
+    def batches(
+        self, items: Sequence[tuple[str, bytes, Prepared | None]], now_ms: int
+    ) -> Iterator[IngestResult]:
+        """Ingest batches (topic, payload, what `prepare` made of them) in arrival order,
+        each as `batch` would. Consecutive ones prepared against their device as it
+        still is share one transaction, up to `GROUP_MAX`: one commit, and the rollup and
+        village rows written once. If that transaction fails on a refusal, a conflict or a
+        database error it is rolled back and each of its batches goes through
+        `batch` on its own, which decides and reports as always."""
+        n = 0
+        while n < len(items):
+            run: list[Prepared] = []
+            while n + len(run) < len(items) and len(run) < GROUP_MAX:
+                ready = items[n + len(run)][2]
+                if ready is None or self._known.get(ready.device.device_id) is not ready.device:
+                    break
+                run.append(ready)
+            placed = store_group(self.store, run, now_ms) if len(run) > 1 else None
+            if placed:
+                yield from placed
+                n += len(placed)
+                continue
+            for topic, payload, ready in items[n : n + max(1, len(run))]:
+                yield self.batch(topic, payload, now_ms, ready)
+            n += max(1, len(run))
 
 
 def ingest(
@@ -179,164 +191,3 @@ def ingest(
         else CentralStore(store_or_engine)
     )
     return Ingest(store).batch(topic, payload, now_ms)
-
-
-# --- the transaction --------------------------------------------------------------------
-
-
-def _store_batch(
-    store: CentralStore, dev: Device, batch: protocol.Batch, now_ms: int
-) -> IngestResult:
-    # The row lock (PostgreSQL) and BEGIN IMMEDIATE (SQLite) already serialise two
-    # workers handed the same batch. The primary key is the last guard should that
-    # ever not hold: the loser rolls back and, on its second pass, sees a duplicate.
-    for attempt in (1, 2):
-        try:
-            with store.engine.begin() as conn:
-                ack, stored = _place(conn, store.postgres, dev, batch, now_ms)
-            return IngestResult(ack, dev.device_id, dev.village_id, stored)
-        except DBIntegrityError as exc:
-            if attempt == 2:
-                # Not a race (that resolves on the retry): the batch conflicts with
-                # stored data, e.g. an entry_id another device already used.
-                raise ProtocolError(
-                    "rejected", f"the batch conflicts with stored entries: {_first_line(exc)}"
-                ) from exc
-        except DataError as exc:
-            # The database refused a value: it will refuse it on every resend too.
-            raise ProtocolError(
-                "rejected", f"a value cannot be stored: {_first_line(exc)}"
-            ) from exc
-        except SQLAlchemyError as exc:
-            raise storage_error(exc, f"storing a batch from {dev.device_id}") from exc
-    raise AssertionError("unreachable")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _ack(
-    dev: Device, batch: protocol.Batch, status: str, acked: int, reason: str = ""
-) -> protocol.Ack:
-    return protocol.Ack(
-        device_id=dev.device_id,
-        status=status,
-        acked_seq=acked,
-        expected_seq=acked + 1,
-        first_seq=batch.first_seq,
-        last_seq=batch.last_seq,
-        reason=reason,
-        accepts=list(ACCEPTS),
-    )
-
-
-_d, _e = db.devices, db.entries
-# Built once: building a Core statement costs more than running it.
-_LOCK_DEVICE = select(
-    _d.c.acked_seq, _d.c.last_h, _d.c.status, _d.c.public_key, _d.c.village_id
-).where(_d.c.device_id == bindparam("b_device"))
-# Serialises ingest per device across central workers on PostgreSQL; SQLite's BEGIN
-# IMMEDIATE already holds the whole database.
-_LOCK_DEVICE_FOR_UPDATE = _LOCK_DEVICE.with_for_update()
-_STORED_H = select(_e.c.h).where(
-    (_e.c.device_id == bindparam("b_device")) & (_e.c.seq == bindparam("b_seq"))
-)
-_SEEN = update(_d).where(_d.c.device_id == bindparam("b_device"))
-_VILLAGE_CHANGED = (
-    update(db.villages)
-    .where(db.villages.c.village_id == bindparam("b_village"))
-    .values(changed_ms=db.village_changed(bindparam("b_now")))
-)
-
-
-def _place(
-    conn: Connection, postgres: bool, dev: Device, batch: protocol.Batch, now_ms: int
-) -> tuple[protocol.Ack, int]:
-    key = {"b_device": dev.device_id}
-    row = conn.execute(_LOCK_DEVICE_FOR_UPDATE if postgres else _LOCK_DEVICE, key).first()
-    if row is None or (bytes(row.public_key), row.village_id) != (dev.public_key, dev.village_id):
-        raise _DeviceChanged
-    if row.status != "active":
-        raise ProtocolError("rejected", f"device {dev.device_id!r} is revoked")
-    acked, last_h = int(row.acked_seq), bytes(row.last_h)
-
-    if batch.last_seq <= acked:
-        stored_h = conn.scalar(_STORED_H, {**key, "b_seq": batch.last_seq})
-        if stored_h is None or bytes(stored_h) != batch.hashes[-1]:
-            raise ProtocolError(
-                "bad_chain",
-                f"entries {batch.first_seq}..{batch.last_seq} were already stored with "
-                "different content (a replay or a rewritten ledger)",
-            )
-        conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
-        if batch.head_sig:  # its entry is stored with the hash it signs (checked above)
-            heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, dev.public_key, now_ms)
-        # A kiosk resends an entry central holds to bring personal records of
-        # enrolments it sent before this central took them (sync.uplink).
-        if _accept_personal(conn, dev, batch, now_ms):
-            conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "b_now": now_ms})
-        return _ack(dev, batch, "ok", acked, f"duplicate: already stored up to {acked}"), 0
-
-    if batch.first_seq > acked + 1:
-        conn.execute(_SEEN, {**key, "last_seen_ms": now_ms})
-        reason = f"expected seq {acked + 1}, the batch starts at {batch.first_seq}"
-        return _ack(dev, batch, "gap", acked, reason), 0
-
-    skip = acked - batch.first_seq + 1  # entries central already holds (overlap)
-    before = batch.prev_h if skip == 0 else batch.hashes[skip - 1]
-    if before != last_h:
-        raise ProtocolError(
-            "bad_chain",
-            f"the batch does not continue central's chain at seq {acked} "
-            "(its history differs from what this device sent before)",
-        )
-    recheck_state.check_against_ledger(conn, dev.device_id, dev.village_id, batch, skip)
-    rows, hashes = batch.rows[skip:], batch.hashes[skip:]
-    villager_changes = [
-        batch.entry(n)
-        for n in range(skip, len(batch.rows))
-        if batch.rows[n][KIND] in VILLAGER_KIND_VALUES
-    ]
-    if villager_changes:  # an enrolment from before version 2 names its household
-        rows = [(*r[:DATA], personal.stored_data(r[KIND], r[DATA]), *r[DATA + 1 :]) for r in rows]
-    insert_entries(conn, rows, hashes, dev.village_id, now_ms)
-    apply_villagers(conn, dev, villager_changes)
-    # Only an enrolment from before version 2 carries a name that could undo an erasure.
-    personal.keep_erased(
-        conn, {x.passbook_id for x in villager_changes if x.passbook_id and _names(x)}
-    )
-    personal.record_commitments(conn, dev, [x for x in villager_changes if x.kind is Kind.ENROL])
-    _accept_personal(conn, dev, batch, now_ms)
-    if any(kiosk_replacements.replaces(x) for x in villager_changes):
-        kiosk_replacements.record(conn, dev.device_id, dev.village_id, villager_changes, now_ms)
-    conn.execute(
-        _SEEN,
-        {**key, "acked_seq": batch.last_seq, "last_h": hashes[-1], "last_seen_ms": now_ms},
-    )
-    if batch.head_sig:  # of the entry just stored, the new acked_seq
-        heads.keep(conn, dev.device_id, batch.last_seq, batch.head_sig, dev.public_key, now_ms)
-    # Last on purpose: every kiosk of the village writes these rows (the rollup's and the
-    # village's), so on PostgreSQL their locks are held only from here to the commit.
-    rollup.add(conn, dev.device_id, dev.village_id, rows)
-    conn.execute(_VILLAGE_CHANGED, {"b_village": dev.village_id, "b_now": now_ms})
-    return _ack(dev, batch, "ok", batch.last_seq), len(rows)
-
-
-def _names(x: Entry) -> bool:
-    return x.kind is Kind.ENROL and bool(x.data.get(LEGACY_NAME_KEY))
-
-
-def _accept_personal(conn: Connection, dev: Device, batch: protocol.Batch, now_ms: int) -> int:
-    """Take the batch's personal records (how many were taken); one that does not match
-    its enrolment's commitment is not taken, and audited (the entries are kept)."""
-    taken, refused = personal.accept(conn, dev, batch.personal, now_ms)
-    for problem in refused:
-        log.warning("ingest %s: personal record not taken: %s", dev.device_id, problem)
-        audit.record(
-            conn, actor=f"device:{dev.device_id}", action="personal.refused",
-            target=problem.split(":", 1)[0], now_ms=now_ms, village_id=dev.village_id,
-            after={"reason": problem},
-        )  # fmt: skip
-    return taken

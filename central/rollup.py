@@ -27,7 +27,8 @@ bench's county), so the console groups a much smaller table, with no join.
   counts nothing twice and a rolled-back batch nothing at all.
 - **Locks**: every kiosk of a village adds to the same rows. They are written in key
   order, so two PostgreSQL workers ingesting kiosks of one village wait for each
-  other instead of deadlocking; and late in the transaction (central.ingest).
+  other instead of deadlocking; and last in the transaction, once for all its
+  batches (`central.ingest_place.Tail`).
 """
 
 from __future__ import annotations
@@ -99,37 +100,72 @@ def day_of(wall_ms: int) -> int:
 
 def add(conn: Connection, device_id: str, village_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Count `rows` (a batch's new entries, `protocol.Batch.rows`, already inserted)."""
+    add_many(conn, [(device_id, village_id, rows)])
+
+
+def add_many(
+    conn: Connection, counted: Sequence[tuple[str, str, Sequence[tuple[Any, ...]]]]
+) -> None:
+    """Count several batches' new entries, each (device, village, rows), in one
+    statement: a transaction of several batches (`central.ingest`) writes each
+    rollup row once, all in one order, so two workers' transactions cannot wait on
+    each other's rollup rows in a circle."""
     # A reversal's target: this kiosk's own entry, or another's (`ref_device`).
-    refs = {(r[REF_DEVICE] or device_id, r[REF]) for r in rows if r[KIND] == Kind.REVERSAL}
+    refs = {
+        (r[REF_DEVICE] or device_id, r[REF])
+        for device_id, _, rows in counted
+        for r in rows
+        if r[KIND] == Kind.REVERSAL
+    }
     targets: dict[tuple[str, int], str] = {}
     if refs:
         q = select(_e.c.device_id, _e.c.seq, _e.c.kind).where(
             tuple_(_e.c.device_id, _e.c.seq).in_(refs)
         )
         targets = {(str(dev), int(seq)): str(kind) for dev, seq, kind in conn.execute(q)}
-    sums: dict[tuple[int, str, str], list[int]] = {}
-    for r in rows:
-        kind, sign = str(r[KIND]), 1
-        if kind == Kind.REVERSAL:
-            target = targets.get((r[REF_DEVICE] or device_id, r[REF]))
-            if target is None:
-                continue  # never stored: the raw query's outer join counts it nowhere
-            kind, sign = target, -1
-        key = (day_of(r[WALL]), kind, r[CATEGORY] or NO_CATEGORY)
-        s = sums.setdefault(key, [0, 0, 0, 0])
-        s[0] += sign
-        s[1] += r[GRAMS] or 0
-        s[2] += r[POINTS]
-        s[3] += r[CO2E]
+    sums: dict[tuple[str, int, str, str], list[int]] = {}
+    # Entries of one batch mostly fall on one day: its bounds are computed once.
+    day, day_start, day_end = 0, 0, -1
+    for device_id, village_id, rows in counted:
+        for r in rows:
+            kind, sign = str(r[KIND]), 1
+            if kind == Kind.REVERSAL:
+                target = targets.get((r[REF_DEVICE] or device_id, r[REF]))
+                if target is None:
+                    continue  # never stored: the raw query's outer join counts it nowhere
+                kind, sign = target, -1
+            wall = r[WALL]
+            if not day_start <= wall < day_end:
+                day = day_of(wall)
+                day_start, day_end = _day_bounds(day)
+            key = (village_id, day, kind, r[CATEGORY] or NO_CATEGORY)
+            s = sums.get(key)
+            if s is None:
+                s = sums[key] = [0, 0, 0, 0]
+            s[0] += sign
+            s[1] += r[GRAMS] or 0
+            s[2] += r[POINTS]
+            s[3] += r[CO2E]
     if sums:
         conn.execute(
             _ADD,
             [
-                {"village_id": village_id, "day": day, "kind": kind, "category": cat,
+                {"village_id": village, "day": day, "kind": kind, "category": cat,
                  **dict(zip(_SUMS, s, strict=True))}
-                for (day, kind, cat), s in sorted(sums.items())
+                for (village, day, kind, cat), s in sorted(sums.items())
             ],
         )  # fmt: skip
+
+
+def _day_bounds(day: int) -> tuple[int, int]:
+    """The wall_ms range [start, end) whose `day_of` is `day`: for day 0 that is the
+    whole of (-DAY_MS, DAY_MS) less the offset, truncation toward zero making it twice
+    as long, so it is left to `day_of` (an empty range)."""
+    if day > 0:
+        return day * DAY_MS - OFFSET_MS, (day + 1) * DAY_MS - OFFSET_MS
+    if day < 0:
+        return (day - 1) * DAY_MS - OFFSET_MS + 1, day * DAY_MS - OFFSET_MS + 1
+    return 0, -1
 
 
 def rebuild(conn: Connection, *, ref_device: bool = True) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from central import log_proofs, pushes, reservations, sequencer, tlog
 from central.amqp_receiver import AmqpConfig, AmqpReceiver
 from central.db import storage_error
-from central.ingest import Ingest, IngestResult
+from central.ingest import Ingest, IngestResult, Prepared
 from central.sequencer import Sequencer
 from central.state import build_village_states
 from central.store import CentralStore
@@ -68,6 +70,12 @@ class CentralService:
         self._last_push: dict[str, float] = {}  # village → monotonic time of last push
         self.now_ms = now_ms
         self._dirty: dict[str, float] = {}  # village → monotonic time of first change
+        # Villages ingest stored entries for (village, monotonic time), in `_dirty` at
+        # the next tick: ingest runs on another thread than statuses and the tick
+        # (`Receiver(side_stage=True)`), which own the push bookkeeping below, under
+        # `_push_lock`.
+        self._stored: deque[tuple[str, float]] = deque()
+        self._push_lock = threading.RLock()
         # device → its village: a kiosk whose own entries are in a newer checkpoint than
         # it holds (log_proofs.wants_proofs) gets its state alone, at the next tick.
         self._proofs_due: dict[str, str] = {}
@@ -91,6 +99,8 @@ class CentralService:
                 on_connect=self.all_states,
                 on_reserve=self.on_reserve,
                 prepare_batch=self.prepare_batch,
+                on_prepared=self.on_prepared,
+                side_stage=True,
             )
             if amqp is None
             else AmqpReceiver(
@@ -141,23 +151,40 @@ class CentralService:
         assert self.log is not None
         sequencer.loop(self.store, self.key, self.log, self.now_ms, self._log_stop)
 
-    # --- handlers (the receiver's thread) -----------------------------------------------
+    # --- handlers: batches on the receiver's thread, statuses and the tick on its side
+    # stage (`Receiver(side_stage=True)`), both on the AMQP worker's one thread -----------
 
     def on_batch(self, topic: str, payload: bytes) -> list[Outgoing]:
         return self._handled(self.ingest.batch(topic, payload, self.now_ms()))
 
     def prepare_batch(self, topic: str, payload: bytes) -> Callable[[], list[Outgoing]]:
         """`on_batch` in two stages (`Receiver.prepare_batch`): the checks now, on the
-        receiver's first stage; the transaction when the returned handler runs."""
-        ready = self.ingest.prepare(topic, payload)
-        return lambda: self._handled(self.ingest.batch(topic, payload, self.now_ms(), ready))
+        receiver's first stage; the transaction when the returned handler runs, or
+        with the batches waiting with it (`on_prepared`)."""
+        return _ReadyBatch(self, topic, payload, self.ingest.prepare(topic, payload))
+
+    def on_prepared(self, handlers: list[Callable[[], list[Outgoing]]]) -> list[Outgoing]:
+        """Prepared batches waiting together (`Receiver.on_prepared`), in order: those
+        `Ingest.batches` can, in one transaction. Their acks go out together once all
+        are handled; once the database fails, the batches not yet stored get none
+        (their kiosks resend), those stored before keep theirs."""
+        items = [h.item for h in handlers if isinstance(h, _ReadyBatch)]
+        if len(items) < len(handlers):  # not all made here: each on its own
+            return [o for h in handlers for o in h()]
+        out: list[Outgoing] = []
+        try:
+            for result in self.ingest.batches(items, self.now_ms()):
+                out.extend(self._handled(result))
+        except StorageError as exc:
+            log.error("central: database unavailable, not acknowledging: %s", exc)
+        return out
 
     def _handled(self, result: IngestResult) -> list[Outgoing]:
         out = []
         if result.ack is not None and result.device_id is not None:
             out.append(Outgoing(p.topic(result.device_id, p.ACK), p.encode_ack(result.ack)))
         if result.stored and result.village_id is not None:
-            self._dirty.setdefault(result.village_id, time.monotonic())
+            self._stored.append((result.village_id, time.monotonic()))
         return out
 
     def on_reserve(self, topic: str, payload: bytes) -> list[Outgoing]:
@@ -172,6 +199,10 @@ class CentralService:
         return [Outgoing(p.topic(device_id, reserve_wire.REPLY), reserve_wire.encode(reply))]
 
     def on_status(self, topic: str, payload: bytes) -> None:
+        with self._push_lock:
+            self._on_status(topic, payload)
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
         served = False  # this kiosk has had a state from here, for what it takes now
 
         def proofs_due(conn: Connection, status: p.Status) -> bool:
@@ -209,6 +240,13 @@ class CentralService:
                 self._dirty.setdefault(village, time.monotonic())
 
     def on_tick(self) -> list[Outgoing]:
+        with self._push_lock:
+            while self._stored:
+                village, at = self._stored.popleft()
+                self._dirty.setdefault(village, at)
+            return self._on_tick()
+
+    def _on_tick(self) -> list[Outgoing]:
         now = time.monotonic()
         if self._all_due:
             for village in self._active_villages():
@@ -289,6 +327,10 @@ class CentralService:
         """Every device's state (on each connection to the broker, which may have lost
         the retained ones). If the database cannot be read now, the ticks push them
         once it can, and the `StorageError` is raised for the receiver to log."""
+        with self._push_lock:
+            return self._all_states()
+
+    def _all_states(self) -> list[Outgoing]:
         try:
             out: list[Outgoing] = []
             for village in self._active_villages():
@@ -304,3 +346,24 @@ class CentralService:
         # reconnect storm right after central started made a thousand of them).
         self.ingest.remember(active)
         return sorted({d.village_id for d in active})
+
+
+@dataclass(frozen=True)
+class _ReadyBatch:
+    """A batch as `CentralService.prepare_batch` made it: run alone, or with others by
+    `on_prepared`."""
+
+    service: CentralService
+    topic: str
+    payload: bytes
+    ready: Prepared | None
+
+    @property
+    def item(self) -> tuple[str, bytes, Prepared | None]:
+        return self.topic, self.payload, self.ready
+
+    def __call__(self) -> list[Outgoing]:
+        service = self.service
+        return service._handled(
+            service.ingest.batch(self.topic, self.payload, service.now_ms(), self.ready)
+        )

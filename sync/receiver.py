@@ -16,7 +16,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 
 from greenpass.errors import StorageError, TransportError
 from sync import protocol as p
@@ -51,6 +53,9 @@ Tick = Callable[[], list[Outgoing]]
 # by `on_batch`, whole) and should not write: it may read (central reads rules
 # versions it has not seen yet).
 Prepare = Callable[[str, bytes], Tick]
+# Prepared batches waiting together, handled at once (one transaction: `central.ingest`),
+# in order; the messages to publish for all of them. Given only what `Prepare` returned.
+HandlePrepared = Callable[[list[Tick]], list[Outgoing]]
 
 # While messages keep arriving, the tick (central's state pushes, mostly) waits for a
 # moment without one, but at most this long: acks first. In a reconnect storm every
@@ -60,8 +65,14 @@ Prepare = Callable[[str, bytes], Tick]
 BUSY_TICK_DELAY_S = 10.0
 # Batches prepared ahead of the one being handled: enough to keep both stages busy,
 # few enough that a worker killed holds little it prepared for nothing.
-_AHEAD = 2
+_AHEAD = 7
+# Prepared batches handled at once (`on_prepared`): those waiting, up to this many.
+_GROUP_MAX = 8
 _STAGE_JOIN_S = 10.0
+# Statuses waiting for the side stage: a reconnect storm's thousand kiosks each send
+# one as they connect; past this the receiver waits (the broker holds the rest).
+_SIDE_QUEUE = 10_000
+_SIDE_POLL_S = 0.02  # a tick overdue while batches wait: how often to look again
 
 
 class Receiver:
@@ -75,6 +86,8 @@ class Receiver:
         on_connect: Tick | None = None,
         on_reserve: Handler | None = None,
         prepare_batch: Prepare | None = None,
+        on_prepared: HandlePrepared | None = None,
+        side_stage: bool = False,
         tick_s: float = 0.25,
         busy_tick_delay_s: float = BUSY_TICK_DELAY_S,
         backoff: Backoff | None = None,
@@ -87,6 +100,14 @@ class Receiver:
         # the next batch is checked while this one is stored. In a drain the receiver
         # waited on PostgreSQL for 60 % of its time and checked for 20 % (py-spy).
         self.prepare_batch = prepare_batch
+        # With it, the prepared batches waiting when one is taken are handled with it,
+        # at once: central stores them in one transaction (one commit, not one each).
+        self.on_prepared = on_prepared
+        # With it, statuses and the tick run on a thread of their own (`_SideStage`), not
+        # between batches: the tick builds state pushes (log proofs for every kiosk of a
+        # village), and a status is a few statements. In a storm with one worker they
+        # took a third of the receiver's time (py-spy), every batch waiting behind them.
+        self.side_stage = side_stage
         self.on_status = on_status
         self.tick = tick
         self.on_connect = on_connect
@@ -138,47 +159,105 @@ class Receiver:
             self._send(t, self._guard(self.on_connect))
 
     def _loop(self, t: Transport) -> None:
-        if self.prepare_batch is None:
-            self._take(t, lambda s: (t.inbox.get(timeout=s), None), lambda: not t.inbox.empty())
-            return
-        stage = _PrepareStage(t.inbox, self.prepare_batch, self.tick_s)
-        stage.start()
-        try:
-            self._take(t, stage.get, stage.busy)
-        finally:
-            stage.stop()
+        with ExitStack() as stages:
+            get: Callable[[float], tuple[Message, Tick | None]]
+            busy: Callable[[], bool]
+            if self.prepare_batch is None:
+                get, busy = lambda s: (t.inbox.get(timeout=s), None), lambda: not t.inbox.empty()
+            else:
+                stage = _PrepareStage(t.inbox, self.prepare_batch, self.tick_s)
+                stage.start()
+                stages.callback(stage.stop)
+                get, busy = stage.get, stage.busy
+            side = None
+            if self.side_stage:
+                side = _SideStage(t, self.on_status, self.tick, self._guard)
+                side.start(self.tick_s, busy, self.busy_tick_delay_s)
+                stages.callback(side.stop)
+            self._take(t, get, busy, side)
 
     def _take(
         self,
         t: Transport,
         get: Callable[[float], tuple[Message, Tick | None]],
         busy: Callable[[], bool],
+        side: _SideStage | None,
     ) -> None:
         """The handling stage: messages from `get`, each with its prepared handler (None
-        without a `_PrepareStage`), and the tick between them while not `busy`."""
+        without a `_PrepareStage`), and the tick between them while not `busy` (on the
+        `side` stage instead, when there is one)."""
+        tick = self.tick if side is None else None
         next_tick = time.monotonic() + self.tick_s
+        pending: tuple[Message, Tick | None] | None = None  # taken, not of the group before
         while not self.stop_event.is_set():
             t.check_connected()
-            try:
-                item = get(self.tick_s)
-            except queue.Empty:
-                item = None
-            if item is not None:
-                msg, handler = item
+            if side is not None:
+                side.check_alive()
+            item, pending = pending, None
+            if item is None:
                 try:
-                    self._handle(t, msg, handler)
+                    item = get(self.tick_s)
+                except queue.Empty:
+                    item = None
+            if item is not None:
+                group, taken, pending = self._group(item, get, side)
+                try:
+                    if len(group) == 1:
+                        self._handle(t, group[0][0], group[0][1], side)
+                    elif group:
+                        assert self.on_prepared is not None
+                        handlers = [h for _, h in group if h is not None]
+                        self._send(t, self._guard(partial(self.on_prepared, handlers)))
+                        self.handled += len(group)
                 finally:
                     # Also after a failure: a batch central could not store now is
                     # resent by its kiosk, and an unacknowledged message holds one of
                     # the broker's few in-flight places for this connection.
-                    t.ack(msg)
+                    for msg in taken:
+                        t.ack(msg)
             now = time.monotonic()
             idle = not busy() or now >= next_tick + self.busy_tick_delay_s
-            if self.tick is not None and now >= next_tick and idle:
-                self._send(t, self._guard(self.tick))
+            if tick is not None and now >= next_tick and idle:
+                self._send(t, self._guard(tick))
                 next_tick = time.monotonic() + self.tick_s
 
-    def _handle(self, t: Transport, msg: Message, prepared: Tick | None = None) -> None:
+    def _group(
+        self,
+        first: tuple[Message, Tick | None],
+        get: Callable[[float], tuple[Message, Tick | None]],
+        side: _SideStage | None,
+    ) -> tuple[
+        list[tuple[Message, Tick | None]], list[Message], tuple[Message, Tick | None] | None
+    ]:
+        """`first`, and with `on_prepared` the prepared batches waiting after it; every
+        message taken, to acknowledge in order once the group is handled (statuses
+        among them go to the `side` stage meanwhile); and the message taken that ends
+        the group (handled next), if any."""
+        group, taken = [first], [first[0]]
+        if self.on_prepared is None or not _prepared_batch(first):
+            return group, taken, None
+        while len(group) < _GROUP_MAX:
+            try:
+                item = get(0)
+            except queue.Empty:
+                break
+            if side is not None and _status(item[0]):
+                side.put(item[0], self.stop_event)
+                taken.append(item[0])
+            elif _prepared_batch(item):
+                group.append(item)
+                taken.append(item[0])
+            else:
+                return group, taken, item
+        return group, taken, None
+
+    def _handle(
+        self,
+        t: Transport,
+        msg: Message,
+        prepared: Tick | None = None,
+        side: _SideStage | None = None,
+    ) -> None:
         if msg.topic.endswith("/" + p.BATCH) and msg.retain:
             # A kiosk never retains a batch: a retained one is a device parking data
             # on the broker, handed to every worker at each (re)subscription. Its
@@ -195,6 +274,10 @@ class Receiver:
             if not msg.retain:  # a retained request is stale by the time anyone reads it
                 on_reserve = self.on_reserve
                 self._send(t, self._guard(lambda: on_reserve(msg.topic, msg.payload)))
+        elif msg.topic.endswith("/" + p.STATUS) and side is not None:
+            # Acknowledged to the broker once handed over: a status lost to a crash is
+            # replaced by the kiosk's next one.
+            side.put(msg, self.stop_event)
         elif msg.topic.endswith("/" + p.STATUS):
 
             def status() -> list[Outgoing]:
@@ -216,6 +299,15 @@ class Receiver:
     def _send(t: Transport, out: list[Outgoing]) -> None:
         for o in out:
             t.publish_nowait(o.topic, o.payload, retain=o.retain)
+
+
+def _status(msg: Message) -> bool:
+    return msg.topic.endswith("/" + p.STATUS)
+
+
+def _prepared_batch(item: tuple[Message, Tick | None]) -> bool:
+    msg, handler = item
+    return handler is not None and msg.topic.endswith("/" + p.BATCH) and not msg.retain
 
 
 class _PrepareStage:
@@ -274,3 +366,89 @@ class _PrepareStage:
                 except queue.Full:
                     continue
             self.holding = False
+
+
+class _SideStage:
+    """Statuses and the tick of one connection, on a thread of their own
+    (`Receiver(side_stage=True)`), publishing on the same transport (paho's publish is
+    thread-safe: its network thread and the receiver's already share the client)."""
+
+    def __init__(
+        self,
+        t: Transport,
+        on_status: Callable[[str, bytes], None],
+        tick: Tick | None,
+        guard: Callable[[Callable[[], list[Outgoing] | None]], list[Outgoing]],
+    ) -> None:
+        self.t = t
+        self.on_status = on_status
+        self.tick = tick
+        self.guard = guard
+        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=_SIDE_QUEUE)
+        self.closing = threading.Event()  # handle the statuses queued, then end
+        self.done = threading.Event()  # end now
+        self.tick_s = 0.25
+        self.thread = threading.Thread(target=self._run, name="central-side", daemon=True)
+
+    def start(self, tick_s: float, busy: Callable[[], bool], busy_tick_delay_s: float) -> None:
+        """The tick every `tick_s`, as on the receiver's thread: while batches wait
+        (`busy`) at most every `busy_tick_delay_s`. It no longer holds them back, but it
+        still takes the processor and the database from them: a state then carries
+        many batches' changes."""
+        self.tick_s, self._busy, self._busy_delay_s = tick_s, busy, busy_tick_delay_s
+        self.thread.start()
+
+    def stop(self) -> None:
+        # The statuses queued were acknowledged to the broker: handled before the stage
+        # ends (a kiosk's last one, saying it goes offline, has no successor). Bounded,
+        # like the prepare stage's: a database that does not answer costs them.
+        self.closing.set()
+        self.thread.join(_STAGE_JOIN_S)
+        self.done.set()
+        if self.thread.is_alive():
+            log.warning(
+                "central: the side stage is still busy; leaving it behind with %d statuses",
+                self.inbox.qsize(),
+            )
+
+    def check_alive(self) -> None:
+        if not self.thread.is_alive():
+            # Cannot happen (`_run` lets nothing out); if it did, no state would be
+            # pushed again: connect again instead, which starts a new one.
+            raise TransportError("central's side stage ended; connecting again")
+
+    def put(self, msg: Message, stop: threading.Event) -> None:
+        while not stop.is_set() and not self.closing.is_set():
+            try:
+                self.inbox.put(msg, timeout=self.tick_s)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self.tick_s
+        while not self.done.is_set():
+            try:
+                now = time.monotonic()
+                idle = not self._busy() or now >= next_tick + self._busy_delay_s
+                closing = self.closing.is_set()
+                if self.tick is not None and now >= next_tick and idle and not closing:
+                    try:
+                        Receiver._send(self.t, self.guard(self.tick))
+                    finally:  # also after a failure: tried again a tick later
+                        next_tick = time.monotonic() + self.tick_s
+                # Overdue while batches wait: look again for a moment without one soon.
+                wait_s = next_tick - time.monotonic() if self.tick is not None else self.tick_s
+                try:
+                    msg = self.inbox.get(timeout=wait_s if wait_s > 0 else _SIDE_POLL_S)
+                except queue.Empty:
+                    if closing:
+                        return
+                    continue
+                self.guard(partial(self.on_status, msg.topic, msg.payload))
+            except TransportError as exc:
+                # The connection is gone: the receiver's thread sees it too, and the
+                # next connection's pushes (every state, on connecting) replace these.
+                log.info("central: side stage: %s", exc)
+            except Exception:  # a bug in a handler: logged, and the next one is handled
+                log.exception("central: the side stage's handler failed")

@@ -129,3 +129,21 @@ def test_local_day_is_sqls_integer_division(store: CentralStore) -> None:
         for w in walls:
             sql = conn.scalar(text(f"SELECT ({w} + {rollup.OFFSET_MS}) / {DAY_MS}"))
             assert rollup.day_of(w) == sql, w
+
+
+def test_a_days_bounds_hold_exactly_the_times_of_that_day() -> None:
+    """`rollup.add_many` computes a batch's day once and reuses it while the entries'
+    times stay within its bounds: those bounds must be exactly `day_of`'s, also before
+    1970 (a kiosk clock far off), where SQL's division truncates toward zero."""
+    offset = rollup.OFFSET_MS
+    edges = [d * DAY_MS - offset + e for d in range(-4, 5) for e in (-2, -1, 0, 1, 2)]
+    edges += [NOW, NOW + DAY_MS - 1, -1, 0, 1]
+    for wall in edges:
+        day = rollup.day_of(wall)
+        start, end = rollup._day_bounds(day)
+        if day == 0:
+            assert start > end  # day 0 spans two days' width: left to day_of each time
+            continue
+        assert start <= wall < end, (wall, day, start, end)
+        assert rollup.day_of(start) == day == rollup.day_of(end - 1)
+        assert rollup.day_of(start - 1) != day and rollup.day_of(end) != day
