@@ -277,3 +277,36 @@ class Counted(tlog_proofs.Nodes):
     def fetch(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         self.late.append(pairs)
         return super().fetch(pairs)
+
+
+def test_each_leaf_is_its_own_entry_where_kiosks_runs_interleave_in_a_block(
+    store: CentralStore, k1: Kiosk, tmp_path: Path
+) -> None:
+    """A block of 16 leaves (`Nodes.leaf`) holds runs of several kiosks, the first one
+    begun in the block before: every leaf recomputed from central's entries is the one
+    each kiosk computes for its own entry, in the log's order."""
+    k2 = new_kiosk(tmp_path / "k2", "K2")
+    enrol(store, k2)
+    kiosks = (k1, k2)
+    pids = [k.ledger.enrol("Li household", staff_id="S1").passbook_id for k in kiosks]
+    settings = tlog.LogSettings(origin="central.test/log", every_entries=1)
+    for n, k, pid in itertools.islice(
+        zip(itertools.count(), itertools.cycle(kiosks), itertools.cycle(pids)), 14
+    ):
+        assert pid is not None
+        for _ in range((3, 7, 1, 19, 5)[n % 5]):  # runs of several lengths, interleaved
+            k.clock.advance(60_000)
+            k.ledger.deposit(pid, "paper", 200)
+        sync(store, k)
+        tlog.append_pending(store, KEY, settings, NOW)
+    mine = leaves_of(*kiosks)
+    with store.read("the log's runs") as conn:
+        runs = conn.execute(
+            select(tlog.tlog_runs.c.first_idx, tlog.tlog_runs.c.device_id,
+                   tlog.tlog_runs.c.first_seq, tlog.tlog_runs.c.count)
+            .order_by(tlog.tlog_runs.c.first_idx)
+        ).all()  # fmt: skip
+        order = [(str(d), s + i) for _, d, s, c in runs for i in range(int(c))]
+        assert len(order) == len(mine) > 64 and len({d for _, d, _, _ in runs}) == 2
+        for index, key in enumerate(order):
+            assert tlog_proofs.Nodes(conn).leaf(index) == mine[key], (index, key)
