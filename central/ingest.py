@@ -175,9 +175,10 @@ class Ingest:
                 yield from placed
                 n += len(placed)
                 continue
-            for topic, payload, ready in items[n : n + max(1, len(run))]:
+            alone = items[n : n + max(1, len(run))]  # one not prepared, or a group undone
+            for topic, payload, ready in alone:
                 yield self.batch(topic, payload, now_ms, ready)
-            n += max(1, len(run))
+            n += len(alone)
 
 
 def ingest(

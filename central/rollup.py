@@ -98,16 +98,12 @@ def day_of(wall_ms: int) -> int:
     return q if wall_ms + OFFSET_MS >= 0 else -q
 
 
-def add(conn: Connection, device_id: str, village_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Count `rows` (a batch's new entries, `protocol.Batch.rows`, already inserted)."""
-    add_many(conn, [(device_id, village_id, rows)])
-
-
 def add_many(
     conn: Connection, counted: Sequence[tuple[str, str, Sequence[tuple[Any, ...]]]]
 ) -> None:
-    """Count several batches' new entries, each (device, village, rows), in one
-    statement: a transaction of several batches (`central.ingest`) writes each
+    """Count batches' new entries (`protocol.Batch.rows`, already inserted), each
+    (device, village, rows), in one statement: a transaction of several batches
+    (`central.ingest_place`) writes each
     rollup row once, all in one order, so two workers' transactions cannot wait on
     each other's rollup rows in a circle."""
     # A reversal's target: this kiosk's own entry, or another's (`ref_device`).

@@ -171,8 +171,11 @@ class Receiver:
                 get, busy = stage.get, stage.busy
             side = None
             if self.side_stage:
-                side = _SideStage(t, self.on_status, self.tick, self._guard)
-                side.start(self.tick_s, busy, self.busy_tick_delay_s)
+                side = _SideStage(
+                    t, self.on_status, self.tick, self._guard,
+                    self.tick_s, busy, self.busy_tick_delay_s,
+                )  # fmt: skip
+                side.start()
                 stages.callback(side.stop)
             self._take(t, get, busy, side)
 
@@ -204,7 +207,7 @@ class Receiver:
                 try:
                     if len(group) == 1:
                         self._handle(t, group[0][0], group[0][1], side)
-                    elif group:
+                    else:
                         assert self.on_prepared is not None
                         handlers = [h for _, h in group if h is not None]
                         self._send(t, self._guard(partial(self.on_prepared, handlers)))
@@ -274,11 +277,11 @@ class Receiver:
             if not msg.retain:  # a retained request is stale by the time anyone reads it
                 on_reserve = self.on_reserve
                 self._send(t, self._guard(lambda: on_reserve(msg.topic, msg.payload)))
-        elif msg.topic.endswith("/" + p.STATUS) and side is not None:
+        elif _status(msg) and side is not None:
             # Acknowledged to the broker once handed over: a status lost to a crash is
             # replaced by the kiosk's next one.
             side.put(msg, self.stop_event)
-        elif msg.topic.endswith("/" + p.STATUS):
+        elif _status(msg):
 
             def status() -> list[Outgoing]:
                 self.on_status(msg.topic, msg.payload)
@@ -379,23 +382,27 @@ class _SideStage:
         on_status: Callable[[str, bytes], None],
         tick: Tick | None,
         guard: Callable[[Callable[[], list[Outgoing] | None]], list[Outgoing]],
+        tick_s: float,
+        busy: Callable[[], bool],
+        busy_tick_delay_s: float,
     ) -> None:
-        self.t = t
-        self.on_status = on_status
-        self.tick = tick
-        self.guard = guard
-        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=_SIDE_QUEUE)
-        self.closing = threading.Event()  # handle the statuses queued, then end
-        self.done = threading.Event()  # end now
-        self.tick_s = 0.25
-        self.thread = threading.Thread(target=self._run, name="central-side", daemon=True)
-
-    def start(self, tick_s: float, busy: Callable[[], bool], busy_tick_delay_s: float) -> None:
         """The tick every `tick_s`, as on the receiver's thread: while batches wait
         (`busy`) at most every `busy_tick_delay_s`. It no longer holds them back, but it
         still takes the processor and the database from them: a state then carries
         many batches' changes."""
-        self.tick_s, self._busy, self._busy_delay_s = tick_s, busy, busy_tick_delay_s
+        self.t = t
+        self.on_status = on_status
+        self.tick = tick
+        self.guard = guard
+        self.tick_s = tick_s
+        self._busy = busy
+        self._busy_delay_s = busy_tick_delay_s
+        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=_SIDE_QUEUE)
+        self.closing = threading.Event()  # handle the statuses queued, then end
+        self.done = threading.Event()  # end now
+        self.thread = threading.Thread(target=self._run, name="central-side", daemon=True)
+
+    def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:

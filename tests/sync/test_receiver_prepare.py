@@ -222,8 +222,10 @@ def test_statuses_handed_to_the_side_stage_are_handled_before_it_stops(broker: B
         handled.append(payload)
 
     t = Transport(BrokerConfig(broker.url, "central", "central-pw", "gp-central-1", broker.ca_cert))
-    stage = receiver_module._SideStage(t, on_status, None, lambda fn: fn() or [])
-    stage.start(0.05, lambda: False, 10.0)
+    stage = receiver_module._SideStage(
+        t, on_status, None, lambda fn: fn() or [], 0.05, lambda: False, 10.0
+    )
+    stage.start()
     sent = [f"s{n}".encode() for n in range(20)]
     for payload in sent:
         stage.put(Message(p.topic("K1", p.STATUS), payload, False), threading.Event())
